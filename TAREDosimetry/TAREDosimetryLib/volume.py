@@ -1,0 +1,177 @@
+"""The engine's image type: a 3-D array with its physical geometry.
+
+Conventions (used everywhere in the engine)
+-------------------------------------------
+* ``array`` is indexed ``(z, y, x)`` = ``(k, j, i)``, as ``SimpleITK.GetArrayFromImage`` and
+  Slicer's ``arrayFromVolume`` return it.
+* ``spacing_mm`` and ``origin_mm`` are ``(x, y, z)`` tuples, as ``SimpleITK.Image.GetSpacing()``.
+* Physical space is DICOM/ITK **LPS** in millimetres.  ``direction`` is the 3x3 matrix (row-major
+  tuple of 9) whose *columns* are the directions of the i, j, k axes, as in ITK.  The physical
+  position of voxel centre (i, j, k) is ``origin + direction @ diag(spacing) @ (i, j, k)``.
+  (Slicer works in RAS; the Slicer module converts at its edge.)
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import GeometryError, InputError
+
+__all__ = ["Volume", "Grid"]
+
+
+def _as_triplet(value, name, positive=False):
+    try:
+        t = tuple(float(v) for v in value)
+    except TypeError:
+        raise InputError(f"{name} must be 3 numbers (x, y, z), got {value!r}") from None
+    if len(t) != 3 or not all(np.isfinite(t)):
+        raise InputError(f"{name} must be 3 finite numbers (x, y, z), got {value!r}")
+    if positive and not all(v > 0 for v in t):
+        raise InputError(f"{name} must be 3 positive values (x, y, z), got {value!r}")
+    return t
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Geometry of a voxel grid without its values.
+
+    Parameters
+    ----------
+    shape : tuple of int, (nz, ny, nx)
+    spacing_mm : tuple of float, (x, y, z)
+    origin_mm : tuple of float, (x, y, z), LPS position of voxel (0, 0, 0)'s centre
+    direction : tuple of 9 float, row-major 3x3, columns = i, j, k axis directions (LPS)
+    """
+
+    shape: tuple
+    spacing_mm: tuple = (1.0, 1.0, 1.0)
+    origin_mm: tuple = (0.0, 0.0, 0.0)
+    direction: tuple = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+    def __post_init__(self):
+        shape = tuple(int(s) for s in self.shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise GeometryError(f"grid shape must be 3 positive sizes (z, y, x), got {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "spacing_mm", _as_triplet(self.spacing_mm, "spacing_mm", positive=True))
+        object.__setattr__(self, "origin_mm", _as_triplet(self.origin_mm, "origin_mm"))
+        d = np.asarray(self.direction, dtype=np.float64).reshape(-1)
+        if d.size != 9 or not np.all(np.isfinite(d)):
+            raise GeometryError(f"direction must be 9 numbers (3x3 row-major), got {self.direction!r}")
+        m = d.reshape(3, 3)
+        if abs(abs(np.linalg.det(m)) - 1.0) > 1e-3:
+            raise GeometryError(f"direction must be an orthonormal 3x3 matrix, got {tuple(d)}")
+        object.__setattr__(self, "direction", tuple(float(v) for v in d))
+
+    @property
+    def voxel_volume_ml(self):
+        """Volume of one voxel in mL (cm^3)."""
+        sx, sy, sz = self.spacing_mm
+        return sx * sy * sz * 1e-3
+
+    @property
+    def direction_matrix(self):
+        return np.asarray(self.direction, dtype=np.float64).reshape(3, 3)
+
+    @property
+    def ijk_to_lps(self):
+        """4x4 homogeneous matrix mapping voxel index (i, j, k, 1) to LPS mm."""
+        m = np.eye(4)
+        m[:3, :3] = self.direction_matrix @ np.diag(self.spacing_mm)
+        m[:3, 3] = self.origin_mm
+        return m
+
+    @property
+    def lps_to_ijk(self):
+        return np.linalg.inv(self.ijk_to_lps)
+
+    def physical_bounds_mm(self):
+        """Axis-aligned LPS bounding box (min xyz, max xyz) of the voxel *boundaries*."""
+        nz, ny, nx = self.shape
+        corners = np.array(
+            [[i, j, k, 1.0] for i in (-0.5, nx - 0.5) for j in (-0.5, ny - 0.5) for k in (-0.5, nz - 0.5)]
+        )
+        pts = corners @ self.ijk_to_lps.T
+        return pts[:, :3].min(axis=0), pts[:, :3].max(axis=0)
+
+    def same_as(self, other, tol_mm=1e-3):
+        """True when both grids have the same shape and (within ``tol_mm``) the same geometry."""
+        return (
+            self.shape == other.shape
+            and np.allclose(self.spacing_mm, other.spacing_mm, atol=tol_mm)
+            and np.allclose(self.origin_mm, other.origin_mm, atol=tol_mm)
+            and np.allclose(self.direction, other.direction, atol=1e-6)
+        )
+
+    def overlap_fraction(self, other):
+        """Fraction of this grid's bounding box that lies inside ``other``'s (0 when disjoint)."""
+        a0, a1 = self.physical_bounds_mm()
+        b0, b1 = other.physical_bounds_mm()
+        inter = np.clip(np.minimum(a1, b1) - np.maximum(a0, b0), 0, None)
+        va = np.prod(a1 - a0)
+        return float(np.prod(inter) / va) if va > 0 else 0.0
+
+    def to_dict(self):
+        return {
+            "shape_zyx": list(self.shape),
+            "spacing_mm_xyz": list(self.spacing_mm),
+            "origin_mm_xyz_lps": list(self.origin_mm),
+            "direction": list(self.direction),
+        }
+
+
+class Volume:
+    """A scalar 3-D image: ``array`` (z, y, x) plus its :class:`Grid`.
+
+    The array is kept as given (no copy); functions of the engine never write into an input
+    volume's array, they return new volumes.
+    """
+
+    __slots__ = ("array", "grid", "name", "unit")
+
+    def __init__(self, array, spacing_mm=(1.0, 1.0, 1.0), origin_mm=(0.0, 0.0, 0.0), direction=None, *, grid=None, name="", unit=""):
+        array = np.asarray(array)
+        if array.ndim != 3:
+            raise GeometryError(
+                f"{name or 'image'} must be 3-D (z, y, x); got an array of {array.ndim} dimension(s), shape {array.shape}"
+            )
+        if grid is None:
+            grid = Grid(array.shape, spacing_mm, origin_mm, direction if direction is not None else Grid.direction)
+        elif tuple(grid.shape) != array.shape:
+            raise GeometryError(f"array shape {array.shape} does not match grid shape {grid.shape}")
+        self.array = array
+        self.grid = grid
+        self.name = name
+        self.unit = unit
+
+    # Convenience views of the grid -------------------------------------------------------
+    @property
+    def shape(self):
+        return self.grid.shape
+
+    @property
+    def spacing_mm(self):
+        return self.grid.spacing_mm
+
+    @property
+    def origin_mm(self):
+        return self.grid.origin_mm
+
+    @property
+    def direction(self):
+        return self.grid.direction
+
+    @property
+    def voxel_volume_ml(self):
+        return self.grid.voxel_volume_ml
+
+    def with_array(self, array, *, name=None, unit=None):
+        """A new Volume on the same grid with other values."""
+        return Volume(array, grid=self.grid, name=self.name if name is None else name, unit=self.unit if unit is None else unit)
+
+    def __repr__(self):
+        return (
+            f"Volume(name={self.name!r}, shape={self.shape}, spacing_mm={self.spacing_mm}, "
+            f"unit={self.unit!r}, dtype={self.array.dtype})"
+        )
