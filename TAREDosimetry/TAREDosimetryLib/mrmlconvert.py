@@ -1,0 +1,388 @@
+"""Node-free helpers of the Slicer module: geometry, table rows, colours, windows, manifests.
+
+Everything here is plain Python and NumPy so that it is unit-tested without 3D Slicer
+(``Testing/test_mrmlconvert.py``); ``TAREDosimetry.py`` only moves these values in and out of
+MRML nodes.  Nothing here imports ``slicer``, ``qt``, ``ctk`` or ``vtk``.
+
+Coordinate conventions
+----------------------
+Slicer volume nodes give ``IJKToRAS``: a 4x4 matrix mapping the voxel index ``(i, j, k, 1)`` to
+RAS millimetres.  The engine works in LPS (see :mod:`.volume`).  The two frames differ by a
+sign flip of the first two axes, ``LPS = diag(-1, -1, 1) @ RAS``, so
+``ijk_to_lps = diag(-1, -1, 1, 1) @ ijk_to_ras``.  Arrays are ``(k, j, i)`` = ``(z, y, x)`` in
+both ``slicer.util.arrayFromVolume`` and the engine, so voxel arrays need no transposition.
+"""
+
+import csv
+import math
+import os
+
+import numpy as np
+
+from .errors import InputError
+from .volume import Grid
+
+__all__ = [
+    "RAS_FROM_LPS",
+    "PASS_COLOR",
+    "FAIL_COLOR",
+    "grid_from_ijk_to_ras",
+    "ijk_to_ras_from_grid",
+    "role_rows",
+    "roles_from_rows",
+    "RULE_COLUMNS",
+    "rule_rows",
+    "ruleset_from_rows",
+    "dose_window_gy",
+    "segment_status",
+    "status_colors",
+    "summary_line",
+    "metrics_columns",
+    "evaluation_columns",
+    "dvh_columns",
+    "threshold_lines_gy",
+    "safe_column_name",
+    "read_manifest_csv",
+]
+
+#: 4x4 matrix that turns LPS into RAS coordinates (its own inverse).
+RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: Override colours shown on segments, (r, g, b) in [0, 1].
+PASS_COLOR = (0.10, 0.80, 0.20)
+FAIL_COLOR = (0.90, 0.10, 0.10)
+
+
+# -- geometry ----------------------------------------------------------------------------------
+
+def grid_from_ijk_to_ras(ijk_to_ras, shape_zyx):
+    """Engine :class:`Grid` (LPS) of a Slicer volume.
+
+    Parameters
+    ----------
+    ijk_to_ras : (4, 4) array_like
+        The node's ``IJKToRAS`` matrix (voxel index to RAS mm).
+    shape_zyx : tuple of int, (nz, ny, nx)
+        Shape of ``slicer.util.arrayFromVolume(node)``.
+
+    Returns
+    -------
+    Grid with ``spacing_mm`` (x, y, z) = lengths of the i, j, k columns, ``origin_mm`` = LPS
+    position of voxel (0, 0, 0), and ``direction`` = unit i, j, k columns in LPS.
+    """
+    m = np.asarray(ijk_to_ras, dtype=np.float64)
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+        raise InputError(f"IJKToRAS must be a finite 4x4 matrix, got {m.tolist()!r}")
+    lps = RAS_FROM_LPS @ m
+    axes = lps[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    if np.any(spacing <= 0):
+        raise InputError(f"IJKToRAS has a zero-length voxel axis; spacing {tuple(spacing)}")
+    direction = axes / spacing
+    return Grid(tuple(int(s) for s in shape_zyx), tuple(spacing), tuple(lps[:3, 3]), tuple(direction.reshape(-1)))
+
+
+def ijk_to_ras_from_grid(grid):
+    """The 4x4 ``IJKToRAS`` matrix (ndarray) of an engine :class:`Grid`; inverse of
+    :func:`grid_from_ijk_to_ras`."""
+    return RAS_FROM_LPS @ grid.ijk_to_lps
+
+
+# -- segment roles -------------------------------------------------------------------------------
+
+def role_rows(segment_names, saved_roles=None):
+    """Rows ``[(name, role), ...]`` for the role table of the panel.
+
+    The role is the one saved earlier for that name (``saved_roles``, e.g. from the parameter
+    node) when it is a known role, else the engine's guess (:func:`.roles.guess_role`).
+    """
+    from .roles import ROLES, guess_role
+
+    saved = saved_roles or {}
+    rows = []
+    for name in segment_names:
+        role = saved.get(name)
+        rows.append((name, role if role in ROLES else guess_role(name)))
+    return rows
+
+
+def roles_from_rows(rows):
+    """``{name: role}`` from role-table rows; InputError naming the row for an unknown role."""
+    from .roles import canonical_role
+
+    out = {}
+    for name, role in rows:
+        out[str(name)] = canonical_role(role, where=f"role of segment {name!r}")
+    return out
+
+
+# -- threshold rules -----------------------------------------------------------------------------
+
+#: Columns of the editable rule table, in order (all are Rule fields).
+RULE_COLUMNS = ("role", "segment", "metric", "comparison", "threshold", "unit", "kind", "label", "source")
+
+
+def rule_rows(ruleset):
+    """Rows of strings (one per rule, columns :data:`RULE_COLUMNS`) for the rule table."""
+    rows = []
+    for rule in ruleset.rules:
+        row = []
+        for col in RULE_COLUMNS:
+            value = getattr(rule, col, "")
+            row.append(f"{value:g}" if isinstance(value, float) else str(value or ""))
+        rows.append(row)
+    return rows
+
+
+def ruleset_from_rows(name, rows, description=""):
+    """A :class:`.rules.RuleSet` from edited table rows (lists of strings, :data:`RULE_COLUMNS`).
+
+    Empty rows are skipped; errors name the row (1-based) and the field.
+    """
+    from .rules import RuleSet
+
+    rules = []
+    for row in rows:
+        cells = [str(c).strip() for c in row]
+        if not any(cells):
+            continue
+        if len(cells) != len(RULE_COLUMNS):
+            raise InputError(f"rule row {len(rules) + 1} has {len(cells)} cells, expected {len(RULE_COLUMNS)}")
+        d = {col: cell for col, cell in zip(RULE_COLUMNS, cells) if cell != ""}
+        if "threshold" in d:
+            try:
+                d["threshold"] = float(d["threshold"])
+            except ValueError:
+                raise InputError(f"rule row {len(rules) + 1}: threshold must be a number, got {d['threshold']!r}") from None
+        rules.append(d)
+    if not rules:
+        raise InputError("the threshold rule table is empty; choose a preset or add a rule")
+    return RuleSet.from_dict({"name": name, "description": description, "rules": rules}, source="rule table")
+
+
+# -- display -------------------------------------------------------------------------------------
+
+def dose_window_gy(dose_gy, upper_percentile=99.5):
+    """(lower, upper) dose window in Gy for display: 0 up to a high percentile of the dose in
+    voxels that received any (so a single hot voxel does not wash the colours out).
+
+    dose_gy : ndarray of float (any shape), or a (min, max) pair.
+    Returns (0.0, 1.0) for an all-zero dose so that the window is never empty.
+    """
+    a = np.asarray(dose_gy, dtype=np.float64)
+    if a.shape == (2,):
+        lo, hi = float(min(a)), float(max(a))
+        return (min(0.0, lo), hi if hi > 0 else 1.0)
+    positive = a[np.isfinite(a) & (a > 0)]
+    if positive.size == 0:
+        return (0.0, 1.0)
+    hi = float(np.percentile(positive, upper_percentile))
+    if not hi > 0:
+        hi = float(positive.max())
+    return (0.0, hi)
+
+
+def segment_status(evaluations):
+    """``{segment name: 'PASS' | 'FAIL'}``: FAIL when any rule failed on the segment, PASS when
+    at least one rule applied and all passed.  Segments without rules (and N/A rows) are absent."""
+    status = {}
+    for ev in evaluations:
+        if ev.status not in ("PASS", "FAIL") or not ev.segment_name:
+            continue
+        if ev.status == "FAIL" or status.get(ev.segment_name) == "FAIL":
+            status[ev.segment_name] = "FAIL"
+        else:
+            status[ev.segment_name] = "PASS"
+    return status
+
+
+def status_colors(evaluations, pass_color=PASS_COLOR, fail_color=FAIL_COLOR):
+    """``{segment name: (r, g, b)}`` override colours from :func:`segment_status`."""
+    return {name: (pass_color if s == "PASS" else fail_color) for name, s in segment_status(evaluations).items()}
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return "n/a"
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}g}"
+
+
+def summary_line(evaluations):
+    """One line for the panel, e.g. ``"FAIL: 1 of 3 rules failed (Tumor: mean_gy 65.2 > 79.5 Gy)"``."""
+    evs = [e for e in evaluations if e.status in ("PASS", "FAIL")]
+    na = sum(1 for e in evaluations if e.status not in ("PASS", "FAIL"))
+    tail = f"; {na} rule(s) not applicable (no segment with that role)" if na else ""
+    if not evs:
+        return "No rule applied" + (tail if tail else " (no segment matches a rule's role)")
+    failed = [e for e in evs if e.status == "FAIL"]
+    if not failed:
+        return f"PASS: all {len(evs)} rule evaluations passed{tail}"
+    parts = [
+        f"{e.segment_name}: {e.rule.metric} {_fmt(e.measured)} (needs {e.rule.comparison} {e.rule.threshold:g} {e.rule.unit})"
+        for e in failed
+    ]
+    return f"FAIL: {len(failed)} of {len(evs)} rule evaluations failed ({'; '.join(parts)}){tail}"
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+def _metric_unit(key):
+    for suffix, unit in (("_gy", "Gy"), ("_pct", "%"), ("_ml", "mL"), ("_g", "g"), ("_gbq", "GBq"), ("_kg", "kg")):
+        if key.endswith(suffix):
+            return unit
+    return ""
+
+
+def metrics_columns(segment_results, status_by_segment=None):
+    """Columns of the metrics table: ``[(name, unit, values), ...]``.
+
+    The first columns are ``segment`` and ``role`` (strings), then ``status`` (PASS/FAIL/"")
+    when ``status_by_segment`` is given, then every metric key found in any segment, in the
+    order first seen; a segment lacking a key gets NaN.
+    """
+    segs = list(segment_results)
+    keys = []
+    for s in segs:
+        for k in s.metrics:
+            if k not in keys:
+                keys.append(k)
+    cols = [("segment", "", [s.name for s in segs]), ("role", "", [s.role for s in segs])]
+    if status_by_segment is not None:
+        cols.append(("status", "", [status_by_segment.get(s.name, "") for s in segs]))
+    for k in keys:
+        values = []
+        for s in segs:
+            v = s.metrics.get(k)
+            try:
+                values.append(float(v) if v is not None else float("nan"))
+            except (TypeError, ValueError):
+                values.append(float("nan"))
+        cols.append((k, _metric_unit(k), values))
+    return cols
+
+
+def evaluation_columns(evaluations):
+    """Columns of the rule-results table (strings and floats), one row per evaluation."""
+    rows = [e.to_dict() for e in evaluations]
+    names = ("segment", "role", "rule", "metric", "comparison", "threshold", "unit", "measured", "status", "kind", "source")
+    cols = []
+    for n in names:
+        values = [r.get(n) for r in rows]
+        if n in ("threshold", "measured"):
+            values = [float("nan") if v is None else float(v) for v in values]
+        else:
+            values = ["" if v is None else str(v) for v in values]
+        cols.append((n, "", values))
+    return cols
+
+
+def safe_column_name(name, taken=()):
+    """A table/plot column name from a segment name: printable, unique within ``taken``."""
+    base = "".join(c if (c.isalnum() or c in " _-+.()") else "_" for c in str(name)).strip() or "segment"
+    out, n = base, 2
+    while out in taken:
+        out = f"{base} ({n})"
+        n += 1
+    return out
+
+
+def dvh_columns(segment_results, step_gy=0.5, max_points=2000):
+    """Cumulative DVH table on one common dose axis.
+
+    Returns ``(dose_gy, [(column name, segment result, volume_pct), ...])`` where ``dose_gy``
+    is a 1-D float array from 0 to the highest segment maximum and each ``volume_pct`` gives
+    the % of that segment's volume receiving at least that dose (interpolated from the
+    engine's DVH curve).  ``step_gy`` grows when needed so that at most ``max_points`` rows are made.
+    """
+    segs = [s for s in segment_results if getattr(s, "dvh", None) is not None]
+    if not segs:
+        return np.zeros(0), []
+    curves = [s.dvh.curve(step_gy) for s in segs]
+    top = max(float(np.max(d)) if len(d) else 0.0 for d, _ in curves)
+    step = float(step_gy)
+    if top / step > max_points:
+        step = top / max_points
+    dose = np.arange(0.0, top + step, step)
+    out, taken = [], set()
+    for s, (d, v) in zip(segs, curves):
+        d = np.asarray(d, dtype=np.float64)
+        v = np.asarray(v, dtype=np.float64)
+        if d.size == 0:
+            vol = np.zeros_like(dose)
+        else:
+            vol = np.interp(dose, d, v, left=float(v[0]), right=0.0)
+        name = safe_column_name(s.name, taken)
+        taken.add(name)
+        out.append((name, s, vol))
+    return dose, out
+
+
+def threshold_lines_gy(ruleset):
+    """Vertical reference lines for the DVH chart: ``[(label, dose_gy), ...]``, one per distinct
+    dose threshold of a rule whose unit is Gy (mean, D_x, EUD ... rules)."""
+    lines, seen = [], set()
+    for r in ruleset.rules:
+        if str(r.unit).lower() != "gy":
+            continue
+        t = float(r.threshold)
+        if t in seen:
+            continue
+        seen.add(t)
+        who = r.segment or r.role
+        lines.append((f"{who} {r.comparison} {t:g} Gy", t))
+    return lines
+
+
+# -- batch manifests --------------------------------------------------------------------------------
+
+_MANIFEST_ALIASES = {
+    "case": "case_id", "id": "case_id", "name": "case_id",
+    "spect": "activity", "pet": "activity", "image": "activity", "activity_image": "activity",
+    "seg": "segmentation", "segments": "segmentation", "labels": "segmentation",
+}
+
+
+def read_manifest_csv(path):
+    """Cases of a batch manifest (CSV with a header), as a list of dicts.
+
+    Required columns: ``activity`` (SPECT/PET image path) and ``segmentation``; optional
+    ``case_id``, ``ct``, ``params`` (JSON file of :class:`.params.DosimetryParams` fields),
+    ``rules`` (preset name or rule file), ``roles`` (``NAME=ROLE;NAME=ROLE``) and
+    ``administered_activity_gbq``.  Relative paths are taken relative to the manifest's folder;
+    blank lines and lines starting with ``#`` are skipped.
+    """
+    if not os.path.isfile(path):
+        raise InputError(f"manifest not found: {path}")
+    base = os.path.dirname(os.path.abspath(path))
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        lines = [ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
+    reader = csv.DictReader(lines)
+    if not reader.fieldnames:
+        raise InputError(f"manifest {path} has no header row")
+    cases = []
+    for n, row in enumerate(reader, 1):
+        case = {}
+        for key, value in row.items():
+            if key is None:
+                raise InputError(f"manifest {path}: row {n} has more cells than the header")
+            k = key.strip().lower()
+            case[_MANIFEST_ALIASES.get(k, k)] = (value or "").strip()
+        for req in ("activity", "segmentation"):
+            if not case.get(req):
+                raise InputError(f"manifest {path}: row {n} lacks '{req}'")
+        for key in ("activity", "ct", "segmentation", "params"):
+            if case.get(key) and not os.path.isabs(case[key]):
+                case[key] = os.path.join(base, case[key])
+        case.setdefault("case_id", "")
+        if not case["case_id"]:
+            case["case_id"] = f"case{n:03d}"
+        cases.append(case)
+    if not cases:
+        raise InputError(f"manifest {path} lists no cases")
+    return cases

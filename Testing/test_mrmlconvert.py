@@ -1,0 +1,212 @@
+"""Node-free helpers of the Slicer module (TAREDosimetryLib.mrmlconvert), tested without Slicer."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from TAREDosimetryLib import mrmlconvert as mc
+from TAREDosimetryLib.dvh import DVH
+from TAREDosimetryLib.errors import InputError
+from TAREDosimetryLib.rules import PRESETS, Rule, RuleEvaluation, RuleSet
+from TAREDosimetryLib.volume import Grid
+
+
+# -- geometry ----------------------------------------------------------------------------------
+
+def _oblique_ijk_to_ras():
+    # A rotated, anisotropic grid: columns are the i, j, k axes in RAS times their spacing.
+    c, s = math.cos(0.3), math.sin(0.3)
+    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    m = np.eye(4)
+    m[:3, :3] = rot @ np.diag([4.42, 4.42, 2.5])
+    m[:3, 3] = (-120.0, 80.0, -300.0)
+    return m
+
+
+def test_identity_ras_grid_has_flipped_lps_direction():
+    g = mc.grid_from_ijk_to_ras(np.diag([2.0, 3.0, 4.0, 1.0]), (5, 6, 7))
+    assert g.shape == (5, 6, 7)
+    assert_allclose(g.spacing_mm, (2.0, 3.0, 4.0))
+    assert_allclose(np.asarray(g.direction).reshape(3, 3), np.diag([-1.0, -1.0, 1.0]))
+    assert_allclose(g.origin_mm, (0.0, 0.0, 0.0), atol=1e-12)
+
+
+def test_grid_round_trip_preserves_ijk_to_ras():
+    m = _oblique_ijk_to_ras()
+    g = mc.grid_from_ijk_to_ras(m, (10, 20, 30))
+    assert_allclose(mc.ijk_to_ras_from_grid(g), m, atol=1e-9)
+    assert_allclose(g.spacing_mm, (4.42, 4.42, 2.5))
+
+
+def test_voxel_maps_to_the_same_physical_point_in_ras_and_lps():
+    m = _oblique_ijk_to_ras()
+    g = mc.grid_from_ijk_to_ras(m, (10, 20, 30))
+    ijk = np.array([3.0, 7.0, 2.0, 1.0])
+    ras = m @ ijk
+    lps = g.ijk_to_lps @ ijk
+    assert_allclose(lps[:3], (-ras[0], -ras[1], ras[2]), atol=1e-9)
+
+
+def test_lps_origin_grid_gives_ras_matrix_with_negated_x_y():
+    g = Grid((2, 2, 2), (1.0, 1.0, 1.0), (10.0, 20.0, 30.0))
+    m = mc.ijk_to_ras_from_grid(g)
+    assert_allclose(m[:3, 3], (-10.0, -20.0, 30.0))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4)), np.eye(3), np.full((4, 4), np.nan)])
+def test_invalid_ijk_to_ras_is_rejected(bad):
+    with pytest.raises(InputError):
+        mc.grid_from_ijk_to_ras(bad, (2, 2, 2))
+
+
+# -- roles -----------------------------------------------------------------------------------------
+
+def test_role_rows_guess_then_keep_saved_choice():
+    rows = mc.role_rows(["Liver", "Tumor 1", "Lungs", "thing"], saved_roles={"thing": "ignore", "Liver": "bogus"})
+    assert rows == [("Liver", "liver"), ("Tumor 1", "tumor"), ("Lungs", "lung"), ("thing", "ignore")]
+
+
+def test_roles_from_rows_accepts_aliases_and_rejects_unknown():
+    assert mc.roles_from_rows([("A", "tumour"), ("B", "Normal liver")]) == {"A": "tumor", "B": "normal_liver"}
+    with pytest.raises(InputError, match="B"):
+        mc.roles_from_rows([("B", "spleen")])
+
+
+# -- rules -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_rule_rows_round_trip_every_preset(preset):
+    rs = PRESETS[preset]
+    back = mc.ruleset_from_rows(rs.name, mc.rule_rows(rs), rs.description)
+    assert back.rules == rs.rules
+
+
+def test_ruleset_from_rows_reports_bad_threshold_and_empty_table():
+    row = ["tumor", "", "mean_gy", ">", "lots", "Gy", "efficacy", "", ""]
+    with pytest.raises(InputError, match="threshold"):
+        mc.ruleset_from_rows("x", [row])
+    with pytest.raises(InputError, match="empty"):
+        mc.ruleset_from_rows("x", [[""] * len(mc.RULE_COLUMNS)])
+
+
+def test_edited_rule_row_changes_the_threshold():
+    rows = mc.rule_rows(PRESETS["breast-liver-metastases"])
+    rows[0][mc.RULE_COLUMNS.index("threshold")] = "100"
+    rs = mc.ruleset_from_rows("edited", rows)
+    assert rs.rules[0].threshold == 100.0
+
+
+# -- display ---------------------------------------------------------------------------------------
+
+def test_dose_window_ignores_a_single_hot_voxel():
+    dose = np.zeros((10, 10, 10))
+    dose[:5] = 50.0
+    dose[0, 0, 0] = 1e4
+    lo, hi = mc.dose_window_gy(dose)
+    assert lo == 0.0
+    assert 49.0 < hi < 1e4
+
+
+def test_dose_window_of_empty_dose_is_not_empty():
+    assert mc.dose_window_gy(np.zeros((3, 3, 3))) == (0.0, 1.0)
+    assert mc.dose_window_gy((0.0, 0.0)) == (0.0, 1.0)
+    assert mc.dose_window_gy((0.0, 80.0)) == (0.0, 80.0)
+
+
+def _ev(seg, status, metric="mean_gy", comparison=">", threshold=79.5, measured=50.0):
+    return RuleEvaluation(Rule("tumor", metric, comparison, threshold, "Gy"), seg, measured, status)
+
+
+def test_a_segment_fails_when_any_of_its_rules_fails():
+    evs = [_ev("T1", "PASS"), _ev("T1", "FAIL"), _ev("T2", "PASS"), _ev("", "N/A")]
+    assert mc.segment_status(evs) == {"T1": "FAIL", "T2": "PASS"}
+    colors = mc.status_colors(evs)
+    assert colors == {"T1": mc.FAIL_COLOR, "T2": mc.PASS_COLOR}
+
+
+def test_summary_line_names_failures_and_counts():
+    line = mc.summary_line([_ev("T1", "FAIL", measured=65.25), _ev("T2", "PASS"), _ev("", "N/A")])
+    assert line.startswith("FAIL: 1 of 2")
+    assert "T1" in line and "65.2" in line and "79.5" in line and "not applicable" in line
+    assert mc.summary_line([_ev("T2", "PASS")]).startswith("PASS")
+    assert mc.summary_line([]).startswith("No rule applied")
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+def _seg(name, role, doses, **metrics):
+    dvh = DVH(np.asarray(doses, dtype=float), voxel_volume_ml=0.5, name=name)
+    m = {"volume_ml": dvh.volume_ml, "mean_gy": dvh.mean_gy}
+    m.update(metrics)
+    return SimpleNamespace(name=name, role=role, metrics=m, dvh=dvh)
+
+
+def test_metrics_columns_fill_missing_metrics_with_nan():
+    segs = [_seg("Liver", "liver", [10, 20]), _seg("Tumor", "tumor", [100, 120], tn_ratio=6.0)]
+    cols = mc.metrics_columns(segs, {"Tumor": "PASS"})
+    names = [c[0] for c in cols]
+    assert names[:3] == ["segment", "role", "status"]
+    byname = {c[0]: c for c in cols}
+    assert byname["status"][2] == ["", "PASS"]
+    assert byname["mean_gy"][1] == "Gy" and byname["volume_ml"][1] == "mL"
+    assert math.isnan(byname["tn_ratio"][2][0]) and byname["tn_ratio"][2][1] == 6.0
+
+
+def test_dvh_columns_start_at_100_percent_and_reach_zero():
+    segs = [_seg("A", "liver", [10.0] * 4), _seg("B", "tumor", [0.0, 50.0, 100.0, 150.0])]
+    dose, cols = mc.dvh_columns(segs, step_gy=1.0)
+    assert dose[0] == 0.0 and dose[-1] >= 150.0
+    (na, _, va), (nb, _, vb) = cols
+    assert (na, nb) == ("A", "B")
+    assert va[0] == 100.0 and vb[0] == 100.0
+    assert va[np.searchsorted(dose, 11.0)] == 0.0
+    assert_allclose(vb[np.searchsorted(dose, 100.0)], 50.0)
+    assert np.all(np.diff(vb) <= 1e-12)
+
+
+def test_dvh_columns_limit_rows_and_make_unique_names():
+    segs = [_seg("T/1", "tumor", [0.0, 1e5]), _seg("T_1", "tumor", [1.0])]
+    dose, cols = mc.dvh_columns(segs, step_gy=0.1, max_points=500)
+    assert len(dose) <= 502
+    assert cols[0][0] == "T_1" and cols[1][0] == "T_1 (2)"
+
+
+def test_threshold_lines_only_for_gray_rules_without_duplicates():
+    rs = RuleSet("x", (
+        Rule("tumor", "mean_gy", ">", 79.5, "Gy"),
+        Rule("tumor", "d70_gy", ">", 79.5, "Gy"),
+        Rule("tumor", "v100_pct", ">", 50, "%"),
+        Rule("lung", "mean_gy", "<", 30, "Gy"),
+    ))
+    assert [t for _, t in mc.threshold_lines_gy(rs)] == [79.5, 30.0]
+
+
+def test_evaluation_columns_have_one_row_per_evaluation():
+    cols = dict((n, v) for n, _, v in mc.evaluation_columns([_ev("T1", "FAIL"), _ev("", "N/A", measured=float("nan"))]))
+    assert cols["status"] == ["FAIL", "N/A"]
+    assert cols["threshold"] == [79.5, 79.5]
+    assert math.isnan(cols["measured"][1])
+
+
+# -- manifest --------------------------------------------------------------------------------------
+
+def test_manifest_resolves_relative_paths_and_aliases(tmp_path):
+    p = tmp_path / "cases.csv"
+    p.write_text("# comment\nCase,SPECT,CT,Segmentation,rules\nA,a.nrrd,,a.seg.nrrd,hcc-glass\n\n,/abs/b.nrrd,b_ct.nrrd,b,\n")
+    cases = mc.read_manifest_csv(str(p))
+    assert [c["case_id"] for c in cases] == ["A", "case002"]
+    assert cases[0]["activity"] == str(tmp_path / "a.nrrd")
+    assert cases[0]["ct"] == "" and cases[0]["rules"] == "hcc-glass"
+    assert cases[1]["activity"] == "/abs/b.nrrd" and cases[1]["ct"] == str(tmp_path / "b_ct.nrrd")
+
+
+def test_manifest_errors_name_the_row(tmp_path):
+    p = tmp_path / "m.csv"
+    p.write_text("case_id,activity,segmentation\nA,a.nrrd,\n")
+    with pytest.raises(InputError, match="row 1 lacks 'segmentation'"):
+        mc.read_manifest_csv(str(p))
+    with pytest.raises(InputError, match="not found"):
+        mc.read_manifest_csv(str(tmp_path / "missing.csv"))
