@@ -112,6 +112,15 @@ class Grid:
         va = np.prod(a1 - a0)
         return float(np.prod(inter) / va) if va > 0 else 0.0
 
+    def crop(self, bbox):
+        """The sub-grid of a (z, y, x) tuple of slices (steps of 1)."""
+        starts = [sl.start or 0 for sl in bbox]
+        stops = [sl.stop if sl.stop is not None else n for sl, n in zip(bbox, self.shape)]
+        k0, j0, i0 = starts
+        origin = self.ijk_to_lps @ np.array([i0, j0, k0, 1.0])
+        shape = tuple(b - a for a, b in zip(starts, stops))
+        return Grid(shape, self.spacing_mm, tuple(origin[:3]), self.direction)
+
     def to_dict(self):
         return {
             "shape_zyx": list(self.shape),

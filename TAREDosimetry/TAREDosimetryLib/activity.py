@@ -1,0 +1,107 @@
+"""Activity maps (GBq per voxel) from SPECT counts or from quantitative images (Bq/mL).
+
+Relative calibration (Bremsstrahlung SPECT, MAA SPECT) [PHYSICS.md]::
+
+    A_ref = A_administered (1 - residual_fraction) (1 - LSF)
+    A_i   = A_ref C_i / sum_{j in reference region} C_j
+
+Absolute calibration (Y-90 PET, quantitative SPECT)::
+
+    A_i(t0) = c_i V_i exp(lambda dt)     (dt = scan - administration; skipped when decay-corrected)
+"""
+
+import math
+
+import numpy as np
+
+from . import physics
+from .errors import InputError
+
+__all__ = [
+    "check_finite",
+    "clip_negative",
+    "reference_activity_gbq",
+    "lung_activity_gbq",
+    "scale_counts_to_gbq",
+    "absolute_activity_gbq",
+]
+
+
+def check_finite(image, what="activity image"):
+    """Raise InputError when the image holds NaN or infinite voxels."""
+    a = image.array
+    if a.dtype.kind == "f":
+        bad = ~np.isfinite(a)
+        n = int(np.count_nonzero(bad))
+        if n:
+            raise InputError(f"{what} {image.name or ''} holds {n} NaN or infinite voxel(s); fix or mask the image first".replace("  ", " "))
+
+
+def clip_negative(image):
+    """Counts with negative voxels set to zero.
+
+    Returns
+    -------
+    (array float32, n_negative, negative_fraction) where negative_fraction is the sum of the
+    negative values over the sum of the positive ones (what clipping removes).
+    """
+    a = np.asarray(image.array, dtype=np.float32)
+    neg = a < 0
+    n = int(np.count_nonzero(neg))
+    if n == 0:
+        return a, 0, 0.0
+    pos_sum = float(a[~neg].sum(dtype=np.float64))
+    neg_sum = float(-a[neg].sum(dtype=np.float64))
+    return np.where(neg, np.float32(0), a), n, (neg_sum / pos_sum if pos_sum > 0 else math.inf)
+
+
+def _require_activity(params):
+    if params.administered_activity_gbq is None:
+        raise InputError("administered_activity_gbq is required with relative calibration (--administered-activity-gbq)")
+
+
+def reference_activity_gbq(params):
+    """A_adm (1 - residual) (1 - LSF): activity that reached the reference region, GBq."""
+    _require_activity(params)
+    return params.administered_activity_gbq * (1.0 - params.residual_fraction) * (1.0 - params.lung_shunt_fraction)
+
+
+def lung_activity_gbq(params):
+    """A_adm (1 - residual) LSF: activity shunted to the lungs, GBq."""
+    _require_activity(params)
+    return params.administered_activity_gbq * (1.0 - params.residual_fraction) * params.lung_shunt_fraction
+
+
+def scale_counts_to_gbq(counts, reference_counts, params):
+    """Relative calibration: counts (array) times A_ref / reference_counts.
+
+    Parameters
+    ----------
+    counts : (Z, Y, X) float32 ndarray, non-negative counts per voxel.
+    reference_counts : float, counts of the reference region (same counts, same units).
+    params : DosimetryParams
+
+    Returns
+    -------
+    (activity_gbq ndarray float32, gbq_per_count float)
+    """
+    a_ref = reference_activity_gbq(params)
+    if not reference_counts > 0 or not math.isfinite(reference_counts):
+        raise InputError(
+            f"the reference region ({params.reference_region}) holds no counts (sum = {reference_counts:g}): "
+            "check that the segments lie on the uptake, or choose another --reference-region"
+        )
+    factor = a_ref / reference_counts
+    return (counts * np.float32(factor)).astype(np.float32, copy=False), factor
+
+
+def absolute_activity_gbq(concentration_bq_ml, voxel_volume_ml, params):
+    """Absolute calibration: GBq per voxel at administration time.
+
+    concentration_bq_ml : (Z, Y, X) ndarray, Bq/mL (negative values already clipped).
+    """
+    if params.image_decay_corrected:
+        factor = 1.0
+    else:
+        factor = 1.0 / physics.decay_factor(params.hours_since_administration, params.half_life_h)
+    return (concentration_bq_ml * np.float32(voxel_volume_ml * 1e-9 * factor)).astype(np.float32, copy=False), factor

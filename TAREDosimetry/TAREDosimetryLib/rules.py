@@ -1,0 +1,303 @@
+"""Dose threshold rules, presets from the literature, and their PASS/FAIL evaluation.
+
+A rule says: for every segment of ``role`` (or the segment called ``segment``), ``metric``
+``comparison`` ``threshold``, e.g. tumour ``mean_gy > 79.5``.  Each evaluation reports the
+rule, the measured value, PASS/FAIL (or N/A when no segment has that role) and the source.
+
+Metrics are the keys of the per-segment metrics table (``mean_gy``, ``d70_gy``, ``v100_pct``,
+``eud_gy``, ``bed_gy``, ``cumulative_mean_gy`` (lung: this treatment plus
+``prior_lung_dose_gy``), ...) or DVH names (``D70``, ``D2cc``, ``V100Gy``).
+
+Rule files are JSON or TOML::
+
+    {"name": "my centre", "rules": [
+        {"role": "tumor", "metric": "mean_gy", "comparison": ">=", "threshold": 120,
+         "unit": "Gy", "label": "tumour response", "source": "EANM 2022"}]}
+
+References
+----------
+.. [Deipolyi2021] Deipolyi AR et al., "Radioembolization of breast cancer liver metastases:
+   dose-response ...", Eur J Radiol (2021): 46/60 responders; tumour mean dose > 79.5 Gy
+   associated with objective response; responders 167 (IQR 96-217) Gy vs 54 (45-62) Gy.
+.. [EANM2022] Weber M et al., "EANM procedure guideline for the treatment of liver cancer and
+   liver metastases with intra-arterial radioactive compounds", Eur J Nucl Med Mol Imaging 49
+   (2022) 1682, dosimetry table modified from Levillain H et al., EJNMMI 48 (2021) 1570.
+"""
+
+import json
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+
+from .dvh import parse_metric
+from .errors import InputError
+from .roles import ROLES, canonical_role
+
+__all__ = ["Rule", "RuleSet", "RuleEvaluation", "PRESETS", "DEFAULT_PRESET", "load_rules", "evaluate_rules"]
+
+COMPARISONS = {
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One threshold.  ``role`` or ``segment`` selects the segments it applies to."""
+
+    role: str = ""
+    metric: str = "mean_gy"
+    comparison: str = ">"
+    threshold: float = 0.0
+    unit: str = "Gy"
+    label: str = ""
+    source: str = ""
+    segment: str = ""
+    kind: str = "efficacy"  # 'efficacy' (target to reach) or 'safety' (limit not to exceed)
+
+    def __post_init__(self):
+        if not self.role and not self.segment:
+            raise InputError(f"rule {self.label or self.metric!r}: give a 'role' or a 'segment'")
+        if self.role:
+            object.__setattr__(self, "role", canonical_role(self.role, where=f"role of rule {self.label or self.metric!r}"))
+        if self.comparison not in COMPARISONS:
+            raise InputError(f"rule {self.label or self.metric!r}: comparison must be one of {', '.join(COMPARISONS)}, got {self.comparison!r}")
+        try:
+            t = float(self.threshold)
+        except (TypeError, ValueError):
+            raise InputError(f"rule {self.label or self.metric!r}: threshold must be a number, got {self.threshold!r}") from None
+        if not math.isfinite(t):
+            raise InputError(f"rule {self.label or self.metric!r}: threshold must be finite, got {self.threshold!r}")
+        object.__setattr__(self, "threshold", t)
+        if not _metric_known(self.metric):
+            raise InputError(
+                f"rule {self.label or self.metric!r}: unknown metric {self.metric!r}; use e.g. mean_gy, median_gy, "
+                "max_gy, d70_gy, v100_pct, eud_gy, bed_gy, tn_ratio, cumulative_mean_gy, D70, V100Gy"
+            )
+        if self.kind not in ("efficacy", "safety"):
+            raise InputError(f"rule {self.label or self.metric!r}: kind must be 'efficacy' or 'safety', got {self.kind!r}")
+        if not self.label:
+            who = self.segment or self.role
+            object.__setattr__(self, "label", f"{who} {self.metric} {self.comparison} {self.threshold:g} {self.unit}".strip())
+
+    @property
+    def text(self):
+        return f"{self.metric} {self.comparison} {self.threshold:g} {self.unit}".strip()
+
+    def to_dict(self):
+        return asdict(self)
+
+
+_PLAIN_METRICS = {
+    "mean_gy", "median_gy", "sd_gy", "min_gy", "max_gy", "eud_gy", "bed_gy", "tn_ratio",
+    "cumulative_mean_gy", "volume_ml", "mass_g", "activity_gbq", "activity_pct",
+}
+
+
+def _metric_known(metric):
+    m = str(metric)
+    if m in _PLAIN_METRICS:
+        return True
+    if re.fullmatch(r"d\d+(\.\d+)?_gy|v\d+(\.\d+)?_(pct|ml)", m):
+        return True
+    return parse_metric(m) is not None
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    name: str
+    rules: tuple = ()
+    description: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "rules", tuple(self.rules))
+
+    def to_dict(self):
+        return {"name": self.name, "description": self.description, "rules": [r.to_dict() for r in self.rules]}
+
+    @classmethod
+    def from_dict(cls, data, source="rules"):
+        if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+            raise InputError(f"{source}: expected an object with a 'rules' list")
+        rules = []
+        allowed = set(Rule.__dataclass_fields__)
+        for n, r in enumerate(data["rules"], 1):
+            if not isinstance(r, dict):
+                raise InputError(f"{source}: rule {n} must be an object, got {r!r}")
+            unknown = set(r) - allowed
+            if unknown:
+                raise InputError(f"{source}: rule {n} has unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+            for req in ("metric", "comparison", "threshold"):
+                if req not in r:
+                    raise InputError(f"{source}: rule {n} lacks '{req}'")
+            try:
+                rules.append(Rule(**r))
+            except InputError as exc:
+                raise InputError(f"{source}: rule {n}: {exc}") from None
+        if not rules:
+            raise InputError(f"{source}: the 'rules' list is empty")
+        return cls(str(data.get("name", os.path.basename(str(source)))), tuple(rules), str(data.get("description", "")))
+
+
+@dataclass(frozen=True)
+class RuleEvaluation:
+    """The outcome of one rule on one segment.  ``status`` is 'PASS', 'FAIL' or 'N/A'."""
+
+    rule: Rule
+    segment_name: str
+    measured: float
+    status: str
+
+    @property
+    def passed(self):
+        return self.status == "PASS"
+
+    def to_dict(self):
+        return {
+            "segment": self.segment_name,
+            "role": self.rule.role,
+            "rule": self.rule.label,
+            "metric": self.rule.metric,
+            "comparison": self.rule.comparison,
+            "threshold": self.rule.threshold,
+            "unit": self.rule.unit,
+            "measured": None if self.measured is None or not math.isfinite(self.measured) else self.measured,
+            "status": self.status,
+            "kind": self.rule.kind,
+            "source": self.rule.source,
+        }
+
+
+# -- presets -----------------------------------------------------------------------------------
+_DEIPOLYI = (
+    "Deipolyi AR et al., Eur J Radiol 2021 (breast-cancer liver metastases; 46/60 responders; "
+    "responders' tumour dose 167 (IQR 96-217) Gy vs 54 (45-62) Gy, p < 0.001)"
+)
+_EANM = "EANM 2022 procedure guideline (Weber et al., EJNMMI 49:1682), table modified from Levillain et al. 2021"
+_LUNG = (
+    Rule("lung", "mean_gy", "<", 30.0, "Gy", "lung mean dose per treatment", _EANM, kind="safety"),
+    Rule("lung", "cumulative_mean_gy", "<", 50.0, "Gy", "lung mean dose, cumulative", _EANM, kind="safety"),
+)
+
+
+def _preset(name, description, *rules):
+    return RuleSet(name, tuple(rules) + _LUNG, description)
+
+
+PRESETS = {
+    "breast-liver-metastases": _preset(
+        "breast-liver-metastases",
+        "Breast-cancer liver metastases: tumour mean dose > 79.5 Gy associated with objective response",
+        Rule("tumor", "mean_gy", ">", 79.5, "Gy", "tumour mean dose (objective response)", _DEIPOLYI),
+    ),
+    "hcc-resin": _preset(
+        "hcc-resin", "HCC, resin microspheres",
+        Rule("tumor", "mean_gy", ">=", 120.0, "Gy", "tumour mean dose (100-120 Gy)", _EANM),
+        Rule("normal_liver", "mean_gy", "<", 40.0, "Gy", "non-tumoural liver mean dose", _EANM, kind="safety"),
+    ),
+    "hcc-resin-compromised": _preset(
+        "hcc-resin-compromised", "HCC, resin microspheres, pretreated or compromised liver",
+        Rule("tumor", "mean_gy", ">=", 120.0, "Gy", "tumour mean dose (100-120 Gy)", _EANM),
+        Rule("normal_liver", "mean_gy", "<", 30.0, "Gy", "non-tumoural liver mean dose (compromised liver)", _EANM, kind="safety"),
+    ),
+    "hcc-glass": _preset(
+        "hcc-glass", "HCC, glass microspheres",
+        Rule("tumor", "mean_gy", ">=", 205.0, "Gy", "tumour mean dose", _EANM),
+        Rule("normal_liver", "mean_gy", "<", 75.0, "Gy", "whole normal liver mean dose", _EANM, kind="safety"),
+    ),
+    "hcc-glass-bilirubin": _preset(
+        "hcc-glass-bilirubin", "HCC, glass microspheres, bilirubin > 1.1 mg/dL",
+        Rule("tumor", "mean_gy", ">=", 205.0, "Gy", "tumour mean dose", _EANM),
+        Rule("normal_liver", "mean_gy", "<", 50.0, "Gy", "whole normal liver mean dose (bilirubin > 1.1 mg/dL)", _EANM, kind="safety"),
+    ),
+    "mcrc-resin": _preset(
+        "mcrc-resin", "Colorectal liver metastases, resin microspheres",
+        Rule("tumor", "mean_gy", ">", 100.0, "Gy", "tumour mean dose", _EANM),
+    ),
+    "mcrc-glass": _preset(
+        "mcrc-glass", "Colorectal liver metastases, glass microspheres",
+        Rule("tumor", "mean_gy", ">=", 189.0, "Gy", "tumour mean dose", _EANM),
+    ),
+}
+DEFAULT_PRESET = "breast-liver-metastases"
+
+
+def _read_rule_file(path):
+    lower = str(path).lower()
+    try:
+        if lower.endswith(".toml"):
+            try:
+                import tomllib as toml_reader  # Python 3.11+
+            except ImportError:  # pragma: no cover - Python < 3.11
+                try:
+                    import tomli as toml_reader
+                except ImportError:
+                    raise InputError(f"rule file {path}: reading TOML on this Python needs 'tomli' (pip install tomli), or use JSON") from None
+            with open(path, "rb") as fh:
+                return toml_reader.load(fh)
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except InputError:
+        raise
+    except OSError as exc:
+        raise InputError(f"rule file {path}: cannot be read ({exc.strerror})") from None
+    except Exception as exc:  # JSONDecodeError, TOMLDecodeError
+        raise InputError(f"rule file {path}: malformed ({exc})") from None
+
+
+def load_rules(spec=None):
+    """A RuleSet from a preset name, a JSON/TOML file path, a dict or a RuleSet (None: default preset)."""
+    if spec is None:
+        return PRESETS[DEFAULT_PRESET]
+    if isinstance(spec, RuleSet):
+        return spec
+    if isinstance(spec, dict):
+        return RuleSet.from_dict(spec)
+    text = str(spec)
+    if text in PRESETS:
+        return PRESETS[text]
+    if os.path.exists(text):
+        return RuleSet.from_dict(_read_rule_file(text), source=f"rule file {text}")
+    if text.lower().endswith((".json", ".toml")):
+        raise InputError(f"rule file not found: {text}")
+    raise InputError(f"unknown threshold preset {text!r}; presets: {', '.join(PRESETS)} (or give a .json/.toml rule file)")
+
+
+def _measure(rule, seg):
+    m = rule.metric
+    if m in seg.metrics:
+        v = seg.metrics[m]
+        return float("nan") if v is None else float(v)
+    parsed = parse_metric(m)
+    if parsed is not None and seg.dvh is not None:
+        return float(seg.dvh.statistic(m))
+    mm = re.fullmatch(r"([dv])(\d+(?:\.\d+)?)_(gy|pct|ml)", m)
+    if mm and seg.dvh is not None:
+        x = float(mm.group(2))
+        if mm.group(1) == "d":
+            return seg.dvh.dose_at_volume_pct(x)
+        return seg.dvh.volume_pct_at_dose(x) if mm.group(3) == "pct" else seg.dvh.volume_ml_at_dose(x)
+    return float("nan")
+
+
+def evaluate_rules(ruleset, segment_results):
+    """Evaluate every rule on every matching segment result.
+
+    segment_results : iterable of objects with ``name``, ``role``, ``metrics`` (dict) and ``dvh``.
+    Returns a list of RuleEvaluation; a rule with no matching segment gives one 'N/A' row.
+    """
+    out = []
+    segs = list(segment_results)
+    for rule in ruleset.rules:
+        matching = [s for s in segs if (rule.segment and s.name == rule.segment) or (not rule.segment and s.role == rule.role)]
+        if not matching:
+            out.append(RuleEvaluation(rule, "", float("nan"), "N/A"))
+            continue
+        for s in matching:
+            v = _measure(rule, s)
+            status = "N/A" if not math.isfinite(v) else ("PASS" if COMPARISONS[rule.comparison](v, rule.threshold) else "FAIL")
+            out.append(RuleEvaluation(rule, s.name, v, status))
+    return out

@@ -1,0 +1,182 @@
+"""Segments (liver, lobes, tumours, lungs, ...) as binary masks on one grid.
+
+A :class:`Segmentation` holds ``layers``, an integer array ``(L, z, y, x)``, and a list of
+:class:`SegmentInfo`; a segment is the set of voxels of its layer equal to its label value.
+This is the layout of 3D Slicer's ``.seg.nrrd`` files: segments that share a layer cannot
+overlap, segments on different layers may.  Masks are made on demand, cropped to the
+segment's bounding box when asked, so that many segments of a large CT grid stay cheap.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .volume import Grid
+
+__all__ = ["SegmentInfo", "Segmentation"]
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """Name and storage of one segment.
+
+    color : (r, g, b) in [0, 1], as 3D Slicer stores it.
+    layer : index into ``Segmentation.layers``; label_value : value of the segment in that layer.
+    """
+
+    name: str
+    segment_id: str = ""
+    color: tuple = (0.5, 0.5, 0.5)
+    layer: int = 0
+    label_value: int = 1
+
+    def __post_init__(self):
+        if not str(self.name).strip():
+            raise InputError("segment name must not be empty")
+        if not self.segment_id:
+            object.__setattr__(self, "segment_id", str(self.name))
+        object.__setattr__(self, "color", tuple(float(c) for c in self.color))
+
+
+_PALETTE = (
+    (0.87, 0.51, 0.40), (0.95, 0.84, 0.57), (0.69, 0.48, 0.40), (0.44, 0.72, 0.82),
+    (0.85, 0.40, 0.31), (0.56, 0.79, 0.49), (0.72, 0.54, 0.82), (0.95, 0.62, 0.23),
+)
+
+
+class Segmentation:
+    """Segments on one grid (see module docstring).
+
+    Parameters
+    ----------
+    layers : (L, Z, Y, X) ndarray of unsigned int
+    grid : Grid of the (Z, Y, X) part
+    segments : list of SegmentInfo (unique names)
+    """
+
+    def __init__(self, layers, grid, segments, source=""):
+        layers = np.asarray(layers)
+        if layers.ndim == 3:
+            layers = layers[np.newaxis]
+        if layers.ndim != 4:
+            raise InputError(f"segmentation layers must be (L, z, y, x); got shape {layers.shape} ({source or 'segmentation'})")
+        if tuple(layers.shape[1:]) != tuple(grid.shape):
+            raise InputError(f"segmentation layers shape {layers.shape[1:]} does not match grid {grid.shape}")
+        names = [s.name for s in segments]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise InputError(f"segment names must be unique; repeated: {', '.join(dup)} ({source or 'segmentation'})")
+        for s in segments:
+            if not 0 <= s.layer < layers.shape[0]:
+                raise InputError(f"segment {s.name!r} refers to layer {s.layer}, but there are {layers.shape[0]} layer(s)")
+        self.layers = layers
+        self.grid = grid
+        self.segments = list(segments)
+        self.source = source
+        self._bbox_cache = {}
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_masks(cls, masks, grid, colors=None, ids=None, source=""):
+        """One layer per mask (so masks may overlap).
+
+        masks : dict {name: (Z, Y, X) bool ndarray}, in order.
+        """
+        if not masks:
+            raise InputError(f"no segments given ({source or 'segmentation'})")
+        layers = np.zeros((len(masks),) + tuple(grid.shape), dtype=np.uint8)
+        infos = []
+        for n, (name, m) in enumerate(masks.items()):
+            m = np.asarray(m)
+            if m.shape != tuple(grid.shape):
+                raise InputError(f"mask of segment {name!r} has shape {m.shape}, expected {grid.shape}")
+            layers[n] = m.astype(bool)
+            color = (colors or {}).get(name, _PALETTE[n % len(_PALETTE)])
+            infos.append(SegmentInfo(name, (ids or {}).get(name, name), color, n, 1))
+        return cls(layers, grid, infos, source=source)
+
+    @classmethod
+    def from_labelmap(cls, labelmap, grid, names, colors=None, source=""):
+        """From an integer label image (Z, Y, X) and a {label value: name} table."""
+        labelmap = np.asarray(labelmap)
+        if not np.issubdtype(labelmap.dtype, np.integer):
+            if not np.all(np.equal(np.mod(labelmap, 1), 0)):
+                raise InputError(f"label map must hold whole numbers ({source or 'label map'})")
+            labelmap = labelmap.astype(np.int64)
+        if labelmap.min() < 0:
+            raise InputError(f"label map holds negative labels ({source or 'label map'})")
+        present = set(np.unique(labelmap).tolist()) - {0}
+        if names is None:
+            names = {v: f"label {v}" for v in sorted(present)}
+        infos = []
+        for n, (value, name) in enumerate(sorted(names.items())):
+            value = int(value)
+            if value <= 0:
+                raise InputError(f"label values must be positive, got {value} for {name!r}")
+            color = (colors or {}).get(name, _PALETTE[n % len(_PALETTE)])
+            infos.append(SegmentInfo(str(name), str(name), color, 0, value))
+        dtype = np.uint8 if labelmap.max() < 256 else np.uint16
+        return cls(labelmap.astype(dtype, copy=False)[np.newaxis], grid, infos, source=source)
+
+    # -- access -------------------------------------------------------------------------------
+    @property
+    def names(self):
+        return [s.name for s in self.segments]
+
+    def info(self, name_or_info):
+        if isinstance(name_or_info, SegmentInfo):
+            return name_or_info
+        for s in self.segments:
+            if s.name == name_or_info or s.segment_id == name_or_info:
+                return s
+        raise InputError(f"no segment named {name_or_info!r}; segments: {', '.join(self.names)}")
+
+    def mask(self, name_or_info, bbox=None):
+        """Boolean mask (Z, Y, X) of one segment, or of the ``bbox`` part (tuple of slices)."""
+        s = self.info(name_or_info)
+        layer = self.layers[s.layer]
+        if bbox is not None:
+            layer = layer[bbox]
+        return layer == s.label_value
+
+    def bbox(self, name_or_info):
+        """Tuple of slices (z, y, x) of the segment's bounding box, or None when empty."""
+        s = self.info(name_or_info)
+        key = (s.layer, s.label_value)
+        if key not in self._bbox_cache:
+            m = self.layers[s.layer] == s.label_value
+            box = []
+            for axis in range(3):
+                other = tuple(a for a in range(3) if a != axis)
+                idx = np.flatnonzero(m.any(axis=other))
+                if idx.size == 0:
+                    self._bbox_cache[key] = None
+                    break
+                box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+            else:
+                self._bbox_cache[key] = tuple(box)
+        return self._bbox_cache[key]
+
+    def voxel_count(self, name_or_info):
+        box = self.bbox(name_or_info)
+        return 0 if box is None else int(np.count_nonzero(self.mask(name_or_info, box)))
+
+    def with_segment(self, name, mask, color=(0.56, 0.79, 0.49), segment_id=None):
+        """A new Segmentation with one more segment on a new layer (existing layers shared, not copied)."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != tuple(self.grid.shape):
+            raise InputError(f"mask of {name!r} has shape {mask.shape}, expected {self.grid.shape}")
+        if name in self.names:
+            raise InputError(f"a segment named {name!r} exists already")
+        new_layer = mask.astype(self.layers.dtype)[np.newaxis]
+        layers = np.concatenate([self.layers, new_layer], axis=0)
+        info = SegmentInfo(name, segment_id or name, color, layers.shape[0] - 1, 1)
+        return Segmentation(layers, self.grid, self.segments + [info], source=self.source)
+
+    def subset(self, names):
+        """Same layers, only the named segments (in the given order)."""
+        return Segmentation(self.layers, self.grid, [self.info(n) for n in names], source=self.source)
+
+    def __repr__(self):
+        return f"Segmentation({len(self.segments)} segments {self.names}, layers={self.layers.shape[0]}, grid={self.grid.shape})"
