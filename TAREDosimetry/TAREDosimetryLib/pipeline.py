@@ -511,14 +511,14 @@ def run_case(
     if lsf_lung and params.calibration == "relative":
         a_lung = act.lung_activity_gbq(params)
         if lung_names:
-            lung_mass_g = 0.0
-            lung_vol = 0.0
-            for n in lung_names:
-                msk = sampler.masks[n]
-                lung_vol += float(np.count_nonzero(msk)) * sampler.voxel_volume_ml
-                lung_mass_g += float(rho_m[msk].astype(np.float64).sum() * sampler.voxel_volume_ml)
-            # The image may not cover the whole lungs: segment voxels outside it still count.
-            if ct is None or not params.density_from_ct:
+            # The lung mass does not enter the dose map, so it is taken at the metrics grid's
+            # resolution (CT read there directly), and lung voxels outside the activity image count.
+            lung_all = sampler.union(lung_names)
+            lung_vol = float(np.count_nonzero(lung_all)) * sampler.voxel_volume_ml
+            if ct is not None and params.density_from_ct:
+                hu_m = resample_volume(ct, sampler.grid, "linear", default=-1000.0).array
+                lung_mass_g = float(physics.lung_hu_to_density_g_ml(hu_m[lung_all]).astype(np.float64).sum() * sampler.voxel_volume_ml)
+            else:
                 lung_mass_g = lung_vol * params.lung_density_g_ml
             note = "uniform lung dose from the LSF; mass from segments " + ", ".join(lung_names)
         else:

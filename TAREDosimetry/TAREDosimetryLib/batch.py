@@ -1,0 +1,223 @@
+"""Running cases from files: one case (``run_case_files``) or a manifest of many (``run_manifest``).
+
+Manifest (CSV, one case per row; paths relative to the manifest's folder)::
+
+    case_id,spect,segmentation,ct,administered_activity_gbq,lung_shunt_fraction,thresholds,roles
+    p001,p001/spect.nrrd,p001/seg.seg.nrrd,,1.8,0.06,,
+    p002,p002/pet,p002/labels.nii.gz,p002/ct,,,,liver=liver;lesion A=tumor
+
+Columns: ``case_id`` and ``segmentation`` are required, and one of ``spect`` / ``pet``.
+Optional: ``ct``, ``labels`` (label names for a label map), ``roles`` (``NAME=ROLE`` separated by
+``;``), ``thresholds`` (preset or rule file), ``quantitative`` (true/false), and any field of
+:class:`~TAREDosimetryLib.params.DosimetryParams` (``residual_fraction``, ``method``, ...).
+Empty cells take the defaults.  A failing case is recorded and the others go on.
+"""
+
+import csv
+import os
+import time
+import traceback
+from dataclasses import fields
+
+from .errors import InputError, TAREDosimetryError
+from .io import read_image, read_segmentation
+from .params import DosimetryParams
+from .pipeline import run_case
+from .roles import parse_role_assignments
+
+__all__ = ["read_manifest", "run_case_files", "run_manifest", "MANIFEST_COLUMNS"]
+
+_PARAM_FIELDS = {f.name: f for f in fields(DosimetryParams)}
+MANIFEST_COLUMNS = ("case_id", "spect", "pet", "segmentation", "ct", "labels", "roles", "thresholds", "quantitative") + tuple(
+    _PARAM_FIELDS
+)
+_BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _parse_value(name, text, where):
+    default = _PARAM_FIELDS[name].default
+    if isinstance(default, bool):
+        key = text.strip().lower()
+        if key not in _BOOL:
+            raise InputError(f"{where}: column {name} must be true/false, got {text!r}")
+        return _BOOL[key]
+    if isinstance(default, tuple):
+        try:
+            return tuple(float(v) for v in text.replace(";", " ").split())
+        except ValueError:
+            raise InputError(f"{where}: column {name} must be numbers separated by ';', got {text!r}") from None
+    if isinstance(default, str):
+        return text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"{where}: column {name} must be a number, got {text!r}") from None
+
+
+def read_manifest(path):
+    """Cases of a manifest CSV as a list of dicts (paths made absolute, params parsed).
+
+    Each dict: case_id, image, modality ('spect'|'pet'), segmentation, ct, labels, roles (dict),
+    thresholds, params_changes (dict of DosimetryParams fields), row (line number).
+    """
+    if not os.path.isfile(path):
+        raise InputError(f"manifest: file not found: {path}")
+    base = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"manifest {path}: cannot be read as CSV ({exc})") from None
+    unknown = [h for h in header if h and h not in MANIFEST_COLUMNS]
+    if unknown:
+        raise InputError(f"manifest {path}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(MANIFEST_COLUMNS)}")
+    for req in ("case_id", "segmentation"):
+        if req not in header:
+            raise InputError(f"manifest {path}: column '{req}' is required")
+    if "spect" not in header and "pet" not in header:
+        raise InputError(f"manifest {path}: a 'spect' or 'pet' column is required")
+    cases, seen = [], set()
+    for n, raw in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        where = f"manifest {path} line {n}"
+        cid = row.get("case_id", "")
+        if not cid:
+            raise InputError(f"{where}: case_id is empty")
+        if cid in seen:
+            raise InputError(f"{where}: case_id {cid!r} repeated")
+        if any(c in cid for c in "/\\:") or cid in (".", ".."):
+            raise InputError(f"{where}: case_id {cid!r} must be usable as a folder name")
+        seen.add(cid)
+
+        def path_of(key):
+            v = row.get(key, "")
+            return os.path.normpath(os.path.join(base, v)) if v else None
+
+        case = {
+            "case_id": cid,
+            "row": n,
+            "image": path_of("spect") or path_of("pet"),
+            "modality": "pet" if row.get("pet") and not row.get("spect") else "spect",
+            "segmentation": path_of("segmentation"),
+            "ct": path_of("ct"),
+            "labels": row.get("labels") or None,
+            "thresholds": row.get("thresholds") or None,
+            "roles": {},
+            "params_changes": {},
+            "error": None,
+        }
+        try:
+            if case["labels"] and os.path.exists(os.path.join(base, case["labels"])):
+                case["labels"] = os.path.join(base, case["labels"])
+            if case["thresholds"] and os.path.exists(os.path.join(base, case["thresholds"])):
+                case["thresholds"] = os.path.join(base, case["thresholds"])
+            if row.get("roles"):
+                case["roles"] = parse_role_assignments([r for r in row["roles"].split(";") if r.strip()])
+            for key, text in row.items():
+                if key in _PARAM_FIELDS and text != "":
+                    case["params_changes"][key] = _parse_value(key, text, where)
+            if row.get("quantitative"):
+                q = row["quantitative"].lower()
+                if q not in _BOOL:
+                    raise InputError(f"{where}: column quantitative must be true/false, got {row['quantitative']!r}")
+                if _BOOL[q]:
+                    case["params_changes"]["calibration"] = "absolute"
+            if not case["image"]:
+                raise InputError(f"{where}: no spect or pet image given")
+            if not case["segmentation"]:
+                raise InputError(f"{where}: no segmentation given")
+        except InputError as exc:
+            case["error"] = str(exc)  # recorded; the batch goes on with the other cases
+        cases.append(case)
+    if not cases:
+        raise InputError(f"manifest {path}: no cases in it")
+    return cases
+
+
+def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, params=None, rules=None,
+                   modality="spect", progress=None):
+    """Read the files of one case and run it.
+
+    Returns
+    -------
+    (CaseResult, inputs) where inputs holds the read Volumes/Segmentation for reports:
+    {'activity', 'segmentation', 'ct'}.
+    """
+    what = "PET image" if modality == "pet" else "SPECT image"
+    if progress:
+        progress(0.0, f"reading {what} {image}")
+    act = read_image(image, what=what)
+    if progress:
+        progress(0.0, f"reading segmentation {segmentation}")
+    seg = read_segmentation(segmentation, label_names=labels)
+    ct_vol = None
+    if ct:
+        if progress:
+            progress(0.0, f"reading CT {ct}")
+        ct_vol = read_image(ct, what="CT image")
+    info = {
+        "activity_image": os.path.abspath(str(image)),
+        "modality": modality,
+        "segmentation": os.path.abspath(str(segmentation)),
+        "ct": os.path.abspath(str(ct)) if ct else None,
+        "activity_unit": act.unit or None,
+    }
+    result = run_case(act, seg, params=params, roles=roles, ct=ct_vol, rules=rules, inputs=info, progress=progress)
+    return result, {"activity": act, "segmentation": seg, "ct": ct_vol}
+
+
+def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite=False, report=True, log=None,
+                 debug=False):
+    """Run every case of a manifest; results in ``out_dir/<case_id>/``.
+
+    A case that fails is recorded (its error message) and the others go on; no partial
+    output of a failed case is left behind.  Writes ``out_dir/batch_summary.csv``.
+
+    Returns
+    -------
+    list of dicts: case_id, status ('ok' or 'failed'), error, out_dir, overall (PASS/FAIL/N/A),
+    seconds.
+    """
+    from .outputs import write_outputs
+
+    cases = read_manifest(manifest_path)
+    os.makedirs(out_dir, exist_ok=True)
+    defaults = defaults or DosimetryParams()
+    summary = []
+    for i, case in enumerate(cases, 1):
+        t0 = time.perf_counter()
+        dest = os.path.join(out_dir, case["case_id"])
+        entry = {"case_id": case["case_id"], "status": "failed", "error": "", "out_dir": dest, "overall": "", "seconds": 0.0}
+        if log:
+            log(f"[{i}/{len(cases)}] {case['case_id']}")
+        try:
+            if case["error"]:
+                raise InputError(case["error"])
+            params = defaults.replace(**case["params_changes"]) if case["params_changes"] else defaults
+            from .outputs import check_output_dir
+
+            check_output_dir(dest, overwrite)
+            result, inputs = run_case_files(
+                case["image"], case["segmentation"], ct=case["ct"], labels=case["labels"], roles=case["roles"],
+                params=params, rules=case["thresholds"] or rules, modality=case["modality"],
+            )
+            write_outputs(result, dest, overwrite=overwrite, report=report,
+                          background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"])
+            entry.update(status="ok", overall=result.overall_status)
+        except TAREDosimetryError as exc:
+            entry["error"] = str(exc)
+        except Exception as exc:  # an unexpected failure of one case must not stop the batch
+            entry["error"] = f"internal error: {type(exc).__name__}: {exc}"
+            if debug:
+                entry["error"] += "\n" + traceback.format_exc()
+        entry["seconds"] = round(time.perf_counter() - t0, 3)
+        if log:
+            log(f"    {entry['status']}" + (f" ({entry['overall']})" if entry["overall"] else "") + (f": {entry['error']}" if entry["error"] else ""))
+        summary.append(entry)
+    with open(os.path.join(out_dir, "batch_summary.csv"), "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=["case_id", "status", "overall", "error", "out_dir", "seconds"])
+        w.writeheader()
+        w.writerows(summary)
+    return summary

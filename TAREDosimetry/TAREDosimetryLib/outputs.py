@@ -1,0 +1,148 @@
+"""Writing a case's results to a folder, all or nothing.
+
+Files: ``dose.nrrd`` (Gy, activity grid, same physical geometry as the input image),
+``metrics.json`` (parameters, constants, versions, per-segment metrics, rule evaluations),
+``metrics.csv``, ``dvh.csv`` (segment, dose_gy, volume_pct), ``dvh.png`` and ``report.html``.
+
+Everything is first written to a hidden temporary folder next to the destination and moved in
+only when every file is complete, so a failure never leaves a half-written result that looks
+finished.  An existing non-empty folder is refused unless ``overwrite=True``; then only the
+files listed above are replaced and the user's other files stay.
+"""
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from .errors import InputError
+from .io import write_image
+
+__all__ = ["OUTPUT_FILES", "check_output_dir", "write_outputs", "metrics_csv_rows", "dvh_csv_rows"]
+
+OUTPUT_FILES = ("dose.nrrd", "metrics.json", "metrics.csv", "dvh.csv", "dvh.png", "report.html")
+
+
+def check_output_dir(out_dir, overwrite=False):
+    """Raise InputError when ``out_dir`` cannot receive results (before any work is done)."""
+    out_dir = str(out_dir)
+    if os.path.exists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise InputError(f"--out {out_dir}: exists and is not a folder")
+        if os.listdir(out_dir) and not overwrite:
+            raise InputError(f"--out {out_dir}: folder exists and is not empty; choose another folder or add --overwrite")
+    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
+    if not os.path.isdir(parent):
+        raise InputError(f"--out {out_dir}: parent folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"--out {out_dir}: parent folder {parent} is not writable")
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return "" if not np.isfinite(v) else f"{float(v):.6g}"
+    return str(v)
+
+
+def metrics_csv_rows(result):
+    """(header, rows) of the per-segment metrics table (one row per segment)."""
+    try:
+        from .report import metrics_table_rows
+    except ImportError:  # pragma: no cover - report module is part of the package
+        metrics_table_rows = None
+    if metrics_table_rows is not None:
+        cols, rows = metrics_table_rows(result)
+        return list(cols), [[_fmt(v) for v in r] for r in rows]
+    keys = []
+    for s in result.segments:
+        for k in s.metrics:
+            if k not in keys:
+                keys.append(k)
+    rows = [[s.name, s.role] + [_fmt(s.metrics.get(k)) for k in keys] for s in result.segments]
+    return ["name", "role"] + keys, rows
+
+
+def dvh_csv_rows(result):
+    """(header, rows) of the cumulative DVH curves, every ``params.dvh_curve_step_gy`` Gy."""
+    rows = []
+    for s in result.segments:
+        if s.dvh is None:
+            continue
+        dose, vol = s.dvh.curve(result.params.dvh_curve_step_gy)
+        rows.extend([s.name, f"{d:.6g}", f"{v:.6g}"] for d, v in zip(dose, vol))
+    return ["segment", "dose_gy", "volume_pct"], rows
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def write_outputs(result, out_dir, *, overwrite=False, report=True, background=None, segmentation=None, progress=None):
+    """Write the result files into ``out_dir`` (see module docstring).
+
+    Parameters
+    ----------
+    result : CaseResult
+    out_dir : str
+    overwrite : bool, replace our files in an existing non-empty folder.
+    report : bool, also write dvh.png and report.html (needs matplotlib for the figures).
+    background : Volume, optional, image under the dose in the report's slices (CT or SPECT).
+    segmentation : Segmentation, optional, contours in the report's slices.
+
+    Returns
+    -------
+    list of the written file paths.
+    """
+    check_output_dir(out_dir, overwrite)
+    out_dir = os.path.abspath(str(out_dir))
+    parent = os.path.dirname(out_dir)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".partial-", dir=parent)
+    try:
+        if progress:
+            progress(0.0, "writing dose.nrrd")
+        write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"))
+        _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
+        _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
+        names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
+        if report:
+            from . import report as rep
+
+            if progress:
+                progress(0.4, "writing dvh.png and report.html")
+            try:
+                rep.plot_dvh(result, os.path.join(tmp, "dvh.png"))
+                names.append("dvh.png")
+            except ImportError as exc:
+                result.warnings.append(f"dvh.png not written: {exc}")
+            rep.write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
+            names.append("report.html")
+        # metrics.json last: its presence marks a complete result.
+        with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
+            json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
+        names.append("metrics.json")
+        if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
+            if os.path.isdir(out_dir):
+                os.rmdir(out_dir)
+            os.replace(tmp, out_dir)
+        else:
+            # Replace our files only; metrics.json goes last so the folder never looks complete early.
+            for n in OUTPUT_FILES:  # stale results of an earlier run (metrics.json among them)
+                if n not in names or n == "metrics.json":
+                    stale = os.path.join(out_dir, n)
+                    if os.path.isfile(stale):
+                        os.remove(stale)
+            for n in names:
+                os.replace(os.path.join(tmp, n), os.path.join(out_dir, n))
+            shutil.rmtree(tmp, ignore_errors=True)
+        return [os.path.join(out_dir, n) for n in names]
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
