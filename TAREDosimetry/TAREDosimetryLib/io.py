@@ -245,7 +245,7 @@ def _read_mask_folder(path):
     )
     if not files:
         raise InputError(f"segmentation folder {path}: no mask images ({', '.join(IMAGE_SUFFIXES)}) in it")
-    masks, grid = {}, None
+    read = {}
     for f in files:
         name = f
         for suf in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
@@ -256,12 +256,10 @@ def _read_mask_folder(path):
         values = np.unique(vol.array)
         if values.size > 2 or (values.size == 2 and values[0] != 0):
             raise InputError(f"mask {os.path.join(path, f)}: a binary mask (0 and one other value) is expected, found {values.size} values")
-        m = vol.array != 0
-        if grid is None:
-            grid = vol.grid
-        elif not vol.grid.same_as(grid):
-            m = resample_mask(m, vol.grid, grid)
-        masks[name] = m
+        read[name] = vol
+    # Masks on different grids are brought to the finest one (the first of equals), so no detail is lost.
+    grid = min((v.grid for v in read.values()), key=lambda g: g.voxel_volume_ml)
+    masks = {name: resample_mask(v.array != 0, v.grid, grid) for name, v in read.items()}
     return Segmentation.from_masks(masks, grid, source=str(path))
 
 

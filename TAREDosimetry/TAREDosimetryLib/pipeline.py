@@ -429,7 +429,7 @@ def run_case(
             administered_activity_gbq=params.administered_activity_gbq,
         )
     else:
-        act_arr, factor = act.absolute_activity_gbq(values / np.float32(vv_act), vv_act, params)
+        act_arr, factor = act.absolute_activity_gbq(values, vv_act, params)  # values are Bq/mL
         summary.update(decay_correction_factor=factor)
     activity_gbq = Volume(act_arr, grid=agrid, name="activity", unit="GBq")
     summary["image_activity_gbq"] = float(act_arr.sum(dtype=np.float64))

@@ -1,0 +1,104 @@
+"""Constants, closed-form relations and DVH metrics on analytic dose distributions."""
+
+import math
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from TAREDosimetryLib import physics
+from TAREDosimetryLib.dvh import DVH, parse_metric
+from TAREDosimetryLib.errors import InputError
+
+
+def test_k_from_half_life_and_mean_energy_is_in_published_range():
+    # PHYSICS.md: 49.38 to 49.80 Gy kg/GBq depending on the constants.
+    assert 49.38 <= physics.k_gy_kg_per_gbq() <= 49.80
+    assert_allclose(physics.k_gy_kg_per_gbq(64.1, 0.9336), 49.80, atol=0.01)
+
+
+def test_decay_factor_is_one_half_after_one_half_life():
+    assert_allclose(physics.decay_factor(physics.Y90_HALF_LIFE_H), 0.5, rtol=1e-12)
+
+
+def test_schneider_table_points_are_reproduced():
+    hu = [p[0] for p in physics.SCHNEIDER_HU_DENSITY]
+    rho = [p[1] for p in physics.SCHNEIDER_HU_DENSITY]
+    assert_allclose(physics.hu_to_density_g_ml(hu), rho, rtol=1e-6)
+    assert_allclose(physics.hu_to_density_g_ml([-2000, 5000]), [0.00121, 2.8], rtol=1e-6)
+
+
+def test_lung_density_formula_is_clipped():
+    assert_allclose(physics.lung_hu_to_density_g_ml([-1100, -700, 0, 500]), [0.0, 0.3, 1.0, 1.1], rtol=1e-6)
+
+
+def test_bed_permanent_implant_formula():
+    # D = 100 Gy, alpha/beta 10, T_rep 1.5 h, T_half 64.05 h
+    expected = 100 * (1 + 100 * 1.5 / ((1.5 + 64.05) * 10))
+    assert_allclose(physics.bed_permanent_implant_gy(100.0, 10.0, 1.5), expected, rtol=1e-12)
+    assert physics.bed_permanent_implant_gy(0.0, 2.5, 1.5) == 0
+
+
+def test_eud_of_uniform_dose_is_that_dose_and_below_mean_otherwise():
+    assert_allclose(physics.eud_gy(np.full(100, 80.0), 0.036), 80.0, rtol=1e-12)
+    d = np.array([10.0, 200.0])
+    expected = -math.log(0.5 * (math.exp(-0.036 * 10) + math.exp(-0.036 * 200))) / 0.036
+    assert_allclose(physics.eud_gy(d, 0.036), expected, rtol=1e-12)
+    assert physics.eud_gy(d, 0.036) < d.mean()
+
+
+@pytest.mark.parametrize("bw", [None, 0.1, 1.0])
+def test_dvh_metrics_of_uniform_distribution(bw):
+    # Doses spread uniformly over [0, 100] Gy: D_x = 100 - x, V_d = 100 - d (percent).
+    d = np.linspace(0, 100, 200001)
+    h = DVH(d, voxel_volume_ml=0.001, bin_width_gy=bw)
+    for x in (2, 10, 50, 70, 90, 98):
+        assert_allclose(h.dose_at_volume_pct(x), 100 - x, atol=0.02)
+    for dose in (20, 30.05, 79.5, 100):
+        assert_allclose(h.volume_pct_at_dose(dose), 100 - dose, atol=0.02)
+    assert_allclose(h.volume_ml, 200.001, rtol=1e-9)
+    assert_allclose(h.mean_gy, 50, atol=1e-9)
+
+
+def test_dvh_metrics_of_linear_ramp_are_interpolated_not_binned():
+    # Two voxels only: D50 lies on the straight line between them, V at a dose is exact.
+    h = DVH([10.0, 30.0], bin_width_gy=None)
+    assert h.dose_at_volume_pct(50) == 30.0  # hottest half = the 30 Gy voxel
+    assert h.dose_at_volume_pct(75) == pytest.approx(20.0)
+    assert h.volume_pct_at_dose(20) == 50.0
+    hb = DVH(np.full(1000, 55.0), bin_width_gy=10.0)  # one bin [50, 60)
+    assert hb.volume_pct_at_dose(55) == pytest.approx(50.0)  # linear inside the bin, not 100 or 0
+
+
+def test_dvh_d_cc_and_statistic_names():
+    h = DVH(np.arange(1, 101, dtype=float), voxel_volume_ml=1.0)
+    assert h.statistic("D2cc") == pytest.approx(h.dose_at_volume_pct(2))
+    assert h.statistic("V50Gy") == pytest.approx(51.0)
+    assert h.statistic("mean") == pytest.approx(50.5)
+    assert parse_metric("D90") == ("D", 90.0, "%")
+    assert parse_metric("V100Gy") == ("V", 100.0, "Gy")
+    assert parse_metric("mean_gy") is None
+    with pytest.raises(InputError, match="unknown DVH metric"):
+        h.statistic("Q7")
+
+
+def test_dvh_doubling_dose_doubles_metrics():
+    rng = np.random.default_rng(1)
+    d = rng.gamma(2.0, 20.0, 5000)
+    a, b = DVH(d), DVH(2 * d)
+    for x in (10, 50, 90):
+        assert_allclose(b.dose_at_volume_pct(x), 2 * a.dose_at_volume_pct(x), rtol=1e-12)
+    assert_allclose(b.volume_pct_at_dose(60), a.volume_pct_at_dose(30))
+
+
+def test_dvh_curve_is_monotone_and_starts_at_100():
+    h = DVH(np.random.default_rng(0).uniform(0, 50, 1000))
+    dose, vol = h.curve(0.1)
+    assert vol[0] == 100.0 and vol[-1] == 0.0
+    assert np.all(np.diff(vol) <= 0)
+
+
+@pytest.mark.parametrize("bad, match", [([], "no voxels"), ([1.0, np.nan], "NaN")])
+def test_dvh_rejects_bad_input(bad, match):
+    with pytest.raises(InputError, match=match):
+        DVH(bad)
