@@ -1,0 +1,229 @@
+"""The tare-dosimetry command line: outputs and their schema, exit codes, bad input, batch."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import REPO, box_case
+from TAREDosimetryLib.cli import main
+from TAREDosimetryLib.io import write_image
+
+SEGMENT_KEYS = {
+    "name", "role", "volume_ml", "mass_g", "activity_gbq", "mean_gy", "median_gy", "sd_gy", "min_gy", "max_gy",
+    "d2_gy", "d50_gy", "d70_gy", "d90_gy", "d98_gy", "v20_pct", "v100_pct", "v205_pct", "v100_ml", "eud_gy", "bed_gy",
+}
+
+
+def _have_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    args = ["demo", "--out", str(out), "--quiet"]
+    if not _have_matplotlib():
+        args.append("--no-report")
+    assert main(args) == 0
+    return out
+
+
+def test_demo_writes_every_output_with_schema(demo_out):
+    files = set(os.listdir(demo_out))
+    assert {"dose.nrrd", "metrics.json", "metrics.csv", "dvh.csv"} <= files
+    if _have_matplotlib():
+        assert {"dvh.png", "report.html"} <= files
+    m = json.loads((demo_out / "metrics.json").read_text())
+    assert m["parameters"]["administered_activity_gbq"] == 1.8
+    assert m["constants"]["k_gy_kg_per_gbq"] == 49.67
+    assert m["software"]["name"] == "TAREDosimetry" and m["software"]["version"]
+    names = [s["name"] for s in m["segments"]]
+    assert {"liver", "tumour 1", "tumour 2", "tumour 3", "normal liver (derived)", "lungs (LSF model)"} <= set(names)
+    for s in m["segments"]:
+        assert SEGMENT_KEYS <= set(s), s["name"]
+    tumours = {s["name"]: s for s in m["segments"] if s["role"] == "tumor"}
+    assert all("tn_ratio" in s for s in tumours.values())
+    ev = {(e["segment"], e["metric"]): e for e in m["evaluations"]}
+    assert ev[("tumour 1", "mean_gy")]["status"] == "PASS"
+    assert ev[("tumour 3", "mean_gy")]["status"] == "FAIL"  # uptake 1.2x normal liver: below 79.5 Gy
+    assert all(e["source"] for e in m["evaluations"])
+    assert m["overall_status"] == "FAIL"
+
+
+def test_demo_dose_volume_geometry_and_tables(demo_out):
+    dose = sitk.ReadImage(str(demo_out / "dose.nrrd"))
+    assert dose.GetDirection() == pytest.approx((1, 0, 0, 0, 1, 0, 0, 0, -1))  # the SPECT's reversed z axis is kept
+    assert dose.GetSpacing() == pytest.approx((4.8, 4.8, 4.8))
+    arr = sitk.GetArrayFromImage(dose)
+    assert arr.dtype == np.float32 and arr.max() > 100
+    with open(demo_out / "dvh.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert set(rows[0]) == {"segment", "dose_gy", "volume_pct"}
+    first = [r for r in rows if r["segment"] == "liver"]
+    assert float(first[0]["volume_pct"]) == 100.0 and float(first[-1]["volume_pct"]) == 0.0
+    with open(demo_out / "metrics.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert {"name", "role", "mean_gy", "d70_gy", "v100_pct"} <= set(table[0])
+
+
+def test_demo_is_deterministic(tmp_path, demo_out):
+    out = tmp_path / "again"
+    assert main(["demo", "--out", str(out), "--quiet", "--no-report"]) == 0
+    a = json.loads((demo_out / "metrics.json").read_text())["segments"]
+    b = json.loads((out / "metrics.json").read_text())["segments"]
+    assert a == b
+
+
+def test_existing_output_folder_refused_then_overwrite_keeps_user_files(tmp_path, capsys):
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "my notes.txt").write_text("keep me")
+    assert main(["demo", "--out", str(out), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "not empty" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert os.listdir(out) == ["my notes.txt"]
+    assert main(["demo", "--out", str(out), "--quiet", "--no-report", "--overwrite"]) == 0
+    assert (out / "my notes.txt").read_text() == "keep me"
+    assert (out / "metrics.json").exists()
+
+
+def _case_files(tmp_path):
+    act, seg = box_case()
+    spect = str(tmp_path / "spect.nrrd")
+    write_image(act, spect)
+    lab = seg.mask("liver").astype(np.uint8)
+    lab[seg.mask("tumour")] = 2
+    labels = str(tmp_path / "labels.nii.gz")
+    img = sitk.GetImageFromArray(lab)
+    img.SetSpacing(act.spacing_mm)
+    sitk.WriteImage(img, labels)
+    return spect, labels
+
+
+def test_run_with_label_map_roles_and_rule_file(tmp_path):
+    spect, labels = _case_files(tmp_path)
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"name": "local", "rules": [{"role": "tumor", "metric": "D70", "comparison": ">=", "threshold": 50, "source": "ours"}]}))
+    out = tmp_path / "out"
+    code = main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=nodule A", "--role", "nodule A=tumour",
+                 "--administered-activity-gbq", "1.5", "--thresholds", str(rules), "--out", str(out), "--quiet", "--no-report"])
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["rules"]["name"] == "local"
+    assert m["inputs"]["roles"]["nodule A"] == "tumor"
+    seg = {s["name"]: s for s in m["segments"]}
+    assert seg["liver"]["activity_gbq"] == pytest.approx(1.5, rel=1e-6)
+    assert m["evaluations"][0]["segment"] == "nodule A"
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["--administered-activity-gbq", "-1"], "administered_activity_gbq must be > 0"),
+        (["--administered-activity-gbq", "1", "--lung-shunt-fraction", "1.5"], "lung_shunt_fraction must be < 1"),
+        (["--administered-activity-gbq", "1", "--residual-fraction", "-0.1"], "residual_fraction must be >= 0"),
+        (["--administered-activity-gbq", "1", "--thresholds", "nope"], "unknown threshold preset 'nope'"),
+        (["--administered-activity-gbq", "1", "--role", "liver=kidney"], "unknown role"),
+        (["--administered-activity-gbq", "1", "--role", "lvr=liver"], "no such segment"),
+        ([], "administered_activity_gbq is required"),
+    ],
+)
+def test_bad_options_give_one_line_and_exit_2(tmp_path, capsys, extra, match):
+    spect, labels = _case_files(tmp_path)
+    out = tmp_path / "out"
+    code = main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--out", str(out), "--quiet", "--no-report"] + extra)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("tare-dosimetry: error:")
+    assert __import__("re").search(match, err), err
+    assert not out.exists()  # nothing written
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".out.partial")]
+
+
+def test_missing_and_unreadable_files(tmp_path, capsys):
+    spect, labels = _case_files(tmp_path)
+    assert main(["run", "--spect", str(tmp_path / "nope.nrrd"), "--segmentation", labels, "--administered-activity-gbq", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "SPECT image: file not found" in capsys.readouterr().err
+    junk = tmp_path / "junk.nii.gz"
+    junk.write_bytes(b"\x00garbage")
+    assert main(["run", "--spect", spect, "--segmentation", str(junk), "--administered-activity-gbq", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "segmentation: cannot read" in err and "junk.nii.gz" in err
+
+
+def test_inputs_are_not_modified(tmp_path):
+    spect, labels = _case_files(tmp_path)
+    before = {p: open(p, "rb").read() for p in (spect, labels)}
+    out = tmp_path / "out"
+    assert main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--administered-activity-gbq", "1",
+                 "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert {p: open(p, "rb").read() for p in (spect, labels)} == before
+
+
+def test_failure_while_writing_leaves_no_partial_output(tmp_path, monkeypatch):
+    from TAREDosimetryLib import outputs
+
+    spect, labels = _case_files(tmp_path)
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(outputs, "_write_csv", broken)
+    out = tmp_path / "out"
+    code = main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--administered-activity-gbq", "1",
+                 "--out", str(out), "--quiet", "--no-report"])
+    assert code == 1
+    assert not out.exists()
+    assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
+
+
+def test_batch_goes_on_past_failing_cases(tmp_path, capsys):
+    spect, labels = _case_files(tmp_path)
+    manifest = tmp_path / "cases.csv"
+    sp, lb = os.path.basename(spect), os.path.basename(labels)
+    manifest.write_text(
+        "case_id,spect,segmentation,labels,administered_activity_gbq,lung_shunt_fraction\n"
+        f'good,{sp},{lb},"1=liver,2=tumour",1.2,0.05\n'
+        f"missing,nope.nrrd,{lb},,1.0,\n"
+        f'badlsf,{sp},{lb},"1=liver,2=tumour",1.0,1.4\n'
+        f'good2,{sp},{lb},"1=liver,2=tumour",2.0,\n'
+    )
+    out = tmp_path / "batch"
+    code = main(["batch", "--manifest", str(manifest), "--out", str(out), "--quiet", "--no-report"])
+    text = capsys.readouterr().out
+    assert code == 3
+    assert "2/4 cases done" in text and "FAILED missing" in text and "FAILED badlsf" in text
+    assert (out / "good" / "metrics.json").exists() and (out / "good2" / "metrics.json").exists()
+    assert not (out / "missing").exists() and not (out / "badlsf").exists()
+    with open(out / "batch_summary.csv") as fh:
+        rows = {r["case_id"]: r for r in csv.DictReader(fh)}
+    assert rows["good"]["status"] == "ok" and "file not found" in rows["missing"]["error"]
+    assert "lung_shunt_fraction" in rows["badlsf"]["error"]
+    m = json.loads((out / "good" / "metrics.json").read_text())
+    assert m["parameters"]["lung_shunt_fraction"] == 0.05
+
+
+def test_presets_and_help_run():
+    assert main(["presets"]) == 0
+    r = subprocess.run([sys.executable, "-m", "TAREDosimetryLib.cli", "run", "--help"], capture_output=True, text=True,
+                       cwd=os.path.join(REPO, "TAREDosimetry"))
+    assert r.returncode == 0 and "--administered-activity-gbq" in r.stdout and "--thresholds" in r.stdout
+
+
+def test_params_file_reproduces_a_run(tmp_path, demo_out):
+    out = tmp_path / "again"
+    assert main(["demo", "--out", str(out), "--quiet", "--no-report", "--params", str(demo_out / "metrics.json")]) == 0
+    a = json.loads((demo_out / "metrics.json").read_text())
+    b = json.loads((out / "metrics.json").read_text())
+    assert a["parameters"] == b["parameters"] and a["segments"] == b["segments"]
