@@ -117,6 +117,25 @@ class Backend:
             return self._fft.irfftn(spectrum, s=shape, workers=self.workers, overwrite_x=True)
         return self._fft.irfftn(spectrum, s=shape, overwrite_x=True)
 
+    def _kw(self):
+        return {"workers": self.workers} if self.name == "cpu" else {}
+
+    def rfft(self, array, n, axis):
+        """1-D real FFT along ``axis``, zero-padded to ``n``."""
+        return self._fft.rfft(array, n=n, axis=axis, **self._kw())
+
+    def fft(self, array, n, axis):
+        """1-D complex FFT along ``axis``, zero-padded to ``n``; may overwrite ``array``."""
+        return self._fft.fft(array, n=n, axis=axis, overwrite_x=True, **self._kw())
+
+    def ifft(self, array, axis):
+        """1-D inverse complex FFT along ``axis``; may overwrite ``array``."""
+        return self._fft.ifft(array, axis=axis, overwrite_x=True, **self._kw())
+
+    def irfft(self, array, n, axis):
+        """1-D inverse real FFT along ``axis`` with real output length ``n``."""
+        return self._fft.irfft(array, n=n, axis=axis, overwrite_x=True, **self._kw())
+
     def synchronize(self):
         """Wait for queued device work (for timing)."""
         if self.name == "gpu":

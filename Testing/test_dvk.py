@@ -1,0 +1,301 @@
+"""DVK dose maps (TAREDosimetryLib.dvk) and the array backend (TAREDosimetryLib.backend).
+
+Expected values come from conservation (total energy = K sum A), the LDM dose in uniform regions
+(D = K A / m), the kernel itself (point source) and scipy.signal.fftconvolve in float64.
+"""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy.signal import fftconvolve
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.join(REPO, "TAREDosimetry") not in sys.path:
+    sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
+
+from TAREDosimetryLib import backend, dvk, kernels  # noqa: E402
+from TAREDosimetryLib.dose import dose_map_gy, ldm_dose_gy  # noqa: E402
+from TAREDosimetryLib.errors import GPUUnavailableError, InputError  # noqa: E402
+from TAREDosimetryLib.params import DosimetryParams  # noqa: E402
+from TAREDosimetryLib.volume import Volume  # noqa: E402
+
+K = 49.67
+RHO = 1.03
+GPU_OK, GPU_WHY = backend.gpu_status()
+needs_gpu = pytest.mark.skipif(not GPU_OK, reason=f"no usable GPU: {GPU_WHY}")
+
+
+def mass_kg(vol, rho):
+    return np.asarray(rho, dtype=np.float64) * vol.voxel_volume_ml * 1e-3
+
+
+def point_source(shape, spacing, at=None, gbq=1.0):
+    a = np.zeros(shape, np.float32)
+    a[tuple(s // 2 for s in shape) if at is None else at] = gbq
+    return Volume(a, spacing)
+
+
+# --------------------------------------------------------------------------- point source, LDM
+def test_point_source_reproduces_the_kernel():
+    spacing = (4.42, 4.42, 2.5)
+    vol = point_source((21, 15, 17), spacing, gbq=2.0)
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    f = kernels.voxel_energy_fractions(spacing, RHO)
+    nz, ny, nx = (s // 2 for s in f.shape)
+    cz, cy, cx = 10, 7, 8
+    window = dose[cz - nz : cz + nz + 1, cy - ny : cy + ny + 1, cx - nx : cx + nx + 1]
+    expected = K * 2.0 / mass_kg(vol, RHO) * f
+    assert_allclose(window, expected, rtol=1e-4, atol=1e-6 * expected.max())
+    outside = dose.copy()
+    outside[cz - nz : cz + nz + 1, cy - ny : cy + ny + 1, cx - nx : cx + nx + 1] = 0
+    assert np.abs(outside).max() < 1e-6 * expected.max()
+
+
+def test_point_source_in_s_value_units():
+    """With K = 1e9 tau E_dpk the kernel dose per cumulated activity is S (mGy/(MBq s))."""
+    spacing = (3.0, 3.0, 3.0)
+    e_kernel_mev = kernels.kernel_energy_mev(spacing, 1.04)
+    k_kernel = e_kernel_mev * 1.602176634e-13 * 1e9  # J per GBq s of cumulated activity
+    vol = point_source((15, 15, 15), spacing, gbq=1.0)  # read as 1 GBq s cumulated
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=1.04, k_gy_kg_per_gbq=k_kernel, device="cpu").array
+    s = kernels.voxel_s_values(spacing, 1.04)
+    assert_allclose(dose[7, 7, 7], s[4, 4, 4], rtol=1e-5)  # Gy/(GBq s) = mGy/(MBq s)
+    assert_allclose(dose[7, 7, 8], s[4, 4, 5], rtol=1e-5)
+
+
+def test_no_wrap_around_at_the_image_border():
+    vol = point_source((12, 12, 12), (2.0, 2.0, 2.0), at=(0, 0, 0))
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    assert dose[0, 0, 0] == dose.max()
+    assert np.abs(dose[-3:, :, :]).max() < 1e-6 * dose.max()  # beyond the 12 mm kernel
+    assert np.abs(dose[:, :, -3:]).max() < 1e-6 * dose.max()
+
+
+def test_dose_is_never_negative_for_nonnegative_activity():
+    rng = np.random.default_rng(9)
+    a = np.zeros((20, 20, 20), np.float32)
+    a[5:9, 5:9, 5:9] = rng.random((4, 4, 4))
+    dose = dvk.dvk_dose_gy(Volume(a, (2.0, 2.0, 2.0)), density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    assert dose.min() >= 0.0
+
+
+def test_uniform_region_interior_equals_ldm():
+    a = np.zeros((40, 40, 40), np.float32)
+    a[4:36, 4:36, 4:36] = 0.01
+    vol = Volume(a, (3.0, 3.0, 3.0))
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    ldm = ldm_dose_gy(vol, RHO, K).array
+    interior = (slice(10, 30),) * 3  # > 12 mm from the edge of the region
+    assert_allclose(dose[interior], ldm[interior], rtol=0.005)
+    assert_allclose(dose[interior], ldm[interior], rtol=1e-5)  # in fact float32 round-off only
+
+
+def test_total_energy_is_conserved():
+    rng = np.random.default_rng(1)
+    a = np.zeros((30, 34, 32), np.float32)
+    a[8:22, 9:25, 8:24] = rng.gamma(2.0, 0.01, size=(14, 16, 16))
+    vol = Volume(a, (2.0, 2.5, 3.0))
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    deposited = float((dose.astype(np.float64) * mass_kg(vol, RHO)).sum())
+    assert_allclose(deposited, K * a.sum(dtype=np.float64), rtol=1e-5)
+
+
+def test_dose_scales_linearly_with_activity_and_k():
+    rng = np.random.default_rng(2)
+    vol = Volume(rng.random((16, 18, 20)).astype(np.float32), (4.0, 4.0, 4.0))
+    d1 = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    d2 = dvk.dvk_dose_gy(vol.with_array(vol.array * 3), density_g_ml=RHO, k_gy_kg_per_gbq=2 * K, device="cpu").array
+    assert_allclose(d2, 6 * d1, rtol=1e-5, atol=1e-6 * d1.max())
+
+
+# --------------------------------------------------------------------------- convolution
+@pytest.mark.parametrize("spacing", [(4.42, 4.42, 2.5), (2.0, 3.0, 5.0)])
+def test_matches_scipy_fftconvolve_in_float64(spacing):
+    rng = np.random.default_rng(3)
+    a = rng.gamma(1.5, 1.0, size=(23, 29, 31))
+    f = np.array(kernels.voxel_energy_fractions(spacing, RHO))
+    ref = fftconvolve(a, f, mode="same")
+    ours32 = dvk.convolve_fft(a, f, "cpu")
+    ours64 = dvk.convolve_fft(a, f, "cpu", dtype=np.float64)
+    assert ours32.dtype == np.float32 and ours32.shape == a.shape
+    assert np.abs(ours32 - ref).max() / ref.max() < 1e-4
+    assert np.abs(ours64 - ref).max() / ref.max() < 1e-12
+
+
+def test_convolve_fft_with_any_kernel():
+    """Non-symmetric kernels (complex spectrum path) and kernels larger than the image."""
+    rng = np.random.default_rng(4)
+    a = rng.random((9, 10, 11))
+    k = rng.random((5, 3, 7))
+    assert_allclose(dvk.convolve_fft(a, k, dtype=np.float64), fftconvolve(a, k, mode="same"), atol=1e-12)
+    big = rng.random((31, 3, 25))
+    big = (big + big[::-1, ::-1, ::-1]) / 2  # even but not mirror-symmetric per axis
+    assert_allclose(dvk.convolve_fft(a, big, dtype=np.float64), fftconvolve(a, big, mode="same"), atol=1e-11)
+
+
+def test_anisotropic_axis_order():
+    """spacing (x, y, z) = (4.42, 4.42, 2.5): dose spreads over more voxels along z (axis 0),
+    and transposing the image (with its spacing) transposes the dose."""
+    spacing = (4.42, 4.42, 2.5)
+    vol = point_source((15, 15, 15), spacing)
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    c = 7
+    assert dose[c + 1, c, c] > dose[c, c, c + 1]
+    assert (dose[:, c, c] > 1e-6 * dose.max()).sum() > (dose[c, c, :] > 1e-6 * dose.max()).sum()
+    rng = np.random.default_rng(5)
+    a = rng.random((12, 14, 16)).astype(np.float32)
+    d = dvk.dvk_dose_gy(Volume(a, spacing), density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    at = np.ascontiguousarray(a.transpose(2, 1, 0))
+    dt = dvk.dvk_dose_gy(Volume(at, spacing[::-1]), density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    assert_allclose(dt, d.transpose(2, 1, 0), rtol=1e-5, atol=1e-6 * d.max())
+
+
+def test_direction_matrix_does_not_change_the_dose():
+    rng = np.random.default_rng(6)
+    a = rng.random((10, 12, 14)).astype(np.float32)
+    lps = Volume(a, (4.42, 4.42, 2.5))
+    flipped = Volume(a, (4.42, 4.42, 2.5), (10.0, -20.0, 5.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    d1 = dvk.dvk_dose_gy(lps, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu")
+    d2 = dvk.dvk_dose_gy(flipped, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu")
+    assert np.array_equal(d1.array, d2.array)
+    assert d2.grid == flipped.grid and d2.unit == "Gy"
+
+
+def test_same_input_gives_bit_identical_dose():
+    rng = np.random.default_rng(7)
+    vol = Volume(rng.random((20, 22, 24)).astype(np.float32), (3.0, 3.0, 3.0))
+    d1 = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    kernels.clear_kernel_cache()
+    d2 = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    assert d1.tobytes() == d2.tobytes()
+
+
+# --------------------------------------------------------------------------- density, lung
+def lung_liver_phantom(lung_activity=0.0):
+    """x < 20: liver (1.04 g/mL), x >= 20: lung (0.30 g/mL); 3 mm voxels; activity 0.01 GBq
+    per liver voxel away from the image border."""
+    shape = (36, 36, 40)
+    rho = np.full(shape, 1.04, np.float32)
+    rho[:, :, 20:] = 0.30
+    a = np.zeros(shape, np.float32)
+    a[4:32, 4:32, 4:20] = 0.01
+    a[4:32, 4:32, 20:36] = lung_activity
+    vol = Volume(a, (3.0, 3.0, 3.0))
+    return vol, Volume(rho, grid=vol.grid), (rho < 0.6)
+
+
+def test_density_map_uniform_regions_give_ldm_and_conserve_energy():
+    vol, rho, lung = lung_liver_phantom(lung_activity=0.002)
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=rho, k_gy_kg_per_gbq=K, device="cpu").array
+    ldm = ldm_dose_gy(vol, rho, K).array
+    liver_core = (slice(12, 24), slice(12, 24), slice(6, 12))
+    lung_core = (slice(12, 24), slice(12, 24), slice(30, 33))  # > 12/0.3 mm... from the border
+    assert_allclose(dose[liver_core], ldm[liver_core], rtol=0.005)
+    assert_allclose(dose[lung_core].mean(), ldm[lung_core].mean(), rtol=0.05)
+    deposited = float((dose.astype(np.float64) * mass_kg(vol, rho.array)).sum())
+    emitted = K * float(vol.array.sum(dtype=np.float64))
+    # the lung kernel (0.3 g/mL) reaches 40 mm: some energy leaves the 120 mm image
+    assert 0.97 * emitted < deposited <= emitted * (1 + 1e-5)
+
+
+def test_lung_next_to_liver_gets_interface_dose_only():
+    vol, rho, lung = lung_liver_phantom(lung_activity=0.0)
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=rho, k_gy_kg_per_gbq=K, device="cpu").array
+    profile = dose[18, 18, :]
+    assert profile[20] > profile[21] > profile[23] > 0  # falls off into the lung
+    assert profile[27] < 1e-3 * profile[10]  # > 12 mm from the interface
+    deposited = float((dose.astype(np.float64) * mass_kg(vol, rho.array)).sum())
+    assert_allclose(deposited, K * float(vol.array.sum(dtype=np.float64)), rtol=1e-5)
+
+
+def test_lung_mode_ldm_keeps_local_deposition_in_lung():
+    vol, rho, lung = lung_liver_phantom(lung_activity=0.002)
+    dose = dvk.dvk_dose_gy(vol, density_g_ml=rho, k_gy_kg_per_gbq=K, device="cpu", lung_mask=lung, lung_mode="ldm").array
+    ldm = ldm_dose_gy(vol, rho, K).array
+    assert_allclose(dose[lung], ldm[lung], rtol=1e-6)
+    kernel_mode = dvk.dvk_dose_gy(vol, density_g_ml=rho, k_gy_kg_per_gbq=K, device="cpu", lung_mask=lung).array
+    assert not np.allclose(kernel_mode[lung], ldm[lung], rtol=1e-3)
+
+
+def test_constant_density_map_equals_scalar_density():
+    vol, _, _ = lung_liver_phantom()
+    rho = Volume(np.full(vol.shape, RHO, np.float32), grid=vol.grid)
+    d1 = dvk.dvk_dose_gy(vol, density_g_ml=rho, k_gy_kg_per_gbq=K, device="cpu").array
+    d2 = dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="cpu").array
+    assert_allclose(d1, d2, rtol=1e-6, atol=1e-7 * d2.max())  # float32 1.03 vs float 1.03
+
+
+def test_dose_map_gy_dispatches_to_dvk_with_params():
+    vol, rho, lung = lung_liver_phantom(lung_activity=0.001)
+    params = DosimetryParams(method="dvk", device="cpu", dvk_lung_mode="ldm")
+    calls = []
+    dose = dose_map_gy(vol, rho, params, lung_mask=lung, progress=lambda f, m: calls.append(f))
+    assert dose.unit == "Gy" and dose.array.dtype == np.float32 and dose.shape == vol.shape
+    assert calls[0] == 0.0 and calls[-1] == 1.0
+
+
+# --------------------------------------------------------------------------- bad input, devices
+def test_bad_inputs_are_rejected():
+    vol, rho, lung = lung_liver_phantom()
+    with pytest.raises(InputError, match="lung_mask"):
+        dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, lung_mask=lung[:-1], lung_mode="ldm")
+    with pytest.raises(InputError, match="lung_mode"):
+        dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, lung_mode="monte-carlo")
+    with pytest.raises(InputError, match="device"):
+        dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="tpu")
+    with pytest.raises(InputError, match="k_gy_kg_per_gbq"):
+        dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=-1)
+    with pytest.raises(InputError, match="density_g_ml"):
+        dvk.dvk_dose_gy(vol, density_g_ml=0.0, k_gy_kg_per_gbq=K)
+    with pytest.raises(InputError, match="activity grid"):
+        dvk.dvk_dose_gy(vol, density_g_ml=Volume(rho.array, (2.0, 2.0, 2.0)), k_gy_kg_per_gbq=K)
+    with pytest.raises(InputError, match="Volume"):
+        dvk.dvk_dose_gy(vol.array, density_g_ml=RHO, k_gy_kg_per_gbq=K)
+    nan = vol.array.copy()
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="non-finite"):
+        dvk.dvk_dose_gy(vol.with_array(nan), density_g_ml=RHO, k_gy_kg_per_gbq=K)
+    with pytest.raises(InputError, match="odd"):
+        dvk.convolve_fft(vol.array, np.ones((2, 3, 3)))
+    with pytest.raises(InputError, match="3-D"):
+        dvk.convolve_fft(vol.array[0], np.ones((3, 3, 3)))
+
+
+@pytest.mark.skipif(GPU_OK, reason="a GPU is usable here; the no-GPU error cannot be shown")
+def test_gpu_request_without_gpu_raises_a_clear_error():
+    with pytest.raises(GPUUnavailableError, match="no GPU is usable"):
+        backend.get_backend("gpu")
+    vol = point_source((8, 8, 8), (3.0, 3.0, 3.0))
+    with pytest.raises(GPUUnavailableError):
+        dvk.dvk_dose_gy(vol, density_g_ml=RHO, k_gy_kg_per_gbq=K, device="gpu")
+    assert backend.get_backend("auto").name == "cpu"
+
+
+def test_cpu_backend_uses_all_cores():
+    be = backend.get_backend("cpu")
+    assert be.name == "cpu" and be.workers == backend.cpu_workers() >= 1
+    x = np.arange(5.0)
+    assert be.to_numpy(be.asarray(x)) is x  # no copies on the CPU
+
+
+@needs_gpu
+def test_gpu_dose_equals_cpu_dose():
+    vol, rho, lung = lung_liver_phantom(lung_activity=0.002)
+    for density in (RHO, rho):
+        cpu = dvk.dvk_dose_gy(vol, density_g_ml=density, k_gy_kg_per_gbq=K, device="cpu").array
+        gpu = dvk.dvk_dose_gy(vol, density_g_ml=density, k_gy_kg_per_gbq=K, device="gpu").array
+        assert isinstance(gpu, np.ndarray) and gpu.dtype == np.float32
+        assert np.abs(gpu - cpu).max() < 1e-5 * cpu.max()
+
+
+@needs_gpu
+def test_gpu_convolution_matches_fftconvolve():
+    rng = np.random.default_rng(8)
+    a = rng.random((40, 50, 60))
+    f = np.array(kernels.voxel_energy_fractions((1.0, 1.0, 1.0), RHO))
+    ref = fftconvolve(a, f, mode="same")
+    out = dvk.convolve_fft(a, f, "gpu")
+    assert np.abs(out - ref).max() / ref.max() < 1e-4
