@@ -189,24 +189,3 @@ def test_evaluation_columns_have_one_row_per_evaluation():
     assert cols["status"] == ["FAIL", "N/A"]
     assert cols["threshold"] == [79.5, 79.5]
     assert math.isnan(cols["measured"][1])
-
-
-# -- manifest --------------------------------------------------------------------------------------
-
-def test_manifest_resolves_relative_paths_and_aliases(tmp_path):
-    p = tmp_path / "cases.csv"
-    p.write_text("# comment\nCase,SPECT,CT,Segmentation,rules\nA,a.nrrd,,a.seg.nrrd,hcc-glass\n\n,/abs/b.nrrd,b_ct.nrrd,b,\n")
-    cases = mc.read_manifest_csv(str(p))
-    assert [c["case_id"] for c in cases] == ["A", "case002"]
-    assert cases[0]["activity"] == str(tmp_path / "a.nrrd")
-    assert cases[0]["ct"] == "" and cases[0]["rules"] == "hcc-glass"
-    assert cases[1]["activity"] == "/abs/b.nrrd" and cases[1]["ct"] == str(tmp_path / "b_ct.nrrd")
-
-
-def test_manifest_errors_name_the_row(tmp_path):
-    p = tmp_path / "m.csv"
-    p.write_text("case_id,activity,segmentation\nA,a.nrrd,\n")
-    with pytest.raises(InputError, match="row 1 lacks 'segmentation'"):
-        mc.read_manifest_csv(str(p))
-    with pytest.raises(InputError, match="not found"):
-        mc.read_manifest_csv(str(tmp_path / "missing.csv"))

@@ -1,4 +1,4 @@
-"""Node-free helpers of the Slicer module: geometry, table rows, colours, windows, manifests.
+"""Node-free helpers of the Slicer module: geometry, table rows, colours, display windows.
 
 Everything here is plain Python and NumPy so that it is unit-tested without 3D Slicer
 (``Testing/test_mrmlconvert.py``); ``TAREDosimetry.py`` only moves these values in and out of
@@ -13,9 +13,7 @@ sign flip of the first two axes, ``LPS = diag(-1, -1, 1) @ RAS``, so
 both ``slicer.util.arrayFromVolume`` and the engine, so voxel arrays need no transposition.
 """
 
-import csv
 import math
-import os
 
 import numpy as np
 
@@ -42,7 +40,6 @@ __all__ = [
     "dvh_columns",
     "threshold_lines_gy",
     "safe_column_name",
-    "read_manifest_csv",
 ]
 
 #: 4x4 matrix that turns LPS into RAS coordinates (its own inverse).
@@ -337,52 +334,3 @@ def threshold_lines_gy(ruleset):
         who = r.segment or r.role
         lines.append((f"{who} {r.comparison} {t:g} Gy", t))
     return lines
-
-
-# -- batch manifests --------------------------------------------------------------------------------
-
-_MANIFEST_ALIASES = {
-    "case": "case_id", "id": "case_id", "name": "case_id",
-    "spect": "activity", "pet": "activity", "image": "activity", "activity_image": "activity",
-    "seg": "segmentation", "segments": "segmentation", "labels": "segmentation",
-}
-
-
-def read_manifest_csv(path):
-    """Cases of a batch manifest (CSV with a header), as a list of dicts.
-
-    Required columns: ``activity`` (SPECT/PET image path) and ``segmentation``; optional
-    ``case_id``, ``ct``, ``params`` (JSON file of :class:`.params.DosimetryParams` fields),
-    ``rules`` (preset name or rule file), ``roles`` (``NAME=ROLE;NAME=ROLE``) and
-    ``administered_activity_gbq``.  Relative paths are taken relative to the manifest's folder;
-    blank lines and lines starting with ``#`` are skipped.
-    """
-    if not os.path.isfile(path):
-        raise InputError(f"manifest not found: {path}")
-    base = os.path.dirname(os.path.abspath(path))
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        lines = [ln for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
-    reader = csv.DictReader(lines)
-    if not reader.fieldnames:
-        raise InputError(f"manifest {path} has no header row")
-    cases = []
-    for n, row in enumerate(reader, 1):
-        case = {}
-        for key, value in row.items():
-            if key is None:
-                raise InputError(f"manifest {path}: row {n} has more cells than the header")
-            k = key.strip().lower()
-            case[_MANIFEST_ALIASES.get(k, k)] = (value or "").strip()
-        for req in ("activity", "segmentation"):
-            if not case.get(req):
-                raise InputError(f"manifest {path}: row {n} lacks '{req}'")
-        for key in ("activity", "ct", "segmentation", "params"):
-            if case.get(key) and not os.path.isabs(case[key]):
-                case[key] = os.path.join(base, case[key])
-        case.setdefault("case_id", "")
-        if not case["case_id"]:
-            case["case_id"] = f"case{n:03d}"
-        cases.append(case)
-    if not cases:
-        raise InputError(f"manifest {path} lists no cases")
-    return cases

@@ -1,0 +1,130 @@
+"""Run a manifest of TARE dosimetry cases inside 3D Slicer, without the GUI.
+
+Usage (everything after ``--`` goes to this script)::
+
+    Slicer --no-splash --no-main-window --python-script /path/to/TAREDosimetry/TAREDosimetryBatch.py -- \\
+        --manifest cases.csv --out results [--rules hcc-glass] [--params params.json] \\
+        [--overwrite] [--no-report] [--keep-going-on-import-error]
+
+The manifest is the engine's format (see ``TAREDosimetryLib/batch.py``: columns case_id, spect or
+pet, segmentation, ct, labels, roles, thresholds, quantitative and any DosimetryParams field).
+Each case is loaded into the scene, run through the module's logic (the same code as the Apply
+button), and the engine's outputs are written to ``OUT/<case_id>/``.  A failing case is
+recorded and the batch goes on; the failures are listed at the end, a summary is written to
+``OUT/batch_summary.csv``, and Slicer exits with status 1 when any case failed (0 otherwise).
+
+From Slicer's Python console the same is::
+
+    import TAREDosimetryBatch
+    summary = TAREDosimetryBatch.run_manifest("cases.csv", "results")
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # works also when the module is not on Slicer's module path
+    sys.path.insert(0, HERE)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="TAREDosimetryBatch.py",
+        description="Run the TAREDosimetry Slicer logic on every case of a manifest CSV.",
+    )
+    parser.add_argument("--manifest", required=True, help="CSV manifest (engine format; paths relative to it)")
+    parser.add_argument("--out", required=True, help="output folder; one sub-folder per case")
+    parser.add_argument("--rules", default=None, help="threshold preset name or rule file (default: engine default preset)")
+    parser.add_argument("--params", default=None, help="JSON file of DosimetryParams fields used as defaults for every case")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing case folders")
+    parser.add_argument("--no-report", action="store_true", help="skip report.html and dvh.png")
+    args = list(argv)
+    if args and args[0] == "--":
+        args = args[1:]
+    return parser.parse_args(args)
+
+
+def _default_params(path):
+    from TAREDosimetryLib.params import DosimetryParams
+
+    if not path:
+        return DosimetryParams()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return DosimetryParams.from_dict(json.load(fh))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--params {path}: cannot be read ({exc})")
+
+
+def run_manifest(manifest, out_dir, rules=None, defaults=None, overwrite=False, report=True, log=print):
+    """Run every case of ``manifest`` through the Slicer logic; returns a list of summary dicts
+    (case_id, status 'ok'/'failed', overall PASS/FAIL/N/A, error, out_dir, seconds)."""
+    import slicer
+    from TAREDosimetry import TAREDosimetryLogic
+    from TAREDosimetryLib.batch import read_manifest
+    from TAREDosimetryLib.errors import TAREDosimetryError
+    from TAREDosimetryLib.outputs import check_output_dir
+    from TAREDosimetryLib.params import DosimetryParams
+
+    defaults = defaults or DosimetryParams()
+    cases = read_manifest(manifest)
+    os.makedirs(out_dir, exist_ok=True)
+    logic = TAREDosimetryLogic()
+    summary = []
+    for n, case in enumerate(cases, 1):
+        t0 = time.perf_counter()
+        dest = os.path.join(out_dir, case["case_id"])
+        entry = {"case_id": case["case_id"], "status": "failed", "overall": "", "error": "", "out_dir": dest, "seconds": 0.0}
+        log(f"[{n}/{len(cases)}] {case['case_id']}")
+        try:
+            if case["error"]:
+                raise TAREDosimetryError(case["error"])
+            params = defaults.replace(**case["params_changes"]) if case["params_changes"] else defaults
+            check_output_dir(dest, overwrite)
+            result = logic.runFromFiles(
+                case["image"], case["segmentation"], ctPath=case["ct"], params=params, roles=case["roles"],
+                rules=case["thresholds"] or rules, outDir=dest, labelNames=case["labels"], report=report,
+                overwrite=overwrite,
+            )
+            entry.update(status="ok", overall=result.overall_status)
+        except TAREDosimetryError as exc:
+            entry["error"] = str(exc)
+        except Exception as exc:  # one broken case must not stop the batch
+            entry["error"] = f"internal error: {type(exc).__name__}: {exc}"
+            log(traceback.format_exc())
+        finally:
+            slicer.app.processEvents()
+        entry["seconds"] = round(time.perf_counter() - t0, 2)
+        log(f"    {entry['status']}" + (f" ({entry['overall']})" if entry["overall"] else "") + (f": {entry['error']}" if entry["error"] else ""))
+        summary.append(entry)
+    with open(os.path.join(out_dir, "batch_summary.csv"), "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["case_id", "status", "overall", "error", "out_dir", "seconds"])
+        writer.writeheader()
+        writer.writerows(summary)
+    failed = [e for e in summary if e["status"] != "ok"]
+    log(f"{len(summary) - len(failed)} of {len(summary)} case(s) done; summary in {os.path.join(out_dir, 'batch_summary.csv')}")
+    if failed:
+        log("Failed cases:")
+        for e in failed:
+            log(f"  {e['case_id']}: {e['error']}")
+    return summary
+
+
+def main(argv):
+    args = parse_args(argv)
+    try:
+        summary = run_manifest(args.manifest, args.out, rules=args.rules, defaults=_default_params(args.params),
+                               overwrite=args.overwrite, report=not args.no_report)
+    except Exception as exc:  # a manifest that cannot be read at all
+        print(f"TAREDosimetryBatch: {exc}", file=sys.stderr)
+        return 2
+    return 1 if any(e["status"] != "ok" for e in summary) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,342 @@
+"""Static checks of the Slicer layer, run with plain pytest (no Slicer needed).
+
+They catch what would otherwise only show up when a user opens the module in Slicer: a widget the
+code uses but the .ui lacks (or of the wrong class), a parameter bound to a widget the
+parameterNodeWrapper cannot connect, an engine file missing from the module's CMakeLists (it would
+not be installed), syntax newer than Slicer 5.8's Python 3.9, or an engine import of slicer/qt/ctk.
+"""
+
+import ast
+import os
+import re
+import struct
+import xml.etree.ElementTree as ET
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULE_DIR = os.path.join(ROOT, "TAREDosimetry")
+LIB_DIR = os.path.join(MODULE_DIR, "TAREDosimetryLib")
+MODULE_PY = os.path.join(MODULE_DIR, "TAREDosimetry.py")
+BATCH_PY = os.path.join(MODULE_DIR, "TAREDosimetryBatch.py")
+UI_FILE = os.path.join(MODULE_DIR, "Resources", "UI", "TAREDosimetry.ui")
+MODULE_CMAKE = os.path.join(MODULE_DIR, "CMakeLists.txt")
+TOP_CMAKE = os.path.join(ROOT, "CMakeLists.txt")
+API_DOC = os.path.join(ROOT, "docs", "slicer_api_check.md")
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
+
+
+def _engine_files():
+    """Every file of the engine package (relative to the module folder), as CMake must list it."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(LIB_DIR):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__" and not d.startswith(".")]
+        for f in filenames:
+            if f.endswith((".pyc", ".pyo")) or f.startswith("."):
+                continue
+            out.append(os.path.relpath(os.path.join(dirpath, f), MODULE_DIR).replace(os.sep, "/"))
+    return sorted(out)
+
+
+def _ui_widgets():
+    root = ET.parse(UI_FILE).getroot()
+    return {w.get("name"): w.get("class") for w in root.iter("widget")}, root
+
+
+# -- .ui and its use in the code -----------------------------------------------------------------
+
+# What a call on self.ui.<name> needs: method or property -> widget classes that have it.
+USAGE_CLASSES = {
+    "currentNode": {"qMRMLNodeComboBox"},
+    "setCurrentNode": {"qMRMLNodeComboBox"},
+    "setMRMLTableNode": {"qMRMLTableView"},
+    "setRowCount": {"QTableWidget"},
+    "rowCount": {"QTableWidget"},
+    "columnCount": {"QTableWidget"},
+    "setItem": {"QTableWidget"},
+    "item": {"QTableWidget"},
+    "setCellWidget": {"QTableWidget"},
+    "cellWidget": {"QTableWidget"},
+    "insertRow": {"QTableWidget"},
+    "removeRow": {"QTableWidget"},
+    "selectedIndexes": {"QTableWidget", "qMRMLTableView"},
+    "setHorizontalHeaderLabels": {"QTableWidget"},
+    "horizontalHeader": {"QTableWidget", "qMRMLTableView"},
+    "resizeColumnsToContents": {"QTableWidget", "qMRMLTableView"},
+    "addItems": {"QComboBox"},
+    "findText": {"QComboBox"},
+    "itemText": {"QComboBox"},
+    "setItemData": {"QComboBox"},
+    "setCurrentIndex": {"QComboBox"},
+    "setValue": {"QProgressBar", "QDoubleSpinBox", "QSpinBox", "ctkSliderWidget"},
+    "setFormat": {"QProgressBar"},
+    "value": {"QDoubleSpinBox", "QSpinBox", "ctkSliderWidget", "QProgressBar"},
+    "text": {"QLabel", "QPushButton", "QLineEdit", "QCheckBox"},
+    "checked": {"QCheckBox", "QPushButton"},
+}
+SIGNAL_CLASSES = {
+    "clicked(bool)": {"QPushButton", "QCheckBox", "QToolButton"},
+    "toggled(bool)": {"QPushButton", "QCheckBox", "QToolButton"},
+    "currentIndexChanged(int)": {"QComboBox"},
+    "itemChanged(QTableWidgetItem*)": {"QTableWidget"},
+    "valueChanged(double)": {"QDoubleSpinBox", "ctkSliderWidget"},
+    "currentNodeChanged(vtkMRMLNode*)": {"qMRMLNodeComboBox"},
+}
+
+
+def _ui_uses():
+    """[(widget name, attribute, signal or None, line)] for every self.ui.<name>.<attr> in the module."""
+    src = _read(MODULE_PY)
+    uses = []
+    for n, line in enumerate(src.splitlines(), 1):
+        for m in re.finditer(r"self\.ui\.(\w+)(?:\.(\w+))?(?:\(\s*\"([^\"]+)\")?", line):
+            uses.append((m.group(1), m.group(2), m.group(3), n))
+    return uses
+
+
+def test_ui_file_parses_and_has_a_qmrmlwidget_root():
+    widgets, root = _ui_widgets()
+    assert root.tag == "ui"
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and top.get("name") == "TAREDosimetry"
+    assert len(widgets) == len(set(widgets)), "widget names must be unique"
+
+
+def test_every_ui_widget_the_code_uses_exists_with_a_suitable_class():
+    widgets, _ = _ui_widgets()
+    uses = _ui_uses()
+    assert uses, "the module should use its .ui widgets"
+    problems = []
+    for name, attr, signal, line in uses:
+        if name not in widgets:
+            problems.append(f"line {line}: self.ui.{name} is not in TAREDosimetry.ui")
+            continue
+        cls = widgets[name]
+        if attr in USAGE_CLASSES and cls not in USAGE_CLASSES[attr]:
+            problems.append(f"line {line}: self.ui.{name}.{attr} needs one of {sorted(USAGE_CLASSES[attr])}, the .ui has {cls}")
+        if attr == "connect":
+            if signal not in SIGNAL_CLASSES:
+                problems.append(f"line {line}: signal {signal!r} of self.ui.{name} is not in the table of known signals")
+            elif cls not in SIGNAL_CLASSES[signal]:
+                problems.append(f"line {line}: {cls} {name} has no signal {signal}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_mrml_widget_receives_the_scene():
+    widgets, root = _ui_widgets()
+    receivers = {
+        c.findtext("receiver") for c in root.iter("connection")
+        if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)" and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
+    }
+    mrml = {n for n, c in widgets.items() if c in ("qMRMLNodeComboBox", "qMRMLTableView")}
+    assert mrml, "the panel should have MRML widgets"
+    assert mrml <= receivers, f"no mrmlSceneChanged -> setMRMLScene connection for {sorted(mrml - receivers)}"
+
+
+def test_custom_widgets_are_declared():
+    widgets, root = _ui_widgets()
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    custom = {c for c in widgets.values() if c.startswith(("qMRML", "ctk", "qSlicer"))}
+    assert custom <= declared, f"undeclared custom widget classes: {sorted(custom - declared)}"
+
+
+def test_rule_table_has_one_column_per_rule_field():
+    from TAREDosimetryLib.mrmlconvert import RULE_COLUMNS
+
+    _, root = _ui_widgets()
+    table = next(w for w in root.iter("widget") if w.get("name") == "rulesTable")
+    assert len(table.findall("column")) == len(RULE_COLUMNS)
+
+
+# -- parameter node bindings ------------------------------------------------------------------------
+
+def _parameter_fields():
+    """{name: annotation source} of the @parameterNodeWrapper class."""
+    tree = ast.parse(_read(MODULE_PY))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(
+            (isinstance(d, ast.Name) and d.id == "parameterNodeWrapper") for d in node.decorator_list
+        ):
+            return {
+                s.target.id: ast.get_source_segment(_read(MODULE_PY), s.annotation)
+                for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+            }, {n.name for n in tree.body if isinstance(n, ast.ClassDef) and any(
+                isinstance(b, ast.Attribute) and b.attr == "Enum" for b in n.bases)}
+    raise AssertionError("no @parameterNodeWrapper class in TAREDosimetry.py")
+
+
+def _bound_widgets():
+    _, root = _ui_widgets()
+    out = {}
+    for w in root.iter("widget"):
+        for p in w.findall("property"):
+            if p.get("name") == "SlicerParameterName":
+                out[p.findtext("string")] = (w.get("name"), w.get("class"), w)
+    return out
+
+
+def test_every_bound_widget_has_a_parameter_of_a_type_its_connector_accepts():
+    fields, enums = _parameter_fields()
+    bound = _bound_widgets()
+    assert bound, "the panel should bind widgets to the parameter node"
+    problems = []
+    for param, (wname, cls, elem) in bound.items():
+        ann = fields.get(param)
+        if ann is None:
+            problems.append(f"{wname}: SlicerParameterName {param!r} is not a field of the parameter node")
+            continue
+        base = re.sub(r"^Annotated\[\s*([\w.]+).*\]$", r"\1", ann.strip())
+        bounded = "WithinRange" in ann or ("Minimum" in ann and "Maximum" in ann)
+        if cls == "qMRMLNodeComboBox":
+            ok = base.startswith("vtkMRML")
+            types = [s.text for s in elem.iter("string") if s.text and s.text.startswith("vtkMRML")]
+            if ok and base not in types:
+                problems.append(f"{wname}: nodeTypes {types} do not include the parameter's class {base}")
+        elif cls in ("QDoubleSpinBox", "ctkSliderWidget"):
+            # The wrapper sets the widget's range from the annotation (or -inf..inf when unbounded).
+            ok = base == "float" and bounded
+        elif cls in ("QComboBox", "ctkComboBox"):
+            ok = base in enums or "Choice" in ann
+        elif cls == "QCheckBox":
+            ok = base == "bool"
+        elif cls == "ctkDirectoryButton":
+            ok = base in ("pathlib.Path", "Path")
+        elif cls == "QLineEdit":
+            ok = base == "str"
+        else:
+            ok = False
+        if not ok:
+            problems.append(f"{wname} ({cls}) cannot be connected to {param}: {ann}")
+    assert not problems, "\n".join(problems)
+
+
+def test_parameter_annotations_evaluate_on_python_39():
+    """``X | None`` in an annotation is evaluated when the class is made and fails on Python 3.9."""
+    tree = ast.parse(_read(MODULE_PY))
+    bad = []
+    for node in ast.walk(tree):
+        anns = []
+        if isinstance(node, ast.AnnAssign):
+            anns.append(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            anns += [a.annotation for a in node.args.args + node.args.kwonlyargs if a.annotation is not None]
+            if node.returns is not None:
+                anns.append(node.returns)
+        for a in anns:
+            for sub in ast.walk(a):
+                if isinstance(sub, ast.BinOp) and isinstance(sub.op, ast.BitOr):
+                    bad.append(getattr(node, "lineno", "?"))
+    assert not bad, f"PEP 604 unions in annotations at lines {bad} (use Optional[...] for Slicer 5.8)"
+
+
+# -- CMake -----------------------------------------------------------------------------------------
+
+def _cmake_entries():
+    text = _read(MODULE_CMAKE).replace("${MODULE_NAME}", "TAREDosimetry")
+    return set(re.findall(r"^\s+([\w./-]+\.\w+)\s*$", text, flags=re.M))
+
+
+def test_every_engine_file_is_listed_in_the_module_cmakelists():
+    listed = _cmake_entries()
+    missing = [f for f in _engine_files() if f not in listed]
+    assert not missing, f"add to TAREDosimetry/CMakeLists.txt: {missing}"
+
+
+def test_every_file_the_module_cmakelists_lists_exists():
+    listed = _cmake_entries()
+    assert "TAREDosimetry.py" in listed and "Resources/UI/TAREDosimetry.ui" in listed
+    absent = [f for f in sorted(listed) if not os.path.isfile(os.path.join(MODULE_DIR, f))]
+    assert not absent, f"listed in TAREDosimetry/CMakeLists.txt but missing: {absent}"
+
+
+def test_module_cmakelists_builds_the_module_and_registers_its_unittest():
+    text = _read(MODULE_CMAKE)
+    assert "slicerMacroBuildScriptedModule(" in text
+    assert re.search(r"slicer_add_python_unittest\(\s*SCRIPT \$\{MODULE_NAME\}\.py\s*\)", text)
+
+
+def test_top_level_cmakelists_is_a_slicer_extension():
+    text = _read(TOP_CMAKE)
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
+        assert re.search(rf"set\({key} \"[^\"]+\"\)", text), key
+    assert 'set(EXTENSION_CATEGORY "Nuclear Medicine")' in text
+    for line in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(TAREDosimetry)",
+                 "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+        assert line in text, line
+
+
+# -- Python version, layering ------------------------------------------------------------------------
+
+def _python_files():
+    return [MODULE_PY, BATCH_PY] + [os.path.join(MODULE_DIR, f) for f in _engine_files() if f.endswith(".py")]
+
+
+@pytest.mark.parametrize("path", _python_files(), ids=lambda p: os.path.relpath(p, ROOT))
+def test_parses_with_python_39_grammar(path):
+    ast.parse(_read(path), filename=path, feature_version=(3, 9))
+
+
+@pytest.mark.parametrize("path", [os.path.join(MODULE_DIR, f) for f in _engine_files() if f.endswith(".py")],
+                         ids=lambda p: os.path.relpath(p, ROOT))
+def test_engine_imports_no_slicer_qt_ctk_and_vtk_only_in_its_filter(path):
+    tree = ast.parse(_read(path))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            imported.add(node.module.split(".")[0])
+    forbidden = imported & {"slicer", "qt", "ctk", "mrml", "vtkSegmentationCorePython"}
+    assert not forbidden, f"{os.path.basename(path)} imports {sorted(forbidden)}"
+    if os.path.basename(path) != "vtkfilter.py":
+        assert "vtk" not in imported, f"{os.path.basename(path)} imports vtk; only vtkfilter.py may"
+
+
+def test_module_category_and_test_class_follow_the_template():
+    src = _read(MODULE_PY)
+    assert 'translate("qSlicerAbstractCoreModule", "Nuclear Medicine")' in src
+    tree = ast.parse(src)
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    for name, base in (("TAREDosimetry", "ScriptedLoadableModule"), ("TAREDosimetryWidget", "ScriptedLoadableModuleWidget"),
+                       ("TAREDosimetryLogic", "ScriptedLoadableModuleLogic"), ("TAREDosimetryTest", "ScriptedLoadableModuleTest")):
+        assert name in classes, name
+        assert base in {getattr(b, "id", None) for b in classes[name].bases}, f"{name} should derive from {base}"
+    tests = [f.name for f in classes["TAREDosimetryTest"].body if isinstance(f, ast.FunctionDef) and f.name.startswith("test_")]
+    assert len(tests) >= 4
+    run_test = next(f for f in classes["TAREDosimetryTest"].body if isinstance(f, ast.FunctionDef) and f.name == "runTest")
+    called = {n.attr for n in ast.walk(run_test) if isinstance(n, ast.Attribute)}
+    assert set(tests) <= called, f"runTest (slicer.selfTests) does not run {sorted(set(tests) - called)}"
+
+
+# -- every Slicer call is on the checked list ---------------------------------------------------------
+
+def test_every_slicer_util_and_module_logic_call_is_documented_as_checked():
+    doc = _read(API_DOC)
+    calls = set()
+    for path in (MODULE_PY, BATCH_PY):
+        src = _read(path)
+        calls |= set(re.findall(r"slicer\.util\.(\w+)", src))
+        calls |= {f"slicer.modules.{m}.logic" for m in re.findall(r"slicer\.modules\.(\w+)\.logic\(\)", src)}
+        calls |= set(re.findall(r"slicer\.(vtk\w+)", src))
+    missing = sorted(c for c in calls if c not in doc)
+    assert not missing, f"not listed in docs/slicer_api_check.md: {missing}"
+
+
+# -- icons ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [os.path.join(ROOT, "TAREDosimetry.png"),
+                                  os.path.join(MODULE_DIR, "Resources", "Icons", "TAREDosimetry.png")],
+                         ids=["extension", "module"])
+def test_icon_is_a_128_pixel_png(path):
+    with open(path, "rb") as fh:
+        head = fh.read(33)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert head[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", head[16:24])
+    assert (width, height) == (128, 128)
+    assert os.path.getsize(path) > 2000, "the icon looks empty"
