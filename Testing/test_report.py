@@ -1,0 +1,356 @@
+"""Figures and the HTML report (TAREDosimetryLib.report).
+
+The synthetic case: a 96 mm cube of SPECT-like 4 mm voxels whose z axis is reversed (direction
+diag(1, 1, -1), as the MAA SPECT), with segments drawn on a 2 mm grid of the usual direction,
+so every picture needs physical-space resampling to line up.  LPS millimetres (x to the
+patient's left, y posterior, z superior):
+
+* liver:   |x|, |y|, |z| < 40
+* tumour:  a 12 mm cube centred on (-10, 6, 10) = 3 x 3 x 3 activity voxels; 20 counts per
+  voxel, 40 in the middle voxel (so the dose peaks exactly at the tumour's centroid)
+* markers: single hot voxels (8 counts) at (-30, -14, 10) (right-anterior of the tumour, in its
+  axial plane) and (-30, 6, 30) (right-superior of it, in its coronal plane)
+* ``<b>x</b>``: a small box (role other) whose name must come out escaped in the HTML
+"""
+
+import base64
+import html
+import os
+import re
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from TAREDosimetryLib import DosimetryParams, Segmentation, Volume, io, run_case
+from TAREDosimetryLib import report
+from TAREDosimetryLib.volume import Grid
+
+pytest.importorskip("matplotlib")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TUMOUR_CENTRE = (-10.0, 6.0, 10.0)
+ODD_NAME = "<b>x</b>"
+
+
+def _png_size(data):
+    """(width, height) from a PNG's IHDR chunk."""
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def _activity_grid():
+    # voxel centres x, y = -46 + 4 i; z = 46 - 4 k (reversed z axis)
+    return Grid((24, 24, 24), (4.0, 4.0, 4.0), (-46.0, -46.0, 46.0), (1, 0, 0, 0, 1, 0, 0, 0, -1))
+
+
+def _centres_lps(grid):
+    """(x, y, z) arrays (Z, Y, X) of the voxel centres of ``grid``."""
+    k, j, i = np.indices(grid.shape, dtype=np.float64)
+    ijk = np.stack([i, j, k, np.ones_like(i)], axis=-1)
+    lps = ijk @ grid.ijk_to_lps.T
+    return lps[..., 0], lps[..., 1], lps[..., 2]
+
+
+def _near(x, y, z, centre, half):
+    cx, cy, cz = centre
+    return (np.abs(x - cx) < half) & (np.abs(y - cy) < half) & (np.abs(z - cz) < half)
+
+
+def _synthetic_case(rules="breast-liver-metastases", administered_activity_gbq=0.1):
+    agrid = _activity_grid()
+    x, y, z = _centres_lps(agrid)
+    liver = _near(x, y, z, (0, 0, 0), 40)
+    tumour = _near(x, y, z, TUMOUR_CENTRE, 6)
+    counts = np.zeros(agrid.shape, np.float32)
+    counts[liver] = 1.0
+    counts[tumour] = 20.0
+    counts[_near(x, y, z, TUMOUR_CENTRE, 1)] = 40.0
+    counts[_near(x, y, z, (-30, -14, 10), 1)] = 8.0
+    counts[_near(x, y, z, (-30, 6, 30), 1)] = 8.0
+    activity = Volume(counts, grid=agrid, name="synthetic SPECT")
+
+    sgrid = Grid((48, 48, 48), (2.0, 2.0, 2.0), (-47.0, -47.0, -47.0))
+    sx, sy, sz = _centres_lps(sgrid)
+    masks = {
+        "liver": _near(sx, sy, sz, (0, 0, 0), 40),
+        "tumour": _near(sx, sy, sz, TUMOUR_CENTRE, 6),
+        ODD_NAME: _near(sx, sy, sz, (25, 25, -25), 5),
+    }
+    seg = Segmentation.from_masks(masks, sgrid, colors={"tumour": (0.95, 0.84, 0.57)})
+    params = DosimetryParams(administered_activity_gbq=administered_activity_gbq, lung_shunt_fraction=0.05)
+    result = run_case(activity, seg, params=params, rules=rules, inputs={"activity": "synthetic <SPECT>"})
+    return result, seg
+
+
+@pytest.fixture(scope="module")
+def case():
+    return _synthetic_case()
+
+
+# -- metrics table ------------------------------------------------------------------------------
+
+def test_metrics_table_columns_have_a_stable_order(case):
+    result, _ = case
+    columns, rows = report.metrics_table_rows(result)
+    p = result.params
+    d_keys = [f"d{x:g}_gy" for x in p.d_levels_pct]
+    v_pct = [f"v{x:g}_pct" for x in p.v_levels_gy]
+    v_ml = [f"v{x:g}_ml" for x in p.v_levels_gy]
+    head = ["name", "role", "volume_ml", "mass_g", "activity_gbq", "activity_pct", "mean_gy", "median_gy",
+            "sd_gy", "min_gy", "max_gy"]
+    tail = ["eud_gy", "bed_gy", "tn_ratio", "cumulative_mean_gy"]
+    assert columns[: len(head)] == head
+    assert columns[len(head):len(head) + len(d_keys) + 2 * len(v_pct)] == d_keys + v_pct + v_ml
+    assert columns[len(head) + len(d_keys) + 2 * len(v_pct):][: len(tail)] == tail
+    assert [r[0] for r in rows] == [s.name for s in result.segments]
+    assert all(len(r) == len(columns) for r in rows)
+
+
+def test_metrics_table_values_are_plain_numbers_or_none(case):
+    result, _ = case
+    columns, rows = report.metrics_table_rows(result)
+    by_name = {r[0]: dict(zip(columns, r)) for r in rows}
+    tum = result.segment("tumour")
+    assert by_name["tumour"]["mean_gy"] == pytest.approx(tum.metrics["mean_gy"])
+    assert by_name["tumour"]["tn_ratio"] == pytest.approx(tum.metrics["tn_ratio"])
+    assert by_name["liver"]["tn_ratio"] is None  # not a tumour
+    lung = by_name["lungs (LSF model)"]
+    assert lung["volume_ml"] is None  # NaN (no lung segment) becomes None
+    assert lung["cumulative_mean_gy"] == pytest.approx(lung["mean_gy"])
+    for row in rows:
+        for v in row[2:]:
+            assert v is None or (isinstance(v, (int, float)) and np.isfinite(v))
+
+
+@pytest.mark.parametrize(
+    "key, value, text",
+    [("mean_gy", 204.8421, "204.8"), ("activity_gbq", 0.47912, "0.479"), ("v100_pct", 98.333, "98.3"),
+     ("tn_ratio", 4.4409, "4.44"), ("volume_ml", 3.14159, "3.14"), ("mean_gy", float("nan"), "\u2013"),
+     ("mean_gy", None, "\u2013")],
+)
+def test_format_metric_uses_the_precision_of_the_unit(key, value, text):
+    assert report.format_metric(key, value) == text
+
+
+# -- DVH figure ---------------------------------------------------------------------------------
+
+def test_plot_dvh_returns_a_png_of_the_documented_size(case, tmp_path):
+    result, _ = case
+    path = tmp_path / "dvh.png"
+    data = report.plot_dvh(result, str(path))
+    assert _png_size(data) == (1080, 660)  # 9 x 5.5 in at 120 dpi
+    assert path.read_bytes() == data
+
+
+def test_dvh_x_range_covers_thresholds_and_hot_tail(case):
+    result, _ = case
+    rules = report._dose_rules(result)
+    assert {r.metric for r in rules} == {"mean_gy", "cumulative_mean_gy"}
+    x_max = report._dvh_x_max(result, rules)
+    assert x_max >= 1.2 * max(r.threshold for r in rules)
+    assert x_max >= max(s.dvh.dose_at_volume_pct(1) for s in result.segments)
+
+
+# -- dose slices: geometry ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def planes(case):
+    result, seg = case
+    return report.dose_slice_planes(result, None, seg, views=("axial", "coronal"), fov_mm=81, pixel_mm=1.0)
+
+
+def test_slices_are_drawn_for_the_tumours_only(planes):
+    assert [(p.segment, p.view) for p in planes] == [("tumour", "axial"), ("tumour", "coronal")]
+
+
+def test_slice_plane_is_centred_on_the_tumour_centroid(planes):
+    for p in planes:
+        assert_allclose(p.centre_lps, TUMOUR_CENTRE, atol=1e-6)
+        assert p.dose_gy.shape == p.background.shape == (81, 81)
+        centre_lps = p.grid.ijk_to_lps @ np.array([p.centre_index[1], p.centre_index[0], 0, 1.0])
+        assert_allclose(centre_lps[:3], TUMOUR_CENTRE, atol=1e-6)
+
+
+def test_dose_maximum_of_the_plane_is_at_the_tumour_centroid(planes):
+    for p in planes:
+        peak = np.unravel_index(np.argmax(p.dose_gy), p.dose_gy.shape)
+        assert peak == p.centre_index, p.view
+
+
+def test_tumour_contour_lies_on_the_hot_spot(planes):
+    for p in planes:
+        m = p.masks["tumour"]
+        assert m[p.centre_index]
+        assert 120 <= m.sum() <= 170  # a 12 mm x 12 mm square at 1 mm pixels (144 px)
+        liver_only = p.masks["liver"] & ~m
+        assert p.dose_gy[m].mean() > 5 * p.dose_gy[liver_only].mean()
+
+
+def test_slices_use_the_radiological_orientation(planes):
+    # Each marker lies 20 mm to the patient's right of the tumour and 20 mm anterior (axial)
+    # or superior (coronal): the upper left of the picture.
+    for p in planes:
+        r, c = p.centre_index
+        corners = {
+            "upper left": p.dose_gy[r - 20, c - 20], "upper right": p.dose_gy[r - 20, c + 20],
+            "lower left": p.dose_gy[r + 20, c - 20], "lower right": p.dose_gy[r + 20, c + 20],
+        }
+        assert max(corners, key=corners.get) == "upper left", (p.view, corners)
+        assert corners["upper left"] > 3 * corners["lower right"]
+        assert p.letters == (("R", "L", "A", "P") if p.view == "axial" else ("R", "L", "S", "I"))
+
+
+def test_background_is_resampled_in_physical_space(case):
+    # A CT-like background on a RAS-ordered grid (x and y axes reversed, as a NIfTI read by ITK)
+    # whose values are the LPS x (or z) coordinate of each voxel: the plane must show x growing
+    # to the right of the picture and z growing upwards.
+    result, seg = case
+    grid = Grid((40, 40, 40), (3.0, 3.0, 3.0), (58.5, 58.5, -58.5), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    x, y, z = _centres_lps(grid)
+    for coord, view in ((x, "axial"), (z, "coronal")):
+        bg = Volume((coord - 1000.0).astype(np.float32), grid=grid, unit="HU")
+        (p,) = report.dose_slice_planes(result, bg, seg, views=(view,), fov_mm=41, pixel_mm=1.0)
+        assert p.background_is_ct
+        r, c = p.centre_index
+        offsets = np.arange(-20, 21, dtype=float)
+        if view == "axial":
+            assert_allclose(p.background[r, :], TUMOUR_CENTRE[0] - 1000.0 + offsets, atol=1e-3)
+        else:
+            assert_allclose(p.background[:, c], TUMOUR_CENTRE[2] - 1000.0 - offsets, atol=1e-3)
+
+
+def test_without_tumours_the_liver_is_shown(case):
+    result, seg = case
+    seg2 = seg.subset(["liver", ODD_NAME])
+    r2 = run_case(result.activity_gbq, seg2, params=result.params)
+    planes = report.dose_slice_planes(r2, None, seg2, views=("axial",), fov_mm=41, pixel_mm=2.0)
+    assert [p.segment for p in planes] == ["liver"]
+
+
+def test_plot_dose_slices_returns_a_png(case, tmp_path):
+    result, seg = case
+    path = tmp_path / "slices.png"
+    data = report.plot_dose_slices(result, None, seg, str(path), views=("axial", "coronal"), dpi=100)
+    w, h = _png_size(data)
+    assert (w, h) == (round((4.9 * 2 + 0.9) * 100), round((5.2 * 1 + 1.0) * 100))
+    assert path.read_bytes() == data
+
+
+# -- HTML ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def report_text(case, tmp_path_factory):
+    result, seg = case
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    out = report.write_report_html(result, str(path), segmentation=seg, title="Synthetic <case> & co")
+    assert out == str(path)
+    return path.read_text(encoding="utf-8")
+
+
+def test_html_report_is_self_contained(report_text):
+    assert report_text.startswith("<!DOCTYPE html>")
+    assert "<script" not in report_text.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", report_text)
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', report_text)
+    assert len(images) == 2  # DVH and dose slices
+    for b64 in images:
+        assert base64.b64decode(b64)[:8] == PNG_SIGNATURE
+
+
+def test_html_report_shows_status_summary_and_rules(case, report_text):
+    result, _ = case
+    assert result.overall_status == "PASS"
+    assert '<div class="banner"' in report_text and "<b>PASS</b>" in report_text
+    assert html.escape(result.summary_line()) in report_text
+    for ev in result.evaluations:
+        assert html.escape(ev.rule.label, quote=True) in report_text
+        assert html.escape(ev.rule.source, quote=True) in report_text
+    tumour_mean = result.segment("tumour").metrics["mean_gy"]
+    assert f'<td class="num">{tumour_mean:.1f}</td>' in report_text
+    assert "Research software, not a medical device" in report_text
+    assert "Known limits" in report_text and "partial-volume" in report_text
+    assert "k_gy_kg_per_gbq" in report_text and "49.67" in report_text
+
+
+def test_html_report_names_every_segment_escaped(case, report_text):
+    result, _ = case
+    for s in result.segments:
+        assert f"<td>{html.escape(s.name)}</td>" in report_text
+    assert ODD_NAME not in report_text
+    assert "&lt;b&gt;x&lt;/b&gt;" in report_text
+    assert "Synthetic &lt;case&gt; &amp; co" in report_text
+    assert "synthetic &lt;SPECT&gt;" in report_text
+
+
+def test_html_fail_banner_is_red(tmp_path):
+    result, seg = _synthetic_case(rules="hcc-glass")  # tumour mean about 170 Gy, below 205 Gy
+    assert result.overall_status == "FAIL"
+    path = tmp_path / "fail.html"
+    report.write_report_html(result, str(path))
+    text = path.read_text(encoding="utf-8")
+    assert "<b>FAIL</b>" in text and "#b21f2d" in text
+    assert "Dose slices need the segmentation" in text
+
+
+def test_report_without_matplotlib_keeps_the_tables(case, tmp_path, monkeypatch):
+    result, seg = case
+    for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, mod, None)  # import raises ImportError
+    with pytest.raises(report.MissingDependencyError, match="pip install matplotlib"):
+        report.plot_dvh(result)
+    with pytest.raises(RuntimeError, match="pip install matplotlib"):
+        report.plot_dose_slices(result, None, seg)
+    path = tmp_path / "no_mpl.html"
+    report.write_report_html(result, str(path), segmentation=seg)
+    text = path.read_text(encoding="utf-8")
+    assert "Figures need matplotlib" in text and "pip install matplotlib" in text
+    assert "data:image/png" not in text
+    assert "<td>tumour</td>" in text
+
+
+def test_engine_and_report_import_without_matplotlib():
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "import TAREDosimetryLib, TAREDosimetryLib.report, TAREDosimetryLib.pipeline\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "TAREDosimetry") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+# -- real MAA SPECT case ------------------------------------------------------------------------
+
+def _maa_paths():
+    data = os.environ.get("TARE_DOSIMETRY_TEST_DATA", os.path.join(REPO, "..", "shared", "data"))
+    spect = os.path.join(data, "maa-spect-patient2", "patient_2_SPECT.nrrd")
+    seg = os.path.join(data, "maa-spect-patient2", "patient_2_Segmentation.seg.nrrd")
+    if not (os.path.isfile(spect) and os.path.isfile(seg)):
+        pytest.skip(f"MAA case not found under {data}/maa-spect-patient2 (set TARE_DOSIMETRY_TEST_DATA)")
+    return spect, seg
+
+
+def test_maa_case_report_is_written_and_tumour_contours_lie_on_the_hot_spots(tmp_path):
+    spect_path, seg_path = _maa_paths()
+    spect = io.read_image(spect_path, "SPECT image")  # direction diag(1, 1, -1)
+    seg = io.read_segmentation(seg_path)  # another grid (CT), usual direction
+    result = run_case(spect, seg, params=DosimetryParams(administered_activity_gbq=2.0, lung_shunt_fraction=0.06))
+    planes = report.dose_slice_planes(result, None, seg, views=("axial", "coronal"))
+    assert sorted({p.segment for p in planes}) == ["Tumor 1", "Tumor 2"]
+    for p in planes:
+        m = p.masks[p.segment]
+        assert m[p.centre_index] or m.sum() > 0
+        liver_rest = p.masks["liver"] & ~np.logical_or.reduce([p.masks[n] for n in ("Tumor 1", "Tumor 2")])
+        assert p.dose_gy[m].mean() > 2.5 * p.dose_gy[liver_rest].mean(), (p.segment, p.view)
+    path = tmp_path / "maa.html"
+    report.write_report_html(result, str(path), segmentation=seg, title="MAA patient 2")
+    text = path.read_text(encoding="utf-8")
+    assert "Tumor 1" in text and "Tumor 2" in text and "lungs (LSF model)" in text
+    assert text.count("data:image/png;base64,") == 2
