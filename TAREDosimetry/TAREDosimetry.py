@@ -1191,35 +1191,34 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
 
     # -- the engine's VTK filter ---------------------------------------------------------------------
     @staticmethod
-    def doseWithVtkFilter(activityGBq: Volume, density=None, method: str = "ldm", device: str = "auto", params=None) -> Volume:
-        """Dose (Gy) from an activity map (GBq/voxel) through the engine's VTK filter
-        (``TAREDosimetryLib.vtkfilter``), on the same grid.  Raises InputError when the engine has no filter."""
-        try:
-            from TAREDosimetryLib import vtkfilter
-        except ImportError as exc:
-            raise InputError(f"the engine has no VTK filter ({exc})") from None
-        import vtk.util.numpy_support as nps
+    def doseWithVtkFilter(activityGBq: Volume, density=None, params: Optional[DosimetryParams] = None) -> Volume:
+        """Dose (Gy) of an activity map (GBq per voxel) through the engine's VTK filter
+        (``TAREDosimetryLib.vtkfilter.TAREDoseFilter``: port 0 activity, optional port 1 density in
+        g/mL), on the same grid.  ``density``: a Volume on the activity grid, or None for the
+        constant tissue density of ``params``."""
+        from TAREDosimetryLib.vtkfilter import TAREDoseFilter
 
-        def toImage(vol):
+        params = params or DosimetryParams()
+
+        def toImage(volume):
             image = vtk.vtkImageData()
-            nz, ny, nx = vol.array.shape
+            nz, ny, nx = volume.array.shape
             image.SetDimensions(nx, ny, nz)
-            image.SetSpacing(*vol.grid.spacing_mm)
-            scalars = nps.numpy_to_vtk(np.ascontiguousarray(vol.array, dtype=np.float32).ravel(), deep=True)
-            image.GetPointData().SetScalars(scalars)
+            image.SetSpacing(*volume.grid.spacing_mm)
+            image.GetPointData().SetScalars(
+                vtk.util.numpy_support.numpy_to_vtk(np.ascontiguousarray(volume.array, dtype=np.float32).ravel(), deep=True))
             return image
 
-        algorithm = vtkfilter.TAREDoseFilter() if hasattr(vtkfilter, "TAREDoseFilter") else vtkfilter.DoseFilter()
-        for name, value in (("method", method), ("device", device), ("params", params)):
-            setter = getattr(algorithm, "Set" + name.capitalize(), None)
-            if setter is not None and value is not None:
-                setter(value)
-        algorithm.SetInputDataObject(0, toImage(activityGBq))
-        if density is not None and not np.isscalar(density):
-            algorithm.SetInputDataObject(1, toImage(density))
-        algorithm.Update()
-        out = algorithm.GetOutputDataObject(0)
-        array = nps.vtk_to_numpy(out.GetPointData().GetScalars()).reshape(activityGBq.array.shape)
+        import vtk.util.numpy_support  # noqa: F401  (the submodule used by toImage)
+
+        doseFilter = TAREDoseFilter(method=params.method, device=params.device, k_gy_kg_per_gbq=params.k_gy_kg_per_gbq,
+                                    tissue_density_g_ml=params.tissue_density_g_ml)
+        doseFilter.SetInputDataObject(0, toImage(activityGBq))
+        if isinstance(density, Volume):
+            doseFilter.SetInputDataObject(1, toImage(density))
+        doseFilter.Update()
+        scalars = doseFilter.GetOutputDataObject(0).GetPointData().GetScalars()
+        array = vtk.util.numpy_support.vtk_to_numpy(scalars).reshape(activityGBq.array.shape)
         return activityGBq.with_array(np.array(array, dtype=np.float32), name="dose", unit="Gy")
 
 
@@ -1251,7 +1250,7 @@ class TAREDosimetryTest(ScriptedLoadableModuleTest):
     def runTest(self):
         for test in (self.test_geometry_round_trip, self.test_phantom_mean_doses, self.test_dvh_and_chart,
                      self.test_pass_fail_colors_and_restore, self.test_rerun_reuses_output_nodes,
-                     self.test_invalid_input_is_reported):
+                     self.test_vtk_filter_matches_the_pipeline_dose, self.test_invalid_input_is_reported):
             self.setUp()
             test()
 
@@ -1370,6 +1369,14 @@ class TAREDosimetryTest(ScriptedLoadableModuleTest):
             self.assertIs(outputs[key], node, key)
         for c, n in counts.items():
             self.assertLessEqual(slicer.mrmlScene.GetNumberOfNodesByClass(c), n + (2 if c == "vtkMRMLPlotSeriesNode" else 0), c)
+        self.delayDisplay("Test passed")
+
+    def test_vtk_filter_matches_the_pipeline_dose(self):
+        self.delayDisplay("The engine's VTK filter in Slicer's VTK gives the pipeline's LDM dose")
+        case, activityNode, ctNode, segNode = self._phantomNodes()
+        logic, result, outputs = self._run(case, activityNode, ctNode, segNode)
+        dose = TAREDosimetryLogic.doseWithVtkFilter(result.activity_gbq, result.density_g_ml, result.params)
+        np.testing.assert_allclose(dose.array, result.dose_gy.array, rtol=1e-5, atol=1e-6)
         self.delayDisplay("Test passed")
 
     def test_invalid_input_is_reported(self):

@@ -340,3 +340,95 @@ def test_icon_is_a_128_pixel_png(path):
     width, height = struct.unpack(">II", head[16:24])
     assert (width, height) == (128, 128)
     assert os.path.getsize(path) > 2000, "the icon looks empty"
+
+
+# -- the module's node-free logic, imported with stand-ins for Slicer's Python packages -------------------
+
+def _import_module_with_stubs(monkeypatch):
+    """Import TAREDosimetry.py with minimal stand-ins for slicer/qt/vtk: the class bodies (enums,
+    parameter annotations, defaults) are evaluated, and the node-free logic methods can run."""
+    import importlib
+    import sys
+    import types
+
+    def module(name, **attrs):
+        m = types.ModuleType(name)
+        m.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, name, m)
+        return m
+
+    def base(name):
+        return type(name, (), {"__init__": lambda self, *args, **kwargs: None})
+
+    node_classes = {n: type(n, (), {}) for n in ("vtkMRMLPlotChartNode", "vtkMRMLScalarVolumeNode",
+                                                 "vtkMRMLSegmentationNode", "vtkMRMLTableNode")}
+    slicer = module("slicer", **node_classes)
+    slicer.i18n = module("slicer.i18n", tr=lambda s: s, translate=lambda ctx, s: s)
+    slicer.parameterNodeWrapper = module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls,
+                                         WithinRange=lambda lo, hi: ("WithinRange", lo, hi))
+    slicer.ScriptedLoadableModule = module("slicer.ScriptedLoadableModule", **{
+        n: base(n) for n in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest",
+                             "ScriptedLoadableModuleWidget")})
+    slicer.util = module("slicer.util", VTKObservationMixin=base("VTKObservationMixin"))
+    module("qt")
+    module("vtk")
+    monkeypatch.syspath_prepend(MODULE_DIR)
+    monkeypatch.delitem(sys.modules, "TAREDosimetry", raising=False)
+    return importlib.import_module("TAREDosimetry")
+
+
+def _panel_values(mod, **changes):
+    from types import SimpleNamespace
+
+    values = dict(
+        calibration=mod.CalibrationMode.relative, administeredActivityGBq=1.8, residualPercent=2.0, lungShuntPercent=8.0,
+        referenceRegion=mod.ReferenceRegion.liver, hoursSinceAdministration=0.0, imageDecayCorrected=False,
+        doseMethod=mod.DoseMethod.ldm, computeDevice=mod.ComputeDevice.auto, kGyKgPerGBq=49.67,
+        tissueDensityGPerMl=1.03, lungDensityGPerMl=0.3, densityFromCt=True,
+        segmentRolesJson="{}", rulePreset="hcc-glass", rulesJson="",
+    )
+    values.update(changes)
+    return SimpleNamespace(**values)
+
+
+def test_panel_values_become_engine_params_with_fractions(monkeypatch):
+    mod = _import_module_with_stubs(monkeypatch)
+    p = mod.TAREDosimetryLogic.engineParams(_panel_values(mod))
+    assert p.calibration == "relative" and p.administered_activity_gbq == 1.8
+    assert abs(p.residual_fraction - 0.02) < 1e-12 and abs(p.lung_shunt_fraction - 0.08) < 1e-12
+    assert (p.method, p.device, p.reference_region) == ("ldm", "auto", "liver")
+    a = mod.TAREDosimetryLogic.engineParams(_panel_values(mod, calibration=mod.CalibrationMode.absolute,
+                                                          doseMethod=mod.DoseMethod.dvk, hoursSinceAdministration=20.0))
+    assert a.calibration == "absolute" and a.administered_activity_gbq is None and a.method == "dvk"
+    assert a.hours_since_administration == 20.0
+
+
+def test_every_enum_offered_by_the_panel_is_accepted_by_the_engine(monkeypatch):
+    from TAREDosimetryLib import params
+
+    mod = _import_module_with_stubs(monkeypatch)
+    assert {e.value for e in mod.CalibrationMode} == set(params.CALIBRATIONS)
+    assert {e.value for e in mod.ReferenceRegion} == set(params.REFERENCE_REGIONS)
+    assert {e.value for e in mod.DoseMethod} == set(params.DOSE_METHODS)
+    assert {e.value for e in mod.ComputeDevice} == set(params.DEVICES)
+    for enum_cls in (mod.CalibrationMode, mod.ReferenceRegion, mod.DoseMethod, mod.ComputeDevice):
+        assert all(isinstance(e.label(), str) and e.label() for e in enum_cls)
+
+
+def test_rules_and_roles_come_from_the_saved_text(monkeypatch):
+    import json
+
+    from TAREDosimetryLib.errors import InputError
+    from TAREDosimetryLib.rules import PRESETS
+
+    mod = _import_module_with_stubs(monkeypatch)
+    logic = mod.TAREDosimetryLogic
+    assert logic.ruleSet(_panel_values(mod)).rules == PRESETS["hcc-glass"].rules
+    custom = dict(PRESETS["hcc-glass"].to_dict(), name="mine")
+    custom["rules"][0]["threshold"] = 150.0
+    assert logic.ruleSet(_panel_values(mod, rulesJson=json.dumps(custom))).rules[0].threshold == 150.0
+    with pytest.raises(InputError):
+        logic.ruleSet(_panel_values(mod, rulesJson="{not json"))
+    assert logic.savedRoles(_panel_values(mod, segmentRolesJson='{"Lesion A": "tumor"}')) == {"Lesion A": "tumor"}
+    assert logic.savedRoles(_panel_values(mod, segmentRolesJson="garbage")) == {}
+    assert logic.savedRoles(_panel_values(mod, segmentRolesJson="[1, 2]")) == {}
