@@ -256,3 +256,19 @@ def test_perfused_reference_region_needs_perfused_segment():
     act, seg = box_case()
     with pytest.raises(InputError, match="reference region 'perfused' needs a segment with role"):
         run_case(act, seg, params=_params(reference_region="perfused"))
+
+
+def test_ct_density_air_and_outside_ct_get_tissue_density():
+    """A CT that covers half the image, with air in it: no meaningless air doses, a warning."""
+    act, seg = box_case()
+    ct_arr = np.full(act.shape, 14.0, np.float32)  # 14 HU -> 1.03 g/mL
+    ct_arr[:, :, :3] = -1000.0  # air column inside the image (holds no liver)
+    half = Volume(ct_arr[:12], act.spacing_mm, act.origin_mm)  # covers z < 12 only
+    counts = act.array.copy()
+    counts[:, :, :3] = 1.0  # blurred counts in air
+    r = run_case(act.with_array(counts), seg, params=_params(), ct=half)
+    rho = r.density_g_ml.array
+    assert_allclose(rho[:, :, :3], 1.03, rtol=1e-6)  # air -> tissue density
+    assert_allclose(rho[12:], 1.03, rtol=1e-6)  # outside the CT -> tissue density
+    assert r.dose_gy.array.max() < 10 * r.segment("tumour").metrics["mean_gy"]
+    assert any("CT does not cover" in w and "'liver'" in w for w in r.warnings)

@@ -45,6 +45,8 @@ DERIVED_NORMAL_LIVER = "normal liver (derived)"
 LUNG_LSF_ENTRY = "lungs (LSF model)"
 #: Fraction of a segment that may lie outside the activity image before the case is refused.
 MAX_OUTSIDE_FRACTION = 0.005
+#: Densities below this (g/mL) count as air when the density comes from a CT.
+MIN_DENSITY_G_ML = 0.05
 
 
 @dataclass
@@ -455,12 +457,29 @@ def run_case(
             full[box] = segmentation.mask(n, box)
             lung_mask_act |= resample_mask(full, segmentation.grid, agrid)
     if ct is not None and params.density_from_ct:
+        outside_ct = resample_volume(Volume(np.zeros(ct.shape, np.uint8), grid=ct.grid), agrid, "nearest", default=1.0).array > 0.5
         hu = resample_volume(ct, agrid, "linear", default=-1000.0).array
         rho = physics.hu_to_density_g_ml(hu)
         if lung_mask_act is not None:
-            rho = np.where(lung_mask_act, physics.lung_hu_to_density_g_ml(hu), rho)
+            rho = np.where(lung_mask_act, np.maximum(physics.lung_hu_to_density_g_ml(hu), MIN_DENSITY_G_ML), rho)
+            air = (rho < MIN_DENSITY_G_ML) & ~lung_mask_act
+        else:
+            air = rho < MIN_DENSITY_G_ML
+        # Counts in air are blur and scatter; with air density they would give meaningless doses of
+        # thousands of Gy.  Air voxels, and voxels the CT does not cover, are given tissue density.
+        rho = np.where(air | outside_ct, np.float32(params.tissue_density_g_ml), rho)
         density = Volume(rho.astype(np.float32), grid=agrid, name="density", unit="g/mL")
-        summary["density_source"] = "CT (Schneider 2000; lung: Kao 2014)"
+        summary["density_source"] = (
+            f"CT (Schneider 2000; lung segments: Kao 2014, at least {MIN_DENSITY_G_ML} g/mL); air (< {MIN_DENSITY_G_ML} g/mL) "
+            f"and voxels outside the CT: tissue density {params.tissue_density_g_ml:g} g/mL"
+        )
+        outside_ct_m = sampler.sample(Volume(outside_ct.astype(np.float32), grid=agrid), "nearest") > 0.5
+        seg_outside_ct = [n for n in used if n in sampler.masks and np.any(sampler.masks[n] & outside_ct_m)]
+        if seg_outside_ct:
+            warnings.append(
+                "the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in seg_outside_ct)
+                + f": tissue density {params.tissue_density_g_ml:g} g/mL is used there"
+            )
     else:
         rho = np.full(agrid.shape, np.float32(params.tissue_density_g_ml), np.float32)
         if lung_mask_act is not None:
