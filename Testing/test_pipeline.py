@@ -272,3 +272,25 @@ def test_ct_density_air_and_outside_ct_get_tissue_density():
     assert_allclose(rho[12:], 1.03, rtol=1e-6)  # outside the CT -> tissue density
     assert r.dose_gy.array.max() < 10 * r.segment("tumour").metrics["mean_gy"]
     assert any("CT does not cover" in w and "'liver'" in w for w in r.warnings)
+
+
+def test_dose_function_hook_and_precomputed_dose_give_the_same_result():
+    from TAREDosimetryLib.dose import ldm_dose_gy
+
+    act, seg = box_case()
+    calls = []
+
+    def my_dose(activity_gbq, density_g_ml, params, lung_mask):
+        calls.append(activity_gbq.grid)
+        return ldm_dose_gy(activity_gbq, density_g_ml, params.k_gy_kg_per_gbq)
+
+    r0 = run_case(act, seg, params=_params())
+    r1 = run_case(act, seg, params=_params(), dose_function=my_dose)
+    r2 = run_case(act, seg, params=_params(), dose_gy=r0.dose_gy)
+    assert len(calls) == 1 and calls[0].same_as(act.grid)
+    for r in (r1, r2):
+        assert [s.metrics for s in r.segments] == [s.metrics for s in r0.segments]
+    with pytest.raises(GeometryError, match="dose function must return a Volume"):
+        run_case(act, seg, params=_params(), dose_function=lambda a, d, p, m: Volume(np.zeros((2, 2, 2))))
+    with pytest.raises(InputError, match="either dose_gy or dose_function"):
+        run_case(act, seg, params=_params(), dose_gy=r0.dose_gy, dose_function=my_dose)

@@ -307,6 +307,7 @@ def run_case(
     ct=None,
     rules=None,
     dose_gy=None,
+    dose_function=None,
     inputs=None,
     progress=None,
 ):
@@ -323,6 +324,10 @@ def run_case(
     rules : RuleSet, preset name or rule-file path (default preset when None).
     dose_gy : Volume on the activity grid, optional: a dose map computed elsewhere (e.g. by the
         VTK filter in Slicer) to use instead of computing one.
+    dose_function : callable(activity_gbq, density_g_ml, params, lung_mask) -> Volume, optional:
+        computes the dose map from the activity (GBq/voxel) and density (g/mL) Volumes of the
+        activity grid in place of :func:`~TAREDosimetryLib.dose.dose_map_gy` (the Slicer module
+        passes one that runs the VTK filter :class:`~TAREDosimetryLib.vtkfilter.TAREDoseFilter`).
     inputs : dict, descriptions of the inputs (file names) recorded in the result.
     progress : callable(fraction, message), optional.
 
@@ -490,9 +495,15 @@ def run_case(
 
     # -- dose ----------------------------------------------------------------------------------
     t0 = time.perf_counter()
+    if dose_gy is not None and dose_function is not None:
+        raise InputError("give either dose_gy or dose_function, not both")
     if dose_gy is None:
         _progress(progress, 0.35, f"dose map ({params.method})")
-        dose = dose_map_gy(activity_gbq, density, params, lung_mask=lung_mask_act)
+        compute = dose_function or (lambda a, d, p, m: dose_map_gy(a, d, p, lung_mask=m))
+        dose = compute(activity_gbq, density, params, lung_mask_act)
+        if not isinstance(dose, Volume) or not dose.grid.same_as(agrid):
+            raise GeometryError("the dose function must return a Volume on the activity image's grid")
+        act.check_finite(dose, "dose map")
     else:
         if not isinstance(dose_gy, Volume) or not dose_gy.grid.same_as(agrid):
             raise GeometryError("dose_gy must be a Volume on the activity image's grid")
