@@ -9,6 +9,7 @@ Sections: module metadata, parameter node, widget, logic, self-test.
 """
 
 import enum
+import inspect
 import json
 import logging
 import os
@@ -789,11 +790,14 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
         known = set(segmentation.names)
         roleOverrides = {n: r for n, r in (roles or {}).items() if n in known}
         report(0.1, "dosimetry")
+        extra = {}
+        if "dose_function" in inspect.signature(run_case).parameters:
+            extra["dose_function"] = self.vtkDoseFunction
         result = run_case(
             activity, segmentation, params=params, roles=roleOverrides, ct=ct, rules=rules,
             inputs={"activity": activityNode.GetName(), "segmentation": segmentationNode.GetName(),
                     "ct": ctNode.GetName() if ctNode is not None else None},
-            progress=lambda f, m: report(0.1 + 0.75 * f, m),
+            progress=lambda f, m: report(0.1 + 0.75 * f, m), **extra,
         )
         report(0.88, "output nodes")
         self.updateOutputNodes(result, activityNode, outputs)
@@ -1190,6 +1194,17 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
         return str(outDir)
 
     # -- the engine's VTK filter ---------------------------------------------------------------------
+    @classmethod
+    def vtkDoseFunction(cls, activityGBq: Volume, density, params: DosimetryParams, lungMask=None) -> Volume:
+        """The dose step of ``run_case`` (its ``dose_function``): the engine's VTK filter, except for
+        DVK with ``dvk_lung_mode='ldm'`` and lung voxels, which the filter has no input for; that case
+        keeps the engine's own ``dose_map_gy`` so the numbers equal the command line's."""
+        if params.method == "dvk" and params.dvk_lung_mode == "ldm" and lungMask is not None and np.any(lungMask):
+            from TAREDosimetryLib.dose import dose_map_gy
+
+            return dose_map_gy(activityGBq, density, params, lung_mask=lungMask)
+        return cls.doseWithVtkFilter(activityGBq, density, params)
+
     @staticmethod
     def doseWithVtkFilter(activityGBq: Volume, density=None, params: Optional[DosimetryParams] = None) -> Volume:
         """Dose (Gy) of an activity map (GBq per voxel) through the engine's VTK filter
