@@ -89,6 +89,29 @@ def test_filter_uses_the_density_port():
     assert np.array_equal(dose, expected)
 
 
+def test_filter_lung_mask_port_keeps_local_deposition_in_lung():
+    a = activity_array(3)
+    rho = np.full(a.shape, 1.04, np.float32)
+    rho[:, :, 8:] = 0.3
+    lung = np.zeros(a.shape, np.uint8)
+    lung[:, :, 8:] = 1
+    f = vtkfilter.TAREDoseFilter(method="dvk", device="cpu", k_gy_kg_per_gbq=K, lung_mode="ldm")
+    f.SetInputData(0, make_image(a))
+    f.SetInputData(1, make_image(rho))
+    f.SetInputData(2, make_image(lung))
+    f.Update()
+    dose, _ = output_array(f)
+    vol = Volume(a, SPACING, ORIGIN)
+    expected = dvk_dose_gy(vol, density_g_ml=Volume(rho, grid=vol.grid), k_gy_kg_per_gbq=K, device="cpu",
+                           lung_mask=lung.astype(bool), lung_mode="ldm").array
+    assert np.array_equal(dose, expected)
+    kernel_everywhere = dvk_dose_gy(vol, density_g_ml=Volume(rho, grid=vol.grid), k_gy_kg_per_gbq=K, device="cpu").array
+    assert not np.array_equal(dose, kernel_everywhere)  # the mask port is really used
+    assert f.GetLungMode() == "ldm"
+    with pytest.raises(Exception, match="lung_mode"):
+        f.SetLungMode("air")
+
+
 def test_changing_an_option_reexecutes():
     a = activity_array(2)
     f = vtkfilter.TAREDoseFilter(method="ldm", k_gy_kg_per_gbq=K)

@@ -1,8 +1,8 @@
 """The dose engine as a VTK pipeline stage (the only engine module that imports vtk).
 
 :class:`TAREDoseFilter` takes an activity ``vtkImageData`` (GBq per voxel, point scalars) on
-input port 0 and, optionally, a density ``vtkImageData`` (g/mL, same dimensions) on port 1, and
-produces a dose ``vtkImageData`` (Gy) with the same structure (extent, spacing, origin and
+input port 0 and, optionally, a density ``vtkImageData`` (g/mL, same dimensions) on port 1 and a
+lung mask ``vtkImageData`` (non-zero = lung, same dimensions) on port 2, and produces a dose ``vtkImageData`` (Gy) with the same structure (extent, spacing, origin and
 direction).  It calls the same engine functions as the command line and the Slicer module
 (:func:`dose.ldm_dose_gy`, :func:`dvk.dvk_dose_gy`), on NumPy *views* of the VTK arrays; the
 dose array is handed to VTK without a copy (VTK keeps a reference to it).
@@ -77,20 +77,26 @@ class TAREDoseFilter(VTKPythonAlgorithmBase):
     device : {'auto', 'cpu', 'gpu'} (DVK only)
     k_gy_kg_per_gbq : float, dose per activity for full local absorption
     tissue_density_g_ml : float, density used when input port 1 is not connected
+    lung_mode : {'kernel', 'ldm'} (DVK only): with 'ldm', voxels of the lung mask (port 2) keep
+        local deposition (see :func:`dvk.dvk_dose_gy`)
 
     Ports
     -----
     input 0 : vtkImageData, activity in GBq per voxel (point scalars)
     input 1 : vtkImageData, optional, density in g/mL, same dimensions as input 0
+    input 2 : vtkImageData, optional, lung mask (non-zero = lung), same dimensions as input 0
     output 0 : vtkImageData, dose in Gy (float32 point scalars named ``dose_Gy``)
     """
 
-    def __init__(self, method="ldm", device="auto", k_gy_kg_per_gbq=physics.K_GY_KG_PER_GBQ, tissue_density_g_ml=physics.TISSUE_DENSITY_G_ML):
-        VTKPythonAlgorithmBase.__init__(self, nInputPorts=2, inputType="vtkImageData", nOutputPorts=1, outputType="vtkImageData")
+    def __init__(self, method="ldm", device="auto", k_gy_kg_per_gbq=physics.K_GY_KG_PER_GBQ,
+                 tissue_density_g_ml=physics.TISSUE_DENSITY_G_ML, lung_mode="kernel"):
+        VTKPythonAlgorithmBase.__init__(self, nInputPorts=3, inputType="vtkImageData", nOutputPorts=1, outputType="vtkImageData")
         self._method = "ldm"
         self._device = "auto"
+        self._lung_mode = "kernel"
         self.SetMethod(method)
         self.SetDevice(device)
+        self.SetLungMode(lung_mode)
         self._k = float(k_gy_kg_per_gbq)
         self._rho = float(tissue_density_g_ml)
 
@@ -114,6 +120,16 @@ class TAREDoseFilter(VTKPythonAlgorithmBase):
 
     def GetDevice(self):
         return self._device
+
+    def SetLungMode(self, lung_mode):
+        if lung_mode not in ("kernel", "ldm"):
+            raise InputError(f"lung_mode must be 'kernel' or 'ldm'; got {lung_mode!r}")
+        if lung_mode != self._lung_mode:
+            self._lung_mode = lung_mode
+            self.Modified()
+
+    def GetLungMode(self):
+        return self._lung_mode
 
     def SetK(self, k_gy_kg_per_gbq):
         if not float(k_gy_kg_per_gbq) > 0:
@@ -149,18 +165,19 @@ class TAREDoseFilter(VTKPythonAlgorithmBase):
 
     def FillInputPortInformation(self, port, info):
         info.Set(vtkAlgorithm.INPUT_REQUIRED_DATA_TYPE(), "vtkImageData")
-        if port == 1:
+        if port in (1, 2):
             info.Set(vtkAlgorithm.INPUT_IS_OPTIONAL(), 1)
         return 1
 
-    def compute(self, activity, density=None):
+    def compute(self, activity, density=None, lung_mask=None):
         """The engine call on Volumes (used by RequestData; handy for tests)."""
         rho = self._rho if density is None else density
         if self._method == "ldm":
             return ldm_dose_gy(activity, rho, self._k)
         from .dvk import dvk_dose_gy
 
-        return dvk_dose_gy(activity, density_g_ml=rho, k_gy_kg_per_gbq=self._k, device=self._device)
+        return dvk_dose_gy(activity, density_g_ml=rho, k_gy_kg_per_gbq=self._k, device=self._device,
+                           lung_mask=lung_mask, lung_mode=self._lung_mode)
 
     def RequestData(self, request, inInfo, outInfo):
         image = vtkImageData.GetData(inInfo[0])
@@ -174,7 +191,15 @@ class TAREDoseFilter(VTKPythonAlgorithmBase):
                 )
             dvol = image_to_volume(dimage, "density")
             density = Volume(dvol.array, grid=activity.grid, name="density", unit="g/mL")
-        dose = self.compute(activity, density)
+        lung_mask = None
+        if self.GetNumberOfInputConnections(2) > 0:
+            limage = vtkImageData.GetData(inInfo[2])
+            if tuple(limage.GetDimensions()) != tuple(image.GetDimensions()):
+                raise InputError(
+                    f"lung mask dimensions {limage.GetDimensions()} differ from activity dimensions {image.GetDimensions()}"
+                )
+            lung_mask = image_to_volume(limage, "lung mask").array != 0
+        dose = self.compute(activity, density, lung_mask)
         out = vtkImageData.GetData(outInfo)
         out.CopyStructure(image)
         out.GetPointData().SetScalars(array_to_image_scalars(dose.array, "dose_Gy"))
