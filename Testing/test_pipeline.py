@@ -294,3 +294,19 @@ def test_dose_function_hook_and_precomputed_dose_give_the_same_result():
         run_case(act, seg, params=_params(), dose_function=lambda a, d, p, m: Volume(np.zeros((2, 2, 2))))
     with pytest.raises(InputError, match="either dose_gy or dose_function"):
         run_case(act, seg, params=_params(), dose_gy=r0.dose_gy, dose_function=my_dose)
+
+
+def test_dvk_through_the_pipeline_conserves_energy_and_honours_the_radius():
+    act, seg = box_case()
+    # 12 mm of empty margin, so that no kernel energy leaves the image
+    act = Volume(np.pad(act.array, 6), act.spacing_mm, tuple(o - 12.0 for o in act.origin_mm))
+    p = _params(method="dvk", device="cpu")
+    r12 = run_case(act, seg, params=p)
+    r6 = run_case(act, seg, params=p.replace(dvk_radius_mm=6.0))
+    e = lambda r: float((r.dose_gy.array.astype(np.float64) * r.density_g_ml.array * act.voxel_volume_ml * 1e-3).sum())  # noqa: E731
+    assert_allclose(e(r12), K * 2.0, rtol=1e-5)
+    assert_allclose(e(r6), K * 2.0, rtol=1e-5)
+    assert not np.allclose(r12.dose_gy.array, r6.dose_gy.array)
+    assert r12.to_dict()["parameters"]["dvk_radius_mm"] == 12.0
+    with pytest.raises(InputError, match="dvk_radius_mm"):
+        p.replace(dvk_radius_mm=0.5)

@@ -56,6 +56,8 @@ def _add_dose_options(p):
     g.add_argument("--half-life-h", type=float, default=None, help="Y-90 half-life in hours (default 64.05)")
     g.add_argument("--lung-dose-from", choices=("auto", "lsf", "image"), default=None,
                    help="lung dose from the LSF model (uniform) or the image; auto: lsf for relative, image for absolute")
+    g.add_argument("--dvk-radius-mm", type=float, default=None,
+                   help="with --method dvk: kernel truncation radius in tissue, mm (default 12)")
     g.add_argument("--dvk-lung-mode", choices=("kernel", "ldm"), default=None,
                    help="with --method dvk: density-corrected kernel in lung, or local deposition there")
 
@@ -149,7 +151,7 @@ def _params_from_args(args, base=None):
     mapping = {
         "method": "method", "device": "device", "lung_density": "lung_density_g_ml", "lung_mass_g": "default_lung_mass_g",
         "k_gy_kg_per_gbq": "k_gy_kg_per_gbq", "half_life_h": "half_life_h", "lung_dose_from": "lung_dose_from",
-        "dvk_lung_mode": "dvk_lung_mode", "sampling": "sampling", "dvh_bin_width_gy": "dvh_bin_width_gy",
+        "dvk_lung_mode": "dvk_lung_mode", "dvk_radius_mm": "dvk_radius_mm", "sampling": "sampling", "dvh_bin_width_gy": "dvh_bin_width_gy",
         "prior_lung_dose_gy": "prior_lung_dose_gy", "administered_activity_gbq": "administered_activity_gbq",
         "residual_fraction": "residual_fraction", "lung_shunt_fraction": "lung_shunt_fraction",
         "reference_region": "reference_region", "hours_since_administration": "hours_since_administration",

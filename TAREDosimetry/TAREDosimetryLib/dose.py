@@ -76,4 +76,5 @@ def dose_map_gy(activity_gbq, density_g_ml, params, lung_mask=None, progress=Non
         lung_mask=lung_mask,
         lung_mode=params.dvk_lung_mode,
         progress=progress,
+        radius_mm=params.dvk_radius_mm,
     )

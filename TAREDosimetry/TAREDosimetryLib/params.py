@@ -69,6 +69,8 @@ class DosimetryParams:
             segments) or 'auto' (lsf for relative, image for absolute calibration).
         dvk_lung_mode : with DVK, 'kernel' (density-corrected kernel dose) or 'ldm' (keep local
             deposition in lung voxels).
+        dvk_radius_mm : kernel truncation radius in tissue, mm (12 mm holds 99.6 % of the
+            beta energy; the rest is the bremsstrahlung tail).
     Metrics
         sampling : 'nearest' or 'linear' reading of dose at the metrics grid's voxel centres.
         dvh_bin_width_gy : None for exact (sorted-voxel) metrics, else the bin width in Gy.
@@ -97,6 +99,7 @@ class DosimetryParams:
     default_lung_mass_g: float = physics.DEFAULT_LUNG_MASS_G
     lung_dose_from: str = "auto"
     dvk_lung_mode: str = "kernel"
+    dvk_radius_mm: float = 12.0
 
     sampling: str = "nearest"
     dvh_bin_width_gy: float = None
@@ -125,6 +128,7 @@ class DosimetryParams:
         _check_number("half_life_h", self.half_life_h, lo=0, lo_open=True)
         _check_number("tissue_density_g_ml", self.tissue_density_g_ml, lo=0, lo_open=True, hi=5)
         _check_number("lung_density_g_ml", self.lung_density_g_ml, lo=0, lo_open=True, hi=5)
+        _check_number("dvk_radius_mm", self.dvk_radius_mm, lo=1.0, hi=50.0)
         _check_number("default_lung_mass_g", self.default_lung_mass_g, lo=0, lo_open=True)
         _check_number("dvh_bin_width_gy", self.dvh_bin_width_gy, lo=0, lo_open=True, allow_none=True)
         _check_number("dvh_curve_step_gy", self.dvh_curve_step_gy, lo=0, lo_open=True)
