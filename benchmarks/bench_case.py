@@ -75,9 +75,8 @@ def naive_metrics(dose, seg, names, params):
     out = {}
     for n in names:
         mask = seg.layers[seg.info(n).layer] == seg.info(n).label_value  # full-size boolean mask
-        d = np.sort(full[mask].astype(np.float64))
-        h = DVH(d, seg.grid.voxel_volume_ml)
-        out[n] = {"mean_gy": float(d.mean()), "d70_gy": h.dose_at_volume_pct(70), "v100_pct": h.volume_pct_at_dose(100)}
+        h = DVH(full[mask], seg.grid.voxel_volume_ml)  # one sort per segment, as in the engine
+        out[n] = {"mean_gy": h.mean_gy, "d70_gy": h.dose_at_volume_pct(70), "v100_pct": h.volume_pct_at_dose(100)}
         for x in params.d_levels_pct:
             h.dose_at_volume_pct(x)
         for x in params.v_levels_gy:

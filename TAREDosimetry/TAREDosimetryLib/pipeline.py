@@ -154,6 +154,15 @@ class CaseResult:
 
 
 # ---------------------------------------------------------------------------------------------
+def _grid_inside(inner, outer):
+    """True when every voxel centre of ``inner`` lies inside the voxels of ``outer``."""
+    nz, ny, nx = inner.shape
+    corners = np.array([[i, j, k, 1.0] for i in (0, nx - 1) for j in (0, ny - 1) for k in (0, nz - 1)])
+    ijk = (corners @ inner.ijk_to_lps.T) @ outer.lps_to_ijk.T
+    limits = np.array([outer.shape[2], outer.shape[1], outer.shape[0]], float) - 0.5
+    return bool(np.all(ijk[:, :3] >= -0.5) and np.all(ijk[:, :3] < limits))
+
+
 class MetricsSampler:
     """Segment masks on the metrics grid, and reading of activity-grid maps on that grid.
 
@@ -180,15 +189,21 @@ class MetricsSampler:
         if seg_grid.same_as(activity_grid):
             self.seg_finer = True
         # Fraction of each segment inside the activity image's field of view (on the segment grid).
-        fov = resample_volume(
-            Volume(np.ones(activity_grid.shape, np.uint8), grid=activity_grid), seg_crop, "nearest"
-        ).array > 0.5
+        if _grid_inside(seg_crop, activity_grid):
+            fov = None  # the whole crop lies inside the activity image: no resampling needed
+        else:
+            fov = resample_volume(
+                Volume(np.ones(activity_grid.shape, np.uint8), grid=activity_grid), seg_crop, "nearest"
+            ).array > 0.5
         self.inside_fraction = {}
         masks_seg = {}
         for n in present:
             m = segmentation.mask(n, union)
             cnt = int(np.count_nonzero(m))
-            self.inside_fraction[n] = float(np.count_nonzero(m & fov)) / cnt if cnt else 0.0
+            if fov is None:
+                self.inside_fraction[n] = 1.0
+            else:
+                self.inside_fraction[n] = float(np.count_nonzero(m & fov)) / cnt if cnt else 0.0
             masks_seg[n] = m
         if self.seg_finer:
             self.grid = seg_crop
