@@ -168,23 +168,43 @@ def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, par
     return result, {"activity": act, "segmentation": seg, "ct": ct_vol}
 
 
+def _run_files_and_write(case, params, rules, dest, overwrite, report):
+    """Default case runner of :func:`run_manifest`: engine on files, then write_outputs."""
+    from .outputs import write_outputs
+
+    result, inputs = run_case_files(
+        case["image"], case["segmentation"], ct=case["ct"], labels=case["labels"], roles=case["roles"],
+        params=params, rules=rules, modality=case["modality"],
+    )
+    write_outputs(result, dest, overwrite=overwrite, report=report,
+                  background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"])
+    return result
+
+
 def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite=False, report=True, log=None,
-                 debug=False):
+                 debug=False, runner=None):
     """Run every case of a manifest; results in ``out_dir/<case_id>/``.
 
     A case that fails is recorded (its error message) and the others go on; no partial
     output of a failed case is left behind.  Writes ``out_dir/batch_summary.csv``.
+
+    Parameters
+    ----------
+    runner : callable(case, params, rules, dest, overwrite, report) -> CaseResult, optional.
+        Runs one case and writes its outputs into ``dest``; the default reads the files and
+        calls the engine.  (The Slicer batch script passes one that goes through MRML nodes.)
 
     Returns
     -------
     list of dicts: case_id, status ('ok' or 'failed'), error, out_dir, overall (PASS/FAIL/N/A),
     seconds.
     """
-    from .outputs import write_outputs
+    from .outputs import check_output_dir
 
     cases = read_manifest(manifest_path)
     os.makedirs(out_dir, exist_ok=True)
     defaults = defaults or DosimetryParams()
+    runner = runner or _run_files_and_write
     summary = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
@@ -196,15 +216,8 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
             if case["error"]:
                 raise InputError(case["error"])
             params = defaults.replace(**case["params_changes"]) if case["params_changes"] else defaults
-            from .outputs import check_output_dir
-
             check_output_dir(dest, overwrite)
-            result, inputs = run_case_files(
-                case["image"], case["segmentation"], ct=case["ct"], labels=case["labels"], roles=case["roles"],
-                params=params, rules=case["thresholds"] or rules, modality=case["modality"],
-            )
-            write_outputs(result, dest, overwrite=overwrite, report=report,
-                          background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"])
+            result = runner(case, params, case["thresholds"] or rules, dest, overwrite, report)
             entry.update(status="ok", overall=result.overall_status)
         except TAREDosimetryError as exc:
             entry["error"] = str(exc)
