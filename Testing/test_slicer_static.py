@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_DIR = os.path.join(ROOT, "TAREDosimetry")
 LIB_DIR = os.path.join(MODULE_DIR, "TAREDosimetryLib")
 MODULE_PY = os.path.join(MODULE_DIR, "TAREDosimetry.py")
-BATCH_PY = os.path.join(MODULE_DIR, "TAREDosimetryBatch.py")
+BATCH_PY = os.path.join(MODULE_DIR, "TAREDosimetryScripts", "TAREDosimetryBatch.py")
 UI_FILE = os.path.join(MODULE_DIR, "Resources", "UI", "TAREDosimetry.ui")
 MODULE_CMAKE = os.path.join(MODULE_DIR, "CMakeLists.txt")
 TOP_CMAKE = os.path.join(ROOT, "CMakeLists.txt")
@@ -251,6 +251,16 @@ def test_every_file_the_module_cmakelists_lists_exists():
     assert "TAREDosimetry.py" in listed and "Resources/UI/TAREDosimetry.ui" in listed
     absent = [f for f in sorted(listed) if not os.path.isfile(os.path.join(MODULE_DIR, f))]
     assert not absent, f"listed in TAREDosimetry/CMakeLists.txt but missing: {absent}"
+
+
+def test_only_the_module_script_is_a_python_file_of_the_module_folder():
+    """Slicer registers every .py file directly in a scripted-module folder as a module
+    (qSlicerAbstractModuleFactoryManager::registerModules) and reports an error at start-up when the
+    file has no class of its own name: helpers belong in sub-folders."""
+    top = sorted(f for f in os.listdir(MODULE_DIR) if f.lower().endswith((".py", ".pyc")))
+    assert top == ["TAREDosimetry.py"], f"move these into a sub-folder of {MODULE_DIR}: {[f for f in top if f != 'TAREDosimetry.py']}"
+    listed_top = sorted(f for f in _cmake_entries() if "/" not in f and f.endswith(".py"))
+    assert listed_top == ["TAREDosimetry.py"], f"CMakeLists installs these into the module folder: {listed_top}"
 
 
 def test_module_cmakelists_builds_the_module_and_registers_its_unittest():

@@ -2,9 +2,10 @@
 
 Usage (everything after ``--`` goes to this script)::
 
-    Slicer --no-splash --no-main-window --python-script /path/to/TAREDosimetry/TAREDosimetryBatch.py -- \\
+    Slicer --no-splash --no-main-window \\
+        --python-script /path/to/TAREDosimetry/TAREDosimetryScripts/TAREDosimetryBatch.py -- \\
         --manifest cases.csv --out results [--rules hcc-glass] [--params params.json] \\
-        [--overwrite] [--no-report] [--keep-going-on-import-error]
+        [--overwrite] [--no-report]
 
 The manifest is the engine's format (see ``TAREDosimetryLib/batch.py``: columns case_id, spect or
 pet, segmentation, ct, labels, roles, thresholds, quantitative and any DosimetryParams field).
@@ -15,8 +16,12 @@ recorded and the batch goes on; the failures are listed at the end, a summary is
 
 From Slicer's Python console the same is::
 
-    import TAREDosimetryBatch
+    from TAREDosimetryScripts import TAREDosimetryBatch
     summary = TAREDosimetryBatch.run_manifest("cases.csv", "results")
+
+The script lives in a sub-folder of the module on purpose: Slicer registers every ``.py`` file directly
+in a module folder as a scripted module (qSlicerAbstractModuleFactoryManager::registerModules) and
+reports an error at start-up for a file without a module class of its name.
 """
 
 import argparse
@@ -28,8 +33,9 @@ import time
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:  # works also when the module is not on Slicer's module path
-    sys.path.insert(0, HERE)
+MODULE_DIR = os.path.dirname(HERE)  # holds TAREDosimetry.py and TAREDosimetryLib/
+if MODULE_DIR not in sys.path:  # works also when the module is not on Slicer's module path
+    sys.path.insert(0, MODULE_DIR)
 
 
 def parse_args(argv):
