@@ -9,7 +9,8 @@ Sections: module metadata, parameter node, widget, logic, self-test.
 """
 
 import enum
-import inspect
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -242,6 +243,8 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState)
+        # No table rebuilds on every Segment Editor stroke while the module is hidden; enter() observes again.
+        self._observeSegmentation(None, updateTable=False)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -264,7 +267,9 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode: Optional[TAREDosimetryParameterNode]) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState)
+            self._parameterNodeGuiTag = None
+            if self.hasObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState):
+                self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
@@ -275,7 +280,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._observeSegmentation(None)
 
     # -- keeping the panel consistent ----------------------------------------------------------
-    def _observeSegmentation(self, segmentationNode) -> None:
+    def _observeSegmentation(self, segmentationNode, updateTable: bool = True) -> None:
         import vtkSegmentationCorePython as vtkSegmentationCore
 
         if segmentationNode is self._observedSegmentation:
@@ -289,7 +294,8 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if segmentationNode is not None:
             for e in events:
                 self.addObserver(segmentationNode, e, self.onSegmentsChanged)
-        self.updateRolesTable()
+        if updateTable:
+            self.updateRolesTable()
 
     def onSegmentsChanged(self, caller=None, event=None) -> None:
         self.updateRolesTable()
@@ -452,7 +458,8 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRemoveRule(self) -> None:
         table = self.ui.rulesTable
-        rows = sorted({index.row() for index in table.selectedIndexes()}, reverse=True)
+        # QAbstractItemView::selectedIndexes() is protected in Qt; the selection model's is public.
+        rows = sorted({index.row() for index in table.selectionModel().selectedIndexes()}, reverse=True)
         if not rows:
             self.ui.statusLabel.text = _("Select the rule rows to remove first.")
             return
@@ -468,11 +475,14 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = qt.QFileDialog.getOpenFileName(self.parent, _("Load threshold rules"), "", _("Rule files (*.json *.toml)"))
         if not path:
             return
-        with slicer.util.tryWithErrorDisplay(_("Could not load the rule file."), waitCursor=True):
-            ruleset = load_rules(path)
-            self._parameterNode.rulesJson = json.dumps(ruleset.to_dict())
-            self.updateRulesTableFromParameterNode()
-            self.updateGuiState()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Could not load the rule file."), waitCursor=True):
+                ruleset = load_rules(path)
+                self._parameterNode.rulesJson = json.dumps(ruleset.to_dict())
+                self.updateRulesTableFromParameterNode()
+                self.updateGuiState()
+        except Exception as exc:  # tryWithErrorDisplay showed it and re-raised
+            self._setStatus(_("Could not load the rule file: {error}").format(error=exc))
 
     def onResetRules(self) -> None:
         self._parameterNode.rulesJson = ""
@@ -720,9 +730,10 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
                 colors[name] = tuple(seg.GetSegment(segmentId).GetColor())
                 segIds[name] = segmentId
         finally:
+            # The export made a colour table of its own for this label map: remove it with the node.
             if geometryNode.GetDisplayNode() and geometryNode.GetDisplayNode().GetColorNode():
                 slicer.mrmlScene.RemoveNode(geometryNode.GetDisplayNode().GetColorNode())
-            slicer.mrmlScene.RemoveNode(geometryNode)
+            self._removeWithChildren(geometryNode)
         return Segmentation.from_masks(masks, grid, colors=colors, ids=segIds, source=segmentationNode.GetName())
 
     # -- running -------------------------------------------------------------------------------
@@ -790,14 +801,13 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
         known = set(segmentation.names)
         roleOverrides = {n: r for n, r in (roles or {}).items() if n in known}
         report(0.1, "dosimetry")
-        extra = {}
-        if "dose_function" in inspect.signature(run_case).parameters:
-            extra["dose_function"] = self.vtkDoseFunction
+        # The dose step runs through the engine's VTK filter (run_case's dose_function hook).
         result = run_case(
             activity, segmentation, params=params, roles=roleOverrides, ct=ct, rules=rules,
+            dose_function=self.vtkDoseFunction,
             inputs={"activity": activityNode.GetName(), "segmentation": segmentationNode.GetName(),
                     "ct": ctNode.GetName() if ctNode is not None else None},
-            progress=lambda f, m: report(0.1 + 0.75 * f, m), **extra,
+            progress=lambda f, m: report(0.1 + 0.75 * f, m),
         )
         report(0.88, "output nodes")
         self.updateOutputNodes(result, activityNode, outputs)
@@ -890,12 +900,12 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
     def updateDvhNodes(self, result, outputs: dict, base: str) -> None:
         """DVH table (dose + one volume column per segment), threshold lines, and a chart."""
         dose, curves = mc.dvh_columns(result.segments, step_gy=max(result.params.dvh_curve_step_gy, 0.5))
-        columns = [("dose_gy", "Gy", list(dose))] + [(name, "%", list(vol)) for name, _, vol in curves]
+        columns = [("dose_gy", "Gy", list(dose))] + [(name, "%", list(vol)) for name, _seg, vol in curves]
         dvhTable = self._updateTable(outputs.get("dvhTable"), f"{base} DVH", columns)
         outputs["dvhTable"] = dvhTable
         lines = mc.threshold_lines_gy(result.rules)
         lineColumns = []
-        for n, (label, doseGy) in enumerate(lines):
+        for n, (_label, doseGy) in enumerate(lines):
             lineColumns.append((f"threshold{n}_gy", "Gy", [doseGy, doseGy]))
             lineColumns.append((f"threshold{n}_pct", "%", [0.0, 100.0]))
         if not lineColumns:
@@ -1066,7 +1076,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
                 return [segmentationNode.GetSegmentation().GetSegment(i).GetName()
                         for i in self._segmentIds(segmentationNode) if i not in before]
             finally:
-                slicer.mrmlScene.RemoveNode(loaded)
+                self._removeWithChildren(loaded)
         return self._importLabelmapFile(path, segmentationNode, binary=False, names=labelNames)
 
     @staticmethod
@@ -1075,7 +1085,8 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
         return [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
 
     def _importLabelmapFile(self, path: str, segmentationNode, binary: bool, names=None) -> list:
-        labelNode = slicer.util.loadLabelVolume(path)
+        # singleFile: a mask among similarly named files is not read as one image series; show: views untouched.
+        labelNode = slicer.util.loadLabelVolume(path, {"singleFile": True, "show": False})
         try:
             array = slicer.util.arrayFromVolume(labelNode)
             if binary:
@@ -1096,7 +1107,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
                 added.append(name)
             return added
         finally:
-            slicer.mrmlScene.RemoveNode(labelNode)
+            self._removeWithChildren(labelNode)
 
     # -- files, batch, export ------------------------------------------------------------------------
     def runFromFiles(self, activityPath: str, segmentationPath: str, ctPath: str = None, params=None, roles=None,
@@ -1138,14 +1149,22 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def _removeWithChildren(node) -> None:
+        """Remove a node with the nodes only it uses: its display nodes (colour legend and volume
+        rendering included), its storage node and, for a chart, its plot series.  vtkMRMLScene.RemoveNode
+        alone leaves them in the scene."""
         if node is None or not slicer.mrmlScene.IsNodePresent(node):
             return
+        dependents = []
         if node.IsA("vtkMRMLPlotChartNode"):
-            for i in reversed(range(node.GetNumberOfPlotSeriesNodes())):
-                series = node.GetNthPlotSeriesNode(i)
-                if series is not None:
-                    slicer.mrmlScene.RemoveNode(series)
+            dependents += [node.GetNthPlotSeriesNode(i) for i in range(node.GetNumberOfPlotSeriesNodes())]
+        if node.IsA("vtkMRMLDisplayableNode"):
+            dependents += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+        if node.IsA("vtkMRMLStorableNode"):
+            dependents.append(node.GetStorageNode())
         slicer.mrmlScene.RemoveNode(node)
+        for dependent in dependents:
+            if dependent is not None and slicer.mrmlScene.IsNodePresent(dependent):
+                slicer.mrmlScene.RemoveNode(dependent)
 
     @staticmethod
     def ensureReportDependencies(askUser: bool = True) -> bool:
@@ -1159,10 +1178,14 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
         if not askUser or slicer.app.testingEnabled():
             logging.warning("TAREDosimetry: matplotlib is not installed; the report is skipped (metrics and DVH tables are written)")
             return False
-        if hasattr(slicer, "packaging") or _hasPackagingModule():
-            import slicer.packaging
-
-            slicer.packaging.pip_ensure(["matplotlib>=3.5"], requester="TAREDosimetry")
+        if _hasPackagingModule():  # Slicer >= 5.12
+            # importlib, not "import slicer.packaging": that statement would make "slicer" a local name
+            # of this whole function (UnboundLocalError at slicer.app above).
+            packaging = importlib.import_module("slicer.packaging")
+            try:
+                packaging.pip_ensure(["matplotlib>=3.5"], requester="TAREDosimetry")
+            except RuntimeError:  # the user declined the installation: export without the report
+                return False
         elif slicer.util.confirmOkCancelDisplay(_("The HTML report needs the Python package matplotlib. Install it now?")):
             slicer.util.pip_install("matplotlib>=3.5")
         else:
@@ -1196,50 +1219,62 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
     # -- the engine's VTK filter ---------------------------------------------------------------------
     @classmethod
     def vtkDoseFunction(cls, activityGBq: Volume, density, params: DosimetryParams, lungMask=None) -> Volume:
-        """The dose step of ``run_case`` (its ``dose_function``): the engine's VTK filter, except for
-        DVK with ``dvk_lung_mode='ldm'`` and lung voxels, which the filter has no input for; that case
-        keeps the engine's own ``dose_map_gy`` so the numbers equal the command line's."""
-        if params.method == "dvk" and params.dvk_lung_mode == "ldm" and lungMask is not None and np.any(lungMask):
+        """The dose step of ``run_case`` (its ``dose_function``): the engine's VTK filter
+        (density on port 1, lung mask on port 2 for DVK with ``dvk_lung_mode='ldm'``).
+
+        The filter has no kernel-radius setting: a DVK radius other than the kernel default
+        (``dvk_radius_mm``) is computed by the engine's own ``dose_map_gy`` instead, so that the
+        numbers always equal the command line's."""
+        from TAREDosimetryLib import kernels
+
+        radius = getattr(params, "dvk_radius_mm", None)
+        if params.method == "dvk" and radius is not None and float(radius) != float(kernels.DEFAULT_RADIUS_MM):
             from TAREDosimetryLib.dose import dose_map_gy
 
             return dose_map_gy(activityGBq, density, params, lung_mask=lungMask)
-        return cls.doseWithVtkFilter(activityGBq, density, params)
+        return cls.doseWithVtkFilter(activityGBq, density, params, lungMask=lungMask)
 
     @staticmethod
-    def doseWithVtkFilter(activityGBq: Volume, density=None, params: Optional[DosimetryParams] = None) -> Volume:
+    def doseWithVtkFilter(activityGBq: Volume, density=None, params: Optional[DosimetryParams] = None,
+                          lungMask=None) -> Volume:
         """Dose (Gy) of an activity map (GBq per voxel) through the engine's VTK filter
         (``TAREDosimetryLib.vtkfilter.TAREDoseFilter``: port 0 activity, optional port 1 density in
-        g/mL), on the same grid.  ``density``: a Volume on the activity grid, or None for the
-        constant tissue density of ``params``."""
+        g/mL, optional port 2 lung mask), on the same grid.  ``density``: a Volume on the activity
+        grid, a number (g/mL), or None for the tissue density of ``params``.  ``lungMask``: (k, j, i) bool
+        array on the activity grid, used by DVK with ``dvk_lung_mode='ldm'``."""
+        from vtk.util import numpy_support
+
         from TAREDosimetryLib.vtkfilter import TAREDoseFilter
 
         params = params or DosimetryParams()
+        nz, ny, nx = activityGBq.array.shape
 
-        def toImage(volume):
+        def toImage(array):
+            # VTK point order is i fastest, then j, then k: a C-order (k, j, i) array ravelled.
             image = vtk.vtkImageData()
-            nz, ny, nx = volume.array.shape
             image.SetDimensions(nx, ny, nz)
-            image.SetSpacing(*volume.grid.spacing_mm)
-            image.GetPointData().SetScalars(
-                vtk.util.numpy_support.numpy_to_vtk(np.ascontiguousarray(volume.array, dtype=np.float32).ravel(), deep=True))
+            image.SetSpacing(*activityGBq.grid.spacing_mm)
+            image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(np.ascontiguousarray(array).ravel(), deep=True))
             return image
 
-        import vtk.util.numpy_support  # noqa: F401  (the submodule used by toImage)
-
+        lungMode = getattr(params, "dvk_lung_mode", "kernel")
+        # A constant density (a number) is the filter's tissue density; a Volume goes to port 1.
+        constantDensity = params.tissue_density_g_ml if density is None or isinstance(density, Volume) else float(density)
         doseFilter = TAREDoseFilter(method=params.method, device=params.device, k_gy_kg_per_gbq=params.k_gy_kg_per_gbq,
-                                    tissue_density_g_ml=params.tissue_density_g_ml)
-        doseFilter.SetInputDataObject(0, toImage(activityGBq))
+                                    tissue_density_g_ml=constantDensity, lung_mode=lungMode)
+        doseFilter.SetInputDataObject(0, toImage(np.asarray(activityGBq.array, dtype=np.float32)))
         if isinstance(density, Volume):
-            doseFilter.SetInputDataObject(1, toImage(density))
+            doseFilter.SetInputDataObject(1, toImage(np.asarray(density.array, dtype=np.float32)))
+        if params.method == "dvk" and lungMode == "ldm" and lungMask is not None and np.any(lungMask):
+            doseFilter.SetInputDataObject(2, toImage(np.asarray(lungMask, dtype=np.uint8)))
         doseFilter.Update()
         scalars = doseFilter.GetOutputDataObject(0).GetPointData().GetScalars()
-        array = vtk.util.numpy_support.vtk_to_numpy(scalars).reshape(activityGBq.array.shape)
+        array = numpy_support.vtk_to_numpy(scalars).reshape(activityGBq.array.shape)
         return activityGBq.with_array(np.array(array, dtype=np.float32), name="dose", unit="Gy")
 
 
 def _hasPackagingModule() -> bool:
-    import importlib.util
-
+    """True where Slicer has ``slicer.packaging`` (pip_ensure; Slicer 5.12 and later)."""
     return importlib.util.find_spec("slicer.packaging") is not None
 
 
@@ -1265,7 +1300,7 @@ class TAREDosimetryTest(ScriptedLoadableModuleTest):
     def runTest(self):
         for test in (self.test_geometry_round_trip, self.test_phantom_mean_doses, self.test_dvh_and_chart,
                      self.test_pass_fail_colors_and_restore, self.test_rerun_reuses_output_nodes,
-                     self.test_vtk_filter_matches_the_pipeline_dose, self.test_invalid_input_is_reported):
+                     self.test_vtk_filter_matches_the_engine_dose, self.test_invalid_input_is_reported):
             self.setUp()
             test()
 
@@ -1386,12 +1421,17 @@ class TAREDosimetryTest(ScriptedLoadableModuleTest):
             self.assertLessEqual(slicer.mrmlScene.GetNumberOfNodesByClass(c), n + (2 if c == "vtkMRMLPlotSeriesNode" else 0), c)
         self.delayDisplay("Test passed")
 
-    def test_vtk_filter_matches_the_pipeline_dose(self):
-        self.delayDisplay("The engine's VTK filter in Slicer's VTK gives the pipeline's LDM dose")
+    def test_vtk_filter_matches_the_engine_dose(self):
+        self.delayDisplay("The dose computed through the engine's VTK filter equals the engine's own dose_map_gy")
+        from TAREDosimetryLib.dose import dose_map_gy
+
         case, activityNode, ctNode, segNode = self._phantomNodes()
-        logic, result, outputs = self._run(case, activityNode, ctNode, segNode)
-        dose = TAREDosimetryLogic.doseWithVtkFilter(result.activity_gbq, result.density_g_ml, result.params)
-        np.testing.assert_allclose(dose.array, result.dose_gy.array, rtol=1e-5, atol=1e-6)
+        for method in ("ldm", "dvk"):
+            params = case.params.replace(density_from_ct=False, method=method, device="cpu")
+            result = TAREDosimetryLogic().run(activityNode, segNode, ctNode=ctNode, params=params, roles=case.roles,
+                                              outputs={}, show=False)
+            engine = dose_map_gy(result.activity_gbq, result.density_g_ml, result.params)
+            np.testing.assert_allclose(result.dose_gy.array, engine.array, rtol=1e-5, atol=1e-6, err_msg=method)
         self.delayDisplay("Test passed")
 
     def test_invalid_input_is_reported(self):
@@ -1401,6 +1441,10 @@ class TAREDosimetryTest(ScriptedLoadableModuleTest):
         with self.assertRaises(InputError):
             logic.run(activityNode, segNode, params=case.params, outputs={"doseVolume": activityNode})
         pn = logic.getParameterNode()
-        pn.activityVolume = activityNode
+        # The singleton parameter node may be bound to an open panel whose selector already picked the
+        # phantom segmentation: set both inputs explicitly.
+        with slicer.util.NodeModify(pn):
+            pn.activityVolume = activityNode
+            pn.segmentation = None
         self.assertIn("segmentation", logic.whyNotRunnable(pn).lower())
         self.delayDisplay("Test passed")

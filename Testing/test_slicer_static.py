@@ -307,6 +307,28 @@ def test_engine_imports_no_slicer_qt_ctk_and_vtk_only_in_its_filter(path):
         assert "vtk" not in imported, f"{os.path.basename(path)} imports vtk; only vtkfilter.py may"
 
 
+@pytest.mark.parametrize("path", [MODULE_PY, BATCH_PY], ids=lambda p: os.path.relpath(p, ROOT))
+def test_no_function_rebinds_a_module_level_import(path):
+    """``import slicer.packaging`` (or ``import vtk.util.x``) inside a function makes ``slicer`` (``vtk``)
+    a local name of the whole function: every use before that line raises UnboundLocalError."""
+    tree = ast.parse(_read(path))
+    top = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            top |= {a.asname or a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            top |= {a.asname or a.name for a in node.names}
+    bad = []
+    for func in ast.walk(tree):
+        if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(func):
+            if isinstance(node, ast.Import):
+                bad += [f"line {node.lineno}: import {a.name}" for a in node.names
+                        if a.asname is None and a.name.split(".")[0] in top]
+    assert not bad, "in-function imports that shadow module-level names: " + "; ".join(sorted(set(bad)))
+
+
 def test_module_category_and_test_class_follow_the_template():
     src = _read(MODULE_PY)
     assert 'translate("qSlicerAbstractCoreModule", "Nuclear Medicine")' in src

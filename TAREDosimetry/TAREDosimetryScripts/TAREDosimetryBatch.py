@@ -25,12 +25,9 @@ reports an error at start-up for a file without a module class of its name.
 """
 
 import argparse
-import csv
 import json
 import os
 import sys
-import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULE_DIR = os.path.dirname(HERE)  # holds TAREDosimetry.py and TAREDosimetryLib/
@@ -64,54 +61,32 @@ def _default_params(path):
         with open(path, encoding="utf-8") as fh:
             return DosimetryParams.from_dict(json.load(fh))
     except (OSError, ValueError) as exc:
-        raise SystemExit(f"--params {path}: cannot be read ({exc})")
+        raise SystemExit(f"--params {path}: cannot be read ({exc})") from None
 
 
 def run_manifest(manifest, out_dir, rules=None, defaults=None, overwrite=False, report=True, log=print):
     """Run every case of ``manifest`` through the Slicer logic; returns a list of summary dicts
-    (case_id, status 'ok'/'failed', overall PASS/FAIL/N/A, error, out_dir, seconds)."""
+    (case_id, status 'ok'/'failed', overall PASS/FAIL/N/A, error, out_dir, seconds).
+
+    The loop, the per-case error handling and ``batch_summary.csv`` are the engine's
+    (``TAREDosimetryLib.batch.run_manifest``); only running one case goes through MRML nodes here."""
     import slicer
     from TAREDosimetry import TAREDosimetryLogic
-    from TAREDosimetryLib.batch import read_manifest
-    from TAREDosimetryLib.errors import TAREDosimetryError
-    from TAREDosimetryLib.outputs import check_output_dir
-    from TAREDosimetryLib.params import DosimetryParams
+    from TAREDosimetryLib import batch
 
-    defaults = defaults or DosimetryParams()
-    cases = read_manifest(manifest)
-    os.makedirs(out_dir, exist_ok=True)
     logic = TAREDosimetryLogic()
-    summary = []
-    for n, case in enumerate(cases, 1):
-        t0 = time.perf_counter()
-        dest = os.path.join(out_dir, case["case_id"])
-        entry = {"case_id": case["case_id"], "status": "failed", "overall": "", "error": "", "out_dir": dest, "seconds": 0.0}
-        log(f"[{n}/{len(cases)}] {case['case_id']}")
+
+    def runCase(case, params, caseRules, dest, caseOverwrite, caseReport):
         try:
-            if case["error"]:
-                raise TAREDosimetryError(case["error"])
-            params = defaults.replace(**case["params_changes"]) if case["params_changes"] else defaults
-            check_output_dir(dest, overwrite)
-            result = logic.runFromFiles(
+            return logic.runFromFiles(
                 case["image"], case["segmentation"], ctPath=case["ct"], params=params, roles=case["roles"],
-                rules=case["thresholds"] or rules, outDir=dest, labelNames=case["labels"], report=report,
-                overwrite=overwrite,
+                rules=caseRules, outDir=dest, labelNames=case["labels"], report=caseReport, overwrite=caseOverwrite,
             )
-            entry.update(status="ok", overall=result.overall_status)
-        except TAREDosimetryError as exc:
-            entry["error"] = str(exc)
-        except Exception as exc:  # one broken case must not stop the batch
-            entry["error"] = f"internal error: {type(exc).__name__}: {exc}"
-            log(traceback.format_exc())
         finally:
             slicer.app.processEvents()
-        entry["seconds"] = round(time.perf_counter() - t0, 2)
-        log(f"    {entry['status']}" + (f" ({entry['overall']})" if entry["overall"] else "") + (f": {entry['error']}" if entry["error"] else ""))
-        summary.append(entry)
-    with open(os.path.join(out_dir, "batch_summary.csv"), "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["case_id", "status", "overall", "error", "out_dir", "seconds"])
-        writer.writeheader()
-        writer.writerows(summary)
+
+    summary = batch.run_manifest(manifest, out_dir, defaults=defaults, rules=rules, overwrite=overwrite, report=report,
+                                 log=log, runner=runCase)
     failed = [e for e in summary if e["status"] != "ok"]
     log(f"{len(summary) - len(failed)} of {len(summary)} case(s) done; summary in {os.path.join(out_dir, 'batch_summary.csv')}")
     if failed:
