@@ -122,3 +122,11 @@ def test_unknown_preset_and_missing_rule_file():
 def test_ruleset_round_trip():
     rs = PRESETS["hcc-glass"]
     assert RuleSet.from_dict(rs.to_dict()) == rs
+
+
+@pytest.mark.parametrize("name", ["background liver", "Background_Liver", "background-liver"])
+def test_background_liver_is_guessed_as_normal_liver_not_ignored(name):
+    # "background liver" is the usual name of the non-tumoural liver; ignoring it silently
+    # dropped its metrics and left the normal-liver rules N/A.
+    assert guess_role(name) == "normal_liver"
+    assert guess_role("background") == "ignore"

@@ -47,7 +47,8 @@ _ALIASES = {
 
 # Ordered: the first pattern that matches wins, so specific names come before general ones.
 _PATTERNS = (
-    ("ignore", r"\b(ignore|background|exclude[d]?)\b"),
+    # "background liver" is the non-tumoural liver (normal_liver below), not a segment to ignore.
+    ("ignore", r"\b(ignore|exclude[d]?)\b|\bbackground\b(?![\s_-]*liver)"),
     ("lung", r"\blungs?\b|\bpulmo|lung_(upper|lower|middle)|\blobe\b.*\blung|\bpulmonary\b"),
     ("perfused_normal", r"perfused[\s_-]*(normal|healthy|non[\s_-]*tumou?r(al)?)|(normal|healthy)[\s_-]*perfused"),
     ("perfused", r"\bperfus|\bterritory\b|\bpv\b"),
