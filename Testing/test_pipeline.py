@@ -310,3 +310,17 @@ def test_dvk_through_the_pipeline_conserves_energy_and_honours_the_radius():
     assert r12.to_dict()["parameters"]["dvk_radius_mm"] == 12.0
     with pytest.raises(InputError, match="dvk_radius_mm"):
         p.replace(dvk_radius_mm=0.5)
+
+
+def test_lsf_lung_model_with_absolute_calibration_reports_the_lung_dose():
+    # lung_dose_from='lsf' with an absolute image used to drop the lung segments and report no
+    # lung dose at all (lung rules N/A, overall PASS) without a word.
+    act, seg = box_case()
+    p = DosimetryParams(calibration="absolute", lung_dose_from="lsf", administered_activity_gbq=2.0,
+                        lung_shunt_fraction=0.1)
+    r = run_case(act, seg, params=p)
+    lung = r.segment("lungs (LSF model)").metrics
+    assert_allclose(lung["mean_gy"], K * 2.0 * 0.1 / 1.0, rtol=1e-6)  # 1000 g default lung mass
+    assert {e.status for e in r.evaluations if e.rule.role == "lung"} == {"PASS"}
+    with pytest.raises(InputError, match="administered_activity_gbq is required by the LSF lung model"):
+        run_case(act, seg, params=DosimetryParams(calibration="absolute", lung_dose_from="lsf"))

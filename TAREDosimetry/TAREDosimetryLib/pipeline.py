@@ -375,6 +375,11 @@ def run_case(
     if not used:
         raise InputError("every segment has role 'ignore': nothing to measure")
     lung_from = params.effective_lung_dose_from
+    if lung_from == "lsf" and params.calibration == "absolute" and params.administered_activity_gbq is None:
+        raise InputError(
+            "administered_activity_gbq is required by the LSF lung model (lung_dose_from 'lsf') with absolute "
+            "calibration: give --administered-activity-gbq, or --lung-dose-from image"
+        )
     lung_names = [n for n in used if role_of[n] == "lung"]
     sampler = MetricsSampler(segmentation, agrid, used)
     if sampler.empty:
@@ -553,7 +558,7 @@ def run_case(
             )
         )
     # lungs
-    if lsf_lung and params.calibration == "relative":
+    if lsf_lung:
         a_lung = act.lung_activity_gbq(params)
         if lung_names:
             # The lung mass does not enter the dose map, so it is taken at the metrics grid's
