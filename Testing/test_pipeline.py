@@ -324,3 +324,24 @@ def test_lsf_lung_model_with_absolute_calibration_reports_the_lung_dose():
     assert {e.status for e in r.evaluations if e.rule.role == "lung"} == {"PASS"}
     with pytest.raises(InputError, match="administered_activity_gbq is required by the LSF lung model"):
         run_case(act, seg, params=DosimetryParams(calibration="absolute", lung_dose_from="lsf"))
+
+
+def test_summary_lung_mean_dose_is_mass_weighted_over_all_lung_segments():
+    # Two lung lobes of different size and uptake, image-based lung dose: the summary's lung mean
+    # dose is energy over the lungs' mass, not the plain average of the two lobes' means.
+    shape = (20, 24, 28)
+    grid = Grid(shape, (2.0, 2.0, 2.0))
+    liver = np.zeros(shape, bool)
+    liver[2:-2, 2:12, 2:-2] = True
+    upper = np.zeros(shape, bool)
+    upper[4:-2, 14:-2, 2:-2] = True
+    lower = np.zeros(shape, bool)
+    lower[2:4, 14:-2, 2:-2] = True
+    counts = np.zeros(shape, np.float32)
+    counts[liver], counts[upper], counts[lower] = 1000.0, 50.0, 500.0
+    seg = Segmentation.from_masks({"liver": liver, "lung upper": upper, "lung lower": lower}, grid)
+    r = run_case(Volume(counts, grid=grid), seg, params=DosimetryParams(calibration="absolute"))
+    lobes = [r.segment(n).metrics for n in ("lung upper", "lung lower")]
+    expected = sum(m["mean_gy"] * m["mass_g"] for m in lobes) / sum(m["mass_g"] for m in lobes)
+    assert_allclose(r.summary["lung_mean_gy"], expected, rtol=1e-6)
+    assert_allclose(r.summary["lung_mass_g"], sum(m["mass_g"] for m in lobes), rtol=1e-6)

@@ -583,8 +583,12 @@ def run_case(
         summary["lung_mean_gy"] = d_lung
         summary["lung_mass_g"] = lung_mass_g
     elif lung_names:
-        lm = [r.metrics["mean_gy"] for r in results if r.role == "lung"]
-        summary["lung_mean_gy"] = float(np.mean(lm)) if lm else float("nan")
+        # Mean dose of the lungs as one organ: energy over mass of the union of the lung segments
+        # (not the plain average of the lobes' means, which would weight a small lobe like a large one).
+        lung_all = sampler.union(lung_names)
+        w = rho_m[lung_all].astype(np.float64)
+        summary["lung_mean_gy"] = float((dose_m[lung_all] * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
+        summary["lung_mass_g"] = float(w.sum() * sampler.voxel_volume_ml)
     for r in results:
         if r.role == "lung":
             r.metrics["cumulative_mean_gy"] = r.metrics["mean_gy"] + params.prior_lung_dose_gy
