@@ -185,3 +185,16 @@ def test_write_image_round_trip(tmp_path):
     back = io.read_image(path)
     assert_array_equal(back.array, vol.array)
     assert back.grid.same_as(vol.grid)
+
+
+def test_builtin_totalsegmentator_table_keeps_only_labels_present_in_the_map(tmp_path):
+    # The built-in table names 14 classes; a scan holds a few.  Absent classes used to become empty
+    # segments, and the run then stopped ("segment(s) ... are empty") on any ordinary TotalSegmentator map.
+    lab = np.zeros((4, 5, 6), np.uint8)
+    lab[1:3, 1:3, 1:3] = 5
+    lab[3, 4, 5] = 11
+    path = str(tmp_path / "seg.nii.gz")
+    sitk.WriteImage(sitk.GetImageFromArray(lab), path)
+    seg = io.read_segmentation(path, label_names="totalsegmentator")
+    assert seg.names == ["liver", "lung_lower_lobe_left"]
+    assert all(seg.voxel_count(n) > 0 for n in seg.names)

@@ -270,7 +270,8 @@ def read_segmentation(path, label_names=None):
     ----------
     path : str
     label_names : None, dict {value: name}, JSON path, 'v=name,...' text or 'totalsegmentator';
-        used for label maps.  Without it a label map's segments are named 'label <v>'; a JSON
+        used for label maps (of the built-in table, only the labels present in the map become
+        segments).  Without it a label map's segments are named 'label <v>'; a JSON
         file next to the label map with the same stem (``seg.nii.gz`` -> ``seg.json``) is used
         when present.
     """
@@ -292,6 +293,7 @@ def read_segmentation(path, label_names=None):
             f"{img.GetNumberOfComponentsPerPixel()} component(s) and no Slicer segment metadata"
         )
     names = parse_label_names(label_names)
+    builtin_table = isinstance(label_names, str) and label_names.strip().lower() in ("totalsegmentator", "total")
     if names is None:
         stem = str(path)
         for suf in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
@@ -301,4 +303,9 @@ def read_segmentation(path, label_names=None):
         if os.path.isfile(stem + ".json"):
             names = parse_label_names(stem + ".json")
     vol = volume_from_sitk(img)
+    if builtin_table:
+        # A built-in table lists every class its tool can output; a scan holds only some of them
+        # (e.g. no upper lung lobes on an abdominal CT).  Classes absent from this map are not segments.
+        present = set(np.unique(vol.array).tolist())
+        names = {v: n for v, n in names.items() if v in present}
     return Segmentation.from_labelmap(vol.array, vol.grid, names, source=str(path))
