@@ -198,3 +198,15 @@ def test_builtin_totalsegmentator_table_keeps_only_labels_present_in_the_map(tmp
     seg = io.read_segmentation(path, label_names="totalsegmentator")
     assert seg.names == ["liver", "lung_lower_lobe_left"]
     assert all(seg.voxel_count(n) > 0 for n in seg.names)
+
+
+def test_label_values_above_65535_are_not_wrapped_onto_other_labels():
+    from TAREDosimetryLib.segmentation import Segmentation
+    from TAREDosimetryLib.volume import Grid
+
+    lab = np.zeros((4, 4, 4), np.int32)
+    lab[0, 0, 0] = 70000  # 70000 mod 65536 = 4464
+    lab[1, 1, 1:3] = 4464
+    seg = Segmentation.from_labelmap(lab, Grid((4, 4, 4)), None)
+    assert seg.voxel_count("label 70000") == 1
+    assert seg.voxel_count("label 4464") == 2

@@ -116,7 +116,10 @@ class Segmentation:
                 raise InputError(f"label values must be positive, got {value} for {name!r}")
             color = (colors or {}).get(name, _PALETTE[n % len(_PALETTE)])
             infos.append(SegmentInfo(str(name), str(name), color, 0, value))
-        dtype = np.uint8 if labelmap.max() < 256 else np.uint16
+        top = int(labelmap.max())
+        dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32  # never wrap a label around
+        if top >= 2**32:
+            raise InputError(f"label map holds label {top}, more than 2**32 - 1 ({source or 'label map'})")
         return cls(labelmap.astype(dtype, copy=False)[np.newaxis], grid, infos, source=source)
 
     # -- access -------------------------------------------------------------------------------
