@@ -345,3 +345,12 @@ def test_summary_lung_mean_dose_is_mass_weighted_over_all_lung_segments():
     expected = sum(m["mean_gy"] * m["mass_g"] for m in lobes) / sum(m["mass_g"] for m in lobes)
     assert_allclose(r.summary["lung_mean_gy"], expected, rtol=1e-6)
     assert_allclose(r.summary["lung_mass_g"], sum(m["mass_g"] for m in lobes), rtol=1e-6)
+
+
+def test_segmentation_without_segments_is_refused_with_its_own_message():
+    # An all-zero label map gives a Segmentation with no segments; the error used to claim that
+    # "every segment has role 'ignore'".
+    grid = Grid((4, 4, 4))
+    seg = Segmentation.from_labelmap(np.zeros((4, 4, 4), np.uint8), grid, None, source="zeros.nii.gz")
+    with pytest.raises(InputError, match=r"segmentation \(zeros.nii.gz\) holds no segments"):
+        run_case(Volume(np.ones((4, 4, 4), np.float32), grid=grid), seg, params=_params())

@@ -370,6 +370,11 @@ def run_case(
             f"{np.round(segmentation.grid.physical_bounds_mm()[1], 1).tolist()} mm, image bounds "
             f"{np.round(agrid.physical_bounds_mm()[0], 1).tolist()}..{np.round(agrid.physical_bounds_mm()[1], 1).tolist()} mm, LPS)"
         )
+    if not segmentation.names:
+        raise InputError(
+            f"the segmentation ({segmentation.source or 'segments'}) holds no segments (e.g. a label map of zeros, "
+            "or a label table that names none of its labels)"
+        )
     role_of = assign_roles(segmentation.names, roles)
     used = [n for n in segmentation.names if role_of[n] != "ignore"]
     if not used:
