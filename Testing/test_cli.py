@@ -227,3 +227,20 @@ def test_params_file_reproduces_a_run(tmp_path, demo_out):
     a = json.loads((demo_out / "metrics.json").read_text())
     b = json.loads((out / "metrics.json").read_text())
     assert a["parameters"] == b["parameters"] and a["segments"] == b["segments"]
+
+
+def test_batch_pet_column_implies_absolute_calibration_as_on_the_command_line(tmp_path, capsys):
+    # `run --pet` is absolute calibration; a manifest's pet column used to run relative calibration
+    # and fail for want of an administered activity (the README's own PET manifest row).
+    spect, labels = _case_files(tmp_path)
+    manifest = tmp_path / "cases.csv"
+    sp, lb = os.path.basename(spect), os.path.basename(labels)
+    manifest.write_text(
+        "case_id,pet,segmentation,labels,administered_activity_gbq,quantitative\n"
+        f'pet,{sp},{lb},"1=liver,2=tumour",,\n'
+        f'petrel,{sp},{lb},"1=liver,2=tumour",1.5,false\n'
+    )
+    out = tmp_path / "batch"
+    assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--quiet", "--no-report"]) == 0
+    assert json.loads((out / "pet" / "metrics.json").read_text())["parameters"]["calibration"] == "absolute"
+    assert json.loads((out / "petrel" / "metrics.json").read_text())["parameters"]["calibration"] == "relative"

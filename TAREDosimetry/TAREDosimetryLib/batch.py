@@ -8,7 +8,8 @@ Manifest (CSV, one case per row; paths relative to the manifest's folder)::
 
 Columns: ``case_id`` and ``segmentation`` are required, and one of ``spect`` / ``pet``.
 Optional: ``ct``, ``labels`` (label names for a label map), ``roles`` (``NAME=ROLE`` separated by
-``;``), ``thresholds`` (preset or rule file), ``quantitative`` (true/false), and any field of
+``;``), ``thresholds`` (preset or rule file), ``quantitative`` (true/false; a ``pet`` image is
+quantitative unless this says false, as ``--pet`` on the command line), and any field of
 :class:`~TAREDosimetryLib.params.DosimetryParams` (``residual_fraction``, ``method``, ...).
 Empty cells take the defaults.  A failing case is recorded and the others go on.
 """
@@ -124,6 +125,10 @@ def read_manifest(path):
                     raise InputError(f"{where}: column quantitative must be true/false, got {row['quantitative']!r}")
                 if _BOOL[q]:
                     case["params_changes"]["calibration"] = "absolute"
+                elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
+                    case["params_changes"]["calibration"] = "relative"  # as --pet --relative
+            elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
+                case["params_changes"]["calibration"] = "absolute"  # as --pet on the command line
             if not case["image"]:
                 raise InputError(f"{where}: no spect or pet image given")
             if not case["segmentation"]:
