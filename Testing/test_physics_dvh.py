@@ -102,3 +102,14 @@ def test_dvh_curve_is_monotone_and_starts_at_100():
 def test_dvh_rejects_bad_input(bad, match):
     with pytest.raises(InputError, match=match):
         DVH(bad)
+
+
+def test_binned_d100_is_the_bin_edge_below_the_minimum_dose_not_zero():
+    # D100 is the minimum dose of the region; the binned DVH returned 0 Gy for it whatever the doses.
+    from TAREDosimetryLib.dvh import DVH
+
+    d = np.array([42.37, 50.0, 61.2, 80.0])
+    binned = DVH(d, 1.0, bin_width_gy=0.1)
+    assert_allclose(binned.dose_at_volume_pct(100), 42.3, atol=1e-9)
+    assert binned.dose_at_volume_pct(100) <= DVH(d, 1.0).dose_at_volume_pct(100) == 42.37
+    assert_allclose(DVH(np.full(10, 5.0), 1.0, bin_width_gy=0.1).dose_at_volume_pct(100), 5.0, atol=1e-9)

@@ -139,7 +139,9 @@ class DVH:
         # binned: cum is non-increasing along edges; find dose where cum == f
         cum, edges = self._cum, self._edges
         if f >= cum[0]:
-            return float(edges[0])
+            # Every voxel receives at least the highest edge where the curve is still at 100 %
+            # (the edge below the minimum dose), not 0 Gy.
+            return float(edges[np.flatnonzero(cum >= cum[0])[-1]])
         if f <= 0:
             return float(edges[-1])
         # np.interp needs increasing x: reverse
