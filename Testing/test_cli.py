@@ -244,3 +244,17 @@ def test_batch_pet_column_implies_absolute_calibration_as_on_the_command_line(tm
     assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--quiet", "--no-report"]) == 0
     assert json.loads((out / "pet" / "metrics.json").read_text())["parameters"]["calibration"] == "absolute"
     assert json.loads((out / "petrel" / "metrics.json").read_text())["parameters"]["calibration"] == "relative"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_result_folder_gets_the_usual_permissions_not_private_ones(tmp_path):
+    # Results were moved in from a mkdtemp folder and stayed 0700: colleagues could not read them.
+    spect, labels = _case_files(tmp_path)
+    out = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        assert main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour",
+                     "--administered-activity-gbq", "1", "--out", str(out), "--quiet", "--no-report"]) == 0
+    finally:
+        os.umask(old)
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o755)

@@ -41,6 +41,12 @@ def check_output_dir(out_dir, overwrite=False):
         raise InputError(f"--out {out_dir}: parent folder {parent} is not writable")
 
 
+def _current_umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _fmt(v):
     if v is None:
         return ""
@@ -106,6 +112,9 @@ def write_outputs(result, out_dir, *, overwrite=False, report=True, background=N
     parent = os.path.dirname(out_dir)
     tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".partial-", dir=parent)
     try:
+        # mkdtemp makes the folder private (0700); the result folder it becomes gets the usual
+        # permissions of a new folder (0777 less the umask), as os.makedirs would give it.
+        os.chmod(tmp, 0o777 & ~_current_umask())
         if progress:
             progress(0.0, "writing dose.nrrd")
         write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"))
