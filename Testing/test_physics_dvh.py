@@ -113,3 +113,18 @@ def test_binned_d100_is_the_bin_edge_below_the_minimum_dose_not_zero():
     assert_allclose(binned.dose_at_volume_pct(100), 42.3, atol=1e-9)
     assert binned.dose_at_volume_pct(100) <= DVH(d, 1.0).dose_at_volume_pct(100) == 42.37
     assert_allclose(DVH(np.full(10, 5.0), 1.0, bin_width_gy=0.1).dose_at_volume_pct(100), 5.0, atol=1e-9)
+
+
+def test_segment_eud_is_volume_weighted_as_in_physics_md():
+    # EUD = -(1/alpha) ln((1/N) sum exp(-alpha D_i)) over the voxels; it was weighted by voxel mass,
+    # which moves it wherever density varies (CT density, lung).
+    from TAREDosimetryLib.params import DosimetryParams
+    from TAREDosimetryLib.pipeline import segment_metrics
+
+    dose = np.array([20.0, 20.0, 120.0, 120.0], np.float32)
+    rho = np.array([0.3, 0.3, 1.05, 1.05], np.float32)
+    p = DosimetryParams()
+    m, _ = segment_metrics(dose, rho, np.zeros(4, np.float32), 0.1, "tumor", p)
+    alpha = p.eud_alpha_per_gy
+    expected = -np.log(np.mean(np.exp(-alpha * dose.astype(np.float64)))) / alpha
+    assert_allclose(m["eud_gy"], expected, rtol=1e-9)

@@ -262,8 +262,8 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
 
     Returns
     -------
-    (metrics dict, DVH).  ``mean_gy`` is the mass-weighted mean (energy / mass, = K A / M under
-    LDM); the DVH and its D/V metrics are volume-based.
+    (metrics dict, DVH).  ``mean_gy`` and ``bed_gy`` are mass-weighted means (energy / mass, = K A / M
+    under LDM); the DVH, its D/V metrics and ``eud_gy`` are volume-based.
     """
     dvh = DVH(dose_gy, voxel_volume_ml, params.dvh_bin_width_gy, name=name)
     mass_g_vox = density_g_ml.astype(np.float64) * voxel_volume_ml
@@ -287,7 +287,8 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     for x in params.v_levels_gy:
         m[f"v{x:g}_pct"] = dvh.volume_pct_at_dose(x)
         m[f"v{x:g}_ml"] = dvh.volume_ml_at_dose(x)
-    m["eud_gy"] = physics.eud_gy(d64, params.eud_alpha_per_gy, weights=mass_g_vox if mass_g > 0 else None)
+    # EUD is over the voxels, each 1/N of the volume (PHYSICS.md), like the DVH it summarises.
+    m["eud_gy"] = physics.eud_gy(d64, params.eud_alpha_per_gy)
     m["bed_gy"] = float((bed * mass_g_vox).sum() / mass_g) if mass_g > 0 else float(bed.mean())
     return m, dvh
 
