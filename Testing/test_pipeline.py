@@ -354,3 +354,21 @@ def test_segmentation_without_segments_is_refused_with_its_own_message():
     seg = Segmentation.from_labelmap(np.zeros((4, 4, 4), np.uint8), grid, None, source="zeros.nii.gz")
     with pytest.raises(InputError, match=r"segmentation \(zeros.nii.gz\) holds no segments"):
         run_case(Volume(np.ones((4, 4, 4), np.float32), grid=grid), seg, params=_params())
+
+
+def test_lsf_lung_mass_counts_lung_voxels_outside_a_finer_activity_image():
+    # Segments on a 4 mm grid, activity on a finer 2 mm grid that covers only part of the lung:
+    # the LSF lung mass was taken on the (activity) metrics grid and lost the uncovered lung,
+    # overestimating the lung dose.
+    sg = Grid((20, 20, 20), (4.0, 4.0, 4.0))
+    liver = np.zeros(sg.shape, bool)
+    liver[2:8, 4:16, 4:16] = True
+    lung = np.zeros(sg.shape, bool)
+    lung[9:18, 4:16, 4:16] = True
+    seg = Segmentation.from_masks({"liver": liver, "lung": lung}, sg)
+    ag = Grid((28, 40, 40), (2.0, 2.0, 2.0), (-1.0, -1.0, -1.0))  # z up to 54 mm; the lung reaches 70 mm
+    r = run_case(Volume(np.ones(ag.shape, np.float32), grid=ag), seg, params=_params(lung_shunt_fraction=0.1))
+    assert r.metrics_grid["grid"] == "activity"
+    mass_g = lung.sum() * sg.voxel_volume_ml * 0.30
+    assert_allclose(r.summary["lung_mass_g"], mass_g, rtol=1e-6)
+    assert_allclose(r.segment("lungs (LSF model)").metrics["mean_gy"], K * 2.0 * 0.1 / (mass_g * 1e-3), rtol=1e-6)

@@ -303,6 +303,31 @@ def _uniform_metrics(dose_gy, mass_g, volume_ml, activity_gbq, role, params, nam
     )[0], dvh
 
 
+def _lsf_lung_mass_g(segmentation, lung_names, ct, params):
+    """Mass (g) and volume (mL) of the union of the lung segments, for the LSF lung model.
+
+    The lung mass does not enter the dose map, so it is measured on the segmentation's own grid:
+    lung voxels outside the activity image count (whichever grid the metrics use), the CT is
+    read there directly (Kao density), and lung voxels the CT does not cover take
+    ``params.lung_density_g_ml``.
+    """
+    boxes = [b for b in (segmentation.bbox(n) for n in lung_names) if b is not None]
+    if not boxes:
+        return 0.0, 0.0
+    box = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
+    grid = segmentation.grid.crop(box)
+    lung_all = np.zeros(grid.shape, bool)
+    for n in lung_names:
+        lung_all |= segmentation.mask(n, box)
+    vv = grid.voxel_volume_ml
+    lung_vol = float(np.count_nonzero(lung_all)) * vv
+    if ct is not None and params.density_from_ct:
+        hu = resample_volume(ct, grid, "linear", default=float("nan")).array[lung_all]
+        rho = np.where(np.isnan(hu), np.float32(params.lung_density_g_ml), physics.lung_hu_to_density_g_ml(np.nan_to_num(hu)))
+        return float(rho.astype(np.float64).sum() * vv), lung_vol
+    return lung_vol * params.lung_density_g_ml, lung_vol
+
+
 def _progress(cb, fraction, message):
     if cb is not None:
         cb(float(fraction), message)
@@ -567,15 +592,7 @@ def run_case(
     if lsf_lung:
         a_lung = act.lung_activity_gbq(params)
         if lung_names:
-            # The lung mass does not enter the dose map, so it is taken at the metrics grid's
-            # resolution (CT read there directly), and lung voxels outside the activity image count.
-            lung_all = sampler.union(lung_names)
-            lung_vol = float(np.count_nonzero(lung_all)) * sampler.voxel_volume_ml
-            if ct is not None and params.density_from_ct:
-                hu_m = resample_volume(ct, sampler.grid, "linear", default=-1000.0).array
-                lung_mass_g = float(physics.lung_hu_to_density_g_ml(hu_m[lung_all]).astype(np.float64).sum() * sampler.voxel_volume_ml)
-            else:
-                lung_mass_g = lung_vol * params.lung_density_g_ml
+            lung_mass_g, lung_vol = _lsf_lung_mass_g(segmentation, lung_names, ct, params)
             note = "uniform lung dose from the LSF; mass from segments " + ", ".join(lung_names)
         else:
             lung_mass_g, lung_vol = params.default_lung_mass_g, None
