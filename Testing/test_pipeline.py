@@ -372,3 +372,18 @@ def test_lsf_lung_mass_counts_lung_voxels_outside_a_finer_activity_image():
     mass_g = lung.sum() * sg.voxel_volume_ml * 0.30
     assert_allclose(r.summary["lung_mass_g"], mass_g, rtol=1e-6)
     assert_allclose(r.segment("lungs (LSF model)").metrics["mean_gy"], K * 2.0 * 0.1 / (mass_g * 1e-3), rtol=1e-6)
+
+
+def test_lsf_lung_dose_from_partial_lung_segments_is_flagged():
+    # Lung segments of a few grams (e.g. only the lung bases on an abdominal CT, as in the
+    # TotalSegmentator example) gave lung doses of hundreds of Gy without a word.
+    shape = (20, 24, 28)
+    grid = Grid(shape, (2.0, 2.0, 2.0))
+    liver = np.zeros(shape, bool)
+    liver[2:-2, 2:12, 2:-2] = True
+    lung = np.zeros(shape, bool)
+    lung[2:6, 14:-2, 2:-2] = True
+    seg = Segmentation.from_masks({"liver": liver, "lung base": lung}, grid)
+    counts = np.where(liver, 10.0, 0.0).astype(np.float32)
+    r = run_case(Volume(counts, grid=grid), seg, params=_params(lung_shunt_fraction=0.1))
+    assert any("lung segments ('lung base') weigh only" in w for w in r.warnings), r.warnings

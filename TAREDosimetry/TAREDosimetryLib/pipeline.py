@@ -47,6 +47,9 @@ LUNG_LSF_ENTRY = "lungs (LSF model)"
 MAX_OUTSIDE_FRACTION = 0.005
 #: Densities below this (g/mL) count as air when the density comes from a CT.
 MIN_DENSITY_G_ML = 0.05
+#: Lung segments lighter than this (g) can hardly hold both whole lungs (adults: about 1000 g);
+#: the LSF lung dose K A LSF / m is then overestimated, and the case gets a warning.
+MIN_PLAUSIBLE_LUNG_MASS_G = 400.0
 
 
 @dataclass
@@ -593,6 +596,13 @@ def run_case(
         a_lung = act.lung_activity_gbq(params)
         if lung_names:
             lung_mass_g, lung_vol = _lsf_lung_mass_g(segmentation, lung_names, ct, params)
+            if lung_mass_g < MIN_PLAUSIBLE_LUNG_MASS_G:
+                warnings.append(
+                    f"the lung segments ({', '.join(repr(n) for n in lung_names)}) weigh only {lung_mass_g:.0f} g "
+                    f"(adult lungs about 1000 g): if they do not cover both whole lungs, the LSF lung dose "
+                    f"K A LSF / m is overestimated; segment the whole lungs, or give these segments another role "
+                    f"to use the default lung mass ({params.default_lung_mass_g:g} g, --lung-mass-g)"
+                )
             note = "uniform lung dose from the LSF; mass from segments " + ", ".join(lung_names)
         else:
             lung_mass_g, lung_vol = params.default_lung_mass_g, None
