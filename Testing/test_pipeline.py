@@ -387,3 +387,13 @@ def test_lsf_lung_dose_from_partial_lung_segments_is_flagged():
     counts = np.where(liver, 10.0, 0.0).astype(np.float32)
     r = run_case(Volume(counts, grid=grid), seg, params=_params(lung_shunt_fraction=0.1))
     assert any("lung segments ('lung base') weigh only" in w for w in r.warnings), r.warnings
+
+
+def test_rule_naming_a_missing_segment_is_warned_not_silently_na():
+    act, seg = box_case()
+    rules = {"name": "typo", "rules": [
+        {"segment": "tumor", "metric": "mean_gy", "comparison": ">", "threshold": 1.0},  # the segment is 'tumour'
+        {"role": "liver", "metric": "mean_gy", "comparison": ">", "threshold": 1.0}]}
+    r = run_case(act, seg, params=_params(), rules=rules)
+    assert r.overall_status == "PASS"  # the N/A row does not count...
+    assert any("names segment 'tumor', which was not measured" in w for w in r.warnings), r.warnings  # ...so say so

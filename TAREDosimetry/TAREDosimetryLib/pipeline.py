@@ -637,6 +637,14 @@ def run_case(
     timings["metrics"] = time.perf_counter() - t0
 
     evaluations = evaluate_rules(ruleset, results)
+    measured = {r.name for r in results}
+    for rule in ruleset.rules:
+        if rule.segment and rule.segment not in measured:
+            # N/A rows do not count in the overall status: a misspelt name must not pass unnoticed.
+            warnings.append(
+                f"rule {rule.label!r} names segment {rule.segment!r}, which was not measured (no such segment, or "
+                f"role ignore); it is N/A. Measured segments: {', '.join(sorted(measured))}"
+            )
     timings["total"] = time.perf_counter() - t_start
     _progress(progress, 1.0, "done")
     return CaseResult(
