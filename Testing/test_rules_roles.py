@@ -130,3 +130,12 @@ def test_background_liver_is_guessed_as_normal_liver_not_ignored(name):
     # dropped its metrics and left the normal-liver rules N/A.
     assert guess_role(name) == "normal_liver"
     assert guess_role("background") == "ignore"
+
+
+def test_rule_file_with_a_repeated_rule_is_refused(tmp_path):
+    # A duplicate was evaluated and counted twice in "n/m rules pass".
+    rule = {"role": "tumor", "metric": "mean_gy", "comparison": ">", "threshold": 100}
+    f = tmp_path / "dup.json"
+    f.write_text(json.dumps({"rules": [rule, {**rule, "threshold": 120}, dict(rule, label="again")]}))
+    with pytest.raises(InputError, match="dup.json: rule 3 repeats rule 1"):
+        load_rules(str(f))

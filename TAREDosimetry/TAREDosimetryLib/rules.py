@@ -139,6 +139,13 @@ class RuleSet:
                 raise InputError(f"{source}: rule {n}: {exc}") from None
         if not rules:
             raise InputError(f"{source}: the 'rules' list is empty")
+        # A repeated rule would be evaluated and counted twice ("3/4 rules pass").
+        seen = {}
+        for n, r in enumerate(rules, 1):
+            key = (r.role, r.segment, r.metric, r.comparison, r.threshold)
+            if key in seen:
+                raise InputError(f"{source}: rule {n} repeats rule {seen[key]} ({r.text} for {r.segment or r.role})")
+            seen[key] = n
         return cls(str(data.get("name", os.path.basename(str(source)))), tuple(rules), str(data.get("description", "")))
 
 
