@@ -137,6 +137,7 @@ def test_run_with_label_map_roles_and_rule_file(tmp_path):
         (["--administered-activity-gbq", "1", "--role", "liver=kidney"], "unknown role"),
         (["--administered-activity-gbq", "1", "--role", "lvr=liver"], "no such segment"),
         ([], "administered_activity_gbq is required"),
+        (["--administered-activity-gbq", "1", "--quantitative", "--relative"], "--quantitative .* and --relative contradict"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(tmp_path, capsys, extra, match):

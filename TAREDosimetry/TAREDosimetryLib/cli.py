@@ -163,6 +163,10 @@ def _params_from_args(args, base=None):
     if getattr(args, "density", None) is not None:
         changes["tissue_density_g_ml"] = args.density
         changes["density_from_ct"] = False
+    if getattr(args, "quantitative", False) and getattr(args, "relative", False):
+        from .errors import InputError
+
+        raise InputError("--quantitative (absolute calibration) and --relative contradict each other; give one")
     if getattr(args, "quantitative", False) or (getattr(args, "pet", None) and not getattr(args, "relative", False)):
         changes["calibration"] = "absolute"
     if getattr(args, "relative", False):
