@@ -397,3 +397,12 @@ def test_rule_naming_a_missing_segment_is_warned_not_silently_na():
     r = run_case(act, seg, params=_params(), rules=rules)
     assert r.overall_status == "PASS"  # the N/A row does not count...
     assert any("names segment 'tumor', which was not measured" in w for w in r.warnings), r.warnings  # ...so say so
+
+
+def test_decay_options_ignored_by_relative_calibration_are_warned():
+    # --hours-since-administration / --decay-corrected do nothing to a relative calibration; they
+    # were accepted without a word (a user who forgot --quantitative got counts scaled to A_adm).
+    act, seg = box_case()
+    r = run_case(act, seg, params=_params(hours_since_administration=20.0))
+    assert any("ignored with relative calibration" in w for w in r.warnings), r.warnings
+    assert not any("ignored with relative" in w for w in run_case(act, seg, params=_params()).warnings)

@@ -466,6 +466,12 @@ def run_case(
     if not total_image > 0:
         raise InputError(f"the {what} holds no positive counts")
     summary = {"image_total": total_image, "negative_voxels_clipped": n_neg}
+    if params.calibration == "relative" and (params.hours_since_administration > 0 or params.image_decay_corrected):
+        warnings.append(
+            f"hours_since_administration ({params.hours_since_administration:g} h) and image_decay_corrected "
+            f"({params.image_decay_corrected}) are ignored with relative calibration: the counts are scaled to the "
+            "administered activity (use --quantitative for an image in Bq/mL)"
+        )
     if params.calibration == "relative":
         if params.reference_region == "image":
             ref_counts = total_image
