@@ -406,3 +406,26 @@ def test_decay_options_ignored_by_relative_calibration_are_warned():
     r = run_case(act, seg, params=_params(hours_since_administration=20.0))
     assert any("ignored with relative calibration" in w for w in r.warnings), r.warnings
     assert not any("ignored with relative" in w for w in run_case(act, seg, params=_params()).warnings)
+
+
+def test_absolute_image_with_implausible_total_activity_is_warned():
+    act, seg = box_case()
+    r = run_case(act, seg, params=DosimetryParams(calibration="absolute", image_decay_corrected=True))  # counts, not Bq/mL
+    assert any("really in Bq/mL" in w for w in r.warnings)
+    ok = run_case(act.with_array(act.array * np.float32(2e5)), seg, params=DosimetryParams(calibration="absolute", image_decay_corrected=True))
+    assert not any("really in Bq/mL" in w for w in ok.warnings)
+
+
+def test_unnamed_labels_of_a_label_map_are_reported():
+    act, seg = box_case()
+    lab = seg.mask("liver").astype(np.uint8)
+    lab[seg.mask("tumour")] = 2
+    lab[0, 0, 0] = 9
+    s2 = Segmentation.from_labelmap(lab, seg.grid, {1: "liver", 2: "tumour"}, source="labels.nii.gz")
+    r = run_case(act, s2, params=_params())
+    assert any("label value(s) 9 of labels.nii.gz have no name" in w for w in r.warnings)
+
+
+def test_sheared_direction_matrix_is_refused():
+    with pytest.raises(GeometryError, match="orthonormal"):
+        Grid((2, 2, 2), (1, 1, 1), (0, 0, 0), (1, 0.5, 0, 0, 1, 0, 0, 0, 1))

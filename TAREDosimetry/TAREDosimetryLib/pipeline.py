@@ -45,6 +45,8 @@ DERIVED_NORMAL_LIVER = "normal liver (derived)"
 LUNG_LSF_ENTRY = "lungs (LSF model)"
 #: Fraction of a segment that may lie outside the activity image before the case is refused.
 MAX_OUTSIDE_FRACTION = 0.005
+#: Total activities (GBq) outside this range make an absolute-calibration image suspect (units).
+PLAUSIBLE_Y90_GBQ = (0.05, 20.0)
 #: Densities below this (g/mL) count as air when the density comes from a CT.
 MIN_DENSITY_G_ML = 0.05
 #: Lung segments lighter than this (g) can hardly hold both whole lungs (adults: about 1000 g);
@@ -383,7 +385,7 @@ def run_case(
     timings = {}
     params = params or DosimetryParams()
     ruleset = load_rules(rules)
-    warnings = []
+    warnings = list(getattr(segmentation, "notes", []))
     what = "activity image" + (f" {activity.name}" if getattr(activity, "name", "") else "")
     _progress(progress, 0.0, "checking inputs")
     _validate_activity(activity, what)
@@ -500,6 +502,14 @@ def run_case(
         summary.update(decay_correction_factor=factor)
     activity_gbq = Volume(act_arr, grid=agrid, name="activity", unit="GBq")
     summary["image_activity_gbq"] = float(act_arr.sum(dtype=np.float64))
+    if params.calibration == "absolute" and not (
+        PLAUSIBLE_Y90_GBQ[0] <= summary["image_activity_gbq"] <= PLAUSIBLE_Y90_GBQ[1]
+    ):
+        warnings.append(
+            f"the {what} holds {summary['image_activity_gbq']:.3g} GBq in all (absolute calibration), outside the "
+            f"{PLAUSIBLE_Y90_GBQ[0]:g}-{PLAUSIBLE_Y90_GBQ[1]:g} GBq of Y-90 radioembolization: is the image really in Bq/mL "
+            "(not counts, kBq/mL or SUV)?"
+        )
     if liver_names or lung_names:
         inside = float(conc_m[sampler.union(liver_names + lung_names)].sum(dtype=np.float64) * sampler.voxel_volume_ml)
         outside_frac = max(0.0, 1.0 - inside / total_image)

@@ -74,6 +74,8 @@ class Segmentation:
         self.grid = grid
         self.segments = list(segments)
         self.source = source
+        #: Remarks made while reading (e.g. unnamed labels left out); the pipeline reports them.
+        self.notes = []
         self._bbox_cache = {}
 
     # -- construction -------------------------------------------------------------------------
@@ -116,11 +118,18 @@ class Segmentation:
                 raise InputError(f"label values must be positive, got {value} for {name!r}")
             color = (colors or {}).get(name, _PALETTE[n % len(_PALETTE)])
             infos.append(SegmentInfo(str(name), str(name), color, 0, value))
+        unnamed = sorted(present - {int(v) for v in names})
         top = int(labelmap.max())
         dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.uint32  # never wrap a label around
         if top >= 2**32:
             raise InputError(f"label map holds label {top}, more than 2**32 - 1 ({source or 'label map'})")
-        return cls(labelmap.astype(dtype, copy=False)[np.newaxis], grid, infos, source=source)
+        seg = cls(labelmap.astype(dtype, copy=False)[np.newaxis], grid, infos, source=source)
+        if unnamed:
+            shown = ", ".join(str(v) for v in unnamed[:12]) + (" ..." if len(unnamed) > 12 else "")
+            seg.notes.append(
+                f"label value(s) {shown} of {source or 'the label map'} have no name in the label table and are not used"
+            )
+        return seg
 
     # -- access -------------------------------------------------------------------------------
     @property
@@ -175,11 +184,15 @@ class Segmentation:
         new_layer = mask.astype(self.layers.dtype)[np.newaxis]
         layers = np.concatenate([self.layers, new_layer], axis=0)
         info = SegmentInfo(name, segment_id or name, color, layers.shape[0] - 1, 1)
-        return Segmentation(layers, self.grid, self.segments + [info], source=self.source)
+        out = Segmentation(layers, self.grid, self.segments + [info], source=self.source)
+        out.notes = list(self.notes)
+        return out
 
     def subset(self, names):
         """Same layers, only the named segments (in the given order)."""
-        return Segmentation(self.layers, self.grid, [self.info(n) for n in names], source=self.source)
+        out = Segmentation(self.layers, self.grid, [self.info(n) for n in names], source=self.source)
+        out.notes = list(self.notes)
+        return out
 
     def __repr__(self):
         return f"Segmentation({len(self.segments)} segments {self.names}, layers={self.layers.shape[0]}, grid={self.grid.shape})"

@@ -60,7 +60,7 @@ class Grid:
         if d.size != 9 or not np.all(np.isfinite(d)):
             raise GeometryError(f"direction must be 9 numbers (3x3 row-major), got {self.direction!r}")
         m = d.reshape(3, 3)
-        if abs(abs(np.linalg.det(m)) - 1.0) > 1e-3:
+        if not np.allclose(m.T @ m, np.eye(3), atol=1e-3):  # also refuses shears with |det| = 1
             raise GeometryError(f"direction must be an orthonormal 3x3 matrix, got {tuple(d)}")
         object.__setattr__(self, "direction", tuple(float(v) for v in d))
 
