@@ -429,3 +429,28 @@ def test_unnamed_labels_of_a_label_map_are_reported():
 def test_sheared_direction_matrix_is_refused():
     with pytest.raises(GeometryError, match="orthonormal"):
         Grid((2, 2, 2), (1, 1, 1), (0, 0, 0), (1, 0.5, 0, 0, 1, 0, 0, 0, 1))
+
+
+def test_image_based_lung_dose_is_judged_on_the_lungs_as_a_whole():
+    """Two lung segments, one hot: lung rules apply to the union (mass-weighted mean), not per lobe."""
+    shape = (20, 24, 40)
+    grid = Grid(shape, (3.0, 3.0, 3.0))
+    liver = np.zeros(shape, bool)
+    liver[4:16, 4:20, 2:14] = True
+    lobe_a = np.zeros(shape, bool)
+    lobe_a[4:16, 4:20, 16:26] = True
+    lobe_b = np.zeros(shape, bool)
+    lobe_b[4:16, 4:20, 28:38] = True
+    conc = np.zeros(shape, np.float32)
+    conc[liver] = 1e6  # Bq/mL
+    conc[lobe_a] = 2e5  # hot lobe
+    conc[lobe_b] = 1e4
+    seg = Segmentation.from_masks({"liver": liver, "lung upper": lobe_a, "lung lower": lobe_b}, grid)
+    r = run_case(Volume(conc, grid=grid), seg, params=DosimetryParams(calibration="absolute", image_decay_corrected=True))
+    whole = r.segment("lungs (all segments)").metrics["mean_gy"]
+    assert_allclose(whole, (r.segment("lung upper").metrics["mean_gy"] + r.segment("lung lower").metrics["mean_gy"]) / 2, rtol=1e-5)
+    assert_allclose(r.summary["lung_mean_gy"], whole, rtol=1e-6)
+    lung_rows = [e for e in r.evaluations if e.rule.role == "lung"]
+    assert {e.segment_name for e in lung_rows} == {"lungs (all segments)"}
+    assert r.segment("lung upper").metrics["mean_gy"] > 30 > whole  # the hot lobe alone would have failed
+    assert all(e.status == "PASS" for e in lung_rows)

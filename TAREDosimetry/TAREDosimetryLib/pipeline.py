@@ -43,6 +43,7 @@ __all__ = ["SegmentResult", "CaseResult", "run_case", "MetricsSampler", "segment
 
 DERIVED_NORMAL_LIVER = "normal liver (derived)"
 LUNG_LSF_ENTRY = "lungs (LSF model)"
+LUNG_ALL_ENTRY = "lungs (all segments)"
 #: Fraction of a segment that may lie outside the activity image before the case is refused.
 MAX_OUTSIDE_FRACTION = 0.005
 #: Total activities (GBq) outside this range make an absolute-calibration image suspect (units).
@@ -65,6 +66,9 @@ class SegmentResult:
     segment_id: str = ""
     color: tuple = (0.5, 0.5, 0.5)
     note: str = ""
+    #: False for a part whose organ is judged as a whole (a lung lobe next to "lungs (all segments)"):
+    #: role-based rules skip it; a rule naming the segment still applies.
+    rules_by_role: bool = True
 
     def to_dict(self):
         d = {"name": self.name, "segment_id": self.segment_id, "role": self.role, "color": list(self.color)}
@@ -638,6 +642,16 @@ def run_case(
         w = rho_m[lung_all].astype(np.float64)
         summary["lung_mean_gy"] = float((dose_m[lung_all] * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
         summary["lung_mass_g"] = float(w.sum() * sampler.voxel_volume_ml)
+        if len(lung_names) > 1:
+            # Lung limits are on the mean dose of the lungs as a whole: judge the union, report the parts.
+            metrics, dvh = segment_metrics(dose_m[lung_all], rho_m[lung_all], actc_m[lung_all], sampler.voxel_volume_ml,
+                                           "lung", params, name=LUNG_ALL_ENTRY)
+            metrics["activity_pct"] = 100.0 * metrics["activity_gbq"] / total_activity if total_activity > 0 else float("nan")
+            for r in results:
+                if r.role == "lung":
+                    r.rules_by_role = False
+            results.append(SegmentResult(LUNG_ALL_ENTRY, "lung", metrics, dvh, segment_id=",".join(lung_names),
+                                         color=(0.44, 0.72, 0.82), note="union of " + ", ".join(lung_names)))
     for r in results:
         if r.role == "lung":
             r.metrics["cumulative_mean_gy"] = r.metrics["mean_gy"] + params.prior_lung_dose_gy

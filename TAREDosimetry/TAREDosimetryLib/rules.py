@@ -299,7 +299,11 @@ def evaluate_rules(ruleset, segment_results):
     out = []
     segs = list(segment_results)
     for rule in ruleset.rules:
-        matching = [s for s in segs if (rule.segment and s.name == rule.segment) or (not rule.segment and s.role == rule.role)]
+        matching = [
+            s for s in segs
+            if (rule.segment and s.name == rule.segment)
+            or (not rule.segment and s.role == rule.role and getattr(s, "rules_by_role", True))
+        ]
         if not matching:
             out.append(RuleEvaluation(rule, "", float("nan"), "N/A"))
             continue
