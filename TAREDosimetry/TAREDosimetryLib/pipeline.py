@@ -39,7 +39,16 @@ from .roles import assign_roles
 from .rules import evaluate_rules, load_rules
 from .volume import Volume
 
-__all__ = ["SegmentResult", "CaseResult", "run_case", "MetricsSampler", "segment_metrics", "DERIVED_NORMAL_LIVER"]
+__all__ = [
+    "SegmentResult",
+    "CaseResult",
+    "run_case",
+    "MetricsSampler",
+    "segment_metrics",
+    "density_map_g_ml",
+    "lung_mask_on_grid",
+    "DERIVED_NORMAL_LIVER",
+]
 
 DERIVED_NORMAL_LIVER = "normal liver (derived)"
 LUNG_LSF_ENTRY = "lungs (LSF model)"
@@ -337,6 +346,55 @@ def _lsf_lung_mass_g(segmentation, lung_names, ct, params):
     return lung_vol * params.lung_density_g_ml, lung_vol
 
 
+def lung_mask_on_grid(segmentation, lung_names, grid):
+    """(Z, Y, X) bool mask of the union of the named segments, read (nearest) on ``grid``."""
+    mask = np.zeros(grid.shape, bool)
+    for n in lung_names:
+        box = segmentation.bbox(n)
+        if box is None:
+            continue
+        full = np.zeros(segmentation.grid.shape, bool)
+        full[box] = segmentation.mask(n, box)
+        mask |= resample_mask(full, segmentation.grid, grid)
+    return mask
+
+
+def density_map_g_ml(grid, params, ct=None, lung_mask=None):
+    """Mass density on ``grid``, g/mL.
+
+    Without a CT (or with ``params.density_from_ct`` False): ``params.tissue_density_g_ml``
+    everywhere and ``params.lung_density_g_ml`` in ``lung_mask``.  With a CT (HU, any grid,
+    read trilinearly): the Schneider et al. 2000 table, and in ``lung_mask`` the Kao et al. 2014
+    lung formula (at least ``MIN_DENSITY_G_ML``).  Air (below ``MIN_DENSITY_G_ML``) outside the
+    lungs and voxels the CT does not cover take the tissue density: counts there are blur and
+    scatter, and air density would turn them into meaningless doses of thousands of Gy.
+
+    Returns
+    -------
+    (Volume float32 g/mL, outside_ct (Z, Y, X) bool ndarray or None, description str)
+    """
+    if ct is None or not params.density_from_ct:
+        rho = np.full(grid.shape, np.float32(params.tissue_density_g_ml), np.float32)
+        if lung_mask is not None:
+            rho[lung_mask] = np.float32(params.lung_density_g_ml)
+        text = "constant (tissue %.3g g/mL, lung %.3g g/mL)" % (params.tissue_density_g_ml, params.lung_density_g_ml)
+        return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text
+    outside_ct = resample_volume(Volume(np.zeros(ct.shape, np.uint8), grid=ct.grid), grid, "nearest", default=1.0).array > 0.5
+    hu = resample_volume(ct, grid, "linear", default=-1000.0).array
+    rho = physics.hu_to_density_g_ml(hu)
+    if lung_mask is not None:
+        rho = np.where(lung_mask, np.maximum(physics.lung_hu_to_density_g_ml(hu), MIN_DENSITY_G_ML), rho)
+        air = (rho < MIN_DENSITY_G_ML) & ~lung_mask
+    else:
+        air = rho < MIN_DENSITY_G_ML
+    rho = np.where(air | outside_ct, np.float32(params.tissue_density_g_ml), rho).astype(np.float32)
+    text = (
+        f"CT (Schneider 2000; lung segments: Kao 2014, at least {MIN_DENSITY_G_ML} g/mL); air (< {MIN_DENSITY_G_ML} g/mL) "
+        f"and voxels outside the CT: tissue density {params.tissue_density_g_ml:g} g/mL"
+    )
+    return Volume(rho, grid=grid, name="density", unit="g/mL"), outside_ct, text
+
+
 def _progress(cb, fraction, message):
     if cb is not None:
         cb(float(fraction), message)
@@ -527,31 +585,9 @@ def run_case(
 
     # -- density -----------------------------------------------------------------------------
     t0 = time.perf_counter()
-    lung_mask_act = None
-    if lung_names:
-        lung_mask_act = np.zeros(agrid.shape, bool)
-        for n in lung_names:
-            box = segmentation.bbox(n)
-            full = np.zeros(segmentation.grid.shape, bool)
-            full[box] = segmentation.mask(n, box)
-            lung_mask_act |= resample_mask(full, segmentation.grid, agrid)
-    if ct is not None and params.density_from_ct:
-        outside_ct = resample_volume(Volume(np.zeros(ct.shape, np.uint8), grid=ct.grid), agrid, "nearest", default=1.0).array > 0.5
-        hu = resample_volume(ct, agrid, "linear", default=-1000.0).array
-        rho = physics.hu_to_density_g_ml(hu)
-        if lung_mask_act is not None:
-            rho = np.where(lung_mask_act, np.maximum(physics.lung_hu_to_density_g_ml(hu), MIN_DENSITY_G_ML), rho)
-            air = (rho < MIN_DENSITY_G_ML) & ~lung_mask_act
-        else:
-            air = rho < MIN_DENSITY_G_ML
-        # Counts in air are blur and scatter; with air density they would give meaningless doses of
-        # thousands of Gy.  Air voxels, and voxels the CT does not cover, are given tissue density.
-        rho = np.where(air | outside_ct, np.float32(params.tissue_density_g_ml), rho)
-        density = Volume(rho.astype(np.float32), grid=agrid, name="density", unit="g/mL")
-        summary["density_source"] = (
-            f"CT (Schneider 2000; lung segments: Kao 2014, at least {MIN_DENSITY_G_ML} g/mL); air (< {MIN_DENSITY_G_ML} g/mL) "
-            f"and voxels outside the CT: tissue density {params.tissue_density_g_ml:g} g/mL"
-        )
+    lung_mask_act = lung_mask_on_grid(segmentation, lung_names, agrid) if lung_names else None
+    density, outside_ct, summary["density_source"] = density_map_g_ml(agrid, params, ct=ct, lung_mask=lung_mask_act)
+    if outside_ct is not None:
         outside_ct_m = sampler.sample(Volume(outside_ct.astype(np.float32), grid=agrid), "nearest") > 0.5
         seg_outside_ct = [n for n in used if n in sampler.masks and np.any(sampler.masks[n] & outside_ct_m)]
         if seg_outside_ct:
@@ -559,12 +595,6 @@ def run_case(
                 "the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in seg_outside_ct)
                 + f": tissue density {params.tissue_density_g_ml:g} g/mL is used there"
             )
-    else:
-        rho = np.full(agrid.shape, np.float32(params.tissue_density_g_ml), np.float32)
-        if lung_mask_act is not None:
-            rho[lung_mask_act] = np.float32(params.lung_density_g_ml)
-        density = Volume(rho, grid=agrid, name="density", unit="g/mL")
-        summary["density_source"] = "constant (tissue %.3g g/mL, lung %.3g g/mL)" % (params.tissue_density_g_ml, params.lung_density_g_ml)
     timings["density"] = time.perf_counter() - t0
 
     # -- dose ----------------------------------------------------------------------------------
