@@ -33,6 +33,7 @@ __all__ = [
     "volume_from_sitk",
     "resample_volume",
     "resample_mask",
+    "inside_mask",
 ]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".img", ".hdr")
@@ -93,6 +94,12 @@ def resample_mask(mask, src_grid, grid):
     img.SetDirection(src_grid.direction)
     out = sitk.Resample(img, _grid_reference(grid, sitk.sitkUInt8), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.GetArrayViewFromImage(out).astype(bool)
+
+
+def inside_mask(src_grid, grid):
+    """(Z, Y, X) bool on ``grid``: the voxel centres that lie inside ``src_grid``'s voxels (its
+    field of view), read as :func:`resample_mask` reads; only a uint8 copy of ``src_grid``'s size."""
+    return resample_mask(np.ones(src_grid.shape, np.uint8), src_grid, grid)
 
 
 # -- images -----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from . import physics
 from .dose import dose_map_gy
 from .dvh import DVH
 from .errors import GeometryError, InputError
-from .io import resample_mask, resample_volume
+from .io import inside_mask, resample_mask, resample_volume
 from .params import DosimetryParams
 from .roles import assign_roles
 from .rules import evaluate_rules, load_rules
@@ -210,9 +210,7 @@ class MetricsSampler:
         if _grid_inside(seg_crop, activity_grid):
             fov = None  # the whole crop lies inside the activity image: no resampling needed
         else:
-            fov = resample_volume(
-                Volume(np.ones(activity_grid.shape, np.uint8), grid=activity_grid), seg_crop, "nearest"
-            ).array > 0.5
+            fov = inside_mask(activity_grid, seg_crop)
         self.inside_fraction = {}
         masks_seg = {}
         for n in present:
@@ -379,7 +377,7 @@ def density_map_g_ml(grid, params, ct=None, lung_mask=None):
             rho[lung_mask] = np.float32(params.lung_density_g_ml)
         text = "constant (tissue %.3g g/mL, lung %.3g g/mL)" % (params.tissue_density_g_ml, params.lung_density_g_ml)
         return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text
-    outside_ct = resample_volume(Volume(np.zeros(ct.shape, np.uint8), grid=ct.grid), grid, "nearest", default=1.0).array > 0.5
+    outside_ct = ~inside_mask(ct.grid, grid)
     hu = resample_volume(ct, grid, "linear", default=-1000.0).array
     rho = physics.hu_to_density_g_ml(hu)
     if lung_mask is not None:
