@@ -172,6 +172,25 @@ class CaseResult:
 
 
 # ---------------------------------------------------------------------------------------------
+def _union_box(boxes):
+    """Bounding box (tuple of z, y, x slices) of the given boxes, None entries skipped; None when none is left."""
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
+
+
+def _union_mask(segmentation, names):
+    """(box, bool mask of the union of the named segments inside box), or (None, None) when all are empty."""
+    box = _union_box(segmentation.bbox(n) for n in names)
+    if box is None:
+        return None, None
+    mask = np.zeros(tuple(sl.stop - sl.start for sl in box), bool)
+    for n in names:
+        mask |= segmentation.mask(n, box)
+    return box, mask
+
+
 def _grid_inside(inner, outer):
     """True when every voxel centre of ``inner`` lies inside the voxels of ``outer``."""
     nz, ny, nx = inner.shape
@@ -199,9 +218,7 @@ class MetricsSampler:
         present = [n for n in names if boxes[n] is not None]
         if not present:
             raise InputError("every segment is empty: nothing to measure")
-        union = tuple(
-            slice(min(boxes[n][a].start for n in present), max(boxes[n][a].stop for n in present)) for a in range(3)
-        )
+        union = _union_box(boxes[n] for n in present)
         seg_crop = seg_grid.crop(union)
         self.seg_finer = seg_grid.voxel_volume_ml <= activity_grid.voxel_volume_ml * (1 + 1e-6)
         if seg_grid.same_as(activity_grid):
@@ -327,14 +344,10 @@ def _lsf_lung_mass_g(segmentation, lung_names, ct, params):
     read there directly (Kao density), and lung voxels the CT does not cover take
     ``params.lung_density_g_ml``.
     """
-    boxes = [b for b in (segmentation.bbox(n) for n in lung_names) if b is not None]
-    if not boxes:
+    box, lung_all = _union_mask(segmentation, lung_names)
+    if box is None:
         return 0.0, 0.0
-    box = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
     grid = segmentation.grid.crop(box)
-    lung_all = np.zeros(grid.shape, bool)
-    for n in lung_names:
-        lung_all |= segmentation.mask(n, box)
     vv = grid.voxel_volume_ml
     lung_vol = float(np.count_nonzero(lung_all)) * vv
     if ct is not None and params.density_from_ct:
@@ -346,15 +359,13 @@ def _lsf_lung_mass_g(segmentation, lung_names, ct, params):
 
 def lung_mask_on_grid(segmentation, lung_names, grid):
     """(Z, Y, X) bool mask of the union of the named segments, read (nearest) on ``grid``."""
-    mask = np.zeros(grid.shape, bool)
-    for n in lung_names:
-        box = segmentation.bbox(n)
-        if box is None:
-            continue
-        full = np.zeros(segmentation.grid.shape, bool)
-        full[box] = segmentation.mask(n, box)
-        mask |= resample_mask(full, segmentation.grid, grid)
-    return mask
+    box, union = _union_mask(segmentation, lung_names)
+    if box is None:
+        return np.zeros(grid.shape, bool)
+    # Nearest-neighbour reading commutes with the union: one resampling for all the segments.
+    full = np.zeros(segmentation.grid.shape, bool)
+    full[box] = union
+    return resample_mask(full, segmentation.grid, grid)
 
 
 def density_map_g_ml(grid, params, ct=None, lung_mask=None):
