@@ -16,10 +16,9 @@ import numpy as np
 import scipy.fft
 
 from .errors import GPUUnavailableError, InputError
+from .params import DEVICES
 
 __all__ = ["DEVICES", "Backend", "get_backend", "gpu_status", "cpu_workers", "next_fast_len"]
-
-DEVICES = ("auto", "cpu", "gpu")
 
 
 def cpu_workers():

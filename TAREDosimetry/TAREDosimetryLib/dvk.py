@@ -42,6 +42,7 @@ import numpy as np
 from . import kernels
 from .backend import Backend, get_backend, next_fast_len
 from .errors import InputError
+from .params import DVK_LUNG_MODES as LUNG_MODES
 from .volume import Volume
 
 __all__ = [
@@ -60,7 +61,6 @@ LOW_DENSITY_CLASS_G_ML = 0.6
 MIN_KERNEL_DENSITY_G_ML = 0.2
 #: Voxels below this density (but > 0) get the dose they would have at this density, g/mL.
 MIN_DOSE_DENSITY_G_ML = 0.05
-LUNG_MODES = ("kernel", "ldm")
 
 
 def _report(progress, fraction, message):

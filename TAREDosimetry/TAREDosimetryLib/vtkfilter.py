@@ -28,11 +28,10 @@ from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm
 from . import physics
 from .dose import ldm_dose_gy
 from .errors import InputError
+from .params import DEVICES, DOSE_METHODS as METHODS, DVK_LUNG_MODES
 from .volume import Volume
 
 __all__ = ["TAREDoseFilter", "image_to_volume", "array_to_image_scalars"]
-
-METHODS = ("ldm", "dvk")
 
 
 def _direction(image):
@@ -112,8 +111,8 @@ class TAREDoseFilter(VTKPythonAlgorithmBase):
         return self._method
 
     def SetDevice(self, device):
-        if device not in ("auto", "cpu", "gpu"):
-            raise InputError(f"device must be one of auto, cpu, gpu; got {device!r}")
+        if device not in DEVICES:
+            raise InputError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
         if device != self._device:
             self._device = device
             self.Modified()
@@ -122,7 +121,7 @@ class TAREDoseFilter(VTKPythonAlgorithmBase):
         return self._device
 
     def SetLungMode(self, lung_mode):
-        if lung_mode not in ("kernel", "ldm"):
+        if lung_mode not in DVK_LUNG_MODES:
             raise InputError(f"lung_mode must be 'kernel' or 'ldm'; got {lung_mode!r}")
         if lung_mode != self._lung_mode:
             self._lung_mode = lung_mode
