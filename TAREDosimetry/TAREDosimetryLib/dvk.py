@@ -333,12 +333,7 @@ def dvk_dose_gy(
     """
     t0 = time.perf_counter()
     a = _activity_input(activity_gbq)
-    try:
-        k = float(k_gy_kg_per_gbq)
-    except (TypeError, ValueError):
-        raise InputError(f"k_gy_kg_per_gbq must be a number, got {k_gy_kg_per_gbq!r}") from None
-    if not (math.isfinite(k) and k > 0):
-        raise InputError(f"k_gy_kg_per_gbq must be positive, got {k_gy_kg_per_gbq!r}")
+    k = kernels._check_positive("k_gy_kg_per_gbq", k_gy_kg_per_gbq)
     if lung_mode not in LUNG_MODES:
         raise InputError(f"lung_mode must be one of {', '.join(LUNG_MODES)}; got {lung_mode!r}")
     if radius_mm is not None and not (float(radius_mm) > 0):
