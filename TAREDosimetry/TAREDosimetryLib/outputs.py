@@ -56,21 +56,11 @@ def _fmt(v):
 
 
 def metrics_csv_rows(result):
-    """(header, rows) of the per-segment metrics table (one row per segment)."""
-    try:
-        from .report import metrics_table_rows
-    except ImportError:  # pragma: no cover - report module is part of the package
-        metrics_table_rows = None
-    if metrics_table_rows is not None:
-        cols, rows = metrics_table_rows(result)
-        return list(cols), [[_fmt(v) for v in r] for r in rows]
-    keys = []
-    for s in result.segments:
-        for k in s.metrics:
-            if k not in keys:
-                keys.append(k)
-    rows = [[s.name, s.role] + [_fmt(s.metrics.get(k)) for k in keys] for s in result.segments]
-    return ["name", "role"] + keys, rows
+    """(header, rows) of the per-segment metrics table (one row per segment), as in the HTML report."""
+    from .report import metrics_table_rows
+
+    cols, rows = metrics_table_rows(result)
+    return list(cols), [[_fmt(v) for v in r] for r in rows]
 
 
 def dvh_csv_rows(result):
