@@ -1049,7 +1049,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
             are 'label N', as the engine's own reader gives them.
         Returns the names of the segments added.
         """
-        from TAREDosimetryLib.io import parse_label_names
+        from TAREDosimetryLib.io import parse_label_names, strip_image_suffix
 
         labelNames = parse_label_names(labelNames)
         if os.path.isdir(path):
@@ -1058,12 +1058,8 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
             if not files:
                 raise InputError(f"folder {path} holds no mask images (.nrrd, .nii, .nii.gz, .mha, .mhd)")
             for f in files:
-                stem = f
-                for suffix in (".nii.gz", ".nrrd", ".nii", ".mha", ".mhd"):
-                    if stem.lower().endswith(suffix):
-                        stem = stem[: -len(suffix)]
-                        break
-                added += self._importLabelmapFile(os.path.join(path, f), segmentationNode, binary=True, names={1: stem})
+                added += self._importLabelmapFile(os.path.join(path, f), segmentationNode, binary=True,
+                                                  names={1: strip_image_suffix(f)})
             return added
         if not os.path.isfile(path):
             raise InputError(f"segmentation file not found: {path}")

@@ -29,6 +29,7 @@ __all__ = [
     "write_image",
     "read_segmentation",
     "parse_label_names",
+    "strip_image_suffix",
     "volume_to_sitk",
     "volume_from_sitk",
     "resample_volume",
@@ -37,6 +38,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".img", ".hdr")
+_SUFFIXES_LONGEST_FIRST = tuple(sorted(IMAGE_SUFFIXES, key=len, reverse=True))
 
 #: TotalSegmentator "total" task, classes 1-14 (the ones met in liver dosimetry).
 TOTALSEGMENTATOR_LABELS = {
@@ -45,6 +47,15 @@ TOTALSEGMENTATOR_LABELS = {
     11: "lung_lower_lobe_left", 12: "lung_upper_lobe_right", 13: "lung_middle_lobe_right",
     14: "lung_lower_lobe_right",
 }
+
+
+def strip_image_suffix(name):
+    """``name`` (a file name or path) without its image suffix ('seg.nii.gz' -> 'seg'), any case."""
+    name = str(name)
+    for suf in _SUFFIXES_LONGEST_FIRST:
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return name
 
 
 # -- SimpleITK <-> Volume ---------------------------------------------------------------------
@@ -254,11 +265,7 @@ def _read_mask_folder(path):
         raise InputError(f"segmentation folder {path}: no mask images ({', '.join(IMAGE_SUFFIXES)}) in it")
     read = {}
     for f in files:
-        name = f
-        for suf in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-            if name.lower().endswith(suf):
-                name = name[: -len(suf)]
-                break
+        name = strip_image_suffix(f)
         vol = read_image(os.path.join(path, f), what=f"mask {f}")
         values = np.unique(vol.array)
         if values.size > 2 or (values.size == 2 and values[0] != 0):
@@ -302,11 +309,7 @@ def read_segmentation(path, label_names=None):
     names = parse_label_names(label_names)
     builtin_table = isinstance(label_names, str) and label_names.strip().lower() in ("totalsegmentator", "total")
     if names is None:
-        stem = str(path)
-        for suf in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
-            if stem.lower().endswith(suf):
-                stem = stem[: -len(suf)]
-                break
+        stem = strip_image_suffix(path)
         if os.path.isfile(stem + ".json"):
             names = parse_label_names(stem + ".json")
     vol = volume_from_sitk(img)
