@@ -65,21 +65,21 @@ def volume_from_sitk(image, name="", unit=""):
     return Volume(arr, image.GetSpacing(), image.GetOrigin(), image.GetDirection(), name=name, unit=unit)
 
 
-def volume_to_sitk(volume, dtype=None):
-    arr = np.asarray(volume.array if dtype is None else volume.array.astype(dtype, copy=False))
-    img = sitk.GetImageFromArray(arr)
-    img.SetSpacing(volume.spacing_mm)
-    img.SetOrigin(volume.origin_mm)
-    img.SetDirection(volume.direction)
+def _with_geometry(img, grid):
+    """``img`` with the spacing, origin and direction of ``grid``."""
+    img.SetSpacing(grid.spacing_mm)
+    img.SetOrigin(grid.origin_mm)
+    img.SetDirection(grid.direction)
     return img
 
 
+def volume_to_sitk(volume, dtype=None):
+    arr = np.asarray(volume.array if dtype is None else volume.array.astype(dtype, copy=False))
+    return _with_geometry(sitk.GetImageFromArray(arr), volume.grid)
+
+
 def _grid_reference(grid, pixel=sitk.sitkFloat32):
-    ref = sitk.Image(int(grid.shape[2]), int(grid.shape[1]), int(grid.shape[0]), pixel)
-    ref.SetSpacing(grid.spacing_mm)
-    ref.SetOrigin(grid.origin_mm)
-    ref.SetDirection(grid.direction)
-    return ref
+    return _with_geometry(sitk.Image(int(grid.shape[2]), int(grid.shape[1]), int(grid.shape[0]), pixel), grid)
 
 
 def resample_volume(volume, grid, interpolation="linear", default=0.0):
@@ -99,10 +99,7 @@ def resample_mask(mask, src_grid, grid):
     """A boolean mask on ``src_grid`` read (nearest neighbour) at the voxel centres of ``grid``."""
     if src_grid.same_as(grid):
         return np.asarray(mask, dtype=bool)
-    img = sitk.GetImageFromArray(np.asarray(mask, dtype=np.uint8))
-    img.SetSpacing(src_grid.spacing_mm)
-    img.SetOrigin(src_grid.origin_mm)
-    img.SetDirection(src_grid.direction)
+    img = _with_geometry(sitk.GetImageFromArray(np.asarray(mask, dtype=np.uint8)), src_grid)
     out = sitk.Resample(img, _grid_reference(grid, sitk.sitkUInt8), sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return sitk.GetArrayViewFromImage(out).astype(bool)
 
