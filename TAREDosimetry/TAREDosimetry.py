@@ -683,10 +683,15 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
         array = np.array(slicer.util.arrayFromVolume(volumeNode), dtype=np.float32, copy=True)
         if array.ndim != 3:
             raise InputError(f"volume '{volumeNode.GetName()}' must be a 3-D scalar volume, got array shape {array.shape}")
+        grid = TAREDosimetryLogic._gridOfNode(volumeNode, array.shape)
+        return Volume(array, grid=grid, name=name or volumeNode.GetName(), unit=unit)
+
+    @staticmethod
+    def _gridOfNode(volumeNode, shape):
+        """Engine Grid (LPS) of a volume node whose voxel array has ``shape`` (k, j, i)."""
         ijkToRas = vtk.vtkMatrix4x4()
         volumeNode.GetIJKToRASMatrix(ijkToRas)
-        grid = mc.grid_from_ijk_to_ras(slicer.util.arrayFromVTKMatrix(ijkToRas), array.shape)
-        return Volume(array, grid=grid, name=name or volumeNode.GetName(), unit=unit)
+        return mc.grid_from_ijk_to_ras(slicer.util.arrayFromVTKMatrix(ijkToRas), shape)
 
     @staticmethod
     def segmentNames(segmentationNode) -> list:
@@ -699,7 +704,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
         import vtkSegmentationCorePython as vtkSegmentationCore
 
         seg = segmentationNode.GetSegmentation()
-        ids = [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
+        ids = self._segmentIds(segmentationNode)
         if not ids:
             raise InputError(f"segmentation '{segmentationNode.GetName()}' has no segments")
         names = [seg.GetSegment(i).GetName() for i in ids]
@@ -718,9 +723,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic):
             ):
                 raise InputError(f"segments of '{segmentationNode.GetName()}' could not be exported as a label map")
             shape = slicer.util.arrayFromVolume(geometryNode).shape
-            ijkToRas = vtk.vtkMatrix4x4()
-            geometryNode.GetIJKToRASMatrix(ijkToRas)
-            grid = mc.grid_from_ijk_to_ras(slicer.util.arrayFromVTKMatrix(ijkToRas), shape)
+            grid = self._gridOfNode(geometryNode, shape)
             masks, colors, segIds = {}, {}, {}
             for segmentId, name in zip(ids, names):
                 mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, geometryNode)
