@@ -328,17 +328,8 @@ def test_engine_and_report_import_without_matplotlib():
 
 # -- real MAA SPECT case ------------------------------------------------------------------------
 
-def _maa_paths():
-    data = os.environ.get("TARE_DOSIMETRY_TEST_DATA", os.path.join(REPO, "..", "shared", "data"))
-    spect = os.path.join(data, "maa-spect-patient2", "patient_2_SPECT.nrrd")
-    seg = os.path.join(data, "maa-spect-patient2", "patient_2_Segmentation.seg.nrrd")
-    if not (os.path.isfile(spect) and os.path.isfile(seg)):
-        pytest.skip(f"MAA case not found under {data}/maa-spect-patient2 (set TARE_DOSIMETRY_TEST_DATA)")
-    return spect, seg
-
-
-def test_maa_case_report_is_written_and_tumour_contours_lie_on_the_hot_spots(tmp_path):
-    spect_path, seg_path = _maa_paths()
+def test_maa_case_report_is_written_and_tumour_contours_lie_on_the_hot_spots(tmp_path, maa_paths):
+    spect_path, seg_path = maa_paths
     spect = io.read_image(spect_path, "SPECT image")  # direction diag(1, 1, -1)
     seg = io.read_segmentation(seg_path)  # another grid (CT), usual direction
     result = run_case(spect, seg, params=DosimetryParams(administered_activity_gbq=2.0, lung_shunt_fraction=0.06))
