@@ -12,7 +12,7 @@ import sys
 import time
 
 from . import __version__
-from .errors import TAREDosimetryError
+from .errors import InputError, TAREDosimetryError
 from .params import CALIBRATIONS, DEVICES, DOSE_METHODS, REFERENCE_REGIONS, SAMPLINGS, DosimetryParams
 
 __all__ = ["main", "build_parser"]
@@ -164,8 +164,6 @@ def _params_from_args(args, base=None):
         changes["tissue_density_g_ml"] = args.density
         changes["density_from_ct"] = False
     if getattr(args, "quantitative", False) and getattr(args, "relative", False):
-        from .errors import InputError
-
         raise InputError("--quantitative (absolute calibration) and --relative contradict each other; give one")
     if getattr(args, "quantitative", False) or (getattr(args, "pet", None) and not getattr(args, "relative", False)):
         changes["calibration"] = "absolute"
@@ -176,16 +174,19 @@ def _params_from_args(args, base=None):
     return p.replace(**changes) if changes else p
 
 
-def _load_params_file(path):
-    from .errors import InputError
-
+def _read_json(option, path):
+    """The JSON value in the file given to ``option``; InputError naming both when unreadable."""
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            return json.load(fh)
     except OSError as exc:
-        raise InputError(f"--params {path}: cannot be read ({exc.strerror})") from None
+        raise InputError(f"{option} {path}: cannot be read ({exc.strerror})") from None
     except ValueError as exc:
-        raise InputError(f"--params {path}: not valid JSON ({exc})") from None
+        raise InputError(f"{option} {path}: not valid JSON ({exc})") from None
+
+
+def _load_params_file(path):
+    data = _read_json("--params", path)
     if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
         data = data["parameters"]
     if not isinstance(data, dict):
@@ -194,18 +195,11 @@ def _load_params_file(path):
 
 
 def _roles_from_args(args):
-    from .errors import InputError
     from .roles import canonical_role, parse_role_assignments
 
     roles = {}
     if args.roles_json:
-        try:
-            with open(args.roles_json, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except OSError as exc:
-            raise InputError(f"--roles-json {args.roles_json}: cannot be read ({exc.strerror})") from None
-        except ValueError as exc:
-            raise InputError(f"--roles-json {args.roles_json}: not valid JSON ({exc})") from None
+        data = _read_json("--roles-json", args.roles_json)
         if not isinstance(data, dict):
             raise InputError(f"--roles-json {args.roles_json}: expected an object {{segment name: role}}")
         roles.update({str(k): canonical_role(v, where=f"role of {k!r} in {args.roles_json}") for k, v in data.items()})
