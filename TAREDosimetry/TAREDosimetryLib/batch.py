@@ -35,13 +35,17 @@ MANIFEST_COLUMNS = ("case_id", "spect", "pet", "segmentation", "ct", "labels", "
 _BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
+def _parse_bool(name, text, where):
+    key = text.strip().lower()
+    if key not in _BOOL:
+        raise InputError(f"{where}: column {name} must be true/false, got {text!r}")
+    return _BOOL[key]
+
+
 def _parse_value(name, text, where):
     default = _PARAM_FIELDS[name].default
     if isinstance(default, bool):
-        key = text.strip().lower()
-        if key not in _BOOL:
-            raise InputError(f"{where}: column {name} must be true/false, got {text!r}")
-        return _BOOL[key]
+        return _parse_bool(name, text, where)
     if isinstance(default, tuple):
         try:
             return tuple(float(v) for v in text.replace(";", " ").split())
@@ -120,10 +124,7 @@ def read_manifest(path):
                 if key in _PARAM_FIELDS and text != "":
                     case["params_changes"][key] = _parse_value(key, text, where)
             if row.get("quantitative"):
-                q = row["quantitative"].lower()
-                if q not in _BOOL:
-                    raise InputError(f"{where}: column quantitative must be true/false, got {row['quantitative']!r}")
-                if _BOOL[q]:
+                if _parse_bool("quantitative", row["quantitative"], where):
                     case["params_changes"]["calibration"] = "absolute"
                 elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
                     case["params_changes"]["calibration"] = "relative"  # as --pet --relative
