@@ -39,14 +39,14 @@ def maa_paths(data_dir):
 
 @pytest.fixture(scope="session")
 def analytic_phantom():
-    from TAREDosimetryLib.phantom import make_phantom
+    from TAREDosimetryLib.imaging.phantom import make_phantom
 
     return make_phantom(analytic=True, spacing_mm=5.0)
 
 
 @pytest.fixture(scope="session")
 def demo_phantom():
-    from TAREDosimetryLib.phantom import make_phantom
+    from TAREDosimetryLib.imaging.phantom import make_phantom
 
     return make_phantom(analytic=False)
 

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from conftest import REPO, box_case
 from TAREDosimetryLib.cli import main
-from TAREDosimetryLib.io import write_image
+from TAREDosimetryLib.imaging.images import write_image
 
 SEGMENT_KEYS = {
     "name", "role", "volume_ml", "mass_g", "activity_gbq", "mean_gy", "median_gy", "sd_gy", "min_gy", "max_gy",
@@ -154,7 +154,8 @@ def test_bad_options_give_one_line_and_exit_2(tmp_path, capsys, extra, match):
 
 def test_missing_and_unreadable_files(tmp_path, capsys):
     spect, labels = _case_files(tmp_path)
-    assert main(["run", "--spect", str(tmp_path / "nope.nrrd"), "--segmentation", labels, "--administered-activity-gbq", "1", "--out", str(tmp_path / "o")]) == 2
+    assert main(["run", "--spect", str(tmp_path / "nope.nrrd"), "--segmentation", labels,
+                 "--administered-activity-gbq", "1", "--out", str(tmp_path / "o")]) == 2
     assert "SPECT image: file not found" in capsys.readouterr().err
     junk = tmp_path / "junk.nii.gz"
     junk.write_bytes(b"\x00garbage")
@@ -173,7 +174,7 @@ def test_inputs_are_not_modified(tmp_path):
 
 
 def test_failure_while_writing_leaves_no_partial_output(tmp_path, monkeypatch):
-    from TAREDosimetryLib import outputs
+    from TAREDosimetryLib.reporting import outputs
 
     spect, labels = _case_files(tmp_path)
 

@@ -1,4 +1,4 @@
-"""DVK dose maps (TAREDosimetryLib.dvk) and the array backend (TAREDosimetryLib.backend).
+"""DVK dose maps (TAREDosimetryLib.dose.dvk) and the array backend (TAREDosimetryLib.dose.backend).
 
 Expected values come from conservation (total energy = K sum A), the LDM dose in uniform regions
 (D = K A / m), the kernel itself (point source) and scipy.signal.fftconvolve in float64.
@@ -16,8 +16,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.join(REPO, "TAREDosimetry") not in sys.path:
     sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
 
-from TAREDosimetryLib import backend, dvk, kernels  # noqa: E402
-from TAREDosimetryLib.dose import dose_map_gy, ldm_dose_gy  # noqa: E402
+from TAREDosimetryLib.dose import backend, dvk, kernels  # noqa: E402
+from TAREDosimetryLib.dose.dosemap import dose_map_gy  # noqa: E402
+from TAREDosimetryLib.dose.ldm import ldm_dose_gy  # noqa: E402
 from TAREDosimetryLib.errors import GPUUnavailableError, InputError  # noqa: E402
 from TAREDosimetryLib.params import DosimetryParams  # noqa: E402
 from TAREDosimetryLib.volume import Volume  # noqa: E402

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 from numpy.testing import assert_array_equal
 
 from TAREDosimetryLib import GeometryError, InputError
-from TAREDosimetryLib import io
+from TAREDosimetryLib import imaging
 
 
 def _image(arr, spacing=(2.0, 3.0, 4.0), origin=(10.0, -5.0, 7.0), direction=(1, 0, 0, 0, 1, 0, 0, 0, -1)):
@@ -25,7 +25,7 @@ def test_read_image_formats_keep_values_and_geometry(tmp_path, suffix):
     arr = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
     path = str(tmp_path / f"img{suffix}")
     sitk.WriteImage(_image(arr), path)
-    v = io.read_image(path)
+    v = imaging.read_image(path)
     assert v.array.dtype == np.float32 and v.shape == (4, 5, 6)
     assert_array_equal(v.array, arr)
     assert v.spacing_mm == pytest.approx((2.0, 3.0, 4.0))
@@ -46,7 +46,7 @@ def test_read_dicom_series_folder(tmp_path):
             s.SetMetaData(k, val)
         writer.SetFileName(str(tmp_path / f"{i}.dcm"))
         writer.Execute(s)
-    v = io.read_image(str(tmp_path))
+    v = imaging.read_image(str(tmp_path))
     assert_array_equal(v.array, arr)
     assert v.spacing_mm == pytest.approx((2.0, 2.0, 3.0))
     assert v.origin_mm == pytest.approx((10.0, 20.0, 30.0))
@@ -55,23 +55,23 @@ def test_read_dicom_series_folder(tmp_path):
 
 def test_missing_unreadable_2d_and_4d_images(tmp_path):
     with pytest.raises(InputError, match="file not found: .*nope.nrrd"):
-        io.read_image(str(tmp_path / "nope.nrrd"), what="SPECT image")
+        imaging.read_image(str(tmp_path / "nope.nrrd"), what="SPECT image")
     bad = tmp_path / "garbage.nrrd"
     bad.write_bytes(b"this is not an image")
     with pytest.raises(InputError, match="SPECT image: cannot read .*garbage.nrrd"):
-        io.read_image(str(bad), what="SPECT image")
+        imaging.read_image(str(bad), what="SPECT image")
     flat = str(tmp_path / "flat.nii.gz")
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 6), np.float32)), flat)
     with pytest.raises(GeometryError, match="2-D .* a 3-D image is expected"):
-        io.read_image(flat)
+        imaging.read_image(flat)
     four = str(tmp_path / "four.nii.gz")
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 3, 4, 5), np.float32)), four)
     with pytest.raises(InputError, match="4-D|3-D image is expected|components"):
-        io.read_image(four)
+        imaging.read_image(four)
     empty_dir = tmp_path / "emptydir"
     empty_dir.mkdir()
     with pytest.raises(InputError, match="holds no DICOM series"):
-        io.read_image(str(empty_dir))
+        imaging.read_image(str(empty_dir))
 
 
 def _write_seg_nrrd(path, layers, segments, spacing=(1.0, 2.0, 3.0)):
@@ -91,7 +91,7 @@ def test_seg_nrrd_shared_layers_and_overlap(tmp_path):
     layers[1, 2:4, 2:4, 2:4] = 1  # Tumor 1 overlaps the liver on layer 1
     path = tmp_path / "case.seg.nrrd"
     _write_seg_nrrd(path, layers, [("liver", 0, 1), ("Tumor 1", 1, 1), ("lesion b", 0, 2)])
-    seg = io.read_segmentation(str(path))
+    seg = imaging.read_segmentation(str(path))
     assert seg.names == ["liver", "Tumor 1", "lesion b"]
     assert seg.voxel_count("liver") == 8 and seg.voxel_count("Tumor 1") == 8 and seg.voxel_count("lesion b") == 1
     assert np.count_nonzero(seg.mask("liver") & seg.mask("Tumor 1")) == 1  # overlapping across layers
@@ -108,7 +108,7 @@ def test_single_layer_seg_nrrd(tmp_path):
     img.SetMetaData("Segment0_Layer", "0")
     path = str(tmp_path / "one.seg.nrrd")
     sitk.WriteImage(img, path, True)
-    seg = io.read_segmentation(path)
+    seg = imaging.read_segmentation(path)
     assert seg.names == ["Liver"] and seg.voxel_count("Liver") == 8
 
 
@@ -118,23 +118,23 @@ def test_label_map_with_json_table_sidecar_and_inline_names(tmp_path):
     lab[3, 4, 5] = 7
     path = str(tmp_path / "labels.nii.gz")
     sitk.WriteImage(sitk.GetImageFromArray(lab), path)
-    seg = io.read_segmentation(path)
+    seg = imaging.read_segmentation(path)
     assert seg.names == ["label 5", "label 7"]
     (tmp_path / "labels.json").write_text(json.dumps({"5": "liver", "7": "lesion"}))
-    assert io.read_segmentation(path).names == ["liver", "lesion"]
-    assert io.read_segmentation(path, label_names="5=Liver,7=Tumour 1").names == ["Liver", "Tumour 1"]
+    assert imaging.read_segmentation(path).names == ["liver", "lesion"]
+    assert imaging.read_segmentation(path, label_names="5=Liver,7=Tumour 1").names == ["Liver", "Tumour 1"]
     table = tmp_path / "table.json"
     table.write_text(json.dumps([{"value": 5, "name": "whole liver"}]))
-    assert io.read_segmentation(path, label_names=str(table)).names == ["whole liver"]
+    assert imaging.read_segmentation(path, label_names=str(table)).names == ["whole liver"]
     with pytest.raises(InputError, match="VALUE=NAME"):
-        io.read_segmentation(path, label_names="liver")
+        imaging.read_segmentation(path, label_names="liver")
 
 
 def test_totalsegmentator_table_names_only_present_labels(data_dir):
     path = os.path.join(data_dir, "ct-liver-totalseg", "example_seg.nii.gz")
     if not os.path.isfile(path):
         pytest.skip("TotalSegmentator example not in the shared data")
-    seg = io.read_segmentation(path, label_names="totalsegmentator")
+    seg = imaging.read_segmentation(path, label_names="totalsegmentator")
     assert "liver" in seg.names and "lung_lower_lobe_left" in seg.names
     # TotalSegmentator data/README: liver ~1043 mL
     assert seg.voxel_count("liver") * seg.grid.voxel_volume_ml == pytest.approx(1043, rel=0.01)
@@ -148,7 +148,7 @@ def test_mask_folder_with_different_grids(tmp_path):
     b[4:8, 4:8, 4:8] = 255
     sitk.WriteImage(_image(b, (1, 1, 1), (-0.5, -0.5, -0.5), (1, 0, 0, 0, 1, 0, 0, 0, 1)), str(tmp_path / "Tumor A.nrrd"))
     (tmp_path / "notes.txt").write_text("ignored")
-    seg = io.read_segmentation(str(tmp_path))
+    seg = imaging.read_segmentation(str(tmp_path))
     assert sorted(seg.names) == ["Tumor A", "liver"]
     assert seg.grid.spacing_mm == (1.0, 1.0, 1.0)  # the finest grid of the masks
     assert seg.voxel_count("Tumor A") == 64
@@ -158,31 +158,31 @@ def test_mask_folder_with_different_grids(tmp_path):
 def test_mask_folder_rejects_non_binary_mask(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.arange(27, dtype=np.uint8).reshape(3, 3, 3)), str(tmp_path / "x.nrrd"))
     with pytest.raises(InputError, match="binary mask"):
-        io.read_segmentation(str(tmp_path))
+        imaging.read_segmentation(str(tmp_path))
 
 
 def test_segmentation_missing_and_empty_folder(tmp_path):
     with pytest.raises(InputError, match="segmentation: file not found"):
-        io.read_segmentation(str(tmp_path / "none.seg.nrrd"))
+        imaging.read_segmentation(str(tmp_path / "none.seg.nrrd"))
     with pytest.raises(InputError, match="no mask images"):
-        io.read_segmentation(str(tmp_path))
+        imaging.read_segmentation(str(tmp_path))
 
 
 def test_maa_seg_nrrd_layers_and_names(maa_paths):
-    seg = io.read_segmentation(maa_paths[1])
+    seg = imaging.read_segmentation(maa_paths[1])
     assert seg.names == ["gallbladder", "liver", "Tumor 1", "Tumor 2", "perfused volume", "whole liver normal", "perfused normal"]
     assert seg.layers.shape == (4, 161, 512, 512)
     assert seg.grid.spacing_mm == pytest.approx((0.976562, 0.976562, 2.5))
 
 
 def test_write_image_round_trip(tmp_path):
-    v = io.read_image  # noqa: F841 (keeps the name in scope for readers)
+    v = imaging.read_image  # noqa: F841 (keeps the name in scope for readers)
     from TAREDosimetryLib import Volume
 
     vol = Volume(np.random.default_rng(2).random((3, 4, 5)).astype(np.float32), (1.5, 2, 2.5), (1, 2, 3), (1, 0, 0, 0, -1, 0, 0, 0, -1))
     path = str(tmp_path / "d.nrrd")
-    io.write_image(vol, path)
-    back = io.read_image(path)
+    imaging.write_image(vol, path)
+    back = imaging.read_image(path)
     assert_array_equal(back.array, vol.array)
     assert back.grid.same_as(vol.grid)
 
@@ -195,13 +195,13 @@ def test_builtin_totalsegmentator_table_keeps_only_labels_present_in_the_map(tmp
     lab[3, 4, 5] = 11
     path = str(tmp_path / "seg.nii.gz")
     sitk.WriteImage(sitk.GetImageFromArray(lab), path)
-    seg = io.read_segmentation(path, label_names="totalsegmentator")
+    seg = imaging.read_segmentation(path, label_names="totalsegmentator")
     assert seg.names == ["liver", "lung_lower_lobe_left"]
     assert all(seg.voxel_count(n) > 0 for n in seg.names)
 
 
 def test_label_values_above_65535_are_not_wrapped_onto_other_labels():
-    from TAREDosimetryLib.segmentation import Segmentation
+    from TAREDosimetryLib.imaging.segmentation import Segmentation
     from TAREDosimetryLib.volume import Grid
 
     lab = np.zeros((4, 4, 4), np.int32)

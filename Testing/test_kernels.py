@@ -1,4 +1,4 @@
-"""Y-90 voxel S values (TAREDosimetryLib.kernels).
+"""Y-90 voxel S values (TAREDosimetryLib.dose.kernels).
 
 Reference data (skipped when absent; env TARE_DOSIMETRY_TEST_DATA, default ../shared/data):
 - Graves SA, Flynn RT, Hyer DE, Med Phys 46 (2019) 5284, doi:10.1002/mp.13789: the Y-90 dose
@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.join(REPO, "TAREDosimetry") not in sys.path:
     sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
 
-from TAREDosimetryLib import kernels  # noqa: E402
+from TAREDosimetryLib.dose import kernels  # noqa: E402
 from TAREDosimetryLib.errors import InputError  # noqa: E402
 
 DATA = os.environ.get("TARE_DOSIMETRY_TEST_DATA", os.path.join(REPO, "..", "shared", "data"))

@@ -12,7 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from TAREDosimetryLib import DosimetryParams, io, run_case
+from TAREDosimetryLib.resample import resample_volume
+from TAREDosimetryLib import DosimetryParams, imaging, run_case
 from TAREDosimetryLib.cli import main
 
 FRACTIONS = {"liver": 0.613, "Tumor 1": 0.156, "Tumor 2": 0.150, "perfused normal": 0.250}
@@ -20,8 +21,8 @@ FRACTIONS = {"liver": 0.613, "Tumor 1": 0.156, "Tumor 2": 0.150, "perfused norma
 
 @pytest.fixture(scope="module")
 def maa(maa_paths):
-    spect = io.read_image(maa_paths[0], "SPECT image")
-    seg = io.read_segmentation(maa_paths[1])
+    spect = imaging.read_image(maa_paths[0], "SPECT image")
+    seg = imaging.read_segmentation(maa_paths[1])
     return spect, seg
 
 
@@ -38,7 +39,7 @@ def test_count_fractions_are_reproduced(maa, sampling, tol_ratio):
     spect, seg = maa
     p = DosimetryParams(administered_activity_gbq=1.0, reference_region="image", sampling=sampling)
     r = run_case(spect, seg, params=p)
-    on_ct = io.resample_volume(spect, seg.grid, "linear").array
+    on_ct = resample_volume(spect, seg.grid, "linear").array
     total_on_ct = float(np.clip(on_ct, 0, None).sum(dtype=np.float64) * seg.grid.voxel_volume_ml / spect.voxel_volume_ml)
     frac = {n: r.segment(n).metrics["activity_gbq"] / r.summary["gbq_per_count"] / total_on_ct for n in FRACTIONS}
     for name, expected in FRACTIONS.items():

@@ -8,9 +8,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 from TAREDosimetryLib import mrmlconvert as mc
-from TAREDosimetryLib.dvh import DVH
+from TAREDosimetryLib.evaluation.dvh import DVH
 from TAREDosimetryLib.errors import InputError
-from TAREDosimetryLib.rules import PRESETS, Rule, RuleEvaluation, RuleSet
+from TAREDosimetryLib.evaluation.rules import PRESETS, Rule, RuleEvaluation, RuleSet
 from TAREDosimetryLib.volume import Grid
 
 

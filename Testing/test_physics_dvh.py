@@ -7,7 +7,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from TAREDosimetryLib import physics
-from TAREDosimetryLib.dvh import DVH, parse_metric
+from TAREDosimetryLib.evaluation.dvh import DVH, parse_metric
 from TAREDosimetryLib.errors import InputError
 
 
@@ -106,7 +106,7 @@ def test_dvh_rejects_bad_input(bad, match):
 
 def test_binned_d100_is_the_bin_edge_below_the_minimum_dose_not_zero():
     # D100 is the minimum dose of the region; the binned DVH returned 0 Gy for it whatever the doses.
-    from TAREDosimetryLib.dvh import DVH
+    from TAREDosimetryLib.evaluation.dvh import DVH
 
     d = np.array([42.37, 50.0, 61.2, 80.0])
     binned = DVH(d, 1.0, bin_width_gy=0.1)
@@ -119,7 +119,7 @@ def test_segment_eud_is_volume_weighted_as_in_physics_md():
     # EUD = -(1/alpha) ln((1/N) sum exp(-alpha D_i)) over the voxels; it was weighted by voxel mass,
     # which moves it wherever density varies (CT density, lung).
     from TAREDosimetryLib.params import DosimetryParams
-    from TAREDosimetryLib.pipeline import segment_metrics
+    from TAREDosimetryLib.evaluation.metrics import segment_metrics
 
     dose = np.array([20.0, 20.0, 120.0, 120.0], np.float32)
     rho = np.array([0.3, 0.3, 1.05, 1.05], np.float32)

@@ -6,7 +6,7 @@ from numpy.testing import assert_allclose
 
 from conftest import box_case
 from TAREDosimetryLib import DosimetryParams, GeometryError, InputError, Segmentation, Volume, run_case
-from TAREDosimetryLib.io import resample_volume
+from TAREDosimetryLib.resample import resample_volume
 from TAREDosimetryLib.volume import Grid
 
 K = 49.67
@@ -275,7 +275,7 @@ def test_ct_density_air_and_outside_ct_get_tissue_density():
 
 
 def test_dose_function_hook_and_precomputed_dose_give_the_same_result():
-    from TAREDosimetryLib.dose import ldm_dose_gy
+    from TAREDosimetryLib.dose.ldm import ldm_dose_gy
 
     act, seg = box_case()
     calls = []

@@ -1,4 +1,4 @@
-"""Figures and the HTML report (TAREDosimetryLib.report).
+"""Figures and the HTML report (TAREDosimetryLib.reporting).
 
 The synthetic case: a 96 mm cube of SPECT-like 4 mm voxels whose z axis is reversed (direction
 diag(1, 1, -1), as the MAA SPECT), with segments drawn on a 2 mm grid of the usual direction,
@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from TAREDosimetryLib import DosimetryParams, Segmentation, Volume, io, run_case
-from TAREDosimetryLib import report
+from TAREDosimetryLib import DosimetryParams, Segmentation, Volume, imaging, run_case
+from TAREDosimetryLib.reporting import figures, tables
+from TAREDosimetryLib.reporting import html as report_html
 from TAREDosimetryLib.volume import Grid
 
 pytest.importorskip("matplotlib")
@@ -97,7 +98,7 @@ def case():
 
 def test_metrics_table_columns_have_a_stable_order(case):
     result, _ = case
-    columns, rows = report.metrics_table_rows(result)
+    columns, rows = tables.metrics_table_rows(result)
     p = result.params
     d_keys = [f"d{x:g}_gy" for x in p.d_levels_pct]
     v_pct = [f"v{x:g}_pct" for x in p.v_levels_gy]
@@ -114,7 +115,7 @@ def test_metrics_table_columns_have_a_stable_order(case):
 
 def test_metrics_table_values_are_plain_numbers_or_none(case):
     result, _ = case
-    columns, rows = report.metrics_table_rows(result)
+    columns, rows = tables.metrics_table_rows(result)
     by_name = {r[0]: dict(zip(columns, r)) for r in rows}
     tum = result.segment("tumour")
     assert by_name["tumour"]["mean_gy"] == pytest.approx(tum.metrics["mean_gy"])
@@ -135,7 +136,7 @@ def test_metrics_table_values_are_plain_numbers_or_none(case):
      ("mean_gy", None, "\u2013")],
 )
 def test_format_metric_uses_the_precision_of_the_unit(key, value, text):
-    assert report.format_metric(key, value) == text
+    assert tables.format_metric(key, value) == text
 
 
 # -- DVH figure ---------------------------------------------------------------------------------
@@ -143,16 +144,16 @@ def test_format_metric_uses_the_precision_of_the_unit(key, value, text):
 def test_plot_dvh_returns_a_png_of_the_documented_size(case, tmp_path):
     result, _ = case
     path = tmp_path / "dvh.png"
-    data = report.plot_dvh(result, str(path))
+    data = figures.plot_dvh(result, str(path))
     assert _png_size(data) == (1080, 660)  # 9 x 5.5 in at 120 dpi
     assert path.read_bytes() == data
 
 
 def test_dvh_x_range_covers_thresholds_and_hot_tail(case):
     result, _ = case
-    rules = report._dose_rules(result)
+    rules = figures._dose_rules(result)
     assert {r.metric for r in rules} == {"mean_gy", "cumulative_mean_gy"}
-    x_max = report._dvh_x_max(result, rules)
+    x_max = figures._dvh_x_max(result, rules)
     assert x_max >= 1.2 * max(r.threshold for r in rules)
     assert x_max >= max(s.dvh.dose_at_volume_pct(1) for s in result.segments)
 
@@ -162,7 +163,7 @@ def test_dvh_x_range_covers_thresholds_and_hot_tail(case):
 @pytest.fixture(scope="module")
 def planes(case):
     result, seg = case
-    return report.dose_slice_planes(result, None, seg, views=("axial", "coronal"), fov_mm=81, pixel_mm=1.0)
+    return figures.dose_slice_planes(result, None, seg, views=("axial", "coronal"), fov_mm=81, pixel_mm=1.0)
 
 
 def test_slices_are_drawn_for_the_tumours_only(planes):
@@ -215,7 +216,7 @@ def test_background_is_resampled_in_physical_space(case):
     x, y, z = _centres_lps(grid)
     for coord, view in ((x, "axial"), (z, "coronal")):
         bg = Volume((coord - 1000.0).astype(np.float32), grid=grid, unit="HU")
-        (p,) = report.dose_slice_planes(result, bg, seg, views=(view,), fov_mm=41, pixel_mm=1.0)
+        (p,) = figures.dose_slice_planes(result, bg, seg, views=(view,), fov_mm=41, pixel_mm=1.0)
         assert p.background_is_ct
         r, c = p.centre_index
         offsets = np.arange(-20, 21, dtype=float)
@@ -229,14 +230,14 @@ def test_without_tumours_the_liver_is_shown(case):
     result, seg = case
     seg2 = seg.subset(["liver", ODD_NAME])
     r2 = run_case(result.activity_gbq, seg2, params=result.params)
-    planes = report.dose_slice_planes(r2, None, seg2, views=("axial",), fov_mm=41, pixel_mm=2.0)
+    planes = figures.dose_slice_planes(r2, None, seg2, views=("axial",), fov_mm=41, pixel_mm=2.0)
     assert [p.segment for p in planes] == ["liver"]
 
 
 def test_plot_dose_slices_returns_a_png(case, tmp_path):
     result, seg = case
     path = tmp_path / "slices.png"
-    data = report.plot_dose_slices(result, None, seg, str(path), views=("axial", "coronal"), dpi=100)
+    data = figures.plot_dose_slices(result, None, seg, str(path), views=("axial", "coronal"), dpi=100)
     w, h = _png_size(data)
     assert (w, h) == (round((4.9 * 2 + 0.9) * 100), round((5.2 * 1 + 1.0) * 100))
     assert path.read_bytes() == data
@@ -248,7 +249,7 @@ def test_plot_dose_slices_returns_a_png(case, tmp_path):
 def report_text(case, tmp_path_factory):
     result, seg = case
     path = tmp_path_factory.mktemp("report") / "report.html"
-    out = report.write_report_html(result, str(path), segmentation=seg, title="Synthetic <case> & co")
+    out = report_html.write_report_html(result, str(path), segmentation=seg, title="Synthetic <case> & co")
     assert out == str(path)
     return path.read_text(encoding="utf-8")
 
@@ -292,7 +293,7 @@ def test_html_fail_banner_is_red(tmp_path):
     result, seg = _synthetic_case(rules="hcc-glass")  # tumour mean about 170 Gy, below 205 Gy
     assert result.overall_status == "FAIL"
     path = tmp_path / "fail.html"
-    report.write_report_html(result, str(path))
+    report_html.write_report_html(result, str(path))
     text = path.read_text(encoding="utf-8")
     assert "<b>FAIL</b>" in text and "#b21f2d" in text
     assert "Dose slices need the segmentation" in text
@@ -302,12 +303,12 @@ def test_report_without_matplotlib_keeps_the_tables(case, tmp_path, monkeypatch)
     result, seg = case
     for mod in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, mod, None)  # import raises ImportError
-    with pytest.raises(report.MissingDependencyError, match="pip install matplotlib"):
-        report.plot_dvh(result)
+    with pytest.raises(figures.MissingDependencyError, match="pip install matplotlib"):
+        figures.plot_dvh(result)
     with pytest.raises(RuntimeError, match="pip install matplotlib"):
-        report.plot_dose_slices(result, None, seg)
+        figures.plot_dose_slices(result, None, seg)
     path = tmp_path / "no_mpl.html"
-    report.write_report_html(result, str(path), segmentation=seg)
+    report_html.write_report_html(result, str(path), segmentation=seg)
     text = path.read_text(encoding="utf-8")
     assert "Figures need matplotlib" in text and "pip install matplotlib" in text
     assert "data:image/png" not in text
@@ -317,7 +318,7 @@ def test_report_without_matplotlib_keeps_the_tables(case, tmp_path, monkeypatch)
 def test_engine_and_report_import_without_matplotlib():
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "import TAREDosimetryLib, TAREDosimetryLib.report, TAREDosimetryLib.pipeline\n"
+        "import TAREDosimetryLib, TAREDosimetryLib.reporting.html, TAREDosimetryLib.pipeline\n"
         "print('ok')\n"
     )
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "TAREDosimetry") + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -330,10 +331,10 @@ def test_engine_and_report_import_without_matplotlib():
 
 def test_maa_case_report_is_written_and_tumour_contours_lie_on_the_hot_spots(tmp_path, maa_paths):
     spect_path, seg_path = maa_paths
-    spect = io.read_image(spect_path, "SPECT image")  # direction diag(1, 1, -1)
-    seg = io.read_segmentation(seg_path)  # another grid (CT), usual direction
+    spect = imaging.read_image(spect_path, "SPECT image")  # direction diag(1, 1, -1)
+    seg = imaging.read_segmentation(seg_path)  # another grid (CT), usual direction
     result = run_case(spect, seg, params=DosimetryParams(administered_activity_gbq=2.0, lung_shunt_fraction=0.06))
-    planes = report.dose_slice_planes(result, None, seg, views=("axial", "coronal"))
+    planes = figures.dose_slice_planes(result, None, seg, views=("axial", "coronal"))
     assert sorted({p.segment for p in planes}) == ["Tumor 1", "Tumor 2"]
     for p in planes:
         m = p.masks[p.segment]
@@ -341,7 +342,7 @@ def test_maa_case_report_is_written_and_tumour_contours_lie_on_the_hot_spots(tmp
         liver_rest = p.masks["liver"] & ~np.logical_or.reduce([p.masks[n] for n in ("Tumor 1", "Tumor 2")])
         assert p.dose_gy[m].mean() > 2.5 * p.dose_gy[liver_rest].mean(), (p.segment, p.view)
     path = tmp_path / "maa.html"
-    report.write_report_html(result, str(path), segmentation=seg, title="MAA patient 2")
+    report_html.write_report_html(result, str(path), segmentation=seg, title="MAA patient 2")
     text = path.read_text(encoding="utf-8")
     assert "Tumor 1" in text and "Tumor 2" in text and "lungs (LSF model)" in text
     assert text.count("data:image/png;base64,") == 2

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from TAREDosimetryLib import InputError
-from TAREDosimetryLib.pipeline import SegmentResult
-from TAREDosimetryLib.roles import assign_roles, guess_role, parse_role_assignments
-from TAREDosimetryLib.rules import DEFAULT_PRESET, PRESETS, RuleSet, evaluate_rules, load_rules
+from TAREDosimetryLib.evaluation.results import SegmentResult
+from TAREDosimetryLib.evaluation.roles import assign_roles, guess_role, parse_role_assignments
+from TAREDosimetryLib.evaluation.rules import DEFAULT_PRESET, PRESETS, RuleSet, evaluate_rules, load_rules
 
 
 @pytest.mark.parametrize(

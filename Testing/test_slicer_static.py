@@ -17,7 +17,9 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULE_DIR = os.path.join(ROOT, "TAREDosimetry")
 LIB_DIR = os.path.join(MODULE_DIR, "TAREDosimetryLib")
+GLUE_DIR = os.path.join(MODULE_DIR, "TAREDosimetrySlicer")
 MODULE_PY = os.path.join(MODULE_DIR, "TAREDosimetry.py")
+SELFTEST_PY = os.path.join(GLUE_DIR, "selftest.py")
 BATCH_PY = os.path.join(MODULE_DIR, "TAREDosimetryScripts", "TAREDosimetryBatch.py")
 UI_FILE = os.path.join(MODULE_DIR, "Resources", "UI", "TAREDosimetry.ui")
 MODULE_CMAKE = os.path.join(MODULE_DIR, "CMakeLists.txt")
@@ -30,16 +32,26 @@ def _read(path):
         return fh.read()
 
 
-def _engine_files():
+def _engine_files(top=LIB_DIR):
     """Every file of the engine package (relative to the module folder), as CMake must list it."""
     out = []
-    for dirpath, dirnames, filenames in os.walk(LIB_DIR):
+    for dirpath, dirnames, filenames in os.walk(top):
         dirnames[:] = [d for d in dirnames if d != "__pycache__" and not d.startswith(".")]
         for f in filenames:
             if f.endswith((".pyc", ".pyo")) or f.startswith("."):
                 continue
             out.append(os.path.relpath(os.path.join(dirpath, f), MODULE_DIR).replace(os.sep, "/"))
     return sorted(out)
+
+
+def _glue_files():
+    """The Python files of the module's Slicer-side package (they may import slicer, qt, vtk)."""
+    return [os.path.join(MODULE_DIR, f) for f in _engine_files(GLUE_DIR) if f.endswith(".py")]
+
+
+def _slicer_side_files():
+    """Every file that runs only inside Slicer: the module, its batch script and its glue package."""
+    return [MODULE_PY, BATCH_PY] + _glue_files()
 
 
 def _ui_widgets():
@@ -240,9 +252,9 @@ def _cmake_entries():
     return set(re.findall(r"^\s+([\w./-]+\.\w+)\s*$", text, flags=re.M))
 
 
-def test_every_engine_file_is_listed_in_the_module_cmakelists():
+def test_every_engine_and_glue_file_is_listed_in_the_module_cmakelists():
     listed = _cmake_entries()
-    missing = [f for f in _engine_files() if f not in listed]
+    missing = [f for f in _engine_files() + _engine_files(GLUE_DIR) if f not in listed]
     assert not missing, f"add to TAREDosimetry/CMakeLists.txt: {missing}"
 
 
@@ -283,7 +295,7 @@ def test_top_level_cmakelists_is_a_slicer_extension():
 # -- Python version, layering ------------------------------------------------------------------------
 
 def _python_files():
-    return [MODULE_PY, BATCH_PY] + [os.path.join(MODULE_DIR, f) for f in _engine_files() if f.endswith(".py")]
+    return _slicer_side_files() + [os.path.join(MODULE_DIR, f) for f in _engine_files() if f.endswith(".py")]
 
 
 @pytest.mark.parametrize("path", _python_files(), ids=lambda p: os.path.relpath(p, ROOT))
@@ -307,7 +319,7 @@ def test_engine_imports_no_slicer_qt_ctk_and_vtk_only_in_its_filter(path):
         assert "vtk" not in imported, f"{os.path.basename(path)} imports vtk; only vtkfilter.py may"
 
 
-@pytest.mark.parametrize("path", [MODULE_PY, BATCH_PY], ids=lambda p: os.path.relpath(p, ROOT))
+@pytest.mark.parametrize("path", _slicer_side_files(), ids=lambda p: os.path.relpath(p, ROOT))
 def test_no_function_rebinds_a_module_level_import(path):
     """``import slicer.packaging`` (or ``import vtk.util.x``) inside a function makes ``slicer`` (``vtk``)
     a local name of the whole function: every use before that line raises UnboundLocalError."""
@@ -334,6 +346,10 @@ def test_module_category_and_test_class_follow_the_template():
     assert 'translate("qSlicerAbstractCoreModule", "Nuclear Medicine")' in src
     tree = ast.parse(src)
     classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    # The self-test lives in the glue package and is imported into the module, where Slicer's
+    # runTest (getattr(module, '<Module>Test')) and ctest's unittest loader look for it.
+    assert re.search(r"^from TAREDosimetrySlicer\.selftest import TAREDosimetryTest\b", src, flags=re.M)
+    classes.update({n.name: n for n in ast.parse(_read(SELFTEST_PY)).body if isinstance(n, ast.ClassDef)})
     for name, base in (("TAREDosimetry", "ScriptedLoadableModule"), ("TAREDosimetryWidget", "ScriptedLoadableModuleWidget"),
                        ("TAREDosimetryLogic", "ScriptedLoadableModuleLogic"), ("TAREDosimetryTest", "ScriptedLoadableModuleTest")):
         assert name in classes, name
@@ -350,7 +366,7 @@ def test_module_category_and_test_class_follow_the_template():
 def test_every_slicer_util_and_module_logic_call_is_documented_as_checked():
     doc = _read(API_DOC)
     calls = set()
-    for path in (MODULE_PY, BATCH_PY):
+    for path in _slicer_side_files():
         src = _read(path)
         calls |= set(re.findall(r"slicer\.util\.(\w+)", src))
         calls |= {f"slicer.modules.{m}.logic" for m in re.findall(r"slicer\.modules\.(\w+)\.logic\(\)", src)}
@@ -451,7 +467,7 @@ def test_rules_and_roles_come_from_the_saved_text(monkeypatch):
     import json
 
     from TAREDosimetryLib.errors import InputError
-    from TAREDosimetryLib.rules import PRESETS
+    from TAREDosimetryLib.evaluation.rules import PRESETS
 
     mod = _import_module_with_stubs(monkeypatch)
     logic = mod.TAREDosimetryLogic

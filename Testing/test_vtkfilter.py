@@ -1,4 +1,4 @@
-"""The VTK pipeline stage (TAREDosimetryLib.vtkfilter) gives the engine's NumPy result."""
+"""The VTK pipeline stage (TAREDosimetryLib.dose.vtkfilter) gives the engine's NumPy result."""
 
 import os
 import sys
@@ -15,9 +15,9 @@ pytest.importorskip("vtkmodules.util.vtkAlgorithm", reason="vtk is not installed
 from vtkmodules.util import numpy_support  # noqa: E402
 from vtkmodules.vtkCommonDataModel import vtkImageData  # noqa: E402
 
-from TAREDosimetryLib import vtkfilter  # noqa: E402
-from TAREDosimetryLib.dose import ldm_dose_gy  # noqa: E402
-from TAREDosimetryLib.dvk import dvk_dose_gy  # noqa: E402
+from TAREDosimetryLib.dose import vtkfilter  # noqa: E402
+from TAREDosimetryLib.dose.ldm import ldm_dose_gy  # noqa: E402
+from TAREDosimetryLib.dose.dvk import dvk_dose_gy  # noqa: E402
 from TAREDosimetryLib.volume import Volume  # noqa: E402
 
 SPACING = (4.42, 4.42, 2.5)

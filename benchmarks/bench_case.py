@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,11 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
 
-from TAREDosimetryLib import DosimetryParams, io, run_case  # noqa: E402
-from TAREDosimetryLib.dvh import DVH  # noqa: E402
-from TAREDosimetryLib.pipeline import MetricsSampler, segment_metrics  # noqa: E402
+from TAREDosimetryLib import DosimetryParams, imaging, run_case  # noqa: E402
+from TAREDosimetryLib.evaluation.dvh import DVH  # noqa: E402
+from TAREDosimetryLib.evaluation.metrics import segment_metrics  # noqa: E402
+from TAREDosimetryLib.evaluation.sampling import MetricsSampler  # noqa: E402
+from TAREDosimetryLib.resample import resample_volume  # noqa: E402
 
 
 def _data():
@@ -71,7 +72,7 @@ def bench_cli(spect, seg, repeat):
 
 def naive_metrics(dose, seg, names, params):
     """Baseline: dose on the full CT grid, a full-size mask and a sort per segment."""
-    full = io.resample_volume(dose, seg.grid, "nearest").array
+    full = resample_volume(dose, seg.grid, "nearest").array
     out = {}
     for n in names:
         mask = seg.layers[seg.info(n).layer] == seg.info(n).label_value  # full-size boolean mask
@@ -97,8 +98,8 @@ def engine_metrics(dose, density, seg, names, params):
 
 
 def bench_metrics(spect_path, seg_path, repeat):
-    spect = io.read_image(spect_path)
-    seg = io.read_segmentation(seg_path)
+    spect = imaging.read_image(spect_path)
+    seg = imaging.read_segmentation(seg_path)
     params = DosimetryParams(administered_activity_gbq=1.8)
     r = run_case(spect, seg, params=params)
     names = seg.names

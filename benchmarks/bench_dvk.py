@@ -71,7 +71,7 @@ def phantom(shape, spacing, seed=0, dtype=np.float32):
 
 
 def _kernel(spacing):
-    from TAREDosimetryLib import kernels
+    from TAREDosimetryLib.dose import kernels
 
     return np.array(kernels.voxel_energy_fractions(spacing, DENSITY))
 
@@ -92,7 +92,7 @@ def _rss_mb():
 
 def worker(method, grid, result_path, repeat):
     """Run one method on one grid in this (fresh) process; writes a .npy result and JSON."""
-    from TAREDosimetryLib import kernels
+    from TAREDosimetryLib.dose import kernels
     from TAREDosimetryLib.volume import Volume
 
     g = GRIDS[grid]
@@ -105,7 +105,7 @@ def worker(method, grid, result_path, repeat):
     info = {"method": method, "grid": grid, "shape_zyx": list(shape), "spacing_mm_xyz": list(spacing)}
     times = []
     if method == "ours":
-        from TAREDosimetryLib.dvk import dvk_dose_gy
+        from TAREDosimetryLib.dose.dvk import dvk_dose_gy
 
         vol = Volume(a32, spacing)
         rss0 = _rss_mb()
@@ -154,7 +154,7 @@ def run_worker(method, grid, tmpdir, repeat):
 
 
 def kernel_generation_times():
-    from TAREDosimetryLib import kernels
+    from TAREDosimetryLib.dose import kernels
 
     out = {}
     for spacing in [(1.0, 1.0, 1.0), (4.418, 4.418, 2.5), (3.0, 3.0, 3.0), (0.977, 0.977, 2.5)]:
@@ -177,7 +177,7 @@ def main(argv=None):
     if args.worker:
         print(json.dumps(worker(args.worker, args.grid, args.result, args.repeat)))
         return
-    from TAREDosimetryLib.backend import cpu_workers
+    from TAREDosimetryLib.dose.backend import cpu_workers
 
     report = {
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpu_workers": cpu_workers(), "numpy": np.__version__},

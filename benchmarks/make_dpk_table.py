@@ -5,7 +5,7 @@ Usage::
     python3 benchmarks/make_dpk_table.py [path/to/90Y_64.10H_beta.io_processed.csv]
 
 Reads the Graves et al. (2019) Y-90 point kernel (EGSnrc, water, per decay) and writes
-``TAREDosimetry/TAREDosimetryLib/data/y90_dpk_graves2019.txt``: one row per spherical shell,
+``TAREDosimetry/TAREDosimetryLib/dose/data/y90_dpk_graves2019.txt``: one row per spherical shell,
 outer radius (cm) and energy deposited per decay (MeV), up to the last shell that holds energy.
 The engine needs only these two columns (shell masses follow from the radii, water 1 g/mL).
 
@@ -21,7 +21,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.environ.get("TARE_DOSIMETRY_TEST_DATA", os.path.join(REPO, "..", "shared", "data"))
 CSV_NAME = os.path.join("y90-dpk-graves2019", "90Y_64.10H_beta.io_processed.csv")
-OUT = os.path.join(REPO, "TAREDosimetry", "TAREDosimetryLib", "data", "y90_dpk_graves2019.txt")
+OUT = os.path.join(REPO, "TAREDosimetry", "TAREDosimetryLib", "dose", "data", "y90_dpk_graves2019.txt")
 
 HEADER = """\
 Y-90 beta dose point kernel in water, energy deposited per decay in spherical shells.

@@ -21,10 +21,11 @@ import traceback
 from dataclasses import fields
 
 from .errors import InputError, TAREDosimetryError
-from .io import read_image, read_segmentation
+from .imaging.images import read_image
+from .imaging.segmentation_io import read_segmentation
 from .params import DosimetryParams
 from .pipeline import run_case
-from .roles import parse_role_assignments
+from .evaluation.roles import parse_role_assignments
 
 __all__ = ["read_manifest", "run_case_files", "run_manifest", "MANIFEST_COLUMNS"]
 
@@ -96,7 +97,7 @@ def read_manifest(path):
             raise InputError(f"{where}: case_id {cid!r} must be usable as a folder name")
         seen.add(cid)
 
-        def path_of(key):
+        def path_of(key, row=row):
             v = row.get(key, "")
             return os.path.normpath(os.path.join(base, v)) if v else None
 
@@ -176,7 +177,7 @@ def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, par
 
 def _run_files_and_write(case, params, rules, dest, overwrite, report):
     """Default case runner of :func:`run_manifest`: engine on files, then write_outputs."""
-    from .outputs import write_outputs
+    from .reporting.outputs import write_outputs
 
     result, inputs = run_case_files(
         case["image"], case["segmentation"], ct=case["ct"], labels=case["labels"], roles=case["roles"],
@@ -205,7 +206,7 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
     list of dicts: case_id, status ('ok' or 'failed'), error, out_dir, overall (PASS/FAIL/N/A),
     seconds.
     """
-    from .outputs import check_output_dir
+    from .reporting.outputs import check_output_dir
 
     cases = read_manifest(manifest_path)
     os.makedirs(out_dir, exist_ok=True)

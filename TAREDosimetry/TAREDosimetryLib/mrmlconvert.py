@@ -93,7 +93,7 @@ def role_rows(segment_names, saved_roles=None):
     The role is the one saved earlier for that name (``saved_roles``, e.g. from the parameter
     node) when it is a known role, else the engine's guess (:func:`.roles.guess_role`).
     """
-    from .roles import ROLES, guess_role
+    from .evaluation.roles import ROLES, guess_role
 
     saved = saved_roles or {}
     rows = []
@@ -105,7 +105,7 @@ def role_rows(segment_names, saved_roles=None):
 
 def roles_from_rows(rows):
     """``{name: role}`` from role-table rows; InputError naming the row for an unknown role."""
-    from .roles import canonical_role
+    from .evaluation.roles import canonical_role
 
     out = {}
     for name, role in rows:
@@ -136,7 +136,7 @@ def ruleset_from_rows(name, rows, description=""):
 
     Empty rows are skipped; errors name the row (1-based) and the field.
     """
-    from .rules import RuleSet
+    from .evaluation.rules import RuleSet
 
     rules = []
     for row in rows:

@@ -5,7 +5,7 @@ number can be reproduced.  Units are in the field names.
 """
 
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from . import physics
 from .errors import InputError

@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from bench_dvk import DENSITY, GRIDS, K, phantom  # noqa: E402
-from TAREDosimetryLib import backend, kernels  # noqa: E402
-from TAREDosimetryLib.dvk import dvk_dose_gy  # noqa: E402
+from TAREDosimetryLib.dose import backend, kernels  # noqa: E402
+from TAREDosimetryLib.dose.dvk import dvk_dose_gy  # noqa: E402
 from TAREDosimetryLib.errors import GPUUnavailableError  # noqa: E402
 from TAREDosimetryLib.volume import Volume  # noqa: E402
 

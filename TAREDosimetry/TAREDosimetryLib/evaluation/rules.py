@@ -28,11 +28,11 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from .dvh import parse_metric
-from .errors import InputError
-from .roles import ROLES, canonical_role
+from ..errors import InputError
+from .roles import canonical_role
 
 __all__ = ["Rule", "RuleSet", "RuleEvaluation", "PRESETS", "DEFAULT_PRESET", "load_rules", "evaluate_rules"]
 
@@ -179,56 +179,39 @@ class RuleEvaluation:
 
 
 # -- presets -----------------------------------------------------------------------------------
-_DEIPOLYI = (
-    "Deipolyi AR et al., Eur J Radiol 2021 (breast-cancer liver metastases; 46/60 responders; "
-    "responders' tumour dose 167 (IQR 96-217) Gy vs 54 (45-62) Gy, p < 0.001)"
-)
-_EANM = "EANM 2022 procedure guideline (Weber et al., EJNMMI 49:1682), table modified from Levillain et al. 2021"
-_LUNG = (
-    Rule("lung", "mean_gy", "<", 30.0, "Gy", "lung mean dose per treatment", _EANM, kind="safety"),
-    Rule("lung", "cumulative_mean_gy", "<", 50.0, "Gy", "lung mean dose, cumulative", _EANM, kind="safety"),
-)
+#: Folder of the preset files: one JSON file per preset, and ``sources.json`` holding the full
+#: citations that rules name as ``"source": "@KEY"``.
+PRESET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
 
 
-def _preset(name, description, *rules):
-    return RuleSet(name, tuple(rules) + _LUNG, description)
+def _resolve_source(text, sources, where):
+    if isinstance(text, str) and text.startswith("@"):
+        try:
+            return sources[text[1:]]
+        except KeyError:
+            raise InputError(f"{where}: unknown source key {text!r}; known: {', '.join(sorted(sources))}") from None
+    return text
 
 
-PRESETS = {
-    "breast-liver-metastases": _preset(
-        "breast-liver-metastases",
-        "Breast-cancer liver metastases: tumour mean dose > 79.5 Gy associated with objective response",
-        Rule("tumor", "mean_gy", ">", 79.5, "Gy", "tumour mean dose (objective response)", _DEIPOLYI),
-    ),
-    "hcc-resin": _preset(
-        "hcc-resin", "HCC, resin microspheres",
-        Rule("tumor", "mean_gy", ">=", 120.0, "Gy", "tumour mean dose (100-120 Gy)", _EANM),
-        Rule("normal_liver", "mean_gy", "<", 40.0, "Gy", "non-tumoural liver mean dose", _EANM, kind="safety"),
-    ),
-    "hcc-resin-compromised": _preset(
-        "hcc-resin-compromised", "HCC, resin microspheres, pretreated or compromised liver",
-        Rule("tumor", "mean_gy", ">=", 120.0, "Gy", "tumour mean dose (100-120 Gy)", _EANM),
-        Rule("normal_liver", "mean_gy", "<", 30.0, "Gy", "non-tumoural liver mean dose (compromised liver)", _EANM, kind="safety"),
-    ),
-    "hcc-glass": _preset(
-        "hcc-glass", "HCC, glass microspheres",
-        Rule("tumor", "mean_gy", ">=", 205.0, "Gy", "tumour mean dose", _EANM),
-        Rule("normal_liver", "mean_gy", "<", 75.0, "Gy", "whole normal liver mean dose", _EANM, kind="safety"),
-    ),
-    "hcc-glass-bilirubin": _preset(
-        "hcc-glass-bilirubin", "HCC, glass microspheres, bilirubin > 1.1 mg/dL",
-        Rule("tumor", "mean_gy", ">=", 205.0, "Gy", "tumour mean dose", _EANM),
-        Rule("normal_liver", "mean_gy", "<", 50.0, "Gy", "whole normal liver mean dose (bilirubin > 1.1 mg/dL)", _EANM, kind="safety"),
-    ),
-    "mcrc-resin": _preset(
-        "mcrc-resin", "Colorectal liver metastases, resin microspheres",
-        Rule("tumor", "mean_gy", ">", 100.0, "Gy", "tumour mean dose", _EANM),
-    ),
-    "mcrc-glass": _preset(
-        "mcrc-glass", "Colorectal liver metastases, glass microspheres",
-        Rule("tumor", "mean_gy", ">=", 189.0, "Gy", "tumour mean dose", _EANM),
-    ),
-}
+def read_preset_files(folder=PRESET_DIR):
+    """{preset name: RuleSet} from the preset folder, in the order the files give (``order``)."""
+    with open(os.path.join(folder, "sources.json"), encoding="utf-8") as fh:
+        sources = json.load(fh)
+    loaded = []
+    for fname in sorted(os.listdir(folder)):
+        if not fname.endswith(".json") or fname == "sources.json":
+            continue
+        path = os.path.join(folder, fname)
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        for rule in data["rules"]:
+            rule["source"] = _resolve_source(rule.get("source", ""), sources, path)
+        ruleset = RuleSet.from_dict(data, source=f"preset file {path}")
+        loaded.append((data.get("order", len(loaded)), ruleset))
+    return {rs.name: rs for _, rs in sorted(loaded, key=lambda t: t[0])}
+
+
+PRESETS = read_preset_files()
 DEFAULT_PRESET = "breast-liver-metastases"
 
 

@@ -7,19 +7,19 @@ beta energy is absorbed in the voxel where the decay happens::
 
 so that energy balance is exact: sum_i D_i m_i = K sum_i A_i.
 
-Dose-voxel-kernel convolution (DVK) lives in :mod:`TAREDosimetryLib.dvk`; :func:`dose_map_gy`
+Dose-voxel-kernel convolution (DVK) lives in :mod:`.dvk`; :func:`.dosemap.dose_map_gy`
 dispatches on ``params.method``.
 """
 
 import numpy as np
 
-from .errors import InputError
-from .volume import Volume
+from ..errors import InputError
+from ..volume import Volume
 
-__all__ = ["ldm_dose_gy", "dose_map_gy"]
+__all__ = ["ldm_dose_gy", "density_array"]
 
 
-def _density_array(activity_gbq, density_g_ml):
+def density_array(activity_gbq, density_g_ml):
     if isinstance(density_g_ml, Volume):
         if not density_g_ml.grid.same_as(activity_gbq.grid):
             raise InputError("density_g_ml must be on the activity grid (resample it first)")
@@ -44,37 +44,10 @@ def ldm_dose_gy(activity_gbq, density_g_ml, k_gy_kg_per_gbq):
     -------
     Volume, (Z, Y, X) float32, Gy, on the activity grid.
     """
-    rho = _density_array(activity_gbq, density_g_ml)
+    rho = density_array(activity_gbq, density_g_ml)
     mass_kg = np.asarray(rho, dtype=np.float32) * np.float32(activity_gbq.voxel_volume_ml * 1e-3)
     a = np.asarray(activity_gbq.array, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):
         dose = np.float32(k_gy_kg_per_gbq) * a / mass_kg
     dose = np.where(np.isfinite(dose), dose, np.float32(0)).astype(np.float32, copy=False)
     return activity_gbq.with_array(dose, name="dose", unit="Gy")
-
-
-def dose_map_gy(activity_gbq, density_g_ml, params, lung_mask=None, progress=None):
-    """Dose map by the method in ``params.method`` ('ldm' or 'dvk').
-
-    Parameters
-    ----------
-    activity_gbq : Volume, GBq per voxel.
-    density_g_ml : float or Volume on the activity grid.
-    params : DosimetryParams
-    lung_mask : (Z, Y, X) bool ndarray on the activity grid, optional; used by DVK when
-        ``params.dvk_lung_mode == 'ldm'``.
-    """
-    if params.method == "ldm":
-        return ldm_dose_gy(activity_gbq, density_g_ml, params.k_gy_kg_per_gbq)
-    from .dvk import dvk_dose_gy
-
-    return dvk_dose_gy(
-        activity_gbq,
-        density_g_ml=density_g_ml,
-        k_gy_kg_per_gbq=params.k_gy_kg_per_gbq,
-        device=params.device,
-        lung_mask=lung_mask,
-        lung_mode=params.dvk_lung_mode,
-        progress=progress,
-        radius_mm=params.dvk_radius_mm,
-    )

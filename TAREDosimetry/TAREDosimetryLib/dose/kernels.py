@@ -52,7 +52,7 @@ import os
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "DEFAULT_RADIUS_MM",

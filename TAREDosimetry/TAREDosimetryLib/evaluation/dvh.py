@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["DVH", "parse_metric"]
 

@@ -15,8 +15,8 @@ import os
 import numpy as np
 import scipy.fft
 
-from .errors import GPUUnavailableError, InputError
-from .params import DEVICES
+from ..errors import GPUUnavailableError, InputError
+from ..params import DEVICES
 
 __all__ = ["DEVICES", "Backend", "get_backend", "gpu_status", "cpu_workers", "next_fast_len"]
 

@@ -18,8 +18,9 @@ import tempfile
 
 import numpy as np
 
-from .errors import InputError
-from .io import write_image
+from ..errors import InputError
+from ..imaging.images import write_image
+from .tables import metrics_table_rows
 
 __all__ = ["OUTPUT_FILES", "check_output_dir", "write_outputs", "metrics_csv_rows", "dvh_csv_rows"]
 
@@ -57,8 +58,6 @@ def _fmt(v):
 
 def metrics_csv_rows(result):
     """(header, rows) of the per-segment metrics table (one row per segment), as in the HTML report."""
-    from .report import metrics_table_rows
-
     cols, rows = metrics_table_rows(result)
     return list(cols), [[_fmt(v) for v in r] for r in rows]
 
@@ -112,16 +111,17 @@ def write_outputs(result, out_dir, *, overwrite=False, report=True, background=N
         _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
         names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
         if report:
-            from . import report as rep
+            from .figures import plot_dvh
+            from .html import write_report_html
 
             if progress:
                 progress(0.4, "writing dvh.png and report.html")
             try:
-                rep.plot_dvh(result, os.path.join(tmp, "dvh.png"))
+                plot_dvh(result, os.path.join(tmp, "dvh.png"))
                 names.append("dvh.png")
             except ImportError as exc:
                 result.warnings.append(f"dvh.png not written: {exc}")
-            rep.write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
+            write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
             names.append("report.html")
         # metrics.json last: its presence marks a complete result.
         with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:

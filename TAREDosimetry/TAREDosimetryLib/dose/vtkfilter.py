@@ -2,9 +2,10 @@
 
 :class:`TAREDoseFilter` takes an activity ``vtkImageData`` (GBq per voxel, point scalars) on
 input port 0 and, optionally, a density ``vtkImageData`` (g/mL, same dimensions) on port 1 and a
-lung mask ``vtkImageData`` (non-zero = lung, same dimensions) on port 2, and produces a dose ``vtkImageData`` (Gy) with the same structure (extent, spacing, origin and
-direction).  It calls the same engine functions as the command line and the Slicer module
-(:func:`dose.ldm_dose_gy`, :func:`dvk.dvk_dose_gy`), on NumPy *views* of the VTK arrays; the
+lung mask ``vtkImageData`` (non-zero = lung, same dimensions) on port 2, and produces a dose
+``vtkImageData`` (Gy) with the same structure (extent, spacing, origin and direction).  It
+calls the same engine functions as the command line and the Slicer module
+(:func:`.ldm.ldm_dose_gy`, :func:`.dvk.dvk_dose_gy`), on NumPy *views* of the VTK arrays; the
 dose array is handed to VTK without a copy (VTK keeps a reference to it).
 
 VTK point order has x fastest, then y, then z, which is NumPy C order for a ``(z, y, x)``
@@ -25,11 +26,11 @@ from vtkmodules.util.vtkAlgorithm import VTKPythonAlgorithmBase
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm
 
-from . import physics
-from .dose import ldm_dose_gy
-from .errors import InputError
-from .params import DEVICES, DOSE_METHODS as METHODS, DVK_LUNG_MODES
-from .volume import Volume
+from .. import physics
+from .ldm import ldm_dose_gy
+from ..errors import InputError
+from ..params import DEVICES, DOSE_METHODS as METHODS, DVK_LUNG_MODES
+from ..volume import Volume
 
 __all__ = ["TAREDoseFilter", "image_to_volume", "array_to_image_scalars"]
 

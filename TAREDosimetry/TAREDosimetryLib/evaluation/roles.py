@@ -7,7 +7,7 @@ and which threshold rules apply.
 
 import re
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["ROLES", "ROLE_LABELS", "guess_role", "assign_roles", "parse_role_assignments"]
 
@@ -52,7 +52,8 @@ _PATTERNS = (
     ("lung", r"\blungs?\b|\bpulmo|lung_(upper|lower|middle)|\blobe\b.*\blung|\bpulmonary\b"),
     ("perfused_normal", r"perfused[\s_-]*(normal|healthy|non[\s_-]*tumou?r(al)?)|(normal|healthy)[\s_-]*perfused"),
     ("perfused", r"\bperfus|\bterritory\b|\bpv\b"),
-    ("normal_liver", r"(normal|healthy|non[\s_-]*tumou?r(al)?|background)[\s_-]*(whole[\s_-]*)?liver|liver[\s_-]*(normal|healthy)|whole[\s_-]*liver[\s_-]*normal|\bntl\b|\bnormal\b"),
+    ("normal_liver", r"(normal|healthy|non[\s_-]*tumou?r(al)?|background)[\s_-]*(whole[\s_-]*)?liver"
+                     r"|liver[\s_-]*(normal|healthy)|whole[\s_-]*liver[\s_-]*normal|\bntl\b|\bnormal\b"),
     ("tumor", r"tumou?r|\blesions?\b|\bmet(s|astas[ie]s)?\b|\bhcc\b|\bnodules?\b|\bgtv\b|\btarget\b|\bmass\b|\blesion\d"),
     ("right_lobe", r"right[\s_-]*(liver[\s_-]*)?lobe|\brl\b|\brhl\b|liver[\s_-]*right|lobe[\s_-]*right|segments?\s*5-8"),
     ("left_lobe", r"left[\s_-]*(liver[\s_-]*)?lobe|\bll\b|\blhl\b|liver[\s_-]*left|lobe[\s_-]*left|segments?\s*2-4"),

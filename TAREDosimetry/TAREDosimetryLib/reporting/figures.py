@@ -1,4 +1,4 @@
-"""Figures (DVH, dose slices) and a self-contained HTML report of one :class:`CaseResult`.
+"""Figures of one :class:`CaseResult`: the cumulative DVH and dose slices over CT or SPECT.
 
 matplotlib is an optional dependency: it is imported inside the functions that draw, through
 ``matplotlib.figure.Figure`` and the Agg canvas (no pyplot, no global state, no display), so
@@ -18,53 +18,38 @@ plane's columns along +x and its rows along -z.  :func:`dose_slice_planes` retur
 resampled 2-D arrays, so the geometry can be checked without looking at pictures.
 """
 
-import base64
-import datetime
-import html
 import io as _io
-import json
-import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import io as tio
-from .errors import TAREDosimetryError
-from .roles import ROLE_LABELS, guess_role
-from .volume import Grid
+from ..errors import TAREDosimetryError
+from ..evaluation.roles import guess_role
+from ..resample import resample_mask, resample_volume
+from ..volume import Grid, Volume
+from .tables import clean_number, format_metric
 
 __all__ = [
     "MissingDependencyError",
-    "KNOWN_LIMITS",
-    "metrics_table_rows",
-    "format_metric",
+    "PASS_COLORS",
     "plot_dvh",
     "SlicePlane",
     "dose_slice_planes",
     "plot_dose_slices",
-    "write_report_html",
+    "require_matplotlib",
+    "png_bytes",
 ]
-
-#: Known limits of the method, from PHYSICS.md ("Known limits to state in the user documentation").
-KNOWN_LIMITS = (
-    "Bremsstrahlung SPECT resolution is about 15-20 mm FWHM (Y-90 PET about 5-8 mm): mean doses and D90 of "
-    "small lesions are biased low (partial-volume effect).",
-    "The local deposition method (LDM) ignores beta transport (mean range about 2.5 mm); the dose-voxel-kernel "
-    "(DVK) convolution assumes homogeneous soft tissue unless density corrected.",
-    "Research software, not a medical device.",
-)
 
 #: Display window of a CT background (soft tissue: level 40 HU, width 400 HU).
 CT_WINDOW_HU = (-160.0, 240.0)
-_PASS_COLORS = {"PASS": ("#1e7b34", "#d8f0dd"), "FAIL": ("#b21f2d", "#f8d7da"), "N/A": ("#5a5a5a", "#e6e6e6")}
+PASS_COLORS = {"PASS": ("#1e7b34", "#d8f0dd"), "FAIL": ("#b21f2d", "#f8d7da"), "N/A": ("#5a5a5a", "#e6e6e6")}
 
 
 class MissingDependencyError(TAREDosimetryError, RuntimeError):
     """An optional package (matplotlib) needed for figures is not installed."""
 
 
-def _matplotlib():
+def require_matplotlib():
     """(Figure, FigureCanvasAgg) classes, or MissingDependencyError."""
     try:
         import matplotlib  # noqa: F401
@@ -79,7 +64,7 @@ def _matplotlib():
 
 
 def _new_figure(figsize, dpi):
-    Figure, FigureCanvasAgg = _matplotlib()
+    Figure, FigureCanvasAgg = require_matplotlib()
     try:
         fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     except TypeError:  # matplotlib < 3.5
@@ -88,7 +73,7 @@ def _new_figure(figsize, dpi):
     return fig
 
 
-def _png_bytes(fig, path=None):
+def png_bytes(fig, path=None):
     buf = _io.BytesIO()
     fig.savefig(buf, format="png", dpi=fig.dpi, facecolor="white")
     data = buf.getvalue()
@@ -101,110 +86,6 @@ def _png_bytes(fig, path=None):
 def _mpl_text(text):
     """Text safe for matplotlib (a '$' would start mathtext)."""
     return str(text).replace("$", r"\$")
-
-
-# -- tables -------------------------------------------------------------------------------------
-_HEAD_KEYS = ("volume_ml", "mass_g", "activity_gbq", "activity_pct", "mean_gy", "median_gy", "sd_gy", "min_gy", "max_gy")
-_TAIL_KEYS = ("eud_gy", "bed_gy", "tn_ratio", "cumulative_mean_gy")
-_RX_D = re.compile(r"^d(\d+(?:\.\d+)?)_gy$")
-_RX_VPCT = re.compile(r"^v(\d+(?:\.\d+)?)_pct$")
-_RX_VML = re.compile(r"^v(\d+(?:\.\d+)?)_ml$")
-
-
-def _clean_number(v):
-    if v is None:
-        return None
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return v
-    return f if math.isfinite(f) else None
-
-
-def metrics_table_rows(result):
-    """Columns and rows of the per-segment metrics table (shared by the HTML report and CSV files).
-
-    Parameters
-    ----------
-    result : CaseResult
-
-    Returns
-    -------
-    columns : list of str
-        ``name``, ``role``, then metric keys in a stable order: volume_ml, mass_g, activity_gbq,
-        activity_pct, mean_gy, median_gy, sd_gy, min_gy, max_gy, the ``d<x>_gy`` keys (x
-        increasing), ``v<x>_pct``, ``v<x>_ml``, eud_gy, bed_gy, tn_ratio, cumulative_mean_gy,
-        then any other metric keys (alphabetical).  The fixed keys are always present, so files
-        of different cases have the same leading columns.
-    rows : list of list
-        One row per segment of ``result.segments``, in order; numbers as Python float/int, and
-        None for missing or non-finite values (a T/N ratio of a non-tumour, a NaN volume).
-    """
-    present = []
-    for s in result.segments:
-        for k in s.metrics:
-            if k not in present:
-                present.append(k)
-
-    def by_level(rx):
-        keys = [k for k in present if rx.match(k)]
-        return sorted(keys, key=lambda k: float(rx.match(k).group(1)))
-
-    keys = list(_HEAD_KEYS) + by_level(_RX_D) + by_level(_RX_VPCT) + by_level(_RX_VML) + list(_TAIL_KEYS)
-    keys += sorted(k for k in present if k not in keys)
-    columns = ["name", "role"] + keys
-    rows = []
-    for s in result.segments:
-        rows.append([s.name, s.role] + [_clean_number(s.metrics.get(k)) for k in keys])
-    return columns, rows
-
-
-def format_metric(key, value):
-    """Text of one metric value with a precision that suits its unit ('–' when missing)."""
-    v = _clean_number(value)
-    if v is None:
-        return "\u2013"
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v)
-    if isinstance(v, int) and not key.endswith(("_gy", "_ml", "_g", "_gbq", "_pct", "_ratio")):
-        return str(v)
-    a = abs(v)
-    if key.endswith("_gbq"):
-        return f"{v:.3f}" if a >= 0.01 or v == 0 else f"{v:.3g}"
-    if key.endswith("_ratio"):
-        return f"{v:.2f}"
-    if key.endswith("_pct"):
-        return f"{v:.1f}"
-    if key.endswith(("_ml", "_g")):
-        return f"{v:.1f}" if a >= 10 or v == 0 else f"{v:.2f}" if a >= 0.1 else f"{v:.3g}"
-    if key.endswith("_gy"):
-        return f"{v:.1f}" if a >= 1 or v == 0 else f"{v:.2f}"
-    if a != 0 and (a >= 1e5 or a < 1e-3):
-        return f"{v:.4g}"
-    return f"{v:.6g}"
-
-
-def _column_title(key):
-    m = _RX_D.match(key)
-    if m:
-        return f"D{m.group(1)} (Gy)"
-    m = _RX_VPCT.match(key)
-    if m:
-        return f"V{m.group(1)}Gy (%)"
-    m = _RX_VML.match(key)
-    if m:
-        return f"V{m.group(1)}Gy (mL)"
-    fixed = {
-        "name": "segment", "role": "role", "volume_ml": "volume (mL)", "mass_g": "mass (g)",
-        "activity_gbq": "activity (GBq)", "activity_pct": "activity (% of image)", "mean_gy": "mean (Gy)",
-        "median_gy": "median (Gy)", "sd_gy": "SD (Gy)", "min_gy": "min (Gy)", "max_gy": "max (Gy)",
-        "eud_gy": "EUD (Gy)", "bed_gy": "BED (Gy)", "tn_ratio": "T/N", "cumulative_mean_gy": "cumulative mean (Gy)",
-    }
-    return fixed.get(key, key)
 
 
 # -- DVH ----------------------------------------------------------------------------------------
@@ -248,7 +129,7 @@ def plot_dvh(result, path=None, *, step_gy=None):
     runs to the largest of the segments' D1 (dose to the hottest 1 %) and 1.2 x the largest
     threshold.  The LSF lung entry is a single step at its uniform dose.
     """
-    _matplotlib()
+    require_matplotlib()
     from matplotlib import patheffects
 
     step = float(step_gy or getattr(result.params, "dvh_curve_step_gy", None) or 0.1)
@@ -268,7 +149,7 @@ def plot_dvh(result, path=None, *, step_gy=None):
         n_same = seen_colors.get(key, 0)
         seen_colors[key] = n_same + 1
         lw = 2.4 if s.role == "tumor" else 1.7
-        mean = _clean_number(s.metrics.get("mean_gy"))
+        mean = clean_number(s.metrics.get("mean_gy"))
         label = f"{s.name}: mean {format_metric('mean_gy', mean)} Gy"
         (line,) = ax.plot(d, v, color=color, lw=lw, ls=styles[n_same % len(styles)], label=_mpl_text(label), zorder=3)
         line.set_path_effects([patheffects.Stroke(linewidth=lw + 1.4, foreground="0.25"), patheffects.Normal()])
@@ -304,14 +185,14 @@ def plot_dvh(result, path=None, *, step_gy=None):
     rname = getattr(result.rules, "name", "")
     status = result.overall_status
     ax.set_title(_mpl_text(f"Cumulative DVH \u2014 rules: {rname}"), loc="left", fontsize=11)
-    fg, bg = _PASS_COLORS.get(status, _PASS_COLORS["N/A"])
+    fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
     ax.text(
         1.0, 1.015, status, transform=ax.transAxes, ha="right", va="bottom", fontsize=11, fontweight="bold",
         color="white", bbox=dict(boxstyle="round,pad=0.3", fc=fg, ec="none"),
     )
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right", fontsize=8, framealpha=0.92, title="segment", title_fontsize=8)
-    return _png_bytes(fig, path)
+    return png_bytes(fig, path)
 
 
 # -- dose slices --------------------------------------------------------------------------------
@@ -428,13 +309,12 @@ def _intersect(a, b):
 
 
 def _resample_on_plane(volume, plane, interpolation, default):
-    from .volume import Volume
 
     box = _box_near(volume.grid, plane)
     if box is None:
         return np.full(plane.shape[1:], default, np.float32)
     sub = Volume(np.asarray(volume.array[box], dtype=np.float32), grid=volume.grid.crop(box))
-    return tio.resample_volume(sub, plane, interpolation, default=default).array[0]
+    return resample_volume(sub, plane, interpolation, default=default).array[0]
 
 
 def _mask_on_plane(segmentation, name, plane):
@@ -445,7 +325,7 @@ def _mask_on_plane(segmentation, name, plane):
     box = _intersect(box, near)
     if box is None:
         return np.zeros(plane.shape[1:], bool)
-    return tio.resample_mask(segmentation.mask(name, box), segmentation.grid.crop(box), plane)[0]
+    return resample_mask(segmentation.mask(name, box), segmentation.grid.crop(box), plane)[0]
 
 
 def _looks_like_ct(volume):
@@ -595,7 +475,7 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
     segment of the row thickest), other segments thin; a white dashed line marks the isodose
     of each tumour threshold of the rule set.
     """
-    _matplotlib()
+    require_matplotlib()
     import matplotlib
     from matplotlib import patheffects
     from matplotlib.lines import Line2D
@@ -688,7 +568,7 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
         _mpl_text(f"Dose map ({result.params.method.upper()}) on {bg_name}; wash from {threshold:.3g} Gy; radiological orientation"),
         fontsize=10,
     )
-    return _png_bytes(fig, path)
+    return png_bytes(fig, path)
 
 
 def _set_path_effects(contour_set, effects):
@@ -707,227 +587,3 @@ def _outside_ok():
     except ValueError:
         return False
     return (major, minor) >= (3, 7)
-
-
-# -- HTML report --------------------------------------------------------------------------------
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:14px;color:#222;margin:24px auto;max-width:1200px;padding:0 16px}
-h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ccc;padding-bottom:3px}
-h3{font-size:14px;margin:14px 0 4px}
-.meta{color:#555;font-size:12.5px}.disclaimer{color:#8a4b00;font-weight:bold}
-.banner{padding:12px 16px;border-radius:6px;margin:16px 0;font-size:15px}
-.banner b{font-size:20px;margin-right:12px}
-.scroll{overflow-x:auto}
-table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f1f1f1}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.status{font-weight:bold;text-align:center}
-td.src{font-size:11.5px;color:#444;max-width:420px}
-img{max-width:100%;height:auto;border:1px solid #ddd;margin:6px 0}
-.note{color:#555;font-style:italic}ul{margin-top:4px}
-code{font-size:12px}
-"""
-
-
-def _e(text):
-    return html.escape(str(text), quote=True)
-
-
-def _status_cell(status):
-    fg, bg = _PASS_COLORS.get(status, _PASS_COLORS["N/A"])
-    return f'<td class="status" style="color:{fg};background:{bg}">{_e(status)}</td>'
-
-
-def _value_text(v):
-    """Text of a parameter / constant value."""
-    if isinstance(v, float):
-        return format_metric("", v)
-    if isinstance(v, (list, tuple)):
-        if v and all(isinstance(x, (list, tuple)) for x in v):
-            return ", ".join("(" + ", ".join(_value_text(y) for y in x) + ")" for x in v)
-        return ", ".join(_value_text(x) for x in v)
-    if isinstance(v, dict):
-        return json.dumps(v, default=str)
-    if v is None:
-        return "\u2013"
-    return str(v)
-
-
-def _kv_table(d):
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_value_text(v))}</td></tr>" for k, v in d.items())
-    return f"<table>{rows}</table>"
-
-
-def _table(headers, rows_html):
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows_html)}</tbody></table></div>'
-
-
-def _evaluations_html(result):
-    rows = []
-    for ev in result.evaluations:
-        r = ev.rule
-        seg = ev.segment_name or f"(no segment with role {ROLE_LABELS.get(r.role, r.role or r.segment)})"
-        unit = r.unit
-        key = "_gy" if str(unit).lower() == "gy" else "_pct" if unit == "%" else ""
-        rows.append(
-            "<tr>"
-            f"<td>{_e(seg)}</td><td>{_e(r.label)}</td>"
-            f'<td class="num">{_e(format_metric(key, ev.measured))}</td>'
-            f'<td class="num">{_e(r.comparison)}</td>'
-            f'<td class="num">{_e(f"{r.threshold:g}")}</td><td>{_e(unit)}</td>'
-            f"{_status_cell(ev.status)}<td>{_e(r.kind)}</td>"
-            f'<td class="src">{_e(r.source)}</td>'
-            "</tr>"
-        )
-    if not rows:
-        return '<p class="note">The rule set holds no rules.</p>'
-    return _table(["segment", "rule", "measured", "comparison", "threshold", "unit", "status", "kind", "source"], rows)
-
-
-def _metrics_html(result):
-    columns, rows = metrics_table_rows(result)
-    idx = {c: n for n, c in enumerate(columns)}
-    notes = {s.name: s.note for s in result.segments}
-    main = [k for k in list(_HEAD_KEYS) + ["eud_gy", "bed_gy", "tn_ratio"] if k in idx]
-    dvh_keys = [k for k in columns if _RX_D.match(k) or _RX_VPCT.match(k)]
-    if "cumulative_mean_gy" in idx and any(row[idx["cumulative_mean_gy"]] is not None for row in rows):
-        main.append("cumulative_mean_gy")
-
-    def render(keys, with_note):
-        body = []
-        for row in rows:
-            name, role = row[0], row[1]
-            cells = [f"<td>{_e(name)}</td><td>{_e(ROLE_LABELS.get(role, role))}</td>"]
-            cells += [f'<td class="num">{_e(format_metric(k, row[idx[k]]))}</td>' for k in keys]
-            if with_note:
-                cells.append(f"<td>{_e(notes.get(name, ''))}</td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        heads = ["segment", "role"] + [_column_title(k) for k in keys] + (["note"] if with_note else [])
-        return _table(heads, body)
-
-    out = "<h3>Dose, activity and mass</h3>" + render(main, True)
-    if dvh_keys:
-        out += "<h3>DVH metrics</h3>" + render(dvh_keys, False)
-    out += (
-        '<p class="note">Mean dose is mass-weighted (energy / mass); D<sub>x</sub> is the minimum dose to the hottest '
-        "x % of the volume, V<sub>x</sub>Gy the percentage of the volume receiving at least x Gy (both interpolated, "
-        "volume-based).  T/N: tumour mean dose / mean dose of the normal-liver reference.</p>"
-    )
-    return out
-
-
-def _img(png, alt):
-    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
-
-
-def _figures_html(result, background, segmentation):
-    parts = []
-    try:
-        _matplotlib()
-    except MissingDependencyError as exc:
-        return f'<p class="note">Figures need matplotlib, which is not installed ({_e(exc)}).</p>'
-    parts.append("<h3>Cumulative dose-volume histograms</h3>" + _img(plot_dvh(result), "cumulative DVH"))
-    if segmentation is None:
-        parts.append('<p class="note">Dose slices need the segmentation (not given to the report).</p>')
-    else:
-        try:
-            png = plot_dose_slices(result, background, segmentation)
-        except TAREDosimetryError as exc:
-            parts.append(f'<p class="note">Dose slices could not be drawn: {_e(exc)}</p>')
-        else:
-            parts.append("<h3>Dose slices through the tumours</h3>" + _img(png, "dose slices"))
-            parts.append(
-                '<p class="note">Radiological convention: patient right on the image left; axial: anterior at the top; '
-                "coronal: superior at the top.  Images are resampled onto each plane in physical space.</p>"
-            )
-    return "".join(parts)
-
-
-def write_report_html(result, path, *, background=None, segmentation=None, title=None):
-    """Write a self-contained HTML report (inline CSS, figures as base64 PNG, no scripts).
-
-    Parameters
-    ----------
-    result : CaseResult
-    path : str, the .html file to write.
-    background : Volume, optional; the background of the dose slices (CT in HU, or the SPECT);
-        default the activity map.
-    segmentation : Segmentation, optional; needed for the dose slices.
-    title : str, optional.
-
-    Returns
-    -------
-    str : ``path``.
-
-    The report holds: title, date, software versions and the research-use disclaimer; the
-    overall PASS/FAIL banner and summary line; the rule evaluations; the per-segment metrics;
-    warnings; the DVH and dose-slice figures (when matplotlib is installed); the calibration
-    summary, parameters, constants, metrics grid and inputs; and the known limits.
-    """
-    d = result.to_dict()
-    title = title or "Y-90 radioembolization dosimetry report"
-    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-    sw = dict(d.get("software", {}))
-    try:
-        import matplotlib
-
-        sw["matplotlib"] = matplotlib.__version__
-    except ImportError:
-        sw["matplotlib"] = "not installed"
-    sw_text = ", ".join(f"{k} {v}" for k, v in sw.items() if k not in ("name", "version"))
-    status = result.overall_status
-    fg, bg = _PASS_COLORS.get(status, _PASS_COLORS["N/A"])
-    inputs = dict(d.get("inputs") or {})
-    roles = inputs.pop("roles", None)
-    warn = d.get("warnings") or []
-    p = []
-    p.append(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{_CSS}</style></head><body>')
-    p.append(f"<h1>{_e(title)}</h1>")
-    p.append(
-        f'<p class="meta">Generated {_e(now)} by {_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} '
-        f"({_e(sw_text)}).<br>Dose method: {_e(result.params.method.upper())}; calibration: {_e(result.params.calibration)}; "
-        f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
-        '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>'
-    )
-    banner_word = {"PASS": "PASS", "FAIL": "FAIL"}.get(status, "N/A")
-    p.append(
-        f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'
-        f"{_e(result.summary_line())}</div>"
-    )
-    p.append("<h2>Rule evaluations</h2>")
-    desc = getattr(result.rules, "description", "")
-    if desc:
-        p.append(f'<p class="meta">{_e(getattr(result.rules, "name", ""))}: {_e(desc)}</p>')
-    p.append(_evaluations_html(result))
-    p.append("<h2>Per-segment metrics</h2>")
-    p.append(_metrics_html(result))
-    p.append("<h2>Warnings</h2>")
-    if warn:
-        p.append("<ul>" + "".join(f"<li>{_e(w)}</li>" for w in warn) + "</ul>")
-    else:
-        p.append('<p class="note">None.</p>')
-    p.append("<h2>Figures</h2>")
-    p.append(_figures_html(result, background, segmentation))
-    p.append("<h2>Calibration and activity summary</h2>")
-    p.append(_kv_table(d.get("summary") or {}))
-    p.append("<h2>Parameters</h2>")
-    p.append(_kv_table(d.get("parameters") or {}))
-    p.append("<h2>Constants</h2>")
-    p.append(_kv_table(d.get("constants") or {}))
-    p.append("<h2>Metrics grid</h2>")
-    p.append(_kv_table(d.get("metrics_grid") or {}))
-    p.append("<h2>Inputs</h2>")
-    if inputs:
-        p.append(_kv_table(inputs))
-    if roles:
-        p.append("<h3>Segment roles</h3>")
-        p.append(_table(["segment", "role"], [f"<tr><td>{_e(n)}</td><td>{_e(ROLE_LABELS.get(r, r))}</td></tr>" for n, r in roles.items()]))
-    if d.get("timings_s"):
-        p.append("<h3>Computation times (s)</h3>" + _kv_table(d["timings_s"]))
-    p.append("<h2>Known limits</h2><ul>" + "".join(f"<li>{_e(t)}</li>" for t in KNOWN_LIMITS) + "</ul>")
-    p.append(f'<p class="meta">{_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} \u2014 research software, not a medical device.</p>')
-    p.append("</body></html>\n")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(p))
-    return str(path)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .io import resample_volume
-from .params import DosimetryParams
+from ..resample import resample_volume
+from ..params import DosimetryParams
 from .segmentation import Segmentation
-from .volume import Grid, Volume
+from ..volume import Grid, Volume
 
 __all__ = ["PhantomCase", "make_phantom", "DEMO_UPTAKE"]
 

@@ -7,12 +7,11 @@ overlap, segments on different layers may.  Masks are made on demand, cropped to
 segment's bounding box when asked, so that many segments of a large CT grid stay cheap.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .volume import Grid
+from ..errors import InputError
 
 __all__ = ["SegmentInfo", "Segmentation"]
 

@@ -40,10 +40,10 @@ import time
 import numpy as np
 
 from . import kernels
-from .backend import Backend, get_backend, next_fast_len
-from .errors import InputError
-from .params import DVK_LUNG_MODES as LUNG_MODES
-from .volume import Volume
+from .backend import get_backend, next_fast_len
+from ..errors import InputError
+from ..params import DVK_LUNG_MODES as LUNG_MODES
+from ..volume import Volume
 
 __all__ = [
     "LOW_DENSITY_CLASS_G_ML",
@@ -101,7 +101,6 @@ def _symmetric_spectrum(k, padded, backend, dtype):
 
     K^(f) = sum_d k(d) prod_a cos(2 pi f_a d_a / L_a), done as three small matrix products.
     """
-    xp = backend.xp
     hz, hy, hx = (s // 2 for s in k.shape)
     octant = np.array(k[hz:, hy:, hx:], dtype=np.float64)
     for axis, half in enumerate((hz, hy, hx)):
@@ -131,7 +130,6 @@ def _symmetric_spectrum(k, padded, backend, dtype):
 def _kernel_spectrum(k, padded, backend, dtype):
     if _is_mirror_symmetric(k):
         return _symmetric_spectrum(k, padded, backend, dtype)
-    xp = backend.xp
     wrapped = np.zeros(padded, dtype=dtype)
     hz, hy, hx = (s // 2 for s in k.shape)
     zi = np.arange(-hz, hz + 1) % padded[0]

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from . import physics
-from .errors import InputError
+from .. import physics
+from ..errors import InputError
 
 __all__ = [
     "check_finite",

@@ -1,0 +1,151 @@
+"""Options and helpers shared by the commands: option groups, parameters from the command
+line, progress on stderr, the one-line result summary."""
+
+import json
+import os
+import sys
+import time
+
+from ..errors import InputError
+from ..params import DEVICES, DOSE_METHODS, SAMPLINGS, DosimetryParams
+
+__all__ = [
+    "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options",
+    "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result",
+]
+
+EPILOG = """examples:
+  tare-dosimetry demo --out demo_out
+  tare-dosimetry run --spect spect.nrrd --segmentation seg.seg.nrrd --ct ct.nii.gz \\
+      --administered-activity-gbq 1.8 --lung-shunt-fraction 0.06 --out case1
+  tare-dosimetry run --pet pet_dicom/ --quantitative --hours-since-administration 20 \\
+      --segmentation labels.nii.gz --labels totalsegmentator --role "label 7=tumor" --out case2
+  tare-dosimetry batch --manifest cases.csv --out results/
+  tare-dosimetry presets
+
+Relative calibration (SPECT counts): A_ref = A_adm (1 - residual) (1 - LSF) is spread over the
+reference region's counts. Absolute calibration (--quantitative): the image is in Bq/mL.
+Local deposition: D = 49.67 Gy kg/GBq x A / m. Research software, not a medical device.
+"""
+
+
+def progress_printer(quiet):
+    start = time.perf_counter()
+
+    def show(fraction, message):
+        if not quiet:
+            print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def add_dose_options(p):
+    g = p.add_argument_group("dose")
+    g.add_argument("--method", choices=DOSE_METHODS, default=None,
+                   help="ldm: local deposition (default); dvk: dose-voxel-kernel convolution")
+    g.add_argument("--device", choices=DEVICES, default=None, help="array backend for DVK: auto (GPU if usable), cpu, gpu")
+    g.add_argument("--density", type=float, metavar="G_ML", default=None,
+                   help="constant tissue density in g/mL (default 1.03; from the CT when --ct is given and this is not)")
+    g.add_argument("--lung-density", type=float, metavar="G_ML", default=None, help="lung density without CT (default 0.30)")
+    g.add_argument("--lung-mass-g", type=float, default=None, help="lung mass when there is no lung segment (default 1000 g)")
+    g.add_argument("--k", dest="k_gy_kg_per_gbq", type=float, default=None, metavar="GY_KG_PER_GBQ",
+                   help="dose per activity for full local absorption (default 49.67 Gy kg/GBq)")
+    g.add_argument("--half-life-h", type=float, default=None, help="Y-90 half-life in hours (default 64.05)")
+    g.add_argument("--lung-dose-from", choices=("auto", "lsf", "image"), default=None,
+                   help="lung dose from the LSF model (uniform) or the image; auto: lsf for relative, image for absolute")
+    g.add_argument("--dvk-radius-mm", type=float, default=None,
+                   help="with --method dvk: kernel truncation radius in tissue, mm (default 12)")
+    g.add_argument("--dvk-lung-mode", choices=("kernel", "ldm"), default=None,
+                   help="with --method dvk: density-corrected kernel in lung, or local deposition there")
+
+
+def add_metric_options(p):
+    g = p.add_argument_group("metrics and thresholds")
+    g.add_argument("--thresholds", default=None, metavar="PRESET|FILE",
+                   help="threshold preset (see 'tare-dosimetry presets'; default breast-liver-metastases) or a JSON/TOML rule file")
+    g.add_argument("--sampling", choices=SAMPLINGS, default=None,
+                   help="reading the dose at segment voxels: nearest (default, exact partial-voxel handling) or linear")
+    g.add_argument("--dvh-bin-width-gy", type=float, default=None, help="bin width for D/V metrics (default: exact, sorted voxels)")
+    g.add_argument("--prior-lung-dose-gy", type=float, default=None, help="lung dose of earlier treatments (cumulative lung rule)")
+    g.add_argument("--params", metavar="JSON", default=None,
+                   help="start from the parameters in a JSON file (a metrics.json of an earlier run, or a plain object)")
+
+
+def add_output_options(p):
+    g = p.add_argument_group("output")
+    g.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty, unless --overwrite)")
+    g.add_argument("--overwrite", action="store_true", help="replace our result files in a non-empty folder (other files are kept)")
+    g.add_argument("--no-report", action="store_true", help="skip dvh.png and report.html (faster; no matplotlib needed)")
+    g.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def params_from_args(args, base=None):
+    p = base or DosimetryParams()
+    if getattr(args, "params", None):
+        p = load_params_file(args.params)
+    changes = {}
+    mapping = {
+        "method": "method", "device": "device", "lung_density": "lung_density_g_ml", "lung_mass_g": "default_lung_mass_g",
+        "k_gy_kg_per_gbq": "k_gy_kg_per_gbq", "half_life_h": "half_life_h", "lung_dose_from": "lung_dose_from",
+        "dvk_lung_mode": "dvk_lung_mode", "dvk_radius_mm": "dvk_radius_mm", "sampling": "sampling", "dvh_bin_width_gy": "dvh_bin_width_gy",
+        "prior_lung_dose_gy": "prior_lung_dose_gy", "administered_activity_gbq": "administered_activity_gbq",
+        "residual_fraction": "residual_fraction", "lung_shunt_fraction": "lung_shunt_fraction",
+        "reference_region": "reference_region", "hours_since_administration": "hours_since_administration",
+    }
+    for arg, field_name in mapping.items():
+        v = getattr(args, arg, None)
+        if v is not None:
+            changes[field_name] = v
+    if getattr(args, "density", None) is not None:
+        changes["tissue_density_g_ml"] = args.density
+        changes["density_from_ct"] = False
+    if getattr(args, "quantitative", False) and getattr(args, "relative", False):
+        raise InputError("--quantitative (absolute calibration) and --relative contradict each other; give one")
+    if getattr(args, "quantitative", False) or (getattr(args, "pet", None) and not getattr(args, "relative", False)):
+        changes["calibration"] = "absolute"
+    if getattr(args, "relative", False):
+        changes["calibration"] = "relative"
+    if getattr(args, "decay_corrected", False):
+        changes["image_decay_corrected"] = True
+    return p.replace(**changes) if changes else p
+
+
+def read_json(option, path):
+    """The JSON value in the file given to ``option``; InputError naming both when unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as exc:
+        raise InputError(f"{option} {path}: cannot be read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise InputError(f"{option} {path}: not valid JSON ({exc})") from None
+
+
+def load_params_file(path):
+    data = read_json("--params", path)
+    if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
+        data = data["parameters"]
+    if not isinstance(data, dict):
+        raise InputError(f"--params {path}: expected a JSON object of parameters")
+    return DosimetryParams.from_dict(data)
+
+
+def roles_from_args(args):
+    from ..evaluation.roles import canonical_role, parse_role_assignments
+
+    roles = {}
+    if args.roles_json:
+        data = read_json("--roles-json", args.roles_json)
+        if not isinstance(data, dict):
+            raise InputError(f"--roles-json {args.roles_json}: expected an object {{segment name: role}}")
+        roles.update({str(k): canonical_role(v, where=f"role of {k!r} in {args.roles_json}") for k, v in data.items()})
+    roles.update(parse_role_assignments(args.role))
+    return roles
+
+
+def print_result(result, files, out):
+    print(result.summary_line())
+    for w in result.warnings:
+        print(f"warning: {w}")
+    print(f"results in {out}: " + ", ".join(os.path.basename(f) for f in files))

@@ -1,0 +1,71 @@
+"""``tare-dosimetry run``: dosimetry of one case from image files."""
+
+import argparse
+
+from ..params import REFERENCE_REGIONS
+from .common import (
+    EPILOG,
+    add_dose_options,
+    add_metric_options,
+    add_output_options,
+    params_from_args,
+    print_result,
+    progress_printer,
+    roles_from_args,
+)
+
+HELP = "dosimetry of one case"
+
+
+def add_parser(sub):
+    run = sub.add_parser("run", help=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+                         description="Dosimetry of one case from image files.", epilog=EPILOG)
+    g = run.add_argument_group("inputs")
+    img = g.add_mutually_exclusive_group(required=True)
+    img.add_argument("--spect", metavar="PATH", help="SPECT image (NIfTI, NRRD, MHA or a DICOM series folder)")
+    img.add_argument("--pet", metavar="PATH", help="Y-90 PET image (implies --quantitative unless --relative)")
+    g.add_argument("--segmentation", required=True, metavar="PATH",
+                   help="3D Slicer .seg.nrrd, a label-map image, or a folder of binary mask images")
+    g.add_argument("--ct", metavar="PATH", help="CT image in HU (density map, report background)")
+    g.add_argument("--labels", metavar="SPEC",
+                   help="names of a label map's values: JSON file, '5=liver,7=tumour', or 'totalsegmentator'")
+    g.add_argument("--role", action="append", default=[], metavar="NAME=ROLE",
+                   help="set a segment's role (repeatable); roles: liver, right_lobe, left_lobe, tumor, normal_liver, "
+                   "perfused_normal, perfused, lung, other, ignore")
+    g.add_argument("--roles-json", metavar="FILE", help="JSON object {segment name: role}")
+    a = run.add_argument_group("activity")
+    a.add_argument("--administered-activity-gbq", type=float, help="administered activity, GBq (relative calibration)")
+    a.add_argument("--residual-fraction", type=float, help="fraction left in vial and catheter, [0, 1) (default 0)")
+    a.add_argument("--lung-shunt-fraction", type=float, help="lung shunt fraction LSF, [0, 1) (default 0)")
+    a.add_argument("--reference-region", choices=REFERENCE_REGIONS,
+                   help="region whose counts equal A_adm (1 - residual) (1 - LSF): liver (default), perfused, image")
+    a.add_argument("--quantitative", action="store_true", help="absolute calibration: the image is in Bq/mL")
+    a.add_argument("--relative", action="store_true", help="relative calibration even for --pet")
+    a.add_argument("--hours-since-administration", type=float, help="scan time minus administration time, h (absolute)")
+    a.add_argument("--decay-corrected", action="store_true", help="the Bq/mL image is already decay-corrected to administration")
+    add_dose_options(run)
+    add_metric_options(run)
+    add_output_options(run)
+    return run
+
+
+def main(args):
+    from ..batch import run_case_files
+    from ..evaluation.rules import load_rules
+    from ..reporting.outputs import check_output_dir, write_outputs
+
+    check_output_dir(args.out, args.overwrite)  # refuse before any work
+    params = params_from_args(args)
+    roles = roles_from_args(args)
+    rules = args.thresholds
+    load_rules(rules)  # a bad preset or rule file fails before the images are read
+    progress = progress_printer(args.quiet)
+    image = args.spect or args.pet
+    result, inputs = run_case_files(
+        image, args.segmentation, ct=args.ct, labels=args.labels, roles=roles, params=params, rules=rules,
+        modality="pet" if args.pet else "spect", progress=progress,
+    )
+    files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
+                          background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"], progress=progress)
+    print_result(result, files, args.out)
+    return 0

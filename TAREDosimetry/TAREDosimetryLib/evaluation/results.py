@@ -1,0 +1,120 @@
+"""Results of one case: per-segment metrics (:class:`SegmentResult`) and the whole case
+(:class:`CaseResult`), with the JSON form written to metrics.json."""
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import physics
+from ..params import DosimetryParams
+from ..version import __version__
+from ..volume import Volume
+from .dvh import DVH
+
+__all__ = ["SegmentResult", "CaseResult", "json_number"]
+
+
+@dataclass
+class SegmentResult:
+    """Metrics of one segment.  ``metrics`` keys carry their unit (``mean_gy``, ``volume_ml``...)."""
+
+    name: str
+    role: str
+    metrics: dict
+    dvh: DVH = None
+    segment_id: str = ""
+    color: tuple = (0.5, 0.5, 0.5)
+    note: str = ""
+    #: False for a part whose organ is judged as a whole (a lung lobe next to "lungs (all segments)"):
+    #: role-based rules skip it; a rule naming the segment still applies.
+    rules_by_role: bool = True
+
+    def to_dict(self):
+        d = {"name": self.name, "segment_id": self.segment_id, "role": self.role, "color": list(self.color)}
+        d.update({k: json_number(v) for k, v in self.metrics.items()})
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+def json_number(v):
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        return v if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+@dataclass
+class CaseResult:
+    """Everything one case produced.  Nothing in it refers back to mutable inputs."""
+
+    params: DosimetryParams
+    rules: object
+    activity_gbq: Volume
+    dose_gy: Volume
+    density_g_ml: object
+    segments: list
+    evaluations: list
+    warnings: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+    metrics_grid: dict = field(default_factory=dict)
+    timings_s: dict = field(default_factory=dict)
+
+    def segment(self, name):
+        for s in self.segments:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def overall_status(self):
+        """'PASS' when every evaluated rule passes, 'FAIL' when one fails, 'N/A' when none applied."""
+        st = [e.status for e in self.evaluations if e.status != "N/A"]
+        if not st:
+            return "N/A"
+        return "FAIL" if "FAIL" in st else "PASS"
+
+    def summary_line(self):
+        ev = [e for e in self.evaluations if e.status != "N/A"]
+        n_fail = sum(e.status == "FAIL" for e in ev)
+        parts = []
+        for e in ev:
+            parts.append(f"{e.segment_name} {e.rule.metric} {e.measured:.1f} {e.rule.comparison} {e.rule.threshold:g}: {e.status}")
+        head = f"{self.overall_status}: {len(ev) - n_fail}/{len(ev)} rules pass ({self.rules.name})"
+        return head + ("; " + "; ".join(parts) if parts else "")
+
+    def to_dict(self):
+        import scipy
+        import SimpleITK
+
+        return {
+            "software": {
+                "name": "TAREDosimetry",
+                "version": __version__,
+                "numpy": np.__version__,
+                "scipy": scipy.__version__,
+                "SimpleITK": SimpleITK.Version_VersionString() if hasattr(SimpleITK, "Version_VersionString") else str(SimpleITK.Version()),
+            },
+            "inputs": self.inputs,
+            "parameters": self.params.to_dict(),
+            "constants": {
+                "k_gy_kg_per_gbq": self.params.k_gy_kg_per_gbq,
+                "y90_half_life_h": self.params.half_life_h,
+                "y90_mean_beta_energy_mev": physics.Y90_MEAN_BETA_ENERGY_MEV,
+                "tissue_density_g_ml": self.params.tissue_density_g_ml,
+                "lung_density_g_ml": self.params.lung_density_g_ml,
+                "hu_to_density_table": [list(p) for p in physics.SCHNEIDER_HU_DENSITY],
+            },
+            "metrics_grid": self.metrics_grid,
+            "summary": {k: json_number(v) for k, v in self.summary.items()},
+            "overall_status": self.overall_status,
+            "rules": self.rules.to_dict(),
+            "evaluations": [e.to_dict() for e in self.evaluations],
+            "segments": [s.to_dict() for s in self.segments],
+            "warnings": list(self.warnings),
+            "timings_s": {k: round(v, 4) for k, v in self.timings_s.items()},
+        }

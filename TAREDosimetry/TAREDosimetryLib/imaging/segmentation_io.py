@@ -1,0 +1,113 @@
+"""Reading segmentations: 3D Slicer .seg.nrrd, label maps with a name table, mask folders.
+
+* ``.seg.nrrd`` (one or several layers, shared layers, overlapping segments);
+* label-map images with a {label: name} table (JSON file, ``value=name`` pairs, or the
+  built-in ``totalsegmentator`` table, see :mod:`.labels`);
+* folders of binary mask images (one segment per file, named after the file).
+"""
+
+import os
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import GeometryError, InputError
+from ..resample import resample_mask, volume_from_sitk
+from ..volume import Grid
+from .images import IMAGE_SUFFIXES, check_exists, read_image, strip_image_suffix
+from .labels import is_builtin_table, parse_label_names
+from .segmentation import SegmentInfo, Segmentation
+
+__all__ = ["read_segmentation"]
+
+
+def _read_seg_nrrd(img, path):
+    keys = set(img.GetMetaDataKeys())
+    n_layers = img.GetNumberOfComponentsPerPixel()
+    if img.GetDimension() != 3:
+        raise GeometryError(f"segmentation {path}: expected 3-D voxels (with optional layers), got {img.GetDimension()}-D")
+    arr = sitk.GetArrayFromImage(img)  # (z, y, x) or (z, y, x, L)
+    layers = arr[np.newaxis] if n_layers == 1 else np.moveaxis(arr, -1, 0)
+    grid = Grid(arr.shape[:3], img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+    segments = []
+    i = 0
+    while f"Segment{i}_Name" in keys or f"Segment{i}_ID" in keys:
+        get = lambda k, d="", i=i: img.GetMetaData(f"Segment{i}_{k}") if f"Segment{i}_{k}" in keys else d  # noqa: E731
+        name = get("Name") or get("ID")
+        try:
+            color = tuple(float(c) for c in get("Color", "0.5 0.5 0.5").split()[:3])
+            layer = int(get("Layer", "0") or 0)
+            label = int(get("LabelValue", "1") or 1)
+        except ValueError:
+            raise InputError(f"segmentation {path}: malformed metadata for Segment{i} ({name!r})") from None
+        segments.append(SegmentInfo(name, get("ID") or name, color, layer, label))
+        i += 1
+    if not segments:
+        raise InputError(f"segmentation {path}: a .seg.nrrd without Segment0_Name metadata")
+    if layers.dtype.kind not in "ui":
+        layers = layers.astype(np.uint16 if layers.max() > 255 else np.uint8)
+    return Segmentation(layers, grid, segments, source=str(path))
+
+
+def _read_mask_folder(path):
+    files = sorted(
+        f for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES) and not f.lower().endswith(".hdr")
+    )
+    if not files:
+        raise InputError(f"segmentation folder {path}: no mask images ({', '.join(IMAGE_SUFFIXES)}) in it")
+    read = {}
+    for f in files:
+        name = strip_image_suffix(f)
+        vol = read_image(os.path.join(path, f), what=f"mask {f}")
+        values = np.unique(vol.array)
+        if values.size > 2 or (values.size == 2 and values[0] != 0):
+            raise InputError(f"mask {os.path.join(path, f)}: a binary mask (0 and one other value) is expected, found {values.size} values")
+        read[name] = vol
+    # Masks on different grids are brought to the finest one (the first of equals), so no detail is lost.
+    grid = min((v.grid for v in read.values()), key=lambda g: g.voxel_volume_ml)
+    masks = {name: resample_mask(v.array != 0, v.grid, grid) for name, v in read.items()}
+    return Segmentation.from_masks(masks, grid, source=str(path))
+
+
+def read_segmentation(path, label_names=None):
+    """Read segments from a .seg.nrrd, a label-map image or a folder of mask images.
+
+    Parameters
+    ----------
+    path : str
+    label_names : None, dict {value: name}, JSON path, 'v=name,...' text or 'totalsegmentator';
+        used for label maps (of the built-in table, only the labels present in the map become
+        segments).  Without it a label map's segments are named 'label <v>'; a JSON
+        file next to the label map with the same stem (``seg.nii.gz`` -> ``seg.json``) is used
+        when present.
+    """
+    check_exists(path, "segmentation")
+    if os.path.isdir(path):
+        if not any(f.lower().endswith(IMAGE_SUFFIXES) for f in os.listdir(path)):
+            raise InputError(f"segmentation folder {path}: no mask images in it")
+        return _read_mask_folder(path)
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
+        raise InputError(f"segmentation: cannot read {path} ({first})") from None
+    if "Segment0_Name" in img.GetMetaDataKeys() or "Segment0_ID" in img.GetMetaDataKeys():
+        return _read_seg_nrrd(img, path)
+    if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
+        raise GeometryError(
+            f"segmentation {path}: a 3-D label map is expected, got {img.GetDimension()}-D with "
+            f"{img.GetNumberOfComponentsPerPixel()} component(s) and no Slicer segment metadata"
+        )
+    names = parse_label_names(label_names)
+    builtin_table = is_builtin_table(label_names)
+    if names is None:
+        stem = strip_image_suffix(path)
+        if os.path.isfile(stem + ".json"):
+            names = parse_label_names(stem + ".json")
+    vol = volume_from_sitk(img)
+    if builtin_table:
+        # A built-in table lists every class its tool can output; a scan holds only some of them
+        # (e.g. no upper lung lobes on an abdominal CT).  Classes absent from this map are not segments.
+        present = set(np.unique(vol.array).tolist())
+        names = {v: n for v, n in names.items() if v in present}
+    return Segmentation.from_labelmap(vol.array, vol.grid, names, source=str(path))

@@ -1,0 +1,245 @@
+"""A self-contained HTML report of one :class:`CaseResult` (inline CSS, figures as base64 PNG)."""
+
+import base64
+import datetime
+import html
+import json
+
+from ..errors import TAREDosimetryError
+from ..evaluation.roles import ROLE_LABELS
+from .figures import PASS_COLORS, MissingDependencyError, plot_dose_slices, plot_dvh, require_matplotlib
+from .tables import HEAD_KEYS, RX_D, RX_VPCT, column_title, format_metric, metrics_table_rows
+
+__all__ = ["KNOWN_LIMITS", "write_report_html"]
+
+#: Known limits of the method, from PHYSICS.md ("Known limits to state in the user documentation").
+KNOWN_LIMITS = (
+    "Bremsstrahlung SPECT resolution is about 15-20 mm FWHM (Y-90 PET about 5-8 mm): mean doses and D90 of "
+    "small lesions are biased low (partial-volume effect).",
+    "The local deposition method (LDM) ignores beta transport (mean range about 2.5 mm); the dose-voxel-kernel "
+    "(DVK) convolution assumes homogeneous soft tissue unless density corrected.",
+    "Research software, not a medical device.",
+)
+
+# -- HTML report --------------------------------------------------------------------------------
+_CSS = """
+body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;font-size:14px;color:#222;margin:24px auto;max-width:1200px;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ccc;padding-bottom:3px}
+h3{font-size:14px;margin:14px 0 4px}
+.meta{color:#555;font-size:12.5px}.disclaimer{color:#8a4b00;font-weight:bold}
+.banner{padding:12px 16px;border-radius:6px;margin:16px 0;font-size:15px}
+.banner b{font-size:20px;margin-right:12px}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f1f1f1}td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.status{font-weight:bold;text-align:center}
+td.src{font-size:11.5px;color:#444;max-width:420px}
+img{max-width:100%;height:auto;border:1px solid #ddd;margin:6px 0}
+.note{color:#555;font-style:italic}ul{margin-top:4px}
+code{font-size:12px}
+"""
+
+
+def _e(text):
+    return html.escape(str(text), quote=True)
+
+
+def _status_cell(status):
+    fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
+    return f'<td class="status" style="color:{fg};background:{bg}">{_e(status)}</td>'
+
+
+def _value_text(v):
+    """Text of a parameter / constant value."""
+    if isinstance(v, float):
+        return format_metric("", v)
+    if isinstance(v, (list, tuple)):
+        if v and all(isinstance(x, (list, tuple)) for x in v):
+            return ", ".join("(" + ", ".join(_value_text(y) for y in x) + ")" for x in v)
+        return ", ".join(_value_text(x) for x in v)
+    if isinstance(v, dict):
+        return json.dumps(v, default=str)
+    if v is None:
+        return "\u2013"
+    return str(v)
+
+
+def _kv_table(d):
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_value_text(v))}</td></tr>" for k, v in d.items())
+    return f"<table>{rows}</table>"
+
+
+def _table(headers, rows_html):
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows_html)}</tbody></table></div>'
+
+
+def _evaluations_html(result):
+    rows = []
+    for ev in result.evaluations:
+        r = ev.rule
+        seg = ev.segment_name or f"(no segment with role {ROLE_LABELS.get(r.role, r.role or r.segment)})"
+        unit = r.unit
+        key = "_gy" if str(unit).lower() == "gy" else "_pct" if unit == "%" else ""
+        rows.append(
+            "<tr>"
+            f"<td>{_e(seg)}</td><td>{_e(r.label)}</td>"
+            f'<td class="num">{_e(format_metric(key, ev.measured))}</td>'
+            f'<td class="num">{_e(r.comparison)}</td>'
+            f'<td class="num">{_e(f"{r.threshold:g}")}</td><td>{_e(unit)}</td>'
+            f"{_status_cell(ev.status)}<td>{_e(r.kind)}</td>"
+            f'<td class="src">{_e(r.source)}</td>'
+            "</tr>"
+        )
+    if not rows:
+        return '<p class="note">The rule set holds no rules.</p>'
+    return _table(["segment", "rule", "measured", "comparison", "threshold", "unit", "status", "kind", "source"], rows)
+
+
+def _metrics_html(result):
+    columns, rows = metrics_table_rows(result)
+    idx = {c: n for n, c in enumerate(columns)}
+    notes = {s.name: s.note for s in result.segments}
+    main = [k for k in list(HEAD_KEYS) + ["eud_gy", "bed_gy", "tn_ratio"] if k in idx]
+    dvh_keys = [k for k in columns if RX_D.match(k) or RX_VPCT.match(k)]
+    if "cumulative_mean_gy" in idx and any(row[idx["cumulative_mean_gy"]] is not None for row in rows):
+        main.append("cumulative_mean_gy")
+
+    def render(keys, with_note):
+        body = []
+        for row in rows:
+            name, role = row[0], row[1]
+            cells = [f"<td>{_e(name)}</td><td>{_e(ROLE_LABELS.get(role, role))}</td>"]
+            cells += [f'<td class="num">{_e(format_metric(k, row[idx[k]]))}</td>' for k in keys]
+            if with_note:
+                cells.append(f"<td>{_e(notes.get(name, ''))}</td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        heads = ["segment", "role"] + [column_title(k) for k in keys] + (["note"] if with_note else [])
+        return _table(heads, body)
+
+    out = "<h3>Dose, activity and mass</h3>" + render(main, True)
+    if dvh_keys:
+        out += "<h3>DVH metrics</h3>" + render(dvh_keys, False)
+    out += (
+        '<p class="note">Mean dose is mass-weighted (energy / mass); D<sub>x</sub> is the minimum dose to the hottest '
+        "x % of the volume, V<sub>x</sub>Gy the percentage of the volume receiving at least x Gy (both interpolated, "
+        "volume-based).  T/N: tumour mean dose / mean dose of the normal-liver reference.</p>"
+    )
+    return out
+
+
+def _img(png, alt):
+    return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def _figures_html(result, background, segmentation):
+    parts = []
+    try:
+        require_matplotlib()
+    except MissingDependencyError as exc:
+        return f'<p class="note">Figures need matplotlib, which is not installed ({_e(exc)}).</p>'
+    parts.append("<h3>Cumulative dose-volume histograms</h3>" + _img(plot_dvh(result), "cumulative DVH"))
+    if segmentation is None:
+        parts.append('<p class="note">Dose slices need the segmentation (not given to the report).</p>')
+    else:
+        try:
+            png = plot_dose_slices(result, background, segmentation)
+        except TAREDosimetryError as exc:
+            parts.append(f'<p class="note">Dose slices could not be drawn: {_e(exc)}</p>')
+        else:
+            parts.append("<h3>Dose slices through the tumours</h3>" + _img(png, "dose slices"))
+            parts.append(
+                '<p class="note">Radiological convention: patient right on the image left; axial: anterior at the top; '
+                "coronal: superior at the top.  Images are resampled onto each plane in physical space.</p>"
+            )
+    return "".join(parts)
+
+
+def write_report_html(result, path, *, background=None, segmentation=None, title=None):
+    """Write a self-contained HTML report (inline CSS, figures as base64 PNG, no scripts).
+
+    Parameters
+    ----------
+    result : CaseResult
+    path : str, the .html file to write.
+    background : Volume, optional; the background of the dose slices (CT in HU, or the SPECT);
+        default the activity map.
+    segmentation : Segmentation, optional; needed for the dose slices.
+    title : str, optional.
+
+    Returns
+    -------
+    str : ``path``.
+
+    The report holds: title, date, software versions and the research-use disclaimer; the
+    overall PASS/FAIL banner and summary line; the rule evaluations; the per-segment metrics;
+    warnings; the DVH and dose-slice figures (when matplotlib is installed); the calibration
+    summary, parameters, constants, metrics grid and inputs; and the known limits.
+    """
+    d = result.to_dict()
+    title = title or "Y-90 radioembolization dosimetry report"
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    sw = dict(d.get("software", {}))
+    try:
+        import matplotlib
+
+        sw["matplotlib"] = matplotlib.__version__
+    except ImportError:
+        sw["matplotlib"] = "not installed"
+    sw_text = ", ".join(f"{k} {v}" for k, v in sw.items() if k not in ("name", "version"))
+    status = result.overall_status
+    fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
+    inputs = dict(d.get("inputs") or {})
+    roles = inputs.pop("roles", None)
+    warn = d.get("warnings") or []
+    p = []
+    p.append(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{_CSS}</style></head><body>')
+    p.append(f"<h1>{_e(title)}</h1>")
+    p.append(
+        f'<p class="meta">Generated {_e(now)} by {_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} '
+        f"({_e(sw_text)}).<br>Dose method: {_e(result.params.method.upper())}; calibration: {_e(result.params.calibration)}; "
+        f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
+        '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>'
+    )
+    banner_word = {"PASS": "PASS", "FAIL": "FAIL"}.get(status, "N/A")
+    p.append(
+        f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'
+        f"{_e(result.summary_line())}</div>"
+    )
+    p.append("<h2>Rule evaluations</h2>")
+    desc = getattr(result.rules, "description", "")
+    if desc:
+        p.append(f'<p class="meta">{_e(getattr(result.rules, "name", ""))}: {_e(desc)}</p>')
+    p.append(_evaluations_html(result))
+    p.append("<h2>Per-segment metrics</h2>")
+    p.append(_metrics_html(result))
+    p.append("<h2>Warnings</h2>")
+    if warn:
+        p.append("<ul>" + "".join(f"<li>{_e(w)}</li>" for w in warn) + "</ul>")
+    else:
+        p.append('<p class="note">None.</p>')
+    p.append("<h2>Figures</h2>")
+    p.append(_figures_html(result, background, segmentation))
+    p.append("<h2>Calibration and activity summary</h2>")
+    p.append(_kv_table(d.get("summary") or {}))
+    p.append("<h2>Parameters</h2>")
+    p.append(_kv_table(d.get("parameters") or {}))
+    p.append("<h2>Constants</h2>")
+    p.append(_kv_table(d.get("constants") or {}))
+    p.append("<h2>Metrics grid</h2>")
+    p.append(_kv_table(d.get("metrics_grid") or {}))
+    p.append("<h2>Inputs</h2>")
+    if inputs:
+        p.append(_kv_table(inputs))
+    if roles:
+        p.append("<h3>Segment roles</h3>")
+        p.append(_table(["segment", "role"], [f"<tr><td>{_e(n)}</td><td>{_e(ROLE_LABELS.get(r, r))}</td></tr>" for n, r in roles.items()]))
+    if d.get("timings_s"):
+        p.append("<h3>Computation times (s)</h3>" + _kv_table(d["timings_s"]))
+    p.append("<h2>Known limits</h2><ul>" + "".join(f"<li>{_e(t)}</li>" for t in KNOWN_LIMITS) + "</ul>")
+    p.append(f'<p class="meta">{_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} \u2014 research software, not a medical device.</p>')
+    p.append("</body></html>\n")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(p))
+    return str(path)

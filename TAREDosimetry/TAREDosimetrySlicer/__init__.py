@@ -1,0 +1,7 @@
+"""The Slicer side of the TAREDosimetry module: MRML glue that outgrew TAREDosimetry.py.
+
+Unlike the engine (TAREDosimetryLib), this package imports slicer, qt and vtk.  The logic of
+TAREDosimetry.py mixes in :mod:`.nodes` (nodes to engine objects), :mod:`.outputnodes` (results
+to nodes), :mod:`.segmentimport`, :mod:`.export` and :mod:`.vtkdose`; :mod:`.selftest` is the
+module's self-test.
+"""
