@@ -60,15 +60,10 @@ def _parse_value(name, text, where):
         raise InputError(f"{where}: column {name} must be a number, got {text!r}") from None
 
 
-def read_manifest(path):
-    """Cases of a manifest CSV as a list of dicts (paths made absolute, params parsed).
-
-    Each dict: case_id, image, modality ('spect'|'pet'), segmentation, ct, labels, roles (dict),
-    thresholds, params_changes (dict of DosimetryParams fields), row (line number).
-    """
+def _read_manifest_rows(path):
+    """(header, rows) of a manifest CSV; checks the columns."""
     if not os.path.isfile(path):
         raise InputError(f"manifest: file not found: {path}")
-    base = os.path.dirname(os.path.abspath(path))
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -84,60 +79,82 @@ def read_manifest(path):
             raise InputError(f"manifest {path}: column '{req}' is required")
     if "spect" not in header and "pet" not in header:
         raise InputError(f"manifest {path}: a 'spect' or 'pet' column is required")
+    return header, rows
+
+
+def _check_case_id(cid, seen, where):
+    if not cid:
+        raise InputError(f"{where}: case_id is empty")
+    if cid in seen:
+        raise InputError(f"{where}: case_id {cid!r} repeated")
+    if any(c in cid for c in "/\\:") or cid in (".", ".."):
+        raise InputError(f"{where}: case_id {cid!r} must be usable as a folder name")
+
+
+def _case_options(case, row, base, where):
+    """Fill a case's labels, thresholds, roles and parameter changes from its manifest row."""
+    if case["labels"] and os.path.exists(os.path.join(base, case["labels"])):
+        case["labels"] = os.path.join(base, case["labels"])
+    if case["thresholds"] and os.path.exists(os.path.join(base, case["thresholds"])):
+        case["thresholds"] = os.path.join(base, case["thresholds"])
+    if row.get("roles"):
+        case["roles"] = parse_role_assignments([r for r in row["roles"].split(";") if r.strip()])
+    for key, text in row.items():
+        if key in _PARAM_FIELDS and text != "":
+            case["params_changes"][key] = _parse_value(key, text, where)
+    if row.get("quantitative"):
+        if _parse_bool("quantitative", row["quantitative"], where):
+            case["params_changes"]["calibration"] = "absolute"
+        elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
+            case["params_changes"]["calibration"] = "relative"  # as --pet --relative
+    elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
+        case["params_changes"]["calibration"] = "absolute"  # as --pet on the command line
+    if not case["image"]:
+        raise InputError(f"{where}: no spect or pet image given")
+    if not case["segmentation"]:
+        raise InputError(f"{where}: no segmentation given")
+
+
+def _case_of_row(row, n, base, where):
+    def path_of(key):
+        v = row.get(key, "")
+        return os.path.normpath(os.path.join(base, v)) if v else None
+
+    case = {
+        "case_id": row.get("case_id", ""),
+        "row": n,
+        "image": path_of("spect") or path_of("pet"),
+        "modality": "pet" if row.get("pet") and not row.get("spect") else "spect",
+        "segmentation": path_of("segmentation"),
+        "ct": path_of("ct"),
+        "labels": row.get("labels") or None,
+        "thresholds": row.get("thresholds") or None,
+        "roles": {},
+        "params_changes": {},
+        "error": None,
+    }
+    try:
+        _case_options(case, row, base, where)
+    except InputError as exc:
+        case["error"] = str(exc)  # recorded; the batch goes on with the other cases
+    return case
+
+
+def read_manifest(path):
+    """Cases of a manifest CSV as a list of dicts (paths made absolute, params parsed).
+
+    Each dict: case_id, image, modality ('spect'|'pet'), segmentation, ct, labels, roles (dict),
+    thresholds, params_changes (dict of DosimetryParams fields), row (line number).
+    """
+    _header, rows = _read_manifest_rows(path)
+    base = os.path.dirname(os.path.abspath(path))
     cases, seen = [], set()
     for n, raw in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         where = f"manifest {path} line {n}"
-        cid = row.get("case_id", "")
-        if not cid:
-            raise InputError(f"{where}: case_id is empty")
-        if cid in seen:
-            raise InputError(f"{where}: case_id {cid!r} repeated")
-        if any(c in cid for c in "/\\:") or cid in (".", ".."):
-            raise InputError(f"{where}: case_id {cid!r} must be usable as a folder name")
-        seen.add(cid)
-
-        def path_of(key, row=row):
-            v = row.get(key, "")
-            return os.path.normpath(os.path.join(base, v)) if v else None
-
-        case = {
-            "case_id": cid,
-            "row": n,
-            "image": path_of("spect") or path_of("pet"),
-            "modality": "pet" if row.get("pet") and not row.get("spect") else "spect",
-            "segmentation": path_of("segmentation"),
-            "ct": path_of("ct"),
-            "labels": row.get("labels") or None,
-            "thresholds": row.get("thresholds") or None,
-            "roles": {},
-            "params_changes": {},
-            "error": None,
-        }
-        try:
-            if case["labels"] and os.path.exists(os.path.join(base, case["labels"])):
-                case["labels"] = os.path.join(base, case["labels"])
-            if case["thresholds"] and os.path.exists(os.path.join(base, case["thresholds"])):
-                case["thresholds"] = os.path.join(base, case["thresholds"])
-            if row.get("roles"):
-                case["roles"] = parse_role_assignments([r for r in row["roles"].split(";") if r.strip()])
-            for key, text in row.items():
-                if key in _PARAM_FIELDS and text != "":
-                    case["params_changes"][key] = _parse_value(key, text, where)
-            if row.get("quantitative"):
-                if _parse_bool("quantitative", row["quantitative"], where):
-                    case["params_changes"]["calibration"] = "absolute"
-                elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
-                    case["params_changes"]["calibration"] = "relative"  # as --pet --relative
-            elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
-                case["params_changes"]["calibration"] = "absolute"  # as --pet on the command line
-            if not case["image"]:
-                raise InputError(f"{where}: no spect or pet image given")
-            if not case["segmentation"]:
-                raise InputError(f"{where}: no segmentation given")
-        except InputError as exc:
-            case["error"] = str(exc)  # recorded; the batch goes on with the other cases
-        cases.append(case)
+        _check_case_id(row.get("case_id", ""), seen, where)
+        seen.add(row["case_id"])
+        cases.append(_case_of_row(row, n, base, where))
     if not cases:
         raise InputError(f"manifest {path}: no cases in it")
     return cases

@@ -52,28 +52,19 @@ def _ellipsoid(x, y, z, centre, axes):
     return ((x - centre[0]) / axes[0]) ** 2 + ((y - centre[1]) / axes[1]) ** 2 + ((z - centre[2]) / axes[2]) ** 2 <= 1.0
 
 
-def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_gbq=1.8,
-                 residual_fraction=0.02, lung_shunt_fraction=0.08):
-    """Build the synthetic patient (see module docstring).
-
-    Parameters
-    ----------
-    analytic : bool
-    seed : int, seed of the Poisson noise (demo only).
-    spacing_mm : float, isotropic voxel size of the segmentation/CT grid.
-
-    Returns
-    -------
-    PhantomCase
-    """
-    s = float(spacing_mm)
-    extent = np.array([340.0, 240.0, 260.0])  # x, y, z mm
+def _phantom_grid(s, extent):
+    """(Grid, z, y, x sparse coordinate arrays in mm) of the segmentation/CT grid, centred on 0."""
     shape_xyz = np.round(extent / s).astype(int)
     origin = tuple(-(shape_xyz - 1) * s / 2.0)
     grid = Grid((shape_xyz[2], shape_xyz[1], shape_xyz[0]), (s, s, s), origin)
     z, y, x = np.meshgrid(
         *(origin[a] + s * np.arange(shape_xyz[a]) for a in (2, 1, 0)), indexing="ij", sparse=True
     )
+    return grid, z, y, x
+
+
+def _phantom_anatomy(x, y, z):
+    """(body, {segment name: mask}, {tumour name: mask}) of the synthetic patient."""
     body = _ellipsoid(x, y, z, (0, 0, 0), (160, 110, 400))
     # Liver: right lobe (patient right = -x in LPS) larger than the left one.
     liver = (_ellipsoid(x, y, z, (-30, 0, 0), (80, 65, 70)) | _ellipsoid(x, y, z, (35, -10, 10), (55, 45, 45))) & body
@@ -88,9 +79,12 @@ def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_g
         masks[name] = tumours[name]
     masks["lung right"] = lung_r
     masks["lung left"] = lung_l
-    seg = Segmentation.from_masks(masks, grid, colors=_COLORS, source="synthetic phantom")
+    return body, masks, tumours
 
-    # Uptake (relative concentration) on the segmentation grid.
+
+def _uptake(grid, body, masks, tumours, lsf):
+    """(relative concentration on the grid, liver concentration x volume, lung volume mL)."""
+    liver = masks["liver"]
     conc = np.zeros(grid.shape, np.float64)
     conc[body] = 0.02
     conc[liver] = 1.0
@@ -98,28 +92,29 @@ def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_g
         conc[m] = DEMO_UPTAKE[name]
     liver_cv = float(conc[liver].sum() * grid.voxel_volume_ml)
     # Lung concentration chosen so that the image's lung counts match the LSF.
-    lung = lung_r | lung_l
+    lung = masks["lung right"] | masks["lung left"]
     lung_vol = float(lung.sum() * grid.voxel_volume_ml)
-    lsf = float(lung_shunt_fraction)
     conc[lung] = (lsf / (1 - lsf)) * liver_cv / lung_vol if lsf > 0 else 0.0
+    return conc, liver_cv, lung_vol
 
+
+def _phantom_ct(grid, body, masks, tumours):
     ct = np.full(grid.shape, -1000.0, np.float32)
     ct[body] = 40.0
-    ct[liver] = 14.0  # 14 HU -> 1.03 g/mL in the Schneider table
+    ct[masks["liver"]] = 14.0  # 14 HU -> 1.03 g/mL in the Schneider table
     for m in tumours.values():
         ct[m] = 14.0
-    ct[lung] = -700.0  # -> 0.30 g/mL (Kao)
-    ct_vol = Volume(ct, grid=grid, name="synthetic CT", unit="HU")
+    ct[masks["lung right"] | masks["lung left"]] = -700.0  # -> 0.30 g/mL (Kao)
+    return Volume(ct, grid=grid, name="synthetic CT", unit="HU")
 
-    params = DosimetryParams(
-        administered_activity_gbq=administered_activity_gbq,
-        residual_fraction=residual_fraction,
-        lung_shunt_fraction=lsf,
-    )
-    a_ref = administered_activity_gbq * (1 - residual_fraction) * (1 - lsf)
+
+def _expected_means_gy(grid, masks, tumours, conc, liver_cv, lung_vol, params):
+    """Closed-form mean doses (Gy) of every segment, the derived normal liver and the LSF lungs."""
+    adm, res, lsf = params.administered_activity_gbq, params.residual_fraction, params.lung_shunt_fraction
+    a_ref = adm * (1 - res) * (1 - lsf)
     rho = params.tissue_density_g_ml
     expected = {}
-    normal = liver.copy()
+    normal = masks["liver"].copy()
     for m in tumours.values():
         normal &= ~m
     for name, m in list(masks.items()) + [("normal liver (derived)", normal)]:
@@ -129,12 +124,12 @@ def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_g
         v = float(m.sum() * grid.voxel_volume_ml)
         expected[name] = params.k_gy_kg_per_gbq * a_ref * (cv / liver_cv) / (rho * v * 1e-3)
     lung_mass_g = lung_vol * params.lung_density_g_ml
-    expected["lungs (LSF model)"] = params.k_gy_kg_per_gbq * administered_activity_gbq * (1 - residual_fraction) * lsf / (lung_mass_g * 1e-3)
+    expected["lungs (LSF model)"] = params.k_gy_kg_per_gbq * adm * (1 - res) * lsf / (lung_mass_g * 1e-3)
+    return expected
 
-    if analytic:
-        act = Volume(conc.astype(np.float32) * np.float32(1000.0), grid=grid, name="analytic phantom", unit="counts")
-        return PhantomCase(act, ct_vol, seg, params, {}, expected, "analytic phantom: exact uptake on the segmentation grid")
 
+def _bremsstrahlung_spect(conc, grid, extent, s, seed):
+    """The uptake blurred (15 mm FWHM), on a 4.8 mm grid with a reversed z axis, with Poisson noise."""
     from scipy import ndimage
 
     fwhm_mm = 15.0
@@ -152,7 +147,41 @@ def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_g
     spect *= 3.0e6 / spect.sum()  # about 3 million counts, typical of a Bremsstrahlung SPECT
     rng = np.random.default_rng(seed)
     counts = rng.poisson(spect).astype(np.float32)
-    act = Volume(counts, grid=spect_grid, name="synthetic Bremsstrahlung SPECT", unit="counts")
+    return Volume(counts, grid=spect_grid, name="synthetic Bremsstrahlung SPECT", unit="counts")
+
+
+def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_gbq=1.8,
+                 residual_fraction=0.02, lung_shunt_fraction=0.08):
+    """Build the synthetic patient (see module docstring).
+
+    Parameters
+    ----------
+    analytic : bool
+    seed : int, seed of the Poisson noise (demo only).
+    spacing_mm : float, isotropic voxel size of the segmentation/CT grid.
+
+    Returns
+    -------
+    PhantomCase
+    """
+    s = float(spacing_mm)
+    extent = np.array([340.0, 240.0, 260.0])  # x, y, z mm
+    grid, z, y, x = _phantom_grid(s, extent)
+    body, masks, tumours = _phantom_anatomy(x, y, z)
+    seg = Segmentation.from_masks(masks, grid, colors=_COLORS, source="synthetic phantom")
+    lsf = float(lung_shunt_fraction)
+    conc, liver_cv, lung_vol = _uptake(grid, body, masks, tumours, lsf)
+    ct_vol = _phantom_ct(grid, body, masks, tumours)
+    params = DosimetryParams(
+        administered_activity_gbq=administered_activity_gbq,
+        residual_fraction=residual_fraction,
+        lung_shunt_fraction=lsf,
+    )
+    expected = _expected_means_gy(grid, masks, tumours, conc, liver_cv, lung_vol, params)
+    if analytic:
+        act = Volume(conc.astype(np.float32) * np.float32(1000.0), grid=grid, name="analytic phantom", unit="counts")
+        return PhantomCase(act, ct_vol, seg, params, {}, expected, "analytic phantom: exact uptake on the segmentation grid")
+    act = _bremsstrahlung_spect(conc, grid, extent, s, seed)
     return PhantomCase(
         act, ct_vol, seg, params, {}, expected,
         "synthetic Y-90 Bremsstrahlung SPECT/CT: liver (right and left lobes), three tumours "

@@ -130,14 +130,23 @@ def plot_dvh(result, path=None, *, step_gy=None):
     threshold.  The LSF lung entry is a single step at its uniform dose.
     """
     require_matplotlib()
-    from matplotlib import patheffects
-
     step = float(step_gy or getattr(result.params, "dvh_curve_step_gy", None) or 0.1)
     if not step > 0:
         raise ValueError(f"step_gy must be positive, got {step_gy!r}")
     rules = _dose_rules(result)
     fig = _new_figure((9.0, 5.5), 120)
     ax = fig.add_subplot(1, 1, 1)
+    _draw_dvh_curves(ax, result, step)
+    x_max = _dvh_x_max(result, rules)
+    _draw_threshold_lines(ax, rules, x_max)
+    _dvh_axes(ax, result, x_max)
+    return png_bytes(fig, path)
+
+
+def _draw_dvh_curves(ax, result, step):
+    """One curve per segment in its colour; segments sharing a colour get other line styles."""
+    from matplotlib import patheffects
+
     styles = ("-", "--", "-.", ":")
     seen_colors = {}
     for s in result.segments:
@@ -153,8 +162,10 @@ def plot_dvh(result, path=None, *, step_gy=None):
         label = f"{s.name}: mean {format_metric('mean_gy', mean)} Gy"
         (line,) = ax.plot(d, v, color=color, lw=lw, ls=styles[n_same % len(styles)], label=_mpl_text(label), zorder=3)
         line.set_path_effects([patheffects.Stroke(linewidth=lw + 1.4, foreground="0.25"), patheffects.Normal()])
-    x_max = _dvh_x_max(result, rules)
-    # Threshold lines: one line per value, the labels of rules that share it joined.
+
+
+def _draw_threshold_lines(ax, rules, x_max):
+    """One vertical line per threshold value, the labels of rules that share it joined."""
     by_value = {}
     for r in rules:
         by_value.setdefault(float(r.threshold), []).append(r)
@@ -173,6 +184,10 @@ def plot_dvh(result, path=None, *, step_gy=None):
             va="bottom" if lane == 0 else "top", fontsize=8, color=color, zorder=4,
             bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75),
         )
+
+
+def _dvh_axes(ax, result, x_max):
+    """Axes, grid, title, status badge and legend of the DVH plot."""
     ax.set_xlim(0, x_max)
     ax.set_ylim(0, 102)
     ax.set_yticks(np.arange(0, 101, 10))
@@ -192,7 +207,6 @@ def plot_dvh(result, path=None, *, step_gy=None):
     )
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right", fontsize=8, framealpha=0.92, title="segment", title_fontsize=8)
-    return png_bytes(fig, path)
 
 
 # -- dose slices --------------------------------------------------------------------------------
@@ -476,10 +490,6 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
     of each tumour threshold of the rule set.
     """
     require_matplotlib()
-    import matplotlib
-    from matplotlib import patheffects
-    from matplotlib.lines import Line2D
-
     planes = dose_slice_planes(result, background, segmentation, max_tumours=max_tumours, views=views, fov_mm=fov_mm)
     if not planes:
         raise ValueError("no segment to show in the dose slices")
@@ -490,69 +500,15 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
     axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False))
     d_max, plane_max = _dose_scale_max(result, planes)
     threshold = max(1.0, 0.01 * d_max)
-    try:
-        cmap = matplotlib.colormaps["turbo"]
-    except (AttributeError, KeyError):  # matplotlib < 3.5
-        import matplotlib.cm as cm
-
-        cmap = cm.get_cmap("jet")
-    try:
-        cmap = cmap.with_extremes(bad=(0, 0, 0, 0), under=(0, 0, 0, 0))
-    except AttributeError:  # matplotlib < 3.4
-        cmap = cmap.copy()
-        cmap.set_bad(alpha=0.0)
-        cmap.set_under(alpha=0.0)
+    cmap = _dose_colormap()
     isodoses = sorted({float(r.threshold) for r in _dose_rules(result) if r.role == "tumor" and r.kind == "efficacy" and 0 < r.threshold < d_max})
     seg_means = {s.name: s.metrics.get("mean_gy") for s in result.segments}
     legend = {}
     im = None
-    outline = [patheffects.withStroke(linewidth=2.2, foreground="black")]
     for p in planes:
-        r, c = names.index(p.segment), views.index(p.view)
-        ax = axes[r, c]
-        grey = np.ma.masked_invalid(p.background)
-        lo, hi = _background_window(p)
-        ax.imshow(grey, cmap="gray", vmin=lo, vmax=hi, extent=p.extent_mm, origin="upper", interpolation="nearest")
-        dose = np.ma.masked_less(p.dose_gy, threshold)
-        im = ax.imshow(dose, cmap=cmap, vmin=threshold, vmax=d_max, alpha=0.55, extent=p.extent_mm, origin="upper", interpolation="nearest")
-        ny, nx = p.dose_gy.shape
-        xs = np.linspace(p.extent_mm[0], p.extent_mm[1], nx + 1)
-        xs = (xs[:-1] + xs[1:]) / 2
-        ys = np.linspace(p.extent_mm[3], p.extent_mm[2], ny + 1)  # top to bottom = row order
-        ys = (ys[:-1] + ys[1:]) / 2
-        for level in isodoses:
-            if p.dose_gy.max() >= level:
-                ax.contour(xs, ys, p.dose_gy, levels=[level], colors="white", linewidths=1.0, linestyles="--")
-                legend[f"{level:g} Gy isodose (tumour threshold)"] = Line2D([], [], color="white", ls="--", lw=1.0, path_effects=outline)
-        for n, m in p.masks.items():
-            if not m.any():
-                continue
-            role = p.roles.get(n)
-            lw = 2.6 if n == p.segment else (1.8 if role == "tumor" else 1.2)
-            cs = ax.contour(xs, ys, m.astype(np.float32), levels=[0.5], colors=[p.colors[n]], linewidths=lw)
-            if role == "tumor":  # a dark edge keeps pale tumour colours visible on the dose wash
-                _set_path_effects(cs, [patheffects.Stroke(linewidth=lw + 1.6, foreground="black"), patheffects.Normal()])
-            legend.setdefault(n, Line2D([], [], color=p.colors[n], lw=2.2 if role == "tumor" else 1.4))
-        ax.set_xlim(p.extent_mm[0], p.extent_mm[1])
-        ax.set_ylim(p.extent_mm[2], p.extent_mm[3])
-        ax.set_aspect("equal")
-        ax.set_facecolor("black")
-        ax.tick_params(labelsize=7)
-        ax.set_xlabel(p.axis_labels[0], fontsize=7.5)
-        ax.set_ylabel(p.axis_labels[1], fontsize=7.5)
-        left, right, top, bottom = p.letters
-        for text, (x, y, ha, va) in zip(
-            (left, right, top, bottom),
-            ((0.015, 0.5, "left", "center"), (0.985, 0.5, "right", "center"), (0.5, 0.985, "center", "top"), (0.5, 0.015, "center", "bottom")),
-        ):
-            ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, color="white", fontsize=10, fontweight="bold", path_effects=outline)
-        x, y, z = p.centre_lps
-        where = f"z = {z:.1f} mm" if p.view == "axial" else f"y = {y:.1f} mm"
-        mean = seg_means.get(p.segment)
-        head = f"{p.segment} \u2014 {p.view}, {where} (LPS)"
-        if mean is not None:
-            head += f"\nmean dose {format_metric('mean_gy', mean)} Gy"
-        ax.set_title(_mpl_text(head), fontsize=9)
+        ax = axes[names.index(p.segment), views.index(p.view)]
+        im = _draw_dose_plane(ax, p, cmap, threshold, d_max, isodoses, legend)
+        _label_plane(ax, p, seg_means.get(p.segment))
     for r in range(nrows):
         cb = fig.colorbar(im, ax=list(axes[r, :]), shrink=0.9, pad=0.01, extend="max" if plane_max > d_max else "neither")
         cb.set_label("dose (Gy)", fontsize=8)
@@ -569,6 +525,86 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
         fontsize=10,
     )
     return png_bytes(fig, path)
+
+
+def _dose_colormap():
+    """'turbo' (jet on old matplotlib) with transparent masked and below-range values."""
+    import matplotlib
+
+    try:
+        cmap = matplotlib.colormaps["turbo"]
+    except (AttributeError, KeyError):  # matplotlib < 3.5
+        import matplotlib.cm as cm
+
+        cmap = cm.get_cmap("jet")
+    try:
+        return cmap.with_extremes(bad=(0, 0, 0, 0), under=(0, 0, 0, 0))
+    except AttributeError:  # matplotlib < 3.4
+        cmap = cmap.copy()
+        cmap.set_bad(alpha=0.0)
+        cmap.set_under(alpha=0.0)
+        return cmap
+
+
+_OUTLINE_WIDTH = 2.2
+
+
+def _draw_dose_plane(ax, p, cmap, threshold, d_max, isodoses, legend):
+    """Background, dose wash, isodose lines and segment contours of one plane; returns the wash image."""
+    from matplotlib import patheffects
+    from matplotlib.lines import Line2D
+
+    outline = [patheffects.withStroke(linewidth=_OUTLINE_WIDTH, foreground="black")]
+    grey = np.ma.masked_invalid(p.background)
+    lo, hi = _background_window(p)
+    ax.imshow(grey, cmap="gray", vmin=lo, vmax=hi, extent=p.extent_mm, origin="upper", interpolation="nearest")
+    dose = np.ma.masked_less(p.dose_gy, threshold)
+    im = ax.imshow(dose, cmap=cmap, vmin=threshold, vmax=d_max, alpha=0.55, extent=p.extent_mm, origin="upper", interpolation="nearest")
+    ny, nx = p.dose_gy.shape
+    xs = np.linspace(p.extent_mm[0], p.extent_mm[1], nx + 1)
+    xs = (xs[:-1] + xs[1:]) / 2
+    ys = np.linspace(p.extent_mm[3], p.extent_mm[2], ny + 1)  # top to bottom = row order
+    ys = (ys[:-1] + ys[1:]) / 2
+    for level in isodoses:
+        if p.dose_gy.max() >= level:
+            ax.contour(xs, ys, p.dose_gy, levels=[level], colors="white", linewidths=1.0, linestyles="--")
+            legend[f"{level:g} Gy isodose (tumour threshold)"] = Line2D([], [], color="white", ls="--", lw=1.0, path_effects=outline)
+    for n, m in p.masks.items():
+        if not m.any():
+            continue
+        role = p.roles.get(n)
+        lw = 2.6 if n == p.segment else (1.8 if role == "tumor" else 1.2)
+        cs = ax.contour(xs, ys, m.astype(np.float32), levels=[0.5], colors=[p.colors[n]], linewidths=lw)
+        if role == "tumor":  # a dark edge keeps pale tumour colours visible on the dose wash
+            _set_path_effects(cs, [patheffects.Stroke(linewidth=lw + 1.6, foreground="black"), patheffects.Normal()])
+        legend.setdefault(n, Line2D([], [], color=p.colors[n], lw=2.2 if role == "tumor" else 1.4))
+    return im
+
+
+def _label_plane(ax, p, mean_gy):
+    """Axes, orientation letters and title of one plane."""
+    from matplotlib import patheffects
+
+    outline = [patheffects.withStroke(linewidth=_OUTLINE_WIDTH, foreground="black")]
+    ax.set_xlim(p.extent_mm[0], p.extent_mm[1])
+    ax.set_ylim(p.extent_mm[2], p.extent_mm[3])
+    ax.set_aspect("equal")
+    ax.set_facecolor("black")
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel(p.axis_labels[0], fontsize=7.5)
+    ax.set_ylabel(p.axis_labels[1], fontsize=7.5)
+    left, right, top, bottom = p.letters
+    for text, (x, y, ha, va) in zip(
+        (left, right, top, bottom),
+        ((0.015, 0.5, "left", "center"), (0.985, 0.5, "right", "center"), (0.5, 0.985, "center", "top"), (0.5, 0.015, "center", "bottom")),
+    ):
+        ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, color="white", fontsize=10, fontweight="bold", path_effects=outline)
+    x, y, z = p.centre_lps
+    where = f"z = {z:.1f} mm" if p.view == "axial" else f"y = {y:.1f} mm"
+    head = f"{p.segment} \u2014 {p.view}, {where} (LPS)"
+    if mean_gy is not None:
+        head += f"\nmean dose {format_metric('mean_gy', mean_gy)} Gy"
+    ax.set_title(_mpl_text(head), fontsize=9)
 
 
 def _set_path_effects(contour_set, effects):

@@ -179,34 +179,9 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
     """
     d = result.to_dict()
     title = title or "Y-90 radioembolization dosimetry report"
-    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-    sw = dict(d.get("software", {}))
-    try:
-        import matplotlib
-
-        sw["matplotlib"] = matplotlib.__version__
-    except ImportError:
-        sw["matplotlib"] = "not installed"
-    sw_text = ", ".join(f"{k} {v}" for k, v in sw.items() if k not in ("name", "version"))
-    status = result.overall_status
-    fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
-    inputs = dict(d.get("inputs") or {})
-    roles = inputs.pop("roles", None)
-    warn = d.get("warnings") or []
-    p = []
-    p.append(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{_CSS}</style></head><body>')
-    p.append(f"<h1>{_e(title)}</h1>")
-    p.append(
-        f'<p class="meta">Generated {_e(now)} by {_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} '
-        f"({_e(sw_text)}).<br>Dose method: {_e(result.params.method.upper())}; calibration: {_e(result.params.calibration)}; "
-        f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
-        '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>'
-    )
-    banner_word = {"PASS": "PASS", "FAIL": "FAIL"}.get(status, "N/A")
-    p.append(
-        f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'
-        f"{_e(result.summary_line())}</div>"
-    )
+    sw = _software_versions(d)
+    p = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{_CSS}</style></head><body>']
+    p += _head_html(result, title, sw)
     p.append("<h2>Rule evaluations</h2>")
     desc = getattr(result.rules, "description", "")
     if desc:
@@ -215,12 +190,56 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
     p.append("<h2>Per-segment metrics</h2>")
     p.append(_metrics_html(result))
     p.append("<h2>Warnings</h2>")
+    warn = d.get("warnings") or []
     if warn:
         p.append("<ul>" + "".join(f"<li>{_e(w)}</li>" for w in warn) + "</ul>")
     else:
         p.append('<p class="note">None.</p>')
     p.append("<h2>Figures</h2>")
     p.append(_figures_html(result, background, segmentation))
+    p += _record_html(d)
+    p.append("<h2>Known limits</h2><ul>" + "".join(f"<li>{_e(t)}</li>" for t in KNOWN_LIMITS) + "</ul>")
+    p.append(f'<p class="meta">{_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} \u2014 research software, not a medical device.</p>')
+    p.append("</body></html>\n")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(p))
+    return str(path)
+
+
+def _software_versions(d):
+    sw = dict(d.get("software", {}))
+    try:
+        import matplotlib
+
+        sw["matplotlib"] = matplotlib.__version__
+    except ImportError:
+        sw["matplotlib"] = "not installed"
+    return sw
+
+
+def _head_html(result, title, sw):
+    """Title, date, software, disclaimer and the PASS/FAIL banner."""
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    sw_text = ", ".join(f"{k} {v}" for k, v in sw.items() if k not in ("name", "version"))
+    status = result.overall_status
+    fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
+    banner_word = {"PASS": "PASS", "FAIL": "FAIL"}.get(status, "N/A")
+    return [
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">Generated {_e(now)} by {_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} '
+        f"({_e(sw_text)}).<br>Dose method: {_e(result.params.method.upper())}; calibration: {_e(result.params.calibration)}; "
+        f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
+        '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>',
+        f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'
+        f"{_e(result.summary_line())}</div>",
+    ]
+
+
+def _record_html(d):
+    """What the result was computed from: calibration summary, parameters, constants, grid, inputs, timings."""
+    inputs = dict(d.get("inputs") or {})
+    roles = inputs.pop("roles", None)
+    p = []
     p.append("<h2>Calibration and activity summary</h2>")
     p.append(_kv_table(d.get("summary") or {}))
     p.append("<h2>Parameters</h2>")
@@ -237,9 +256,4 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
         p.append(_table(["segment", "role"], [f"<tr><td>{_e(n)}</td><td>{_e(ROLE_LABELS.get(r, r))}</td></tr>" for n, r in roles.items()]))
     if d.get("timings_s"):
         p.append("<h3>Computation times (s)</h3>" + _kv_table(d["timings_s"]))
-    p.append("<h2>Known limits</h2><ul>" + "".join(f"<li>{_e(t)}</li>" for t in KNOWN_LIMITS) + "</ul>")
-    p.append(f'<p class="meta">{_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} \u2014 research software, not a medical device.</p>')
-    p.append("</body></html>\n")
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(p))
-    return str(path)
+    return p

@@ -1,0 +1,67 @@
+"""The engine's shape: functions of one step, run_case as the list of the pipeline's steps, and the
+stage packages the architecture notes describe (docs/architecture.md).
+
+The import layers themselves are checked by import-linter in CI (contracts in pyproject.toml).
+"""
+
+import ast
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIB = os.path.join(ROOT, "TAREDosimetry", "TAREDosimetryLib")
+MAX_FUNCTION_LINES = 60
+
+
+def _engine_py_files():
+    out = []
+    for dirpath, dirnames, filenames in os.walk(LIB):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        out += [os.path.join(dirpath, f) for f in filenames if f.endswith(".py")]
+    return sorted(out)
+
+
+def _code_lines(func):
+    """Lines of a function from its first statement after the docstring to its end."""
+    body = func.body
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        start = body[1].lineno if len(body) > 1 else first.end_lineno
+    else:
+        start = first.lineno
+    return func.end_lineno - start + 1
+
+
+@pytest.mark.parametrize("path", _engine_py_files(), ids=lambda p: os.path.relpath(p, LIB))
+def test_every_engine_function_is_one_step_of_at_most_60_lines(path):
+    with open(path, encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    long = [(n.name, _code_lines(n)) for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and _code_lines(n) > MAX_FUNCTION_LINES]
+    assert not long, f"split these into steps of at most {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_run_case_calls_the_pipeline_steps_in_data_flow_order():
+    with open(os.path.join(LIB, "pipeline.py"), encoding="utf-8") as fh:
+        tree = ast.parse(fh.read())
+    run_case = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run_case")
+    called = [n.func.id for n in ast.walk(run_case) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+    steps = ["check_inputs", "resolve_roles", "build_metrics_grid", "derive_normal_liver", "activity_step",
+             "density_step", "dose_step", "sample_maps", "segment_results_step", "lung_step", "tn_ratio_step", "rules_step"]
+    order = [called.index(s) for s in steps]
+    assert order == sorted(order), f"run_case calls the steps out of order: {called}"
+
+
+def test_architecture_notes_name_every_stage_package_and_module():
+    with open(os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8") as fh:
+        notes = fh.read()
+    for path in _engine_py_files():
+        rel = os.path.relpath(path, LIB).replace(os.sep, "/")
+        name = os.path.basename(rel)
+        if name in ("__init__.py", "__main__.py") or rel.startswith("cli/"):
+            continue
+        assert re.search(rf"`[^`]*{re.escape(name)}`|\b{re.escape(name[:-3])}\b", notes), f"docs/architecture.md does not mention {rel}"
+    for package in ("imaging/", "dose/", "evaluation/", "reporting/", "cli/"):
+        assert package in notes, package
