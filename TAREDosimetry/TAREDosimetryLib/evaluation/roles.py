@@ -63,7 +63,7 @@ _KNOWN_OTHER = (
 _PATTERNS = (
     # "background liver" is the non-tumoural liver (normal_liver below), not a segment to ignore.
     ("ignore", r"\b(ignore|exclude[d]?)\b|\bbackground\b(?![\s_-]*(liver|leber|foie))"),
-    ("other", _KNOWN_OTHER),
+    ("other", _KNOWN_OTHER + r"|\bnon[\s_-]*perfus|\bunperfus|\buntreated"),
     ("lung", r"\blungs?\b|\bpulmo|lung_(upper|lower|middle)|\blobe\b.*\blung|\bpoumons?\b|\bpulmon|\bpolmon[ei]\b"
              r"|\blungen?\b|\blunga\b"),
     ("perfused_normal", r"perfused[\s_-]*(liver[\s_-]*)?(normal|healthy|non[\s_-]*tumou?r(al)?)|(normal|healthy)[\s_-]*perfused"),
