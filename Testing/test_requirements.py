@@ -97,3 +97,34 @@ def test_params_files_of_older_runs_keep_their_explicit_values():
     p = DosimetryParams.from_dict({"administered_activity_gbq": 1.8, "lung_shunt_fraction": 0.0,
                                    "hours_since_administration": 0.0})
     assert p.lung_shunt_fraction == 0.0 and p.hours_since_administration == 0.0
+
+
+def test_batch_refuses_a_pet_row_without_scan_time_and_goes_on(tmp_path):
+    import csv
+    import os
+
+    from TAREDosimetryLib.cli import main
+    from TAREDosimetryLib.imaging.images import write_image
+
+    act, seg = box_case()
+    pet = str(tmp_path / "pet.nrrd")
+    write_image(act.with_array(act.array * np.float32(3e5)), pet)
+    labels = str(tmp_path / "labels.nrrd")
+    lab = seg.mask("liver").astype(np.uint8)
+    lab[seg.mask("tumour")] = 2
+    write_image(act.with_array(lab), labels)
+    p, lb = os.path.basename(pet), os.path.basename(labels)
+    (tmp_path / "cases.csv").write_text(
+        "case_id,pet,segmentation,labels,hours_since_administration,image_decay_corrected\n"
+        f'notime,{p},{lb},"1=liver,2=tumour",,\n'
+        f'zero,{p},{lb},"1=liver,2=tumour",0,\n'
+        f'corrected,{p},{lb},"1=liver,2=tumour",,true\n'
+    )
+    out = tmp_path / "batch"
+    assert main(["batch", "--manifest", str(tmp_path / "cases.csv"), "--out", str(out), "--quiet", "--no-report"]) == 3
+    with open(out / "batch_summary.csv") as fh:
+        rows = {r["case_id"]: r for r in csv.DictReader(fh)}
+    assert rows["notime"]["status"] == "failed" and "needs the time from administration" in rows["notime"]["error"]
+    assert rows["zero"]["status"] == rows["corrected"]["status"] == "ok"
+    # no lung segment, image lung dose: the lung rules are N/A, so the case is not a PASS
+    assert rows["zero"]["overall"] in ("INCOMPLETE", "FAIL") and "no segment with role lung" in rows["zero"]["incomplete_reasons"]
