@@ -98,7 +98,8 @@ class CaseResult:
         """Why the case is (or, when it FAILs, would also be) incomplete: list of str."""
         return incomplete_reasons(self.evaluations, self.input_reasons)
 
-    def summary_line(self):
+    def summary_line(self, with_reasons=True):
+        """One line: status, rules passed, each evaluated rule, and (``with_reasons``) why the case is incomplete."""
         ev = [e for e in self.evaluations if e.status in ("PASS", "FAIL")]
         n_fail = sum(e.status == "FAIL" for e in ev)
         parts = []
@@ -107,7 +108,7 @@ class CaseResult:
             parts.append(f"{e.segment_name} {e.rule.metric} {e.measured:.1f} {e.rule.comparison} {e.rule.threshold:g}: {e.status}{pv}")
         head = f"{self.overall_status}: {len(ev) - n_fail}/{len(ev)} evaluated rules pass ({self.rules.name})"
         reasons = self.incomplete_reasons
-        tail = f"; incomplete: {' | '.join(reasons)}" if reasons else ""
+        tail = f"; incomplete: {' | '.join(reasons)}" if reasons and with_reasons else ""
         return head + ("; " + "; ".join(parts) if parts else "") + tail
 
     def to_dict(self):

@@ -263,7 +263,7 @@ def _head_html(result, title, sw):
         f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
         '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>',
         f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'
-        f"{_e(result.summary_line())}</div>",
+        f"{_e(result.summary_line(with_reasons=False))}</div>",
     ] + _status_details_html(result)
 
 
