@@ -139,3 +139,17 @@ def test_cli_reads_the_rc_table_and_records_it(tmp_path):
     assert m["parameters"]["recovery_coefficient_axis"] == "volume_ml" and m["parameters"]["resolution_fwhm_mm"] == 12.0
     t = next(s for s in m["segments"] if s["name"] == "tumour")
     assert t["pv_warning"] and t["mean_gy_rc_corrected"] > t["mean_gy"]
+
+
+def test_manifest_column_reads_the_rc_file_relative_to_the_manifest(tmp_path):
+    from TAREDosimetryLib.batch import read_manifest
+
+    (tmp_path / "rc").mkdir()
+    (tmp_path / "rc" / "nema.csv").write_text("diameter_mm,rc\n" + "".join(f"{x},{rc}\n" for x, rc in RC_TABLE))
+    (tmp_path / "cases.csv").write_text(
+        "case_id,spect,segmentation,recovery_coefficients,resolution_fwhm_mm,microsphere,allow_unusual_activity\n"
+        "a,s.nrrd,seg.nrrd,rc/nema.csv,15,glass,true\nb,s.nrrd,seg.nrrd,rc/missing.csv,,,\n")
+    a, b = read_manifest(str(tmp_path / "cases.csv"))
+    assert a["params_changes"] == {"recovery_coefficients": RC_TABLE, "recovery_coefficient_axis": "diameter_mm",
+                                   "resolution_fwhm_mm": 15.0, "microsphere": "glass", "allow_unusual_activity": True}
+    assert "missing.csv" in b["error"] and "cannot be read" in b["error"]
