@@ -106,6 +106,40 @@ class DoseMethod(enum.Enum):
         return {"ldm": _("Local deposition (LDM)"), "dvk": _("Kernel convolution (DVK)")}[self.name]
 
 
+class Microsphere(enum.Enum):
+    notGiven = "notGiven"
+    glass = "glass"
+    resin = "resin"
+
+    def label(self):
+        return {"notGiven": _("Not given"), "glass": _("Glass"), "resin": _("Resin")}[self.name]
+
+
+class Indication(enum.Enum):
+    notGiven = "notGiven"
+    hcc = "hcc"
+    icc = "icc"
+    mcrc = "mcrc"
+    breast = "breast"
+    other = "other"
+
+    def label(self):
+        return {"notGiven": _("Not given"), "hcc": _("Hepatocellular carcinoma"), "icc": _("Intrahepatic cholangiocarcinoma"),
+                "mcrc": _("Colorectal metastases"), "breast": _("Breast-cancer metastases"), "other": _("Other")}[self.name]
+
+
+class TreatmentApproach(enum.Enum):
+    notGiven = "notGiven"
+    unilobar = "unilobar"
+    bilobar = "bilobar"
+    segmentectomy = "segmentectomy"
+    lobectomy = "lobectomy"
+
+    def label(self):
+        return {"notGiven": _("Not given"), "unilobar": _("Unilobar"), "bilobar": _("Bilobar"),
+                "segmentectomy": _("Radiation segmentectomy"), "lobectomy": _("Radiation lobectomy")}[self.name]
+
+
 class ComputeDevice(enum.Enum):
     auto = "auto"
     cpu = "cpu"
@@ -120,10 +154,12 @@ class TAREDosimetryParameterNode:
     """Everything the panel shows, saved with the scene.
 
     Inputs: activityVolume (SPECT/PET), ctVolume (optional), segmentation.
+    Numbers that may be "not given" (LSF, time since administration, bilirubin, hepatic reserve)
+    hold -1 for "not given" (shown as such); they are never read as 0.
     Roles and rules: segmentRolesJson ({segment name: role}), rulePreset, rulesJson (edited
     rule set as RuleSet.to_dict() JSON; empty means the preset).
-    Outputs (re-used on every run): doseVolume, metricsTable, evaluationTable, dvhTable,
-    dvhThresholdTable, dvhChart.
+    Outputs (re-used on every run): doseVolume, statusTable (overall status, incomplete reasons,
+    scope warnings), metricsTable, evaluationTable, dvhTable, dvhThresholdTable, dvhChart.
     """
 
     activityVolume: vtkMRMLScalarVolumeNode
@@ -133,10 +169,18 @@ class TAREDosimetryParameterNode:
     calibration: CalibrationMode = CalibrationMode.relative
     administeredActivityGBq: Annotated[float, WithinRange(0.0, 100.0)] = 1.0
     residualPercent: Annotated[float, WithinRange(0.0, 99.0)] = 0.0
-    lungShuntPercent: Annotated[float, WithinRange(0.0, 99.0)] = 0.0
+    lungShuntFractionPercent: Annotated[float, WithinRange(-1.0, 99.0)] = -1.0
     referenceRegion: ReferenceRegion = ReferenceRegion.liver
-    hoursSinceAdministration: Annotated[float, WithinRange(0.0, 1000.0)] = 0.0
+    allowUnusualActivity: bool = False
+    hoursAfterAdministration: Annotated[float, WithinRange(-1.0, 1000.0)] = -1.0
     imageDecayCorrected: bool = False
+
+    microsphere: Microsphere = Microsphere.notGiven
+    indication: Indication = Indication.notGiven
+    treatmentApproach: TreatmentApproach = TreatmentApproach.notGiven
+    bilirubinMgDl: Annotated[float, WithinRange(-1.0, 50.0)] = -1.0
+    hepaticReservePercent: Annotated[float, WithinRange(-1.0, 100.0)] = -1.0
+    resolutionFwhmMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
 
     doseMethod: DoseMethod = DoseMethod.ldm
     computeDevice: ComputeDevice = ComputeDevice.auto
@@ -156,6 +200,7 @@ class TAREDosimetryParameterNode:
     exportOverwrite: bool = False
 
     doseVolume: vtkMRMLScalarVolumeNode
+    statusTable: vtkMRMLTableNode
     metricsTable: vtkMRMLTableNode
     evaluationTable: vtkMRMLTableNode
     dvhTable: vtkMRMLTableNode
@@ -423,7 +468,8 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def storeRulesFromTable(self) -> None:
         try:
-            ruleset = mc.ruleset_from_rows(_("custom"), self._tableRows())
+            preset = PRESETS.get(self._parameterNode.rulePreset)
+            ruleset = mc.ruleset_from_rows(_("custom"), self._tableRows(), scope=preset.scope if preset else None)
         except InputError as exc:
             self._rulesError = str(exc)
             self.updateGuiState()
@@ -535,8 +581,10 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Dosimetry failed."), waitCursor=True):
                 result = self.logic.process(self._parameterNode, progress=self._progress, show=True)
-                lines = [mc.summary_line(result.evaluations)] + [_("Warning: {w}").format(w=w) for w in result.warnings]
+                lines = [mc.summary_line(result.evaluations, result.input_reasons)] + [_("Warning: {w}").format(w=w) for w in result.warnings]
                 self.ui.summaryLabel.text = "\n".join(lines)
+                r, g, b = (int(255 * c * 0.8) for c in mc.status_color(result.overall_status))
+                self.ui.summaryLabel.setStyleSheet(f"QLabel {{ color: rgb({r}, {g}, {b}); }}")
                 self._setStatus(_("Done.") + (" " + _("{n} warning(s), see Results.").format(n=len(result.warnings)) if result.warnings else ""))
         except Exception as exc:
             self._setStatus(_("Failed: {error}").format(error=exc))
@@ -609,15 +657,27 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
     # -- parameters --------------------------------------------------------------------------
     @staticmethod
     def engineParams(pn) -> DosimetryParams:
-        """The engine's DosimetryParams from the parameter node (percent fields become fractions)."""
+        """The engine's DosimetryParams from the parameter node (percent fields become fractions;
+        "not given" (-1, or the first choice of a clinical input) becomes None, never 0)."""
+        def given(value, scale=1.0):
+            return None if value < 0 else value * scale
+
+        def choice(member):
+            return None if member.value == "notGiven" else member.value
+
         return DosimetryParams(
             calibration=pn.calibration.value,
             administered_activity_gbq=pn.administeredActivityGBq if pn.calibration == CalibrationMode.relative else None,
             residual_fraction=pn.residualPercent / 100.0,
-            lung_shunt_fraction=pn.lungShuntPercent / 100.0,
+            lung_shunt_fraction=given(pn.lungShuntFractionPercent, 0.01),
             reference_region=pn.referenceRegion.value,
-            hours_since_administration=pn.hoursSinceAdministration,
+            hours_since_administration=given(pn.hoursAfterAdministration),
             image_decay_corrected=pn.imageDecayCorrected,
+            allow_unusual_activity=pn.allowUnusualActivity,
+            microsphere=choice(pn.microsphere), indication=choice(pn.indication),
+            treatment_approach=choice(pn.treatmentApproach),
+            bilirubin_mg_dl=given(pn.bilirubinMgDl), hepatic_reserve_pct=given(pn.hepaticReservePercent),
+            resolution_fwhm_mm=pn.resolutionFwhmMm or None,
             method=pn.doseMethod.value,
             device=pn.computeDevice.value,
             k_gy_kg_per_gbq=pn.kGyKgPerGBq,
@@ -662,6 +722,19 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
         for node in (pn.doseVolume,):
             if node is not None and node in (pn.activityVolume, pn.ctVolume):
                 return _("The dose output node is one of the inputs.")
+        return self.whyInputsIncomplete(pn, names)
+
+    def whyInputsIncomplete(self, pn, names) -> str:
+        """The engine's refusal of parameters that must not be defaulted (activity range, LSF with
+        lung rules, time since administration), as the panel's reason; empty when none."""
+        from TAREDosimetryLib.evaluation.requirements import check_required_inputs
+
+        try:
+            params = self.engineParams(pn)
+            lungs = [n for n, role in mc.role_rows(names, self.savedRoles(pn)) if role == "lung"]
+            check_required_inputs(params, self.ruleSet(pn), params.effective_lung_dose_from, lungs)
+        except InputError as exc:
+            return str(exc)
         return ""
 
     # -- running -------------------------------------------------------------------------------
@@ -671,7 +744,8 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
         if reason:
             raise InputError(reason)
         outputs = {
-            "doseVolume": pn.doseVolume, "metricsTable": pn.metricsTable, "evaluationTable": pn.evaluationTable,
+            "doseVolume": pn.doseVolume, "statusTable": pn.statusTable, "metricsTable": pn.metricsTable,
+            "evaluationTable": pn.evaluationTable,
             "dvhTable": pn.dvhTable, "dvhThresholdTable": pn.dvhThresholdTable, "dvhChart": pn.dvhChart,
         }
         result = self.run(
@@ -699,7 +773,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
             segmentation are ignored).
         rules : RuleSet, preset name or rule-file path (engine default preset when None).
         outputs : dict of output nodes to re-use, updated in place with the nodes used
-            (keys doseVolume, metricsTable, evaluationTable, dvhTable, dvhThresholdTable, dvhChart).
+            (keys doseVolume, statusTable, metricsTable, evaluationTable, dvhTable, dvhThresholdTable, dvhChart).
         progress : callable(fraction, message), optional.
         show : show the dose over the CT, the chart in the layout and PASS/FAIL colours.
 

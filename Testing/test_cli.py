@@ -117,7 +117,7 @@ def test_run_with_label_map_roles_and_rule_file(tmp_path):
     rules.write_text(json.dumps({"name": "local", "rules": [{"role": "tumor", "metric": "D70", "comparison": ">=", "threshold": 50, "source": "ours"}]}))
     out = tmp_path / "out"
     code = main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=nodule A", "--role", "nodule A=tumour",
-                 "--administered-activity-gbq", "1.5", "--thresholds", str(rules), "--out", str(out), "--quiet", "--no-report"])
+                 "--administered-activity-gbq", "1.5", "--lung-shunt-fraction", "0", "--thresholds", str(rules), "--out", str(out), "--quiet", "--no-report"])
     assert code == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["rules"]["name"] == "local"
@@ -137,13 +137,24 @@ def test_run_with_label_map_roles_and_rule_file(tmp_path):
         (["--administered-activity-gbq", "1", "--role", "liver=kidney"], "unknown role"),
         (["--administered-activity-gbq", "1", "--role", "lvr=liver"], "no such segment"),
         ([], "administered_activity_gbq is required"),
+        (["--administered-activity-gbq", "1"], "lung_shunt_fraction .* is not given, but rule 'lung mean dose per treatment'"),
+        (["--administered-activity-gbq", "1800", "--lung-shunt-fraction", "0"], "1800 GBq is outside the 0.05-20 GBq.*MBq"),
+        (["--pet", "PET"], "needs the time from administration to the scan"),
+        (["--administered-activity-gbq", "1", "--lung-shunt-fraction", "0", "--bilirubin-mg-dl", "-1"], "bilirubin_mg_dl must be >= 0"),
+        (["--administered-activity-gbq", "1", "--lung-shunt-fraction", "0", "--hepatic-reserve-pct", "130"], "hepatic_reserve_pct must be <= 100"),
+        (["--administered-activity-gbq", "1", "--lung-shunt-fraction", "0", "--indication", "hcc"], "several threshold presets fit indication hcc"),
+        (["--administered-activity-gbq", "1", "--lung-shunt-fraction", "0", "--thresholds", "hcc-glass-bilirubin"], "retired.*--bilirubin-mg-dl"),
+        (["--administered-activity-gbq", "1", "--lung-shunt-fraction", "0", "--recovery-coefficients", "RC"], "recovery-coefficient file"),
         (["--administered-activity-gbq", "1", "--quantitative", "--relative"], "--quantitative .* and --relative contradict"),
     ],
 )
 def test_bad_options_give_one_line_and_exit_2(tmp_path, capsys, extra, match):
     spect, labels = _case_files(tmp_path)
     out = tmp_path / "out"
-    code = main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--out", str(out), "--quiet", "--no-report"] + extra)
+    (tmp_path / "rc.csv").write_text("diameter_mm,rc\n10,0.3\n")  # a single point: refused
+    extra = [{"PET": spect, "RC": str(tmp_path / "rc.csv")}.get(x, x) for x in extra]
+    image = [] if "--pet" in extra else ["--spect", spect]
+    code = main(["run"] + image + ["--segmentation", labels, "--labels", "1=liver,2=tumour", "--out", str(out), "--quiet", "--no-report"] + extra)
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("tare-dosimetry: error:")
@@ -169,7 +180,7 @@ def test_inputs_are_not_modified(tmp_path):
     before = {p: open(p, "rb").read() for p in (spect, labels)}
     out = tmp_path / "out"
     assert main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--administered-activity-gbq", "1",
-                 "--out", str(out), "--quiet", "--no-report"]) == 0
+                 "--lung-shunt-fraction", "0", "--out", str(out), "--quiet", "--no-report"]) == 0
     assert {p: open(p, "rb").read() for p in (spect, labels)} == before
 
 
@@ -184,7 +195,7 @@ def test_failure_while_writing_leaves_no_partial_output(tmp_path, monkeypatch):
     monkeypatch.setattr(outputs, "_write_csv", broken)
     out = tmp_path / "out"
     code = main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--administered-activity-gbq", "1",
-                 "--out", str(out), "--quiet", "--no-report"])
+                 "--lung-shunt-fraction", "0", "--out", str(out), "--quiet", "--no-report"])
     assert code == 1
     assert not out.exists()
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
@@ -199,19 +210,21 @@ def test_batch_goes_on_past_failing_cases(tmp_path, capsys):
         f'good,{sp},{lb},"1=liver,2=tumour",1.2,0.05\n'
         f"missing,nope.nrrd,{lb},,1.0,\n"
         f'badlsf,{sp},{lb},"1=liver,2=tumour",1.0,1.4\n'
-        f'good2,{sp},{lb},"1=liver,2=tumour",2.0,\n'
+        f'good2,{sp},{lb},"1=liver,2=tumour",2.0,0\n'
+        f'nolsf,{sp},{lb},"1=liver,2=tumour",2.0,\n'
     )
     out = tmp_path / "batch"
     code = main(["batch", "--manifest", str(manifest), "--out", str(out), "--quiet", "--no-report"])
     text = capsys.readouterr().out
     assert code == 3
-    assert "2/4 cases done" in text and "FAILED missing" in text and "FAILED badlsf" in text
+    assert "2/5 cases done" in text and "FAILED missing" in text and "FAILED badlsf" in text and "FAILED nolsf" in text
     assert (out / "good" / "metrics.json").exists() and (out / "good2" / "metrics.json").exists()
     assert not (out / "missing").exists() and not (out / "badlsf").exists()
     with open(out / "batch_summary.csv") as fh:
         rows = {r["case_id"]: r for r in csv.DictReader(fh)}
     assert rows["good"]["status"] == "ok" and "file not found" in rows["missing"]["error"]
     assert "lung_shunt_fraction" in rows["badlsf"]["error"]
+    assert "lung_shunt_fraction (--lung-shunt-fraction) is not given" in rows["nolsf"]["error"]  # never a default 0
     m = json.loads((out / "good" / "metrics.json").read_text())
     assert m["parameters"]["lung_shunt_fraction"] == 0.05
 
@@ -238,9 +251,9 @@ def test_batch_pet_column_implies_absolute_calibration_as_on_the_command_line(tm
     manifest = tmp_path / "cases.csv"
     sp, lb = os.path.basename(spect), os.path.basename(labels)
     manifest.write_text(
-        "case_id,pet,segmentation,labels,administered_activity_gbq,quantitative\n"
-        f'pet,{sp},{lb},"1=liver,2=tumour",,\n'
-        f'petrel,{sp},{lb},"1=liver,2=tumour",1.5,false\n'
+        "case_id,pet,segmentation,labels,administered_activity_gbq,quantitative,hours_since_administration,lung_shunt_fraction\n"
+        f'pet,{sp},{lb},"1=liver,2=tumour",,,2,\n'
+        f'petrel,{sp},{lb},"1=liver,2=tumour",1.5,false,,0\n'
     )
     out = tmp_path / "batch"
     assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--quiet", "--no-report"]) == 0
@@ -256,7 +269,7 @@ def test_result_folder_gets_the_usual_permissions_not_private_ones(tmp_path):
     old = os.umask(0o022)
     try:
         assert main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour",
-                     "--administered-activity-gbq", "1", "--out", str(out), "--quiet", "--no-report"]) == 0
+                     "--administered-activity-gbq", "1", "--lung-shunt-fraction", "0", "--out", str(out), "--quiet", "--no-report"]) == 0
     finally:
         os.umask(old)
     assert oct(os.stat(out).st_mode & 0o777) == oct(0o755)

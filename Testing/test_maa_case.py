@@ -37,7 +37,7 @@ def test_count_fractions_are_reproduced(maa, sampling, tol_ratio):
     resampling also gives); the absolute fractions are checked within 2.5 %.
     """
     spect, seg = maa
-    p = DosimetryParams(administered_activity_gbq=1.0, reference_region="image", sampling=sampling)
+    p = DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0, reference_region="image", sampling=sampling)
     r = run_case(spect, seg, params=p)
     on_ct = resample_volume(spect, seg.grid, "linear").array
     total_on_ct = float(np.clip(on_ct, 0, None).sum(dtype=np.float64) * seg.grid.voxel_volume_ml / spect.voxel_volume_ml)
@@ -49,7 +49,7 @@ def test_count_fractions_are_reproduced(maa, sampling, tol_ratio):
 
 def test_tumour_to_normal_ratios(maa):
     spect, seg = maa
-    r = run_case(spect, seg, params=DosimetryParams(administered_activity_gbq=1.0, sampling="linear"))
+    r = run_case(spect, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0, sampling="linear"))
     assert r.summary["tn_reference"] == "perfused normal"
     assert r.segment("Tumor 1").metrics["tn_ratio"] == pytest.approx(4.4, abs=0.1)
     assert r.segment("Tumor 2").metrics["tn_ratio"] == pytest.approx(3.7, abs=0.1)

@@ -85,9 +85,15 @@ def test_rule_rows_round_trip_every_preset(preset):
 
 
 def test_ruleset_from_rows_reports_bad_threshold_and_empty_table():
-    row = ["tumor", "", "mean_gy", ">", "lots", "Gy", "efficacy", "", ""]
+    row = ["tumor", "", "mean_gy", ">", "lots", "Gy", "efficacy", "", "", "", "", ""]
     with pytest.raises(InputError, match="threshold"):
         mc.ruleset_from_rows("x", [row])
+    bad_when = row[:4] + ["100"] + row[5:10] + ["{not json"] + row[11:]
+    with pytest.raises(InputError, match="rule row 1: conditions .* must be JSON"):
+        mc.ruleset_from_rows("x", [bad_when])
+    bad_optional = row[:4] + ["100"] + row[5:9] + ["maybe"] + row[10:]
+    with pytest.raises(InputError, match="optional must be true or false"):
+        mc.ruleset_from_rows("x", [bad_optional])
     with pytest.raises(InputError, match="empty"):
         mc.ruleset_from_rows("x", [[""] * len(mc.RULE_COLUMNS)])
 
@@ -130,9 +136,20 @@ def test_a_segment_fails_when_any_of_its_rules_fails():
 def test_summary_line_names_failures_and_counts():
     line = mc.summary_line([_ev("T1", "FAIL", measured=65.25), _ev("T2", "PASS"), _ev("", "N/A")])
     assert line.startswith("FAIL: 1 of 2")
-    assert "T1" in line and "65.2" in line and "79.5" in line and "not applicable" in line
+    assert "T1" in line and "65.2" in line and "79.5" in line and "incomplete: rule" in line
     assert mc.summary_line([_ev("T2", "PASS")]).startswith("PASS")
-    assert mc.summary_line([]).startswith("No rule applied")
+    assert mc.summary_line([]).startswith("INCOMPLETE") and "no rule could be evaluated" in mc.summary_line([])
+
+
+def test_summary_line_never_says_pass_with_an_na_rule_or_a_defaulted_input():
+    # An N/A rule (no lung segment...) or an input not given used to leave "PASS: all 1 rule evaluations passed".
+    na = RuleEvaluation(Rule("lung", "mean_gy", "<", 30, "Gy"), "", float("nan"), "N/A", "no segment with role lung")
+    line = mc.summary_line([_ev("T2", "PASS"), na])
+    assert line.startswith("INCOMPLETE") and "no segment with role lung" in line
+    assert mc.summary_line([_ev("T2", "PASS")], ["lung shunt fraction not given"]).startswith("INCOMPLETE")
+    optional = RuleEvaluation(Rule("lung", "mean_gy", "<", 30, "Gy", optional=True), "", float("nan"), "N/A", "x")
+    assert mc.summary_line([_ev("T2", "PASS"), optional]).startswith("PASS")
+    assert mc.status_color("INCOMPLETE") == mc.INCOMPLETE_COLOR not in (mc.PASS_COLOR, mc.FAIL_COLOR)
 
 
 # -- tables ----------------------------------------------------------------------------------------

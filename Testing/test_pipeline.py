@@ -13,7 +13,9 @@ K = 49.67
 
 
 def _params(**kw):
-    base = dict(administered_activity_gbq=2.0)
+    # An LSF of 0 given explicitly: these tests are about other things (an LSF not given is refused
+    # with lung rules, see test_requirements.py).
+    base = dict(administered_activity_gbq=2.0, lung_shunt_fraction=0.0)
     base.update(kw)
     return DosimetryParams(**base)
 
@@ -154,7 +156,8 @@ def test_rule_evaluation_pass_and_fail_with_sources():
     assert ev["tumour"].status == ("PASS" if t > 79.5 else "FAIL")
     assert "Deipolyi" in ev["tumour"].rule.source
     # A large activity with a 30 % shunt: the tumour passes, the lungs (745 Gy) fail.
-    r_hi = run_case(act, seg, params=_params(administered_activity_gbq=50.0, lung_shunt_fraction=0.3))
+    r_hi = run_case(act, seg, params=_params(administered_activity_gbq=50.0, lung_shunt_fraction=0.3, allow_unusual_activity=True))
+    assert any("50 GBq is outside the 0.05-20 GBq" in w for w in r_hi.warnings)
     statuses = {(e.segment_name, e.rule.metric): e.status for e in r_hi.evaluations}
     assert statuses[("tumour", "mean_gy")] == "PASS"
     assert statuses[("lungs (LSF model)", "mean_gy")] == "FAIL"
@@ -235,7 +238,7 @@ def test_parameters_out_of_range(kw, match):
 def test_missing_administered_activity():
     act, seg = box_case()
     with pytest.raises(InputError, match="administered_activity_gbq is required"):
-        run_case(act, seg, params=DosimetryParams())
+        run_case(act, seg, params=DosimetryParams(lung_shunt_fraction=0.0))
 
 
 def test_unknown_role_and_unknown_segment_in_roles():
@@ -317,13 +320,13 @@ def test_lsf_lung_model_with_absolute_calibration_reports_the_lung_dose():
     # lung dose at all (lung rules N/A, overall PASS) without a word.
     act, seg = box_case()
     p = DosimetryParams(calibration="absolute", lung_dose_from="lsf", administered_activity_gbq=2.0,
-                        lung_shunt_fraction=0.1)
+                        lung_shunt_fraction=0.1, hours_since_administration=0.0)
     r = run_case(act, seg, params=p)
     lung = r.segment("lungs (LSF model)").metrics
     assert_allclose(lung["mean_gy"], K * 2.0 * 0.1 / 1.0, rtol=1e-6)  # 1000 g default lung mass
     assert {e.status for e in r.evaluations if e.rule.role == "lung"} == {"PASS"}
     with pytest.raises(InputError, match="administered_activity_gbq is required by the LSF lung model"):
-        run_case(act, seg, params=DosimetryParams(calibration="absolute", lung_dose_from="lsf"))
+        run_case(act, seg, params=DosimetryParams(calibration="absolute", lung_dose_from="lsf", image_decay_corrected=True))
 
 
 def test_summary_lung_mean_dose_is_mass_weighted_over_all_lung_segments():
@@ -340,7 +343,7 @@ def test_summary_lung_mean_dose_is_mass_weighted_over_all_lung_segments():
     counts = np.zeros(shape, np.float32)
     counts[liver], counts[upper], counts[lower] = 1000.0, 50.0, 500.0
     seg = Segmentation.from_masks({"liver": liver, "lung upper": upper, "lung lower": lower}, grid)
-    r = run_case(Volume(counts, grid=grid), seg, params=DosimetryParams(calibration="absolute"))
+    r = run_case(Volume(counts, grid=grid), seg, params=DosimetryParams(calibration="absolute", image_decay_corrected=True))
     lobes = [r.segment(n).metrics for n in ("lung upper", "lung lower")]
     expected = sum(m["mean_gy"] * m["mass_g"] for m in lobes) / sum(m["mass_g"] for m in lobes)
     assert_allclose(r.summary["lung_mean_gy"], expected, rtol=1e-6)
@@ -395,8 +398,9 @@ def test_rule_naming_a_missing_segment_is_warned_not_silently_na():
         {"segment": "tumor", "metric": "mean_gy", "comparison": ">", "threshold": 1.0},  # the segment is 'tumour'
         {"role": "liver", "metric": "mean_gy", "comparison": ">", "threshold": 1.0}]}
     r = run_case(act, seg, params=_params(), rules=rules)
-    assert r.overall_status == "PASS"  # the N/A row does not count...
-    assert any("names segment 'tumor', which was not measured" in w for w in r.warnings), r.warnings  # ...so say so
+    assert r.overall_status == "INCOMPLETE"  # the N/A row makes the case incomplete...
+    assert any("segment 'tumor' was not measured" in x for x in r.incomplete_reasons), r.incomplete_reasons
+    assert any("names segment 'tumor', which was not measured" in w for w in r.warnings), r.warnings  # ...and is warned
 
 
 def test_decay_options_ignored_by_relative_calibration_are_warned():

@@ -429,8 +429,10 @@ def _panel_values(mod, **changes):
     from types import SimpleNamespace
 
     values = dict(
-        calibration=mod.CalibrationMode.relative, administeredActivityGBq=1.8, residualPercent=2.0, lungShuntPercent=8.0,
-        referenceRegion=mod.ReferenceRegion.liver, hoursSinceAdministration=0.0, imageDecayCorrected=False,
+        calibration=mod.CalibrationMode.relative, administeredActivityGBq=1.8, residualPercent=2.0, lungShuntFractionPercent=8.0,
+        referenceRegion=mod.ReferenceRegion.liver, hoursAfterAdministration=-1.0, imageDecayCorrected=False,
+        allowUnusualActivity=False, microsphere=mod.Microsphere.notGiven, indication=mod.Indication.notGiven,
+        treatmentApproach=mod.TreatmentApproach.notGiven, bilirubinMgDl=-1.0, hepaticReservePercent=-1.0, resolutionFwhmMm=0.0,
         doseMethod=mod.DoseMethod.ldm, computeDevice=mod.ComputeDevice.auto, kGyKgPerGBq=49.67,
         tissueDensityGPerMl=1.03, lungDensityGPerMl=0.3, densityFromCt=True,
         segmentRolesJson="{}", rulePreset="hcc-glass", rulesJson="",
@@ -446,9 +448,30 @@ def test_panel_values_become_engine_params_with_fractions(monkeypatch):
     assert abs(p.residual_fraction - 0.02) < 1e-12 and abs(p.lung_shunt_fraction - 0.08) < 1e-12
     assert (p.method, p.device, p.reference_region) == ("ldm", "auto", "liver")
     a = mod.TAREDosimetryLogic.engineParams(_panel_values(mod, calibration=mod.CalibrationMode.absolute,
-                                                          doseMethod=mod.DoseMethod.dvk, hoursSinceAdministration=20.0))
+                                                          doseMethod=mod.DoseMethod.dvk, hoursAfterAdministration=20.0))
     assert a.calibration == "absolute" and a.administered_activity_gbq is None and a.method == "dvk"
     assert a.hours_since_administration == 20.0
+    assert p.hours_since_administration is None and p.clinical_inputs() == dict.fromkeys(p.clinical_inputs())
+    c = mod.TAREDosimetryLogic.engineParams(_panel_values(
+        mod, microsphere=mod.Microsphere.glass, indication=mod.Indication.hcc, treatmentApproach=mod.TreatmentApproach.lobectomy,
+        bilirubinMgDl=0.0, hepaticReservePercent=35.0, lungShuntFractionPercent=0.0, resolutionFwhmMm=15.0))
+    assert c.clinical_inputs() == {"microsphere": "glass", "indication": "hcc", "treatment_approach": "lobectomy",
+                                   "bilirubin_mg_dl": 0.0, "hepatic_reserve_pct": 35.0}
+    assert c.lung_shunt_fraction == 0.0 and c.resolution_fwhm_mm == 15.0  # 0 given is 0, "not given" (-1) is None
+
+
+def test_panel_refuses_what_must_not_be_defaulted(monkeypatch):
+    # The panel's "not given" LSF, PET time and an MBq-sized activity are said before Apply, with
+    # the engine's own message (never a silent LSF 0 or decay factor 1).
+    mod = _import_module_with_stubs(monkeypatch)
+    why = lambda **kw: mod.TAREDosimetryLogic.whyInputsIncomplete(mod.TAREDosimetryLogic, _panel_values(mod, **kw), ["liver", "tumour"])  # noqa: E731
+    assert why() == ""
+    assert "lung_shunt_fraction" in why(lungShuntFractionPercent=-1.0)
+    assert "time from administration" in why(calibration=mod.CalibrationMode.absolute)
+    assert why(calibration=mod.CalibrationMode.absolute, hoursAfterAdministration=0.0) == ""
+    assert why(calibration=mod.CalibrationMode.absolute, imageDecayCorrected=True) == ""
+    assert "MBq" in why(administeredActivityGBq=1800.0) or "outside" in why(administeredActivityGBq=1800.0)
+    assert why(administeredActivityGBq=30.0, allowUnusualActivity=True) == ""
 
 
 def test_every_enum_offered_by_the_panel_is_accepted_by_the_engine(monkeypatch):
@@ -459,7 +482,11 @@ def test_every_enum_offered_by_the_panel_is_accepted_by_the_engine(monkeypatch):
     assert {e.value for e in mod.ReferenceRegion} == set(params.REFERENCE_REGIONS)
     assert {e.value for e in mod.DoseMethod} == set(params.DOSE_METHODS)
     assert {e.value for e in mod.ComputeDevice} == set(params.DEVICES)
-    for enum_cls in (mod.CalibrationMode, mod.ReferenceRegion, mod.DoseMethod, mod.ComputeDevice):
+    assert {e.value for e in mod.Microsphere} == set(params.MICROSPHERES) | {"notGiven"}
+    assert {e.value for e in mod.Indication} == set(params.INDICATIONS) | {"notGiven"}
+    assert {e.value for e in mod.TreatmentApproach} == set(params.TREATMENT_APPROACHES) | {"notGiven"}
+    for enum_cls in (mod.CalibrationMode, mod.ReferenceRegion, mod.DoseMethod, mod.ComputeDevice, mod.Microsphere,
+                     mod.Indication, mod.TreatmentApproach):
         assert all(isinstance(e.label(), str) and e.label() for e in enum_cls)
 
 

@@ -100,7 +100,7 @@ def engine_metrics(dose, density, seg, names, params):
 def bench_metrics(spect_path, seg_path, repeat):
     spect = imaging.read_image(spect_path)
     seg = imaging.read_segmentation(seg_path)
-    params = DosimetryParams(administered_activity_gbq=1.8)
+    params = DosimetryParams(administered_activity_gbq=1.8, lung_shunt_fraction=0.06)
     r = run_case(spect, seg, params=params)
     names = seg.names
     t_naive, t_engine = [], []

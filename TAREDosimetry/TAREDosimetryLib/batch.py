@@ -10,8 +10,11 @@ Columns: ``case_id`` and ``segmentation`` are required, and one of ``spect`` / `
 Optional: ``ct``, ``labels`` (label names for a label map), ``roles`` (``NAME=ROLE`` separated by
 ``;``), ``thresholds`` (preset or rule file), ``quantitative`` (true/false; a ``pet`` image is
 quantitative unless this says false, as ``--pet`` on the command line), and any field of
-:class:`~TAREDosimetryLib.params.DosimetryParams` (``residual_fraction``, ``method``, ...).
-Empty cells take the defaults.  A failing case is recorded and the others go on.
+:class:`~TAREDosimetryLib.params.DosimetryParams` (``residual_fraction``, ``method``, the clinical
+inputs ``microsphere``, ``indication``, ``treatment_approach``, ``bilirubin_mg_dl``,
+``hepatic_reserve_pct``; ``recovery_coefficients`` is a CSV/JSON file relative to the manifest).
+Empty cells take the defaults (an empty ``lung_shunt_fraction`` is "not given", never 0).
+A failing case is recorded and the others go on.
 """
 
 import csv
@@ -45,14 +48,19 @@ def _parse_bool(name, text, where):
 
 def _parse_value(name, text, where):
     default = _PARAM_FIELDS[name].default
-    if isinstance(default, bool):
+    kind = _PARAM_FIELDS[name].type  # the declared type: fields whose default is None (not given) have one too
+    if name == "recovery_coefficients":
+        from .evaluation.partial_volume import read_recovery_coefficients
+
+        return read_recovery_coefficients(text)
+    if isinstance(default, bool) or kind is bool:
         return _parse_bool(name, text, where)
-    if isinstance(default, tuple):
+    if isinstance(default, tuple) or kind is tuple:
         try:
             return tuple(float(v) for v in text.replace(";", " ").split())
         except ValueError:
             raise InputError(f"{where}: column {name} must be numbers separated by ';', got {text!r}") from None
-    if isinstance(default, str):
+    if isinstance(default, str) or kind is str:
         return text.strip()
     try:
         return float(text)
@@ -101,6 +109,10 @@ def _case_options(case, row, base, where):
         case["roles"] = parse_role_assignments([r for r in row["roles"].split(";") if r.strip()])
     for key, text in row.items():
         if key in _PARAM_FIELDS and text != "":
+            if key == "recovery_coefficients":  # a file, relative to the manifest
+                table, axis = _parse_value(key, os.path.join(base, text), where)
+                case["params_changes"].update(recovery_coefficients=table, recovery_coefficient_axis=axis)
+                continue
             case["params_changes"][key] = _parse_value(key, text, where)
     if row.get("quantitative"):
         if _parse_bool("quantitative", row["quantitative"], where):
@@ -220,8 +232,8 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
 
     Returns
     -------
-    list of dicts: case_id, status ('ok' or 'failed'), error, out_dir, overall (PASS/FAIL/N/A),
-    seconds.
+    list of dicts: case_id, status ('ok' or 'failed'), error, out_dir, overall (PASS, FAIL or
+    INCOMPLETE), incomplete_reasons (joined by ' | '), seconds.
     """
     from .reporting.outputs import check_output_dir
 
@@ -233,7 +245,8 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()
         dest = os.path.join(out_dir, case["case_id"])
-        entry = {"case_id": case["case_id"], "status": "failed", "error": "", "out_dir": dest, "overall": "", "seconds": 0.0}
+        entry = {"case_id": case["case_id"], "status": "failed", "error": "", "out_dir": dest, "overall": "",
+                 "incomplete_reasons": "", "seconds": 0.0}
         if log:
             log(f"[{i}/{len(cases)}] {case['case_id']}")
         try:
@@ -242,7 +255,8 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
             params = defaults.replace(**case["params_changes"]) if case["params_changes"] else defaults
             check_output_dir(dest, overwrite)
             result = runner(case, params, case["thresholds"] or rules, dest, overwrite, report)
-            entry.update(status="ok", overall=result.overall_status)
+            entry.update(status="ok", overall=result.overall_status,
+                         incomplete_reasons=" | ".join(getattr(result, "incomplete_reasons", ())))
         except TAREDosimetryError as exc:
             entry["error"] = str(exc)
         except Exception as exc:  # an unexpected failure of one case must not stop the batch
@@ -254,7 +268,7 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
             log(f"    {entry['status']}" + (f" ({entry['overall']})" if entry["overall"] else "") + (f": {entry['error']}" if entry["error"] else ""))
         summary.append(entry)
     with open(os.path.join(out_dir, "batch_summary.csv"), "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["case_id", "status", "overall", "error", "out_dir", "seconds"])
+        w = csv.DictWriter(fh, fieldnames=["case_id", "status", "overall", "incomplete_reasons", "error", "out_dir", "seconds"])
         w.writeheader()
         w.writerows(summary)
     return summary

@@ -13,6 +13,7 @@ sign flip of the first two axes, ``LPS = diag(-1, -1, 1) @ RAS``, so
 both ``slicer.util.arrayFromVolume`` and the engine, so voxel arrays need no transposition.
 """
 
+import json
 import math
 
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "RAS_FROM_LPS",
     "PASS_COLOR",
     "FAIL_COLOR",
+    "INCOMPLETE_COLOR",
     "grid_from_ijk_to_ras",
     "ijk_to_ras_from_grid",
     "role_rows",
@@ -35,8 +37,10 @@ __all__ = [
     "segment_status",
     "status_colors",
     "summary_line",
+    "status_color",
     "metrics_columns",
     "evaluation_columns",
+    "case_status_columns",
     "dvh_columns",
     "threshold_lines_gy",
     "safe_column_name",
@@ -48,6 +52,8 @@ RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: Override colours shown on segments, (r, g, b) in [0, 1].
 PASS_COLOR = (0.10, 0.80, 0.20)
 FAIL_COLOR = (0.90, 0.10, 0.10)
+#: Amber: the case (or the text of the panel) when a rule could not be evaluated.
+INCOMPLETE_COLOR = (0.95, 0.65, 0.05)
 
 
 # -- geometry ----------------------------------------------------------------------------------
@@ -115,26 +121,51 @@ def roles_from_rows(rows):
 
 # -- threshold rules -----------------------------------------------------------------------------
 
-#: Columns of the editable rule table, in order (all are Rule fields).
-RULE_COLUMNS = ("role", "segment", "metric", "comparison", "threshold", "unit", "kind", "label", "source")
+#: Columns of the editable rule table, in order (all are Rule fields).  ``optional`` is
+#: 'true'/'' and ``when`` the rule's conditions as JSON (empty when unconditional).
+RULE_COLUMNS = ("role", "segment", "metric", "comparison", "threshold", "unit", "kind", "label", "source",
+                "optional", "when", "row")
+
+
+def _rule_cell(rule, col):
+    value = getattr(rule, col, "")
+    if col == "when":
+        return json.dumps([c.to_dict() for c in value]) if value else ""
+    if col == "optional":
+        return "true" if value else ""
+    return f"{value:g}" if isinstance(value, float) else str(value or "")
 
 
 def rule_rows(ruleset):
     """Rows of strings (one per rule, columns :data:`RULE_COLUMNS`) for the rule table."""
-    rows = []
-    for rule in ruleset.rules:
-        row = []
-        for col in RULE_COLUMNS:
-            value = getattr(rule, col, "")
-            row.append(f"{value:g}" if isinstance(value, float) else str(value or ""))
-        rows.append(row)
-    return rows
+    return [[_rule_cell(rule, col) for col in RULE_COLUMNS] for rule in ruleset.rules]
 
 
-def ruleset_from_rows(name, rows, description=""):
+def _rule_from_cells(d, n):
+    """Typed Rule fields from the text cells of row ``n`` (1-based)."""
+    if "threshold" in d:
+        try:
+            d["threshold"] = float(d["threshold"])
+        except ValueError:
+            raise InputError(f"rule row {n}: threshold must be a number, got {d['threshold']!r}") from None
+    if "optional" in d:
+        if d["optional"].lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise InputError(f"rule row {n}: optional must be true or false, got {d['optional']!r}")
+        d["optional"] = d["optional"].lower() in ("true", "yes", "1")
+    if "when" in d:
+        try:
+            d["when"] = json.loads(d["when"])
+        except ValueError as exc:
+            raise InputError(f"rule row {n}: conditions ('when') must be JSON, e.g. "
+                             f'[{{"input": "bilirubin_mg_dl", "op": ">", "value": 1.1}}] ({exc})') from None
+    return d
+
+
+def ruleset_from_rows(name, rows, description="", scope=None):
     """A :class:`.rules.RuleSet` from edited table rows (lists of strings, :data:`RULE_COLUMNS`).
 
-    Empty rows are skipped; errors name the row (1-based) and the field.
+    Empty rows are skipped; errors name the row (1-based) and the field.  ``scope``: the scope of
+    the preset the rows were edited from (kept, so the report still says what it was derived from).
     """
     from .evaluation.rules import RuleSet
 
@@ -146,15 +177,11 @@ def ruleset_from_rows(name, rows, description=""):
         if len(cells) != len(RULE_COLUMNS):
             raise InputError(f"rule row {len(rules) + 1} has {len(cells)} cells, expected {len(RULE_COLUMNS)}")
         d = {col: cell for col, cell in zip(RULE_COLUMNS, cells) if cell != ""}
-        if "threshold" in d:
-            try:
-                d["threshold"] = float(d["threshold"])
-            except ValueError:
-                raise InputError(f"rule row {len(rules) + 1}: threshold must be a number, got {d['threshold']!r}") from None
-        rules.append(d)
+        rules.append(_rule_from_cells(d, len(rules) + 1))
     if not rules:
         raise InputError("the threshold rule table is empty; choose a preset or add a rule")
-    return RuleSet.from_dict({"name": name, "description": description, "rules": rules}, source="rule table")
+    return RuleSet.from_dict({"name": name, "description": description, "rules": rules, "scope": dict(scope or {})},
+                             source="rule table")
 
 
 # -- display -------------------------------------------------------------------------------------
@@ -210,21 +237,34 @@ def _fmt(value, digits=3):
     return f"{v:.{digits}g}"
 
 
-def summary_line(evaluations):
-    """One line for the panel, e.g. ``"FAIL: 1 of 3 rules failed (Tumor: mean_gy 65.2 > 79.5 Gy)"``."""
+def summary_line(evaluations, input_reasons=()):
+    """One line for the panel, e.g. ``"FAIL: 1 of 3 rule evaluations failed (Tumor: mean_gy 65.2 (needs > 79.5 Gy))"``
+    or ``"INCOMPLETE: 2 rule evaluations passed; not evaluated: ..."``.
+
+    The status is the engine's (:func:`.evaluation.status.overall_status`): an N/A rule that is
+    not optional, or an input not given (``input_reasons``), makes the case INCOMPLETE.
+    """
+    from .evaluation.status import incomplete_reasons, overall_status
+
     evs = [e for e in evaluations if e.status in ("PASS", "FAIL")]
-    na = sum(1 for e in evaluations if e.status not in ("PASS", "FAIL"))
-    tail = f"; {na} rule(s) not applicable (no segment with that role)" if na else ""
-    if not evs:
-        return "No rule applied" + (tail if tail else " (no segment matches a rule's role)")
+    status = overall_status(evaluations, input_reasons)
+    reasons = incomplete_reasons(evaluations, input_reasons)
+    tail = f"; incomplete: {' | '.join(reasons)}" if reasons else ""
     failed = [e for e in evs if e.status == "FAIL"]
-    if not failed:
-        return f"PASS: all {len(evs)} rule evaluations passed{tail}"
-    parts = [
-        f"{e.segment_name}: {e.rule.metric} {_fmt(e.measured)} (needs {e.rule.comparison} {e.rule.threshold:g} {e.rule.unit})"
-        for e in failed
-    ]
-    return f"FAIL: {len(failed)} of {len(evs)} rule evaluations failed ({'; '.join(parts)}){tail}"
+    if failed:
+        parts = [
+            f"{e.segment_name}: {e.rule.metric} {_fmt(e.measured)} (needs {e.rule.comparison} {e.rule.threshold:g} {e.rule.unit})"
+            for e in failed
+        ]
+        return f"FAIL: {len(failed)} of {len(evs)} rule evaluations failed ({'; '.join(parts)}){tail}"
+    if status == "INCOMPLETE":
+        return f"INCOMPLETE: {len(evs)} rule evaluation(s) passed{tail}"
+    return f"PASS: all {len(evs)} rule evaluations passed"
+
+
+def status_color(status):
+    """(r, g, b) of an overall status: PASS green, FAIL red, INCOMPLETE amber."""
+    return {"PASS": PASS_COLOR, "FAIL": FAIL_COLOR}.get(status, INCOMPLETE_COLOR)
 
 
 # -- tables ----------------------------------------------------------------------------------------
@@ -240,8 +280,9 @@ def metrics_columns(segment_results, status_by_segment=None):
     """Columns of the metrics table: ``[(name, unit, values), ...]``.
 
     The first columns are ``segment`` and ``role`` (strings), then ``status`` (PASS/FAIL/"")
-    when ``status_by_segment`` is given, then every metric key found in any segment, in the
-    order first seen; a segment lacking a key gets NaN.
+    when ``status_by_segment`` is given, then ``warnings`` (the segment's warnings, e.g. partial
+    volume, joined by '; ') when any segment has one, then every metric key found in any
+    segment, in the order first seen; a segment lacking a key gets NaN.
     """
     segs = list(segment_results)
     keys = []
@@ -252,6 +293,8 @@ def metrics_columns(segment_results, status_by_segment=None):
     cols = [("segment", "", [s.name for s in segs]), ("role", "", [s.role for s in segs])]
     if status_by_segment is not None:
         cols.append(("status", "", [status_by_segment.get(s.name, "") for s in segs]))
+    if any(getattr(s, "warnings", None) for s in segs):
+        cols.append(("warnings", "", ["; ".join(getattr(s, "warnings", None) or ()) for s in segs]))
     for k in keys:
         values = []
         for s in segs:
@@ -265,18 +308,35 @@ def metrics_columns(segment_results, status_by_segment=None):
 
 
 def evaluation_columns(evaluations):
-    """Columns of the rule-results table (strings and floats), one row per evaluation."""
+    """Columns of the rule-results table (strings and floats), one row per evaluation: the rule,
+    measured value and status, the reason of an N/A, the segment's warnings (partial volume),
+    the rule's conditions, kind, source and table row."""
     rows = [e.to_dict() for e in evaluations]
-    names = ("segment", "role", "rule", "metric", "comparison", "threshold", "unit", "measured", "status", "kind", "source")
+    names = ("segment", "role", "rule", "metric", "comparison", "threshold", "unit", "measured", "status", "reason",
+             "warnings", "conditions", "kind", "source", "row")
     cols = []
     for n in names:
         values = [r.get(n) for r in rows]
         if n in ("threshold", "measured"):
             values = [float("nan") if v is None else float(v) for v in values]
+        elif n == "warnings":
+            values = ["; ".join(v or ()) for v in values]
         else:
             values = ["" if v is None else str(v) for v in values]
         cols.append((n, "", values))
     return cols
+
+
+def case_status_columns(result):
+    """Columns ``item``, ``value`` of the case-status table: the overall status (PASS, FAIL or
+    INCOMPLETE), the rule set and how it was chosen, then one row per incomplete reason, explicit
+    choice and scope warning, and the clinical inputs (``not given`` when None)."""
+    rows = [("overall status", result.overall_status), ("rule set", f"{result.rules.name} ({result.rules_note or 'given'})")]
+    rows += [("incomplete: not evaluated or not given", r) for r in result.incomplete_reasons]
+    rows += [("explicit choice", c) for c in result.explicit_choices]
+    rows += [("outside the thresholds' scope", w) for w in result.scope_warnings]
+    rows += [(k.replace("_", " "), "not given" if v is None else str(v)) for k, v in result.params.clinical_inputs().items()]
+    return [("item", "", [r[0] for r in rows]), ("value", "", [r[1] for r in rows])]
 
 
 def safe_column_name(name, taken=()):

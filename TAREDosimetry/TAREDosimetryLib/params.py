@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass, fields, replace
 from . import physics
 from .errors import InputError
 
-__all__ = ["DosimetryParams", "CALIBRATIONS", "REFERENCE_REGIONS", "DOSE_METHODS", "DEVICES", "SAMPLINGS"]
+__all__ = [
+    "DosimetryParams", "CALIBRATIONS", "REFERENCE_REGIONS", "DOSE_METHODS", "DEVICES", "SAMPLINGS",
+    "MICROSPHERES", "INDICATIONS", "TREATMENT_APPROACHES", "RC_AXES", "USUAL_ACTIVITY_GBQ", "CLINICAL_FIELDS", "rc_table",
+]
 
 CALIBRATIONS = ("relative", "absolute")
 #: Region whose counts are set equal to the activity that reached the liver (relative calibration).
@@ -21,9 +24,21 @@ DEVICES = ("auto", "cpu", "gpu")
 SAMPLINGS = ("nearest", "linear")
 LUNG_DOSE_SOURCES = ("auto", "lsf", "image")
 DVK_LUNG_MODES = ("kernel", "ldm")
+#: Clinical inputs that select threshold rules (None = not given).
+MICROSPHERES = ("glass", "resin")
+INDICATIONS = ("hcc", "icc", "mcrc", "breast", "other")
+TREATMENT_APPROACHES = ("unilobar", "bilobar", "segmentectomy", "lobectomy")
+CLINICAL_FIELDS = ("microsphere", "indication", "treatment_approach", "bilirubin_mg_dl", "hepatic_reserve_pct")
+#: What a recovery-coefficient table is indexed by.
+RC_AXES = ("diameter_mm", "volume_ml")
+#: Administered Y-90 activities of radioembolization, GBq; outside is refused as a likely unit slip
+#: (MBq typed as GBq) unless ``allow_unusual_activity``.
+USUAL_ACTIVITY_GBQ = (0.05, 20.0)
 
 
-def _check_choice(name, value, choices):
+def _check_choice(name, value, choices, allow_none=False):
+    if value is None and allow_none:
+        return
     if value not in choices:
         raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
@@ -52,11 +67,23 @@ class DosimetryParams:
             (image in Bq/mL; Y-90 PET, quantitative SPECT).
         administered_activity_gbq : activity injected (relative calibration), GBq.
         residual_fraction : fraction left in the vial/catheter, in [0, 1).
-        lung_shunt_fraction : LSF in [0, 1).
+        lung_shunt_fraction : LSF in [0, 1), or None when not given (not measured): relative
+            calibration with lung rules judged by the LSF model then refuses to run; 0 is an
+            explicit choice (no shunt) recorded in the report.
         reference_region : 'liver' (default), 'perfused' or 'image': the region whose counts
             stand for A_adm (1 - residual) (1 - LSF).
-        hours_since_administration : scan time minus administration time (absolute calibration).
+        hours_since_administration : scan time minus administration time (absolute calibration),
+            or None when not given: absolute calibration then needs it (0 when scanned at
+            administration) or ``image_decay_corrected``; never a silent decay factor 1.
         image_decay_corrected : the absolute image is already decay-corrected to administration.
+        allow_unusual_activity : run an administered activity outside 0.05-20 GBq (with a warning)
+            instead of refusing it as a likely unit slip.
+    Clinical inputs (None = not given; they select conditional threshold rules and are recorded)
+        microsphere : 'glass' or 'resin'.
+        indication : 'hcc', 'icc', 'mcrc', 'breast' or 'other'.
+        treatment_approach : 'unilobar', 'bilobar', 'segmentectomy' or 'lobectomy'.
+        bilirubin_mg_dl : total serum bilirubin, mg/dL.
+        hepatic_reserve_pct : hepatic reserve (untreated liver fraction), % of the liver volume.
     Dose
         method : 'ldm' (local deposition) or 'dvk' (dose-voxel-kernel convolution).
         device : 'auto', 'cpu' or 'gpu' (array backend for DVK).
@@ -79,15 +106,30 @@ class DosimetryParams:
         eud_alpha_per_gy : radiosensitivity for EUD.
         tumor_alpha_beta_gy, normal_alpha_beta_gy, t_repair_h : BED parameters.
         prior_lung_dose_gy : lung dose of earlier treatments (cumulative lung rule).
+    Partial volume
+        resolution_fwhm_mm : the image's spatial resolution (FWHM), mm, optional: a segment whose
+            equivalent-sphere diameter is under 2 x FWHM gets a partial-volume warning.
+        recovery_coefficients : optional ((x, rc), ...) table from a phantom scan (e.g. NEMA IEC
+            body spheres), x in ``recovery_coefficient_axis`` units; tumour mean doses divided
+            by the interpolated RC are reported as ``mean_gy_rc_corrected`` beside the
+            uncorrected value (rules keep judging ``mean_gy`` unless a rule names the corrected one).
+        recovery_coefficient_axis : 'diameter_mm' (equivalent-sphere diameter) or 'volume_ml'.
     """
 
     calibration: str = "relative"
     administered_activity_gbq: float = None
     residual_fraction: float = 0.0
-    lung_shunt_fraction: float = 0.0
+    lung_shunt_fraction: float = None
     reference_region: str = "liver"
-    hours_since_administration: float = 0.0
+    hours_since_administration: float = None
     image_decay_corrected: bool = False
+    allow_unusual_activity: bool = False
+
+    microsphere: str = None
+    indication: str = None
+    treatment_approach: str = None
+    bilirubin_mg_dl: float = None
+    hepatic_reserve_pct: float = None
 
     method: str = "ldm"
     device: str = "auto"
@@ -112,6 +154,10 @@ class DosimetryParams:
     t_repair_h: float = 1.5
     prior_lung_dose_gy: float = 0.0
 
+    resolution_fwhm_mm: float = None
+    recovery_coefficients: tuple = None
+    recovery_coefficient_axis: str = "diameter_mm"
+
     def __post_init__(self):
         _check_choice("calibration", self.calibration, CALIBRATIONS)
         _check_choice("reference_region", self.reference_region, REFERENCE_REGIONS)
@@ -121,9 +167,12 @@ class DosimetryParams:
         _check_choice("lung_dose_from", self.lung_dose_from, LUNG_DOSE_SOURCES)
         _check_choice("dvk_lung_mode", self.dvk_lung_mode, DVK_LUNG_MODES)
         _check_number("administered_activity_gbq", self.administered_activity_gbq, lo=0, lo_open=True, allow_none=True)
+        self._check_activity_range()
         _check_number("residual_fraction", self.residual_fraction, lo=0, hi=1, hi_open=True)
-        _check_number("lung_shunt_fraction", self.lung_shunt_fraction, lo=0, hi=1, hi_open=True)
-        _check_number("hours_since_administration", self.hours_since_administration, lo=0)
+        _check_number("lung_shunt_fraction", self.lung_shunt_fraction, lo=0, hi=1, hi_open=True, allow_none=True)
+        _check_number("hours_since_administration", self.hours_since_administration, lo=0, allow_none=True)
+        self._check_clinical_inputs()
+        self._check_partial_volume_inputs()
         _check_number("k_gy_kg_per_gbq", self.k_gy_kg_per_gbq, lo=0, lo_open=True)
         _check_number("half_life_h", self.half_life_h, lo=0, lo_open=True)
         _check_number("tissue_density_g_ml", self.tissue_density_g_ml, lo=0, lo_open=True, hi=5)
@@ -148,6 +197,35 @@ class DosimetryParams:
                     raise InputError(f"{name} holds an invalid value {v!r}")
             object.__setattr__(self, name, t)
 
+    def _check_activity_range(self):
+        a = self.administered_activity_gbq
+        lo, hi = USUAL_ACTIVITY_GBQ
+        if a is None or self.allow_unusual_activity or lo <= float(a) <= hi:
+            return
+        hint = (f" Was it given in MBq ({float(a):g} MBq = {float(a) / 1000:g} GBq)?" if float(a) > hi
+                else f" Was it given in TBq or as a fraction ({float(a):g} GBq = {float(a) * 1000:g} MBq)?")
+        raise InputError(
+            f"administered_activity_gbq {float(a):g} GBq is outside the {lo:g}-{hi:g} GBq of Y-90 radioembolization."
+            + hint + " Give the activity in GBq, or --allow-unusual-activity to run it anyway (with a warning)"
+        )
+
+    def _check_clinical_inputs(self):
+        _check_choice("microsphere", self.microsphere, MICROSPHERES, allow_none=True)
+        _check_choice("indication", self.indication, INDICATIONS, allow_none=True)
+        _check_choice("treatment_approach", self.treatment_approach, TREATMENT_APPROACHES, allow_none=True)
+        _check_number("bilirubin_mg_dl", self.bilirubin_mg_dl, lo=0, hi=50, allow_none=True)
+        _check_number("hepatic_reserve_pct", self.hepatic_reserve_pct, lo=0, hi=100, allow_none=True)
+
+    def _check_partial_volume_inputs(self):
+        _check_number("resolution_fwhm_mm", self.resolution_fwhm_mm, lo=0, lo_open=True, hi=100, allow_none=True)
+        _check_choice("recovery_coefficient_axis", self.recovery_coefficient_axis, RC_AXES)
+        if self.recovery_coefficients is not None:
+            object.__setattr__(self, "recovery_coefficients", rc_table(self.recovery_coefficients))
+
+    def clinical_inputs(self):
+        """{name: value} of the clinical inputs that select conditional rules (None = not given)."""
+        return {name: getattr(self, name) for name in CLINICAL_FIELDS}
+
     @property
     def effective_lung_dose_from(self):
         if self.lung_dose_from != "auto":
@@ -165,6 +243,8 @@ class DosimetryParams:
         d = asdict(self)
         d["d_levels_pct"] = list(self.d_levels_pct)
         d["v_levels_gy"] = list(self.v_levels_gy)
+        if self.recovery_coefficients is not None:
+            d["recovery_coefficients"] = [list(p) for p in self.recovery_coefficients]
         return d
 
     @classmethod
@@ -174,3 +254,21 @@ class DosimetryParams:
         if unknown:
             raise InputError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
         return cls(**data)
+
+
+def rc_table(table):
+    """((x, rc), ...) sorted by x, validated: at least 2 points, x > 0 distinct, 0 < rc <= 1.5."""
+    try:
+        pairs = tuple((float(x), float(rc)) for x, rc in table)
+    except (TypeError, ValueError):
+        raise InputError(f"recovery_coefficients must be (x, rc) pairs of numbers, got {table!r}") from None
+    pairs = tuple(sorted(pairs))
+    if len(pairs) < 2:
+        raise InputError(f"recovery_coefficients needs at least 2 (x, rc) points, got {len(pairs)}")
+    xs = [x for x, _ in pairs]
+    if any(not (math.isfinite(x) and x > 0) for x in xs) or len(set(xs)) != len(xs):
+        raise InputError(f"recovery_coefficients: x values must be positive, finite and distinct, got {xs}")
+    for x, rc in pairs:
+        if not (math.isfinite(rc) and 0 < rc <= 1.5):
+            raise InputError(f"recovery_coefficients: RC at {x:g} must be in (0, 1.5], got {rc!r}")
+    return pairs

@@ -5,15 +5,19 @@ tested and timed alone::
 
     check_inputs          activity image, CT and segmentation are usable and overlap
     resolve_roles         every segment's role (guessed from its name, or given)
+    check_required_inputs inputs that must not be defaulted (LSF, scan time)  (evaluation.requirements)
     build_metrics_grid    the segment masks on the metrics grid          (evaluation.sampling)
     derive_normal_liver   liver minus tumours, when no normal-liver segment exists
+    derive_perfused_normal perfused minus tumours, when no perfused-normal segment exists
     activity_step         activity map, GBq per voxel, on the activity grid    (dose.activity)
     density_step          density map, g/mL, on the activity grid (constant or CT) (dose.density)
     dose_step             dose map, Gy, on the activity grid (LDM or DVK)     (dose.dosemap)
     segment_results_step  dose, density and activity read on the metrics grid; metrics + DVH
     lung_step             lung dose: LSF model, or the lungs of the image as one organ
+    partial_volume_step   segments too small for the resolution; RC-corrected tumour means (evaluation.partial_volume)
     tn_ratio_step         tumour-to-normal-liver ratios
-    rules_step            rule evaluations (PASS/FAIL with sources)      (evaluation.rules)
+    rules_step            rule evaluations (PASS/FAIL/N/A with reasons and sources) (evaluation.rules)
+    scope_step            the thresholds' scope vs the case (warnings)   (evaluation.scope)
 
 The metrics grid and its sampling are described in :mod:`.evaluation.sampling`.
 """
@@ -29,10 +33,13 @@ from .dose.dosemap import dose_map_gy
 from .errors import GeometryError, InputError
 from .evaluation.lung import MIN_PLAUSIBLE_LUNG_MASS_G, lsf_lung_mass_g
 from .evaluation.metrics import segment_metrics, uniform_metrics
+from .evaluation.partial_volume import apply_partial_volume
+from .evaluation.requirements import check_required_inputs
 from .evaluation.results import CaseResult, SegmentResult
-from .evaluation.roles import assign_roles
-from .evaluation.rules import evaluate_rules, load_rules
+from .evaluation.roles import assign_roles, unrecognised_names
+from .evaluation.rules import evaluate_rules, select_rules
 from .evaluation.sampling import MetricsSampler, lung_mask_on_grid
+from .evaluation.scope import scope_warnings
 from .params import DosimetryParams
 from .volume import Volume
 
@@ -43,6 +50,9 @@ __all__ = [
     "resolve_roles",
     "build_metrics_grid",
     "derive_normal_liver",
+    "derive_perfused_normal",
+    "partial_volume_step",
+    "scope_step",
     "activity_step",
     "density_step",
     "dose_step",
@@ -51,11 +61,15 @@ __all__ = [
     "tn_ratio_step",
     "rules_step",
     "DERIVED_NORMAL_LIVER",
+    "DERIVED_PERFUSED_NORMAL",
     "LUNG_LSF_ENTRY",
     "LUNG_ALL_ENTRY",
 ]
 
 DERIVED_NORMAL_LIVER = "normal liver (derived)"
+DERIVED_PERFUSED_NORMAL = "perfused normal liver (derived)"
+#: Entries the engine derives from other segments, with the note shown on their row.
+DERIVED_NOTES = {DERIVED_NORMAL_LIVER: "liver minus tumours", DERIVED_PERFUSED_NORMAL: "perfused volume minus tumours"}
 LUNG_LSF_ENTRY = "lungs (LSF model)"
 LUNG_ALL_ENTRY = "lungs (all segments)"
 #: Fraction of a segment that may lie outside the activity image before the case is refused.
@@ -133,9 +147,16 @@ def check_inputs(activity, segmentation, ct, what):
         )
 
 
-def resolve_roles(segmentation, roles, params):
-    """:class:`CaseRoles` from the segment names and the user's overrides ``roles``."""
+def resolve_roles(segmentation, roles, params, warnings=None):
+    """:class:`CaseRoles` from the segment names and the user's overrides ``roles``; names whose
+    role could not be guessed (left as 'other') are listed in ``warnings``."""
     role_of = assign_roles(segmentation.names, roles)
+    unknown = unrecognised_names(segmentation.names, roles)
+    if unknown and warnings is not None:
+        warnings.append(
+            f"role not recognised from the name of segment(s) {', '.join(repr(n) for n in unknown)}: role 'other' "
+            f"(reported, judged by no rule); set roles with --role \"NAME=ROLE\" if they are liver, tumour, lung..."
+        )
     used = [n for n in segmentation.names if role_of[n] != "ignore"]
     if not used:
         raise InputError("every segment has role 'ignore': nothing to measure")
@@ -184,6 +205,24 @@ def derive_normal_liver(sampler, roles, warnings):
     sampler.masks[DERIVED_NORMAL_LIVER] = mask
     role_of = dict(roles.role_of, **{DERIVED_NORMAL_LIVER: "normal_liver"})
     return CaseRoles(role_of, roles.used + [DERIVED_NORMAL_LIVER], roles.lung_from, derived=True)
+
+
+def derive_perfused_normal(sampler, roles, warnings):
+    """Add 'perfused minus tumours' as :data:`DERIVED_PERFUSED_NORMAL` (role perfused_normal) when
+    the case has a perfused-volume segment but no perfused-normal segment: the resin normal-liver
+    limits (EANM 2022 table 3) are limits on the perfused normal liver."""
+    perfused = roles.by_role.get("perfused", [])
+    if roles.by_role.get("perfused_normal") or not perfused:
+        return roles
+    mask = sampler.union(perfused)
+    if roles.tumors:
+        mask = mask & ~sampler.union(roles.tumors)
+    if np.count_nonzero(mask) == 0:
+        warnings.append("perfused normal liver (perfused minus tumours) is empty; no perfused-normal metrics")
+        return roles
+    sampler.masks[DERIVED_PERFUSED_NORMAL] = mask
+    role_of = dict(roles.role_of, **{DERIVED_PERFUSED_NORMAL: "perfused_normal"})
+    return CaseRoles(role_of, roles.used + [DERIVED_PERFUSED_NORMAL], roles.lung_from, derived=roles.derived)
 
 
 def _reference_counts(conc_m, sampler, roles, params, total_image):
@@ -264,9 +303,9 @@ def activity_step(activity, sampler, roles, params, what, warnings):
     if not total_image > 0:
         raise InputError(f"the {what} holds no positive counts")
     summary = {"image_total": total_image, "negative_voxels_clipped": n_neg}
-    if params.calibration == "relative" and (params.hours_since_administration > 0 or params.image_decay_corrected):
+    if params.calibration == "relative" and (params.hours_since_administration or params.image_decay_corrected):
         warnings.append(
-            f"hours_since_administration ({params.hours_since_administration:g} h) and image_decay_corrected "
+            f"hours_since_administration ({params.hours_since_administration or 0:g} h) and image_decay_corrected "
             f"({params.image_decay_corrected}) are ignored with relative calibration: the counts are scaled to the "
             "administered activity (use --quantitative for an image in Bq/mL)"
         )
@@ -356,13 +395,13 @@ def segment_results_step(segmentation, sampler, maps, roles, params):
         if roles.lung_from == "lsf" and role == "lung":
             continue
         metrics, dvh = _region_result(maps, sampler.masks[n], n, role, params)
-        info = segmentation.info(n) if n != DERIVED_NORMAL_LIVER else None
+        info = segmentation.info(n) if n not in DERIVED_NOTES else None
         results.append(
             SegmentResult(
                 n, role, metrics, dvh,
                 segment_id=info.segment_id if info else n,
                 color=info.color if info else _NORMAL_LIVER_COLOR,
-                note="liver minus tumours" if info is None else "",
+                note=DERIVED_NOTES.get(n, "") if info is None else "",
             )
         )
     return results
@@ -416,8 +455,13 @@ def _image_lung_result(sampler, maps, roles, params, results, summary):
 
 def lung_step(segmentation, sampler, maps, roles, params, ct, results, summary, warnings):
     """Append the lung entry (LSF model, or the union of image lung segments) to ``results``,
-    and the cumulative lung dose (this treatment + ``params.prior_lung_dose_gy``) to every lung entry."""
-    if roles.lung_from == "lsf":
+    and the cumulative lung dose (this treatment + ``params.prior_lung_dose_gy``) to every lung entry.
+
+    Without an LSF the LSF model gives no lung entry (a warning says so; lung rules judged by the
+    LSF model refuse the case earlier, in :func:`check_required_inputs`)."""
+    if roles.lung_from == "lsf" and params.lung_shunt_fraction is None:
+        warnings.append("lung dose not computed: the lung shunt fraction is not given (--lung-shunt-fraction)")
+    elif roles.lung_from == "lsf":
         results.append(_lsf_lung_result(segmentation, roles, params, ct, summary, warnings))
     elif roles.lung_names:
         entry = _image_lung_result(sampler, maps, roles, params, results, summary)
@@ -440,10 +484,17 @@ def tn_ratio_step(results, summary):
             r.metrics["tn_ratio"] = r.metrics["mean_gy"] / ref.metrics["mean_gy"] if ref.metrics["mean_gy"] > 0 else float("nan")
 
 
-def rules_step(ruleset, results, warnings):
-    """Rule evaluations; a rule naming a segment that was not measured gets a warning (an N/A
-    row does not count in the overall status, so a misspelt name must not pass unnoticed)."""
-    evaluations = evaluate_rules(ruleset, results)
+def partial_volume_step(results, sampler, params, warnings):
+    """Partial-volume warnings on segments too small for the activity image's resolution, and
+    RC-corrected tumour means when a recovery-coefficient table is given (:mod:`.evaluation.partial_volume`)."""
+    apply_partial_volume(results, sampler.activity_grid.spacing_mm, params, warnings)
+
+
+def rules_step(ruleset, results, warnings, params=None):
+    """Rule evaluations (conditional rules selected by the clinical inputs of ``params``); a
+    rule naming a segment that was not measured also gets a warning (its N/A makes the case
+    INCOMPLETE, and a misspelt name must be easy to spot)."""
+    evaluations = evaluate_rules(ruleset, results, params.clinical_inputs() if params is not None else None)
     measured = {r.name for r in results}
     for rule in ruleset.rules:
         if rule.segment and rule.segment not in measured:
@@ -452,6 +503,13 @@ def rules_step(ruleset, results, warnings):
                 f"role ignore); it is N/A. Measured segments: {', '.join(sorted(measured))}"
             )
     return evaluations
+
+
+def scope_step(ruleset, params, inputs, warnings):
+    """Warnings (also returned) when the case lies outside what the thresholds were derived from."""
+    found = scope_warnings(ruleset, params, inputs)
+    warnings.extend(found)
+    return found
 
 
 # -- the case ---------------------------------------------------------------------------------
@@ -478,7 +536,8 @@ def run_case(
         ``administered_activity_gbq``).
     roles : dict {segment name: role}, overrides of the guessed roles.
     ct : Volume in HU, optional; gives the density map when ``params.density_from_ct``.
-    rules : RuleSet, preset name or rule-file path (default preset when None).
+    rules : RuleSet, preset name or rule-file path; when None, the preset that fits
+        ``params.indication`` and ``params.microsphere``, else the default preset.
     dose_gy : Volume on the activity grid, optional: a dose map computed elsewhere (e.g. by the
         VTK filter in Slicer) to use instead of computing one.
     dose_function : callable(activity_gbq, density_g_ml, params, lung_mask) -> Volume, optional:
@@ -495,15 +554,18 @@ def run_case(
     """
     clock = _Clock()
     params = params or DosimetryParams()
-    ruleset = load_rules(rules)
+    ruleset, rules_note = select_rules(rules, params)
     warnings = list(getattr(segmentation, "notes", []))
     what = "activity image" + (f" {activity.name}" if getattr(activity, "name", "") else "")
     _progress(progress, 0.0, "checking inputs")
     check_inputs(activity, segmentation, ct, what)
-    case_roles = resolve_roles(segmentation, roles, params)
+    case_roles = resolve_roles(segmentation, roles, params, warnings)
+    input_reasons, choices, req_warnings = check_required_inputs(params, ruleset, case_roles.lung_from, case_roles.lung_names)
+    warnings.extend(req_warnings)
     sampler = build_metrics_grid(segmentation, activity.grid, case_roles, what, warnings)
     clock.lap("geometry", since_start=True)
     case_roles = derive_normal_liver(sampler, case_roles, warnings)
+    case_roles = derive_perfused_normal(sampler, case_roles, warnings)
     _progress(progress, 0.15, "activity map")
     activity_gbq, summary = activity_step(activity, sampler, case_roles, params, what, warnings)
     clock.lap("activity")
@@ -515,16 +577,19 @@ def run_case(
     maps = sample_maps(sampler, dose, density, activity_gbq, params, summary["image_activity_gbq"])
     results = segment_results_step(segmentation, sampler, maps, case_roles, params)
     lung_step(segmentation, sampler, maps, case_roles, params, ct, results, summary, warnings)
+    partial_volume_step(results, sampler, params, warnings)
     tn_ratio_step(results, summary)
     clock.lap("metrics")
-    evaluations = rules_step(ruleset, results, warnings)
+    evaluations = rules_step(ruleset, results, warnings, params)
+    found_scope = scope_step(ruleset, params, inputs, warnings)
     clock.lap("total", since_start=True)
     _progress(progress, 1.0, "done")
     return CaseResult(
         params=params, rules=ruleset, activity_gbq=activity_gbq, dose_gy=dose, density_g_ml=density,
         segments=results, evaluations=evaluations, warnings=warnings, summary=summary,
         inputs=dict(inputs or {}, roles=dict(case_roles.role_of), derived_normal_liver=case_roles.derived),
-        metrics_grid=sampler.describe(), timings_s=clock.timings,
+        metrics_grid=sampler.describe(), timings_s=clock.timings, input_reasons=input_reasons,
+        explicit_choices=choices, scope_warnings=found_scope, rules_note=rules_note,
     )
 
 

@@ -66,7 +66,7 @@ def _default_params(path):
 
 def run_manifest(manifest, out_dir, rules=None, defaults=None, overwrite=False, report=True, log=print):
     """Run every case of ``manifest`` through the Slicer logic; returns a list of summary dicts
-    (case_id, status 'ok'/'failed', overall PASS/FAIL/N/A, error, out_dir, seconds).
+    (case_id, status 'ok'/'failed', overall PASS/FAIL/INCOMPLETE, incomplete_reasons, error, out_dir, seconds).
 
     The loop, the per-case error handling and ``batch_summary.csv`` are the engine's
     (``TAREDosimetryLib.batch.run_manifest``); only running one case goes through MRML nodes here."""

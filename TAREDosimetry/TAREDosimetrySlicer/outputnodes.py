@@ -29,6 +29,7 @@ class OutputNodes:
     def updateOutputNodes(self, result, activityNode, outputs: dict) -> None:
         base = activityNode.GetName()
         outputs["doseVolume"] = self.updateDoseVolumeNode(result.dose_gy, outputs.get("doseVolume"), f"{base} dose (Gy)")
+        outputs["statusTable"] = self._updateTable(outputs.get("statusTable"), f"{base} TARE status", mc.case_status_columns(result))
         status = mc.segment_status(result.evaluations)
         outputs["metricsTable"] = self._updateTable(
             outputs.get("metricsTable"), f"{base} TARE metrics", mc.metrics_columns(result.segments, status))

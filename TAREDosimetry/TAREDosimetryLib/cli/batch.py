@@ -3,7 +3,7 @@
 import os
 import sys
 
-from .common import add_dose_options, add_metric_options, add_output_options, params_from_args
+from .common import add_clinical_options, add_dose_options, add_metric_options, add_output_options, params_from_args
 
 HELP = "run a manifest (CSV) of cases"
 
@@ -13,6 +13,7 @@ def add_parser(sub):
                            description="Run every case of a manifest CSV (see the README); failing cases are listed "
                            "at the end and do not stop the others.")
     batch.add_argument("--manifest", required=True, metavar="CSV")
+    add_clinical_options(batch)
     add_dose_options(batch)
     add_metric_options(batch)
     add_output_options(batch)

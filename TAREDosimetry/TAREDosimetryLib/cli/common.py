@@ -7,10 +7,10 @@ import sys
 import time
 
 from ..errors import InputError
-from ..params import DEVICES, DOSE_METHODS, SAMPLINGS, DosimetryParams
+from ..params import DEVICES, DOSE_METHODS, INDICATIONS, MICROSPHERES, SAMPLINGS, TREATMENT_APPROACHES, DosimetryParams
 
 __all__ = [
-    "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options",
+    "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options", "add_clinical_options",
     "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result",
 ]
 
@@ -18,7 +18,7 @@ EPILOG = """examples:
   tare-dosimetry demo --out demo_out
   tare-dosimetry run --spect spect.nrrd --segmentation seg.seg.nrrd --ct ct.nii.gz \\
       --administered-activity-gbq 1.8 --lung-shunt-fraction 0.06 --out case1
-  tare-dosimetry run --pet pet_dicom/ --quantitative --hours-since-administration 20 \\
+  tare-dosimetry run --pet pet_dicom/ --hours-since-administration 20 \\
       --segmentation labels.nii.gz --labels totalsegmentator --role "label 7=tumor" --out case2
   tare-dosimetry batch --manifest cases.csv --out results/
   tare-dosimetry presets
@@ -69,6 +69,27 @@ def add_metric_options(p):
     g.add_argument("--prior-lung-dose-gy", type=float, default=None, help="lung dose of earlier treatments (cumulative lung rule)")
     g.add_argument("--params", metavar="JSON", default=None,
                    help="start from the parameters in a JSON file (a metrics.json of an earlier run, or a plain object)")
+    g.add_argument("--resolution-fwhm-mm", type=float, default=None, metavar="MM",
+                   help="image resolution (FWHM, mm): segments with an equivalent-sphere diameter under 2 x FWHM get a "
+                   "partial-volume warning (always: under 30 activity voxels or 2 x the voxel size)")
+    g.add_argument("--recovery-coefficients", metavar="CSV|JSON", default=None,
+                   help="recovery-coefficient table from a phantom scan (columns diameter_mm,rc or volume_ml,rc): tumour "
+                   "mean doses corrected by it are reported beside the uncorrected ones (rules judge the uncorrected "
+                   "mean_gy unless a rule names mean_gy_rc_corrected)")
+
+
+def add_clinical_options(p):
+    g = p.add_argument_group("clinical inputs (select conditional threshold rules; recorded in metrics.json)")
+    g.add_argument("--microsphere", choices=MICROSPHERES, default=None, help="microsphere type")
+    g.add_argument("--indication", choices=INDICATIONS, default=None,
+                   help="tumour type; with --microsphere and no --thresholds, chooses the matching preset")
+    g.add_argument("--treatment-approach", choices=TREATMENT_APPROACHES, default=None,
+                   help="selects the segmentectomy / lobectomy / unilobar / bilobar rules of the presets")
+    g.add_argument("--bilirubin-mg-dl", type=float, default=None, metavar="MG_DL",
+                   help="total bilirubin, mg/dL (glass: whole normal liver < 50 Gy when > 1.1 mg/dL)")
+    g.add_argument("--hepatic-reserve-pct", type=float, default=None, metavar="PCT",
+                   help="hepatic reserve (untreated liver fraction), %% (glass: perfused normal liver < 120 Gy when < 30 %%; "
+                   "resin lobectomy: > 70 Gy with > 30 %%)")
 
 
 def add_output_options(p):
@@ -92,6 +113,9 @@ def params_from_args(args, base=None):
         "prior_lung_dose_gy": "prior_lung_dose_gy", "administered_activity_gbq": "administered_activity_gbq",
         "residual_fraction": "residual_fraction", "lung_shunt_fraction": "lung_shunt_fraction",
         "reference_region": "reference_region", "hours_since_administration": "hours_since_administration",
+        "microsphere": "microsphere", "indication": "indication", "treatment_approach": "treatment_approach",
+        "bilirubin_mg_dl": "bilirubin_mg_dl", "hepatic_reserve_pct": "hepatic_reserve_pct",
+        "resolution_fwhm_mm": "resolution_fwhm_mm",
     }
     for arg, field_name in mapping.items():
         v = getattr(args, arg, None)
@@ -108,6 +132,12 @@ def params_from_args(args, base=None):
         changes["calibration"] = "relative"
     if getattr(args, "decay_corrected", False):
         changes["image_decay_corrected"] = True
+    if getattr(args, "allow_unusual_activity", False):
+        changes["allow_unusual_activity"] = True
+    if getattr(args, "recovery_coefficients", None):
+        from ..evaluation.partial_volume import read_recovery_coefficients
+
+        changes["recovery_coefficients"], changes["recovery_coefficient_axis"] = read_recovery_coefficients(args.recovery_coefficients)
     return p.replace(**changes) if changes else p
 
 

@@ -1,6 +1,14 @@
 """``tare-dosimetry demo``: the built-in synthetic patient, end to end."""
 
-from .common import add_dose_options, add_metric_options, add_output_options, params_from_args, print_result, progress_printer
+from .common import (
+    add_clinical_options,
+    add_dose_options,
+    add_metric_options,
+    add_output_options,
+    params_from_args,
+    print_result,
+    progress_printer,
+)
 
 HELP = "run the built-in synthetic patient end to end"
 
@@ -10,6 +18,7 @@ def add_parser(sub):
                           description="A deterministic synthetic Y-90 Bremsstrahlung SPECT/CT (liver with two lobes, "
                           "three tumours, lungs with an 8 %% shunt), run end to end.")
     demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic noise (default 0)")
+    add_clinical_options(demo)
     add_dose_options(demo)
     add_metric_options(demo)
     add_output_options(demo)

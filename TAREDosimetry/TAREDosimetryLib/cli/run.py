@@ -5,6 +5,7 @@ import argparse
 from ..params import REFERENCE_REGIONS
 from .common import (
     EPILOG,
+    add_clinical_options,
     add_dose_options,
     add_metric_options,
     add_output_options,
@@ -36,13 +37,20 @@ def add_parser(sub):
     a = run.add_argument_group("activity")
     a.add_argument("--administered-activity-gbq", type=float, help="administered activity, GBq (relative calibration)")
     a.add_argument("--residual-fraction", type=float, help="fraction left in vial and catheter, [0, 1) (default 0)")
-    a.add_argument("--lung-shunt-fraction", type=float, help="lung shunt fraction LSF, [0, 1) (default 0)")
+    a.add_argument("--lung-shunt-fraction", type=float,
+                   help="lung shunt fraction LSF, [0, 1): required with relative calibration and lung rules of the LSF "
+                   "model; 0 is an explicit choice (no shunt), recorded in the report")
+    a.add_argument("--allow-unusual-activity", action="store_true",
+                   help="run an administered activity outside 0.05-20 GBq (refused otherwise as a likely MBq/GBq slip)")
     a.add_argument("--reference-region", choices=REFERENCE_REGIONS,
                    help="region whose counts equal A_adm (1 - residual) (1 - LSF): liver (default), perfused, image")
     a.add_argument("--quantitative", action="store_true", help="absolute calibration: the image is in Bq/mL")
     a.add_argument("--relative", action="store_true", help="relative calibration even for --pet")
-    a.add_argument("--hours-since-administration", type=float, help="scan time minus administration time, h (absolute)")
+    a.add_argument("--hours-since-administration", type=float,
+                   help="scan time minus administration time, h; required with absolute calibration (--pet) unless "
+                   "--decay-corrected (0: scanned at administration, no decay correction)")
     a.add_argument("--decay-corrected", action="store_true", help="the Bq/mL image is already decay-corrected to administration")
+    add_clinical_options(run)
     add_dose_options(run)
     add_metric_options(run)
     add_output_options(run)
@@ -51,14 +59,14 @@ def add_parser(sub):
 
 def main(args):
     from ..batch import run_case_files
-    from ..evaluation.rules import load_rules
+    from ..evaluation.rules import select_rules
     from ..reporting.outputs import check_output_dir, write_outputs
 
     check_output_dir(args.out, args.overwrite)  # refuse before any work
     params = params_from_args(args)
     roles = roles_from_args(args)
     rules = args.thresholds
-    load_rules(rules)  # a bad preset or rule file fails before the images are read
+    select_rules(rules, params)  # a bad preset or rule file fails before the images are read
     progress = progress_printer(args.quiet)
     image = args.spect or args.pet
     result, inputs = run_case_files(

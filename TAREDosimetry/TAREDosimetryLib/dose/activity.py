@@ -61,14 +61,21 @@ def _require_activity(params):
 
 
 def reference_activity_gbq(params):
-    """A_adm (1 - residual) (1 - LSF): activity that reached the reference region, GBq."""
+    """A_adm (1 - residual) (1 - LSF): activity that reached the reference region, GBq.
+
+    An LSF not given (None) counts as 0 here; the pipeline refuses that where lung rules need the
+    LSF and otherwise records it as a reason the case is INCOMPLETE.
+    """
     _require_activity(params)
-    return params.administered_activity_gbq * (1.0 - params.residual_fraction) * (1.0 - params.lung_shunt_fraction)
+    lsf = params.lung_shunt_fraction or 0.0
+    return params.administered_activity_gbq * (1.0 - params.residual_fraction) * (1.0 - lsf)
 
 
 def lung_activity_gbq(params):
-    """A_adm (1 - residual) LSF: activity shunted to the lungs, GBq."""
+    """A_adm (1 - residual) LSF: activity shunted to the lungs, GBq (None when the LSF is not given)."""
     _require_activity(params)
+    if params.lung_shunt_fraction is None:
+        return None
     return params.administered_activity_gbq * (1.0 - params.residual_fraction) * params.lung_shunt_fraction
 
 
@@ -102,6 +109,12 @@ def absolute_activity_gbq(concentration_bq_ml, voxel_volume_ml, params):
     """
     if params.image_decay_corrected:
         factor = 1.0
+    elif params.hours_since_administration is None:
+        raise InputError(
+            "absolute calibration (Bq/mL image, e.g. --pet) needs the time from administration to the scan: give "
+            "hours_since_administration (--hours-since-administration H; 0 when scanned at administration), or "
+            "image_decay_corrected (--decay-corrected) when the image is already decay-corrected to administration"
+        )
     else:
         factor = 1.0 / physics.decay_factor(params.hours_since_administration, params.half_life_h)
     return (concentration_bq_ml * np.float32(voxel_volume_ml * 1e-9 * factor)).astype(np.float32, copy=False), factor

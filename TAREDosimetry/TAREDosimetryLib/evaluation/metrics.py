@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import physics
 from .dvh import DVH
+from .radiobiology import bed_parameters, eud_alpha_per_gy
 
 __all__ = ["segment_metrics", "uniform_metrics"]
 
@@ -25,15 +26,16 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     Returns
     -------
     (metrics dict, DVH).  ``mean_gy`` and ``bed_gy`` are mass-weighted means (energy / mass, = K A / M
-    under LDM); the DVH, its D/V metrics and ``eud_gy`` are volume-based.
+    under LDM); the DVH, its D/V metrics and ``eud_gy`` are volume-based.  ``eud_gy`` is NaN for
+    roles other than tumour (no radiosensitivity defined for them).
     """
     dvh = DVH(dose_gy, voxel_volume_ml, params.dvh_bin_width_gy, name=name)
     mass_g_vox = density_g_ml.astype(np.float64) * voxel_volume_ml
     mass_g = float(mass_g_vox.sum())
     d64 = dose_gy.astype(np.float64)
     mean = float((d64 * mass_g_vox).sum() / mass_g) if mass_g > 0 else dvh.mean_gy
-    ab = params.tumor_alpha_beta_gy if role == "tumor" else params.normal_alpha_beta_gy
-    bed = physics.bed_permanent_implant_gy(d64, ab, params.t_repair_h, params.half_life_h)
+    ab, t_repair_h = bed_parameters(role, params)
+    bed = physics.bed_permanent_implant_gy(d64, ab, t_repair_h, params.half_life_h)
     m = {
         "volume_ml": dvh.volume_ml,
         "mass_g": mass_g,
@@ -49,8 +51,10 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     for x in params.v_levels_gy:
         m[f"v{x:g}_pct"] = dvh.volume_pct_at_dose(x)
         m[f"v{x:g}_ml"] = dvh.volume_ml_at_dose(x)
-    # EUD is over the voxels, each 1/N of the volume (PHYSICS.md), like the DVH it summarises.
-    m["eud_gy"] = physics.eud_gy(d64, params.eud_alpha_per_gy)
+    # EUD is over the voxels, each 1/N of the volume (PHYSICS.md), like the DVH it summarises;
+    # only a tumour alpha is defined, so other roles get no EUD (evaluation.radiobiology).
+    alpha = eud_alpha_per_gy(role, params)
+    m["eud_gy"] = physics.eud_gy(d64, alpha) if alpha else float("nan")
     m["bed_gy"] = float((bed * mass_g_vox).sum() / mass_g) if mass_g > 0 else float(bed.mean())
     return m, dvh
 

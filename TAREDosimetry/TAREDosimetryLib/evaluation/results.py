@@ -11,6 +11,8 @@ from ..params import DosimetryParams
 from ..version import __version__
 from ..volume import Volume
 from .dvh import DVH
+from .radiobiology import radiobiology_table
+from .status import incomplete_reasons, overall_status
 
 __all__ = ["SegmentResult", "CaseResult", "json_number"]
 
@@ -29,12 +31,18 @@ class SegmentResult:
     #: False for a part whose organ is judged as a whole (a lung lobe next to "lungs (all segments)"):
     #: role-based rules skip it; a rule naming the segment still applies.
     rules_by_role: bool = True
+    #: Warnings on this segment's numbers (e.g. partial volume), shown on its row and next to its rules.
+    warnings: list = field(default_factory=list)
+    #: True when the segment is too small for the image resolution (see evaluation.partial_volume).
+    pv_warning: bool = False
 
     def to_dict(self):
         d = {"name": self.name, "segment_id": self.segment_id, "role": self.role, "color": list(self.color)}
         d.update({k: json_number(v) for k, v in self.metrics.items()})
         if self.note:
             d["note"] = self.note
+        d["pv_warning"] = bool(self.pv_warning)
+        d["warnings"] = list(self.warnings)
         return d
 
 
@@ -63,6 +71,15 @@ class CaseResult:
     inputs: dict = field(default_factory=dict)
     metrics_grid: dict = field(default_factory=dict)
     timings_s: dict = field(default_factory=dict)
+    #: Inputs not given that the calculation replaced by a stated fallback (each makes the case
+    #: INCOMPLETE), e.g. an LSF taken as 0 in a relative calibration.
+    input_reasons: list = field(default_factory=list)
+    #: Explicit choices the report shows (an LSF of 0 given on purpose, a scan at 0 h).
+    explicit_choices: list = field(default_factory=list)
+    #: What the rule set was derived from vs this case: warnings when they differ.
+    scope_warnings: list = field(default_factory=list)
+    #: How the rule set was chosen ('given', or from the clinical inputs).
+    rules_note: str = ""
 
     def segment(self, name):
         for s in self.segments:
@@ -72,20 +89,27 @@ class CaseResult:
 
     @property
     def overall_status(self):
-        """'PASS' when every evaluated rule passes, 'FAIL' when one fails, 'N/A' when none applied."""
-        st = [e.status for e in self.evaluations if e.status != "N/A"]
-        if not st:
-            return "N/A"
-        return "FAIL" if "FAIL" in st else "PASS"
+        """'PASS', 'FAIL' or 'INCOMPLETE' (see :mod:`.status`): PASS only when every rule that
+        is not optional was evaluated and passed and no input the calculation needs was defaulted."""
+        return overall_status(self.evaluations, self.input_reasons)
 
-    def summary_line(self):
-        ev = [e for e in self.evaluations if e.status != "N/A"]
+    @property
+    def incomplete_reasons(self):
+        """Why the case is (or, when it FAILs, would also be) incomplete: list of str."""
+        return incomplete_reasons(self.evaluations, self.input_reasons)
+
+    def summary_line(self, with_reasons=True):
+        """One line: status, rules passed, each evaluated rule, and (``with_reasons``) why the case is incomplete."""
+        ev = [e for e in self.evaluations if e.status in ("PASS", "FAIL")]
         n_fail = sum(e.status == "FAIL" for e in ev)
         parts = []
         for e in ev:
-            parts.append(f"{e.segment_name} {e.rule.metric} {e.measured:.1f} {e.rule.comparison} {e.rule.threshold:g}: {e.status}")
-        head = f"{self.overall_status}: {len(ev) - n_fail}/{len(ev)} rules pass ({self.rules.name})"
-        return head + ("; " + "; ".join(parts) if parts else "")
+            pv = " (partial volume)" if e.warnings else ""
+            parts.append(f"{e.segment_name} {e.rule.metric} {e.measured:.1f} {e.rule.comparison} {e.rule.threshold:g}: {e.status}{pv}")
+        head = f"{self.overall_status}: {len(ev) - n_fail}/{len(ev)} evaluated rules pass ({self.rules.name})"
+        reasons = self.incomplete_reasons
+        tail = f"; incomplete: {' | '.join(reasons)}" if reasons and with_reasons else ""
+        return head + ("; " + "; ".join(parts) if parts else "") + tail
 
     def to_dict(self):
         import scipy
@@ -109,10 +133,16 @@ class CaseResult:
                 "lung_density_g_ml": self.params.lung_density_g_ml,
                 "hu_to_density_table": [list(p) for p in physics.SCHNEIDER_HU_DENSITY],
             },
+            "radiobiology": radiobiology_table(self.params),
             "metrics_grid": self.metrics_grid,
             "summary": {k: json_number(v) for k, v in self.summary.items()},
             "overall_status": self.overall_status,
+            "incomplete_reasons": self.incomplete_reasons,
+            "explicit_choices": list(self.explicit_choices),
+            "clinical_inputs": self.params.clinical_inputs(),
             "rules": self.rules.to_dict(),
+            "rules_chosen": self.rules_note,
+            "scope_warnings": list(self.scope_warnings),
             "evaluations": [e.to_dict() for e in self.evaluations],
             "segments": [s.to_dict() for s in self.segments],
             "warnings": list(self.warnings),

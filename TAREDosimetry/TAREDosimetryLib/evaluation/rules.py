@@ -14,14 +14,13 @@ Rule files are JSON or TOML::
         {"role": "tumor", "metric": "mean_gy", "comparison": ">=", "threshold": 120,
          "unit": "Gy", "label": "tumour response", "source": "EANM 2022"}]}
 
-References
-----------
-.. [Deipolyi2021] Deipolyi AR et al., "Radioembolization of breast cancer liver metastases:
-   dose-response ...", Eur J Radiol (2021): 46/60 responders; tumour mean dose > 79.5 Gy
-   associated with objective response; responders 167 (IQR 96-217) Gy vs 54 (45-62) Gy.
-.. [EANM2022] Weber M et al., "EANM procedure guideline for the treatment of liver cancer and
-   liver metastases with intra-arterial radioactive compounds", Eur J Nucl Med Mol Imaging 49
-   (2022) 1682, dosimetry table modified from Levillain H et al., EJNMMI 48 (2021) 1570.
+A rule may be conditional on clinical inputs (``when``, see :mod:`.conditions`) and may be
+``optional`` (its N/A does not make the case INCOMPLETE).  A rule set may state its ``scope``:
+what the thresholds were derived from (tumour type, microsphere, imaging), shown in the report and
+compared with the case.
+
+The presets are data (``presets/*.json``, sources in ``presets/sources.json``); each rule names
+the table row it comes from (``row``).  See ``tare-dosimetry presets``.
 """
 
 import json
@@ -30,11 +29,15 @@ import os
 import re
 from dataclasses import asdict, dataclass
 
-from .dvh import parse_metric
 from ..errors import InputError
-from .roles import canonical_role
+from . import conditions as cond
+from .dvh import parse_metric
+from .roles import ROLE_LABELS, canonical_role
 
-__all__ = ["Rule", "RuleSet", "RuleEvaluation", "PRESETS", "DEFAULT_PRESET", "load_rules", "evaluate_rules"]
+__all__ = [
+    "Rule", "RuleSet", "RuleEvaluation", "PRESETS", "DEFAULT_PRESET", "load_rules", "select_rules", "evaluate_rules",
+    "RETIRED_PRESETS",
+]
 
 COMPARISONS = {
     ">": lambda a, b: a > b,
@@ -57,8 +60,19 @@ class Rule:
     source: str = ""
     segment: str = ""
     kind: str = "efficacy"  # 'efficacy' (target to reach) or 'safety' (limit not to exceed)
+    #: N/A does not make the case INCOMPLETE.
+    optional: bool = False
+    #: Conditions on clinical inputs (:class:`.conditions.Condition` or dicts), all must hold.
+    when: tuple = ()
+    #: Where the threshold comes from, e.g. "EANM 2022 table 2: HCC, unilobar, normal liver".
+    row: str = ""
 
     def __post_init__(self):
+        where = f"rule {self.label or self.metric!r}"
+        object.__setattr__(self, "when", tuple(
+            c if isinstance(c, cond.Condition) else cond.Condition.from_dict(c, where) for c in (self.when or ())))
+        if not isinstance(self.optional, bool):
+            raise InputError(f"{where}: optional must be true or false, got {self.optional!r}")
         if not self.role and not self.segment:
             raise InputError(f"rule {self.label or self.metric!r}: give a 'role' or a 'segment'")
         if self.role:
@@ -87,13 +101,20 @@ class Rule:
     def text(self):
         return f"{self.metric} {self.comparison} {self.threshold:g} {self.unit}".strip()
 
+    @property
+    def conditions_text(self):
+        return " and ".join(c.text for c in self.when)
+
     def to_dict(self):
-        return asdict(self)
+        d = asdict(self)
+        d["when"] = [c.to_dict() for c in self.when]
+        return d
 
 
 _PLAIN_METRICS = {
     "mean_gy", "median_gy", "sd_gy", "min_gy", "max_gy", "eud_gy", "bed_gy", "tn_ratio",
     "cumulative_mean_gy", "volume_ml", "mass_g", "activity_gbq", "activity_pct",
+    "mean_gy_rc_corrected", "recovery_coefficient",
 }
 
 
@@ -106,61 +127,100 @@ def _metric_known(metric):
     return parse_metric(m) is not None
 
 
+#: Keys a rule set's ``scope`` may hold (what its thresholds were derived from).
+SCOPE_KEYS = ("indication", "microsphere", "imaging", "derived_from", "population", "auto_select", "notes")
+
+
 @dataclass(frozen=True)
 class RuleSet:
+    """Named rules with a description and a ``scope`` (dict, keys :data:`SCOPE_KEYS`): the
+    indications and microspheres the thresholds were derived for (lists), the imaging they were
+    derived from (``imaging``: list of 'bremsstrahlung_spect', 'maa_spect', 'y90_pet', or 'any'),
+    the study population, and whether ``select_rules`` may choose it from the clinical inputs."""
+
     name: str
     rules: tuple = ()
     description: str = ""
+    scope: dict = None
 
     def __post_init__(self):
         object.__setattr__(self, "rules", tuple(self.rules))
+        object.__setattr__(self, "scope", dict(self.scope or {}))
+
+    def __hash__(self):
+        return hash((self.name, self.rules, self.description))
 
     def to_dict(self):
-        return {"name": self.name, "description": self.description, "rules": [r.to_dict() for r in self.rules]}
+        return {"name": self.name, "description": self.description, "scope": dict(self.scope),
+                "rules": [r.to_dict() for r in self.rules]}
 
     @classmethod
     def from_dict(cls, data, source="rules"):
         if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
             raise InputError(f"{source}: expected an object with a 'rules' list")
-        rules = []
-        allowed = set(Rule.__dataclass_fields__)
-        for n, r in enumerate(data["rules"], 1):
-            if not isinstance(r, dict):
-                raise InputError(f"{source}: rule {n} must be an object, got {r!r}")
-            unknown = set(r) - allowed
-            if unknown:
-                raise InputError(f"{source}: rule {n} has unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
-            for req in ("metric", "comparison", "threshold"):
-                if req not in r:
-                    raise InputError(f"{source}: rule {n} lacks '{req}'")
-            try:
-                rules.append(Rule(**r))
-            except InputError as exc:
-                raise InputError(f"{source}: rule {n}: {exc}") from None
-        if not rules:
-            raise InputError(f"{source}: the 'rules' list is empty")
-        # A repeated rule would be evaluated and counted twice ("3/4 rules pass").
-        seen = {}
-        for n, r in enumerate(rules, 1):
-            key = (r.role, r.segment, r.metric, r.comparison, r.threshold)
-            if key in seen:
-                raise InputError(f"{source}: rule {n} repeats rule {seen[key]} ({r.text} for {r.segment or r.role})")
-            seen[key] = n
-        return cls(str(data.get("name", os.path.basename(str(source)))), tuple(rules), str(data.get("description", "")))
+        rules = _rules_from_dicts(data["rules"], source)
+        scope = data.get("scope") or {}
+        if not isinstance(scope, dict) or set(scope) - set(SCOPE_KEYS):
+            raise InputError(f"{source}: 'scope' must be an object with keys among {', '.join(SCOPE_KEYS)}")
+        return cls(str(data.get("name", os.path.basename(str(source)))), tuple(rules), str(data.get("description", "")), scope)
+
+
+def _rules_from_dicts(items, source):
+    """Rules from a rule file's list of objects; errors name the file and the rule number."""
+    rules = []
+    allowed = set(Rule.__dataclass_fields__)
+    for n, r in enumerate(items, 1):
+        if not isinstance(r, dict):
+            raise InputError(f"{source}: rule {n} must be an object, got {r!r}")
+        unknown = set(r) - allowed
+        if unknown:
+            raise InputError(f"{source}: rule {n} has unknown field(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(allowed))}")
+        for req in ("metric", "comparison", "threshold"):
+            if req not in r:
+                raise InputError(f"{source}: rule {n} lacks '{req}'")
+        try:
+            rules.append(Rule(**r))
+        except InputError as exc:
+            raise InputError(f"{source}: rule {n}: {exc}") from None
+    if not rules:
+        raise InputError(f"{source}: the 'rules' list is empty")
+    # A repeated rule would be evaluated and counted twice ("3/4 rules pass").
+    seen = {}
+    for n, r in enumerate(rules, 1):
+        key = (r.role, r.segment, r.metric, r.comparison, r.threshold, tuple(json.dumps(c.to_dict()) for c in r.when))
+        if key in seen:
+            raise InputError(f"{source}: rule {n} repeats rule {seen[key]} ({r.text} for {r.segment or r.role})")
+        seen[key] = n
+    return rules
 
 
 @dataclass(frozen=True)
 class RuleEvaluation:
-    """The outcome of one rule on one segment.  ``status`` is 'PASS', 'FAIL' or 'N/A'."""
+    """The outcome of one rule on one segment.
+
+    ``status`` is 'PASS', 'FAIL' or 'N/A'.  ``reason`` says why a rule is N/A (no segment with
+    its role, a clinical input not given, a condition that does not hold...).  ``required`` is
+    False for an N/A that leaves the case complete (an optional rule, a condition that is false);
+    an N/A with ``required`` True makes the case INCOMPLETE.  ``warnings`` are the segment's
+    warnings (partial volume), shown next to the status.
+    """
 
     rule: Rule
     segment_name: str
     measured: float
     status: str
+    reason: str = ""
+    required: bool = True
+    warnings: tuple = ()
 
     @property
     def passed(self):
         return self.status == "PASS"
+
+    @property
+    def makes_incomplete(self):
+        """True for an N/A that counts against the case (required, not optional)."""
+        return self.status == "N/A" and self.required and not self.rule.optional
 
     def to_dict(self):
         return {
@@ -173,8 +233,14 @@ class RuleEvaluation:
             "unit": self.rule.unit,
             "measured": None if self.measured is None or not math.isfinite(self.measured) else self.measured,
             "status": self.status,
+            "reason": self.reason,
+            "optional": self.rule.optional,
+            "counts_as_incomplete": self.makes_incomplete,
+            "conditions": self.rule.conditions_text,
+            "warnings": list(self.warnings),
             "kind": self.rule.kind,
             "source": self.rule.source,
+            "row": self.rule.row,
         }
 
 
@@ -213,6 +279,11 @@ def read_preset_files(folder=PRESET_DIR):
 
 PRESETS = read_preset_files()
 DEFAULT_PRESET = "breast-liver-metastases"
+#: Preset names that no longer exist, with what replaces them.
+RETIRED_PRESETS = {
+    "hcc-glass-bilirubin": "the bilirubin limit is a rule of 'hcc-glass' now: use --thresholds hcc-glass with "
+                           "--bilirubin-mg-dl VALUE (whole normal liver < 50 Gy applies when bilirubin > 1.1 mg/dL)",
+}
 
 
 def _read_rule_file(path):
@@ -249,6 +320,8 @@ def load_rules(spec=None):
     text = str(spec)
     if text in PRESETS:
         return PRESETS[text]
+    if text in RETIRED_PRESETS:
+        raise InputError(f"threshold preset {text!r} was retired: {RETIRED_PRESETS[text]}")
     if os.path.exists(text):
         return RuleSet.from_dict(_read_rule_file(text), source=f"rule file {text}")
     if text.lower().endswith((".json", ".toml")):
@@ -273,25 +346,94 @@ def _measure(rule, seg):
     return float("nan")
 
 
-def evaluate_rules(ruleset, segment_results):
+def select_rules(spec, params=None):
+    """(RuleSet, note) for a case: the rules given (``spec``: preset name, file, dict, RuleSet),
+    or, when ``spec`` is None, the preset whose scope fits the case's ``indication`` and
+    ``microsphere`` (those not given match any), or the default preset when neither is given.
+
+    ``note`` says how the rules were chosen.  InputError when no preset or several presets fit.
+    """
+    if spec is not None:
+        return load_rules(spec), "given"
+    indication = getattr(params, "indication", None)
+    microsphere = getattr(params, "microsphere", None)
+    if indication is None and microsphere is None:
+        return PRESETS[DEFAULT_PRESET], "default preset (no indication or microsphere given)"
+    fits = [
+        rs for rs in PRESETS.values()
+        if rs.scope.get("auto_select", True)
+        and (indication is None or indication in rs.scope.get("indication", ()))
+        and (microsphere is None or microsphere in rs.scope.get("microsphere", ()))
+    ]
+    asked = ", ".join(f"{k} {v}" for k, v in (("indication", indication), ("microsphere", microsphere)) if v)
+    if len(fits) == 1:
+        return fits[0], f"chosen from the clinical inputs ({asked})"
+    if not fits:
+        raise InputError(f"no threshold preset fits {asked}; give --thresholds PRESET or a rule file "
+                         f"(presets: {', '.join(PRESETS)})")
+    raise InputError(f"several threshold presets fit {asked}: {', '.join(rs.name for rs in fits)}; give --microsphere, "
+                     "--indication or --thresholds to choose one")
+
+
+def _matching_segments(rule, segs):
+    return [
+        s for s in segs
+        if (rule.segment and s.name == rule.segment)
+        or (not rule.segment and s.role == rule.role and getattr(s, "rules_by_role", True))
+    ]
+
+
+def _no_segment_reason(rule):
+    if rule.segment:
+        return f"segment {rule.segment!r} was not measured"
+    hint = {
+        "perfused_normal": " (give a perfused-volume segment: perfused normal liver is then derived as perfused "
+                           "minus tumours, or a perfused-normal segment)",
+        "perfused": " (give a perfused-volume segment)",
+        "lung": " (segment the lungs, or use the LSF lung model)",
+    }.get(rule.role, "")
+    return f"no segment with role {ROLE_LABELS.get(rule.role, rule.role)}{hint}"
+
+
+def _evaluate_on(rule, s):
+    v = _measure(rule, s)
+    warn = tuple(getattr(s, "warnings", ()) or ())
+    if not math.isfinite(v):
+        return RuleEvaluation(rule, s.name, v, "N/A", f"{rule.metric} is not available for {s.name!r}", True, warn)
+    status = "PASS" if COMPARISONS[rule.comparison](v, rule.threshold) else "FAIL"
+    return RuleEvaluation(rule, s.name, v, status, "", True, warn)
+
+
+def evaluate_rules(ruleset, segment_results, clinical=None):
     """Evaluate every rule on every matching segment result.
 
-    segment_results : iterable of objects with ``name``, ``role``, ``metrics`` (dict) and ``dvh``.
-    Returns a list of RuleEvaluation; a rule with no matching segment gives one 'N/A' row.
+    Parameters
+    ----------
+    ruleset : RuleSet
+    segment_results : iterable of objects with ``name``, ``role``, ``metrics`` (dict), ``dvh``
+        and optionally ``warnings``.
+    clinical : dict {clinical input: value or None}, optional (``DosimetryParams.clinical_inputs()``);
+        selects the rules with conditions (``when``).
+
+    Returns
+    -------
+    list of RuleEvaluation.  A rule with no matching segment, a rule whose condition does not
+    hold and a rule whose clinical input is not given each give one 'N/A' row with the reason.
     """
     out = []
     segs = list(segment_results)
+    clinical = dict(clinical or {})
     for rule in ruleset.rules:
-        matching = [
-            s for s in segs
-            if (rule.segment and s.name == rule.segment)
-            or (not rule.segment and s.role == rule.role and getattr(s, "rules_by_role", True))
-        ]
-        if not matching:
-            out.append(RuleEvaluation(rule, "", float("nan"), "N/A"))
+        outcome, why = cond.check(rule.when, clinical)
+        if outcome in (cond.DOES_NOT_APPLY, cond.SKIP):
+            out.append(RuleEvaluation(rule, "", float("nan"), "N/A", why, False))
             continue
-        for s in matching:
-            v = _measure(rule, s)
-            status = "N/A" if not math.isfinite(v) else ("PASS" if COMPARISONS[rule.comparison](v, rule.threshold) else "FAIL")
-            out.append(RuleEvaluation(rule, s.name, v, status))
+        if outcome == cond.UNKNOWN:
+            out.append(RuleEvaluation(rule, "", float("nan"), "N/A", why, True))
+            continue
+        matching = _matching_segments(rule, segs)
+        if not matching:
+            out.append(RuleEvaluation(rule, "", float("nan"), "N/A", _no_segment_reason(rule), True))
+            continue
+        out.extend(_evaluate_on(rule, s) for s in matching)
     return out

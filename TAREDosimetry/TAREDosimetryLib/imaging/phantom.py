@@ -34,6 +34,9 @@ _COLORS = {
     "lung right": (0.55, 0.75, 0.90), "lung left": (0.45, 0.65, 0.85),
 }
 
+#: Resolution (FWHM, mm) of the demo's synthetic Bremsstrahlung SPECT.
+SPECT_FWHM_MM = 15.0
+
 
 @dataclass
 class PhantomCase:
@@ -132,7 +135,7 @@ def _bremsstrahlung_spect(conc, grid, extent, s, seed):
     """The uptake blurred (15 mm FWHM), on a 4.8 mm grid with a reversed z axis, with Poisson noise."""
     from scipy import ndimage
 
-    fwhm_mm = 15.0
+    fwhm_mm = SPECT_FWHM_MM
     blurred = ndimage.gaussian_filter(conc, sigma=fwhm_mm / 2.3548 / s, mode="constant")
     # SPECT-like grid: 4.8 mm voxels, z axis reversed (slices stored head to feet).
     ss = 4.8
@@ -182,8 +185,9 @@ def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_g
         act = Volume(conc.astype(np.float32) * np.float32(1000.0), grid=grid, name="analytic phantom", unit="counts")
         return PhantomCase(act, ct_vol, seg, params, {}, expected, "analytic phantom: exact uptake on the segmentation grid")
     act = _bremsstrahlung_spect(conc, grid, extent, s, seed)
+    # The synthetic SPECT's resolution is known (15 mm FWHM): small tumours get a partial-volume warning.
     return PhantomCase(
-        act, ct_vol, seg, params, {}, expected,
+        act, ct_vol, seg, params.replace(resolution_fwhm_mm=SPECT_FWHM_MM), {}, expected,
         "synthetic Y-90 Bremsstrahlung SPECT/CT: liver (right and left lobes), three tumours "
         "(uptake 6, 3.5 and 1.2 x normal liver), lungs with an 8 % shunt; 15 mm FWHM blur, Poisson noise",
     )

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..evaluation.status import STATUS_COLORS
+
 from ..errors import TAREDosimetryError
 from ..evaluation.roles import guess_role
 from ..resample import resample_mask, resample_volume
@@ -42,7 +44,8 @@ __all__ = [
 
 #: Display window of a CT background (soft tissue: level 40 HU, width 400 HU).
 CT_WINDOW_HU = (-160.0, 240.0)
-PASS_COLORS = {"PASS": ("#1e7b34", "#d8f0dd"), "FAIL": ("#b21f2d", "#f8d7da"), "N/A": ("#5a5a5a", "#e6e6e6")}
+#: (text, background) colour of each status: PASS green, FAIL red, INCOMPLETE amber, N/A grey.
+PASS_COLORS = dict(STATUS_COLORS)
 
 
 class MissingDependencyError(TAREDosimetryError, RuntimeError):

@@ -6,7 +6,9 @@ import html
 import json
 
 from ..errors import TAREDosimetryError
+from ..evaluation.partial_volume import DIAMETER_FACTOR, MIN_ACTIVITY_VOXELS
 from ..evaluation.roles import ROLE_LABELS
+from ..evaluation.scope import scope_lines
 from .figures import PASS_COLORS, MissingDependencyError, plot_dose_slices, plot_dvh, require_matplotlib
 from .tables import HEAD_KEYS, RX_D, RX_VPCT, column_title, format_metric, metrics_table_rows
 
@@ -15,7 +17,10 @@ __all__ = ["KNOWN_LIMITS", "write_report_html"]
 #: Known limits of the method, from PHYSICS.md ("Known limits to state in the user documentation").
 KNOWN_LIMITS = (
     "Bremsstrahlung SPECT resolution is about 15-20 mm FWHM (Y-90 PET about 5-8 mm): mean doses and D90 of "
-    "small lesions are biased low (partial-volume effect).",
+    "small lesions are biased low (partial-volume effect). Segments with fewer than "
+    f"{MIN_ACTIVITY_VOXELS} activity voxels or an equivalent-sphere diameter under {DIAMETER_FACTOR:g} x the voxel size "
+    "(or the FWHM, when given) are flagged; no correction is applied unless a recovery-coefficient table is given, "
+    "and then the corrected tumour means are shown beside the uncorrected ones, which the rules judge.",
     "The local deposition method (LDM) ignores beta transport (mean range about 2.5 mm); the dose-voxel-kernel "
     "(DVK) convolution assumes homogeneous soft tissue unless density corrected.",
     "Research software, not a medical device.",
@@ -37,6 +42,7 @@ td.status{font-weight:bold;text-align:center}
 td.src{font-size:11.5px;color:#444;max-width:420px}
 img{max-width:100%;height:auto;border:1px solid #ddd;margin:6px 0}
 .note{color:#555;font-style:italic}ul{margin-top:4px}
+.pv{color:#8a5300;font-size:11.5px}.reasons{margin:4px 0 12px}
 code{font-size:12px}
 """
 
@@ -45,9 +51,10 @@ def _e(text):
     return html.escape(str(text), quote=True)
 
 
-def _status_cell(status):
+def _status_cell(status, pv=False):
     fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
-    return f'<td class="status" style="color:{fg};background:{bg}">{_e(status)}</td>'
+    flag = '<br><span class="pv">partial volume</span>' if pv else ""
+    return f'<td class="status" style="color:{fg};background:{bg}">{_e(status)}{flag}</td>'
 
 
 def _value_text(v):
@@ -82,26 +89,33 @@ def _evaluations_html(result):
         seg = ev.segment_name or f"(no segment with role {ROLE_LABELS.get(r.role, r.role or r.segment)})"
         unit = r.unit
         key = "_gy" if str(unit).lower() == "gy" else "_pct" if unit == "%" else ""
+        note = "; ".join([ev.reason] * bool(ev.reason) + list(ev.warnings))
+        if ev.status == "N/A" and not ev.makes_incomplete:
+            note += " (does not make the case incomplete)"
+        label = r.label + (f" [when {r.conditions_text}]" if r.when else "") + (" [optional]" if r.optional else "")
         rows.append(
             "<tr>"
-            f"<td>{_e(seg)}</td><td>{_e(r.label)}</td>"
+            f"<td>{_e(seg)}</td><td>{_e(label)}</td>"
             f'<td class="num">{_e(format_metric(key, ev.measured))}</td>'
             f'<td class="num">{_e(r.comparison)}</td>'
             f'<td class="num">{_e(f"{r.threshold:g}")}</td><td>{_e(unit)}</td>'
-            f"{_status_cell(ev.status)}<td>{_e(r.kind)}</td>"
-            f'<td class="src">{_e(r.source)}</td>'
+            f"{_status_cell(ev.status, bool(ev.warnings))}<td>{_e(note)}</td><td>{_e(r.kind)}</td>"
+            f'<td class="src">{_e(r.source)}{"<br><i>" + _e(r.row) + "</i>" if r.row else ""}</td>'
             "</tr>"
         )
     if not rows:
         return '<p class="note">The rule set holds no rules.</p>'
-    return _table(["segment", "rule", "measured", "comparison", "threshold", "unit", "status", "kind", "source"], rows)
+    return _table(["segment", "rule", "measured", "comparison", "threshold", "unit", "status", "reason / warning", "kind",
+                   "source (table row)"], rows)
 
 
 def _metrics_html(result):
     columns, rows = metrics_table_rows(result)
     idx = {c: n for n, c in enumerate(columns)}
-    notes = {s.name: s.note for s in result.segments}
-    main = [k for k in list(HEAD_KEYS) + ["eud_gy", "bed_gy", "tn_ratio"] if k in idx]
+    notes = {s.name: "; ".join([s.note] * bool(s.note) + list(getattr(s, "warnings", ()))) for s in result.segments}
+    head = list(HEAD_KEYS)
+    head[head.index("mean_gy") + 1:head.index("mean_gy") + 1] = ["mean_gy_rc_corrected", "recovery_coefficient"]
+    main = [k for k in head + ["eud_gy", "bed_gy", "tn_ratio", "equivalent_diameter_mm", "activity_voxels"] if k in idx]
     dvh_keys = [k for k in columns if RX_D.match(k) or RX_VPCT.match(k)]
     if "cumulative_mean_gy" in idx and any(row[idx["cumulative_mean_gy"]] is not None for row in rows):
         main.append("cumulative_mean_gy")
@@ -124,9 +138,26 @@ def _metrics_html(result):
     out += (
         '<p class="note">Mean dose is mass-weighted (energy / mass); D<sub>x</sub> is the minimum dose to the hottest '
         "x % of the volume, V<sub>x</sub>Gy the percentage of the volume receiving at least x Gy (both interpolated, "
-        "volume-based).  T/N: tumour mean dose / mean dose of the normal-liver reference.</p>"
+        "volume-based).  T/N: tumour mean dose / mean dose of the normal-liver reference.  Partial volume: a segment "
+        f"with fewer than {MIN_ACTIVITY_VOXELS} activity voxels or an equivalent-sphere diameter under "
+        f"{DIAMETER_FACTOR:g} x the activity voxel size (or the FWHM, when given) is flagged in the note column; "
+        "RC-corrected means (when a recovery-coefficient table is given) are shown beside the uncorrected ones, "
+        "which the rules judge.</p>"
     )
     return out
+
+
+def _radiobiology_html(d):
+    table = d.get("radiobiology") or {}
+    rows = [
+        f"<tr><td>{_e(name)}</td><td class=\"num\">{_e(format_metric('', v['bed_alpha_beta_gy']))}</td>"
+        f"<td class=\"num\">{_e(format_metric('', v['bed_t_repair_h']))}</td>"
+        f"<td class=\"num\">{_e(format_metric('', v['eud_alpha_per_gy']) if v['eud_alpha_per_gy'] else 'no EUD')}</td>"
+        f'<td class="src">{_e(v["source"])}</td></tr>'
+        for name, v in table.items()
+    ]
+    return "<h2>Radiobiology (BED, EUD)</h2>" + _table(["tissue", "alpha/beta (Gy)", "repair half-time (h)", "EUD alpha (1/Gy)",
+                                                        "source"], rows)
 
 
 def _img(png, alt):
@@ -197,6 +228,7 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
         p.append('<p class="note">None.</p>')
     p.append("<h2>Figures</h2>")
     p.append(_figures_html(result, background, segmentation))
+    p.append(_radiobiology_html(d))
     p += _record_html(d)
     p.append("<h2>Known limits</h2><ul>" + "".join(f"<li>{_e(t)}</li>" for t in KNOWN_LIMITS) + "</ul>")
     p.append(f'<p class="meta">{_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} \u2014 research software, not a medical device.</p>')
@@ -223,7 +255,7 @@ def _head_html(result, title, sw):
     sw_text = ", ".join(f"{k} {v}" for k, v in sw.items() if k not in ("name", "version"))
     status = result.overall_status
     fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
-    banner_word = {"PASS": "PASS", "FAIL": "FAIL"}.get(status, "N/A")
+    banner_word = status
     return [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">Generated {_e(now)} by {_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} '
@@ -231,8 +263,32 @@ def _head_html(result, title, sw):
         f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
         '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>',
         f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'
-        f"{_e(result.summary_line())}</div>",
-    ]
+        f"{_e(result.summary_line(with_reasons=False))}</div>",
+    ] + _status_details_html(result)
+
+
+def _items(title, items, cls="reasons"):
+    return f'<p class="meta"><b>{_e(title)}</b></p><ul class="{cls}">' + "".join(f"<li>{_e(t)}</li>" for t in items) + "</ul>"
+
+
+def _status_details_html(result):
+    """Under the banner: why the case is incomplete, explicit choices, and the thresholds' scope vs the case."""
+    out = []
+    reasons = result.incomplete_reasons
+    if reasons:
+        title = "Not evaluated, or evaluated with an input not given (the case is INCOMPLETE):" if result.overall_status == "INCOMPLETE" \
+            else "Also not evaluated:"
+        out.append(_items(title, reasons))
+    if result.explicit_choices:
+        out.append(_items("Explicit choices:", result.explicit_choices))
+    scope = scope_lines(result.rules, result.params, result.inputs)
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in scope)
+    chosen = f" ({result.rules_note})" if result.rules_note else ""
+    out.append(f'<p class="meta"><b>Scope of the thresholds \u2018{_e(getattr(result.rules, "name", ""))}\u2019{_e(chosen)}:</b></p>'
+               f"<table>{rows}</table>")
+    if result.scope_warnings:
+        out.append(_items("Outside the thresholds' scope:", result.scope_warnings))
+    return out
 
 
 def _record_html(d):

@@ -1,0 +1,85 @@
+"""What a rule set's thresholds were derived from, compared with the case it judges.
+
+A threshold carries the conditions of the study that produced it: the tumour type, the
+microsphere, and the imaging the doses were measured on.  The 79.5 Gy breast-cancer threshold,
+for example, comes from post-treatment Bremsstrahlung SPECT/CT (15-20 mm FWHM, which lowers
+small-tumour means); a Y-90 PET case, whose tumour means are higher for the same treatment, or an
+MAA prediction judged against it is outside that scope.  :func:`scope_warnings` lists every
+difference that is known; :func:`scope_lines` describes the scope and the case for the report.
+"""
+
+from .conditions import CLINICAL_INPUTS
+
+__all__ = ["IMAGING_LABELS", "case_imaging", "scope_warnings", "scope_lines"]
+
+IMAGING_LABELS = {
+    "bremsstrahlung_spect": "post-treatment Y-90 Bremsstrahlung SPECT",
+    "maa_spect": "pre-treatment Tc-99m MAA SPECT (prediction)",
+    "y90_pet": "post-treatment Y-90 PET (or another quantitative, Bq/mL image)",
+    "any": "MAA SPECT planning or post-treatment imaging",
+}
+
+
+def case_imaging(params, inputs=None):
+    """The case's imaging as a key of :data:`IMAGING_LABELS`, or None when it cannot be told
+    (a relative-calibration SPECT may be MAA or Bremsstrahlung unless ``params.phase`` says)."""
+    phase = getattr(params, "phase", None)
+    modality = (inputs or {}).get("modality")
+    if modality == "pet" or params.calibration == "absolute":
+        return "y90_pet"
+    if phase == "pre":
+        return "maa_spect"
+    if phase == "post":
+        return "bremsstrahlung_spect"
+    return None
+
+
+def _listed(scope, key):
+    v = scope.get(key) or ()
+    return (v,) if isinstance(v, str) else tuple(v)
+
+
+def scope_warnings(ruleset, params, inputs=None):
+    """Warnings (list of str) for every known difference between the case and the rule set's scope."""
+    scope = getattr(ruleset, "scope", None) or {}
+    name = getattr(ruleset, "name", "rules")
+    out = []
+    for key, words in (("indication", "indication"), ("microsphere", "microsphere")):
+        allowed = _listed(scope, key)
+        value = getattr(params, key, None)
+        if allowed and value is not None and value not in allowed:
+            out.append(f"the case's {words} ({value}) is outside the scope of the thresholds '{name}' "
+                       f"(derived for {', '.join(allowed)}): the PASS/FAIL may not apply")
+    imaging = _listed(scope, "imaging")
+    kind = case_imaging(params, inputs)
+    if imaging and "any" not in imaging and kind is not None and kind not in imaging:
+        out.append(
+            f"this {IMAGING_LABELS[kind]} case is judged with thresholds '{name}' derived from "
+            f"{' or '.join(IMAGING_LABELS.get(i, i) for i in imaging)}"
+            + (f" ({scope['derived_from']})" if scope.get("derived_from") else "")
+            + ": doses measured on other imaging differ (resolution, partial volume, MAA vs Y-90 distribution)"
+        )
+    return out
+
+
+def scope_lines(ruleset, params, inputs=None):
+    """[(label, text), ...] describing the thresholds' scope and the case, for the report."""
+    scope = getattr(ruleset, "scope", None) or {}
+    lines = []
+    if scope.get("indication"):
+        lines.append(("tumour type", ", ".join(_listed(scope, "indication"))))
+    if scope.get("microsphere"):
+        lines.append(("microsphere", ", ".join(_listed(scope, "microsphere"))))
+    if scope.get("imaging"):
+        lines.append(("imaging", "; ".join(IMAGING_LABELS.get(i, i) for i in _listed(scope, "imaging"))))
+    for key in ("derived_from", "population", "notes"):
+        if scope.get(key):
+            lines.append((key.replace("_", " "), str(scope[key])))
+    kind = case_imaging(params, inputs)
+    case = []
+    for k, v in params.clinical_inputs().items():
+        words, _option, unit = CLINICAL_INPUTS[k]
+        case.append(f"{words} " + ("not given" if v is None else str(v) if isinstance(unit, tuple) else f"{v:g} {unit}"))
+    case.append(f"imaging {IMAGING_LABELS[kind] if kind else 'not stated (relative-calibration SPECT: MAA or Bremsstrahlung)'}")
+    lines.append(("this case", "; ".join(case)))
+    return lines
