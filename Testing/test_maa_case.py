@@ -58,7 +58,8 @@ def test_tumour_to_normal_ratios(maa):
 def test_z_reversed_spect_and_ct_grid_segments_give_consistent_energy(maa):
     spect, seg = maa
     r = run_case(spect, seg, params=DosimetryParams(administered_activity_gbq=2.0, lung_shunt_fraction=0.05))
-    assert r.metrics_grid["grid"] == "segmentation"
+    assert r.metrics_grid["grid"] == "activity" and r.metrics_grid["sampling"] == "overlap"
+    assert r.metrics_grid["method"] == "box overlap"  # z-reversed, but axis-aligned with the CT grid
     liver = r.segment("liver").metrics
     assert liver["activity_gbq"] == pytest.approx(2.0 * 0.95, rel=1e-5)
     assert liver["mean_gy"] * liver["mass_g"] * 1e-3 == pytest.approx(49.67 * liver["activity_gbq"], rel=1e-5)
