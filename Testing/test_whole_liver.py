@@ -106,3 +106,29 @@ def test_reference_region_liver_needs_a_liver_part():
     seg = Segmentation.from_masks({"tumour A": a, "tumour B": b}, grid)
     with pytest.raises(InputError, match="reference region 'liver' needs a segment with role liver"):
         run_case(activity, seg, params=DosimetryParams(administered_activity_gbq=1.0))
+
+
+# -- dose method warnings and known limits ---------------------------------------------------------
+@pytest.mark.parametrize("modality, words", [("pet", "DVK on a Y-90 PET"), ("spect", "DVK on a SPECT"), (None, "DVK on a PET or SPECT image")])
+def test_dvk_on_a_pet_or_spect_image_is_warned_about(modality, words):
+    activity, overlapping, _ = overlapping_and_label_map()
+    p = DosimetryParams(administered_activity_gbq=1.0, method="dvk", device="cpu")
+    r = run_case(activity, overlapping, params=p, inputs={"modality": modality} if modality else None)
+    warning = [w for w in r.warnings if w.startswith("DVK on")]
+    assert len(warning) == 1 and words in warning[0] and "Pasciak" in warning[0]
+    r_ldm = run_case(activity, overlapping, params=p.replace(method="ldm"), inputs={"modality": "pet"})
+    assert not any(w.startswith("DVK on") for w in r_ldm.warnings)
+
+
+def test_report_known_limits_follow_the_dose_method_and_sampling():
+    from TAREDosimetryLib.reporting.html import KNOWN_LIMITS, known_limits
+
+    activity, overlapping, _ = overlapping_and_label_map()
+    p = DosimetryParams(administered_activity_gbq=1.0)
+    assert known_limits(run_case(activity, overlapping, params=p)) == list(KNOWN_LIMITS)
+    dvk = known_limits(run_case(activity, overlapping, params=p.replace(method="dvk", device="cpu")))
+    assert any("+32 %" in t and "-9 %" in t for t in dvk) and any("blurs twice" in t for t in dvk)
+    dvk_ldm = known_limits(run_case(activity, overlapping, params=p.replace(method="dvk", device="cpu", dvk_lung_mode="ldm")))
+    assert any("energy conserved" in t for t in dvk_ldm)
+    nearest = known_limits(run_case(activity, overlapping, params=p.replace(sampling="nearest")))
+    assert any("Point sampling ('nearest')" in t for t in nearest)
