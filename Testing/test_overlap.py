@@ -340,3 +340,17 @@ def test_lsf_lung_mass_is_exact_over_a_ct_on_another_grid():
     assert inside_ml < 0.9 * lung.sum() * seg.voxel_volume_ml  # the CT does not cover the whole lung
     assert_allclose(r.summary["lung_mass_g"], expected, rtol=1e-6)
     assert_allclose(r.segment("lungs (LSF model)").metrics["mean_gy"], K * 2.0 * 0.1 / (expected * 1e-3), rtol=1e-6)
+
+
+def test_bad_overlap_arguments_are_refused():
+    from TAREDosimetryLib import GeometryError, InputError
+
+    seg, mask, image = rotated_box_case()
+    with pytest.raises(InputError, match="do not match the source grid"):
+        overlap_sum(mask[:-1], seg, image)
+    with pytest.raises(GeometryError, match="not axis-aligned"):
+        overlap_sum(mask, seg, image, method="box")
+    with pytest.raises(InputError, match="method must be one of"):
+        overlap_sum(mask, seg, image, method="exact")
+    with pytest.raises(InputError, match="sampling must be one of overlap, nearest, linear"):
+        DosimetryParams(sampling="area")

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse
 
+from .errors import GeometryError, InputError
+
 __all__ = [
     "OverlapResult",
     "overlap_sum",
@@ -181,10 +183,12 @@ def overlap_sum(values, src_grid, dst_grid, *, dtype=np.float64, method="auto"):
     """
     values = np.asarray(values)
     if values.shape != tuple(src_grid.shape):
-        raise ValueError(f"values of shape {values.shape} do not match the source grid {src_grid.shape}")
+        raise InputError(f"values of shape {values.shape} (z, y, x) do not match the source grid's shape {src_grid.shape}")
+    if method not in ("auto", "box", "supersampling"):
+        raise InputError(f"method must be one of auto, box, supersampling; got {method!r}")
     alignment = axis_alignment(src_grid, dst_grid) if method in ("auto", "box") else None
     if alignment is None and method == "box":
-        raise ValueError("the grids are not axis-aligned with each other: box overlap needs supersampling")
+        raise GeometryError("the grids are not axis-aligned with each other: the box overlap needs method 'supersampling' or 'auto'")
     if alignment is not None:
         return _box_overlap_sum(values, src_grid, dst_grid, alignment, dtype)
     return _supersampled_converged(values, src_grid, dst_grid)
