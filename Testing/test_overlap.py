@@ -354,3 +354,16 @@ def test_bad_overlap_arguments_are_refused():
         overlap_sum(mask, seg, image, method="exact")
     with pytest.raises(InputError, match="sampling must be one of overlap, nearest, linear"):
         DosimetryParams(sampling="area")
+
+
+def test_whole_number_ct_gives_the_same_densities_as_a_float_ct():
+    """An int16 CT goes through a lookup table of its HU range: the same densities as the float path."""
+    image = Grid((6, 6, 6), (4.0, 4.0, 4.0), (0.0, 0.0, 0.0))
+    rng = np.random.default_rng(12)
+    hu = rng.integers(-1024, 1800, size=(48, 48, 48)).astype(np.int16)
+    seg = Grid((48, 48, 48), (0.5, 0.5, 0.5), (-1.75, -1.75, -1.75))
+    segmentation = Segmentation.from_masks({"liver": box_mask(seg, (0.0, 0.0, 0.0), (20.0, 20.0, 20.0))}, seg)
+    conc = np.full(image.shape, 1e5, np.float32)
+    runs = [run_case(Volume(conc, grid=image), segmentation, ct=Volume(h, grid=seg), params=absolute_params(density_from_ct=True))
+            for h in (hu, hu.astype(np.float32))]
+    assert_allclose(runs[0].density_g_ml.array, runs[1].density_g_ml.array, rtol=1e-6)

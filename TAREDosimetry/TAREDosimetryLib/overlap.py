@@ -135,6 +135,8 @@ def _contract_axis(arr, mat, axis, dtype):
     converted to floating point all at once.
     """
     mt = mat.T.tocsr().astype(dtype)
+    if axis == 0 and arr.dtype == dtype and arr.flags.c_contiguous:  # no conversion, no copy needed
+        return (mt @ arr.reshape(arr.shape[0], -1)).reshape((mt.shape[0],) + arr.shape[1:])
     moved = np.moveaxis(arr, axis, 0)
     n_src, rest = moved.shape[0], moved.shape[1:]
     out = np.empty((mt.shape[0],) + rest, dtype)
@@ -156,7 +158,12 @@ def _box_overlap_sum(values, src_grid, dst_grid, alignment, dtype):
         mats.append(mat)
         box[b] = slice(j0, j0 + mat.shape[1])
     # Contract the axis that shrinks most first: the later passes then work on small arrays.
-    order = sorted(range(3), key=lambda a: mats[a].shape[1] / max(1, mats[a].shape[0]))
+    # A source already in the working dtype is contracted along its first axis without a copy:
+    # start there unless another axis shrinks it much more.
+    shrink = [mats[a].shape[1] / max(1, mats[a].shape[0]) for a in range(3)]
+    order = sorted(range(3), key=lambda a: shrink[a])
+    if values.dtype == dtype and values.flags.c_contiguous and shrink[0] <= 1.25 * shrink[order[0]]:
+        order = [0] + [a for a in order if a != 0]
     out = values
     for a in order:
         out = _contract_axis(out, mats[a], a, dtype)

@@ -65,16 +65,29 @@ def density_map_g_ml(grid, params, ct=None, lung_mask=None):
 _CT_SLAB_SLICES = 32
 
 
+def _schneider_g_ml(hu):
+    """:func:`physics.hu_to_density_g_ml` element-wise; a whole-number CT goes through a lookup
+    table of its HU range (the same values, without interpolating every voxel)."""
+    if np.issubdtype(hu.dtype, np.integer) and hu.size > 65536:
+        lo, hi = int(hu.min()), int(hu.max())
+        if hi - lo < 1 << 20:
+            table = physics.hu_to_density_g_ml(np.arange(lo, hi + 1))
+            return table[np.subtract(hu, lo, dtype=np.int32)]
+    return physics.hu_to_density_g_ml(hu)
+
+
 def _ct_density_g_ml(hu, lung, params):
     """Density of CT voxels (g/mL): Schneider 2000; in ``lung`` Kao 2014 (at least MIN_DENSITY_G_ML);
     air outside the lungs takes the tissue density (as :func:`density_map_g_ml`)."""
-    rho = physics.hu_to_density_g_ml(hu)
-    if lung is not None:
-        rho = np.where(lung, np.maximum(physics.lung_hu_to_density_g_ml(hu), MIN_DENSITY_G_ML), rho)
-        air = (rho < MIN_DENSITY_G_ML) & ~lung
+    rho = _schneider_g_ml(hu)
+    if lung is not None and lung.any():
+        rho[lung] = np.maximum(physics.lung_hu_to_density_g_ml(hu[lung]), np.float32(MIN_DENSITY_G_ML))
+        air = rho < MIN_DENSITY_G_ML
+        air &= ~lung
     else:
         air = rho < MIN_DENSITY_G_ML
-    return np.where(air, np.float32(params.tissue_density_g_ml), rho).astype(np.float32)
+    rho[air] = np.float32(params.tissue_density_g_ml)
+    return rho
 
 
 def _ct_average_on_grid(ct, grid, params, lung_mask_ct):
