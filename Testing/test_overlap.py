@@ -367,3 +367,22 @@ def test_whole_number_ct_gives_the_same_densities_as_a_float_ct():
     runs = [run_case(Volume(conc, grid=image), segmentation, ct=Volume(h, grid=seg), params=absolute_params(density_from_ct=True))
             for h in (hu, hu.astype(np.float32))]
     assert_allclose(runs[0].density_g_ml.array, runs[1].density_g_ml.array, rtol=1e-6)
+
+
+def test_activity_grid_finer_than_the_segments():
+    """3.3 x 3.1 x 3.7 mm segment voxels over a 0.8 x 0.7 x 0.9 mm image: each image voxel counts
+    with the part of it inside the segment's (coarse) voxels."""
+    image = Grid((30, 34, 36), (0.8, 0.7, 0.9), (0.1, 0.2, 0.3))
+    rng = np.random.default_rng(13)
+    conc = rng.uniform(1e5, 9e5, size=image.shape)
+    seg = Grid((5, 6, 7), (3.3, 3.1, 3.7), (-1.0, -0.5, -0.2))
+    mask = np.zeros(seg.shape, bool)
+    mask[1:4, 1:5, 2:6] = True
+    lo = tuple(seg.origin_mm[a] + seg.spacing_mm[a] * (start - 0.5) for a, start in zip(range(3), (2, 1, 1)))
+    hi = tuple(seg.origin_mm[a] + seg.spacing_mm[a] * (stop - 0.5) for a, stop in zip(range(3), (6, 5, 4)))
+    r = run_case(Volume(conc.astype(np.float32), grid=image), Segmentation.from_masks({"liver": mask}, seg), params=absolute_params())
+    f = box_fractions(image, lo, hi)
+    m = r.segment("liver").metrics
+    assert r.metrics_grid["grid"] == "activity"
+    assert_allclose(m["mean_gy"], exact_mean_gy(conc, f), rtol=1e-6)
+    assert_allclose(m["volume_ml"], mask.sum() * seg.voxel_volume_ml, rtol=1e-9)
