@@ -321,9 +321,10 @@ def test_cpu_backend_uses_all_cores():
 @needs_gpu
 def test_gpu_dose_equals_cpu_dose():
     vol, rho, lung = lung_liver_phantom(lung_activity=0.002)
-    for density in (RHO, rho):
-        cpu = dvk.dvk_dose_gy(vol, density_g_ml=density, k_gy_kg_per_gbq=K, device="cpu").array
-        gpu = dvk.dvk_dose_gy(vol, density_g_ml=density, k_gy_kg_per_gbq=K, device="gpu").array
+    for density, lung_mode in ((RHO, "kernel"), (rho, "kernel"), (rho, "ldm")):
+        kw = dict(density_g_ml=density, k_gy_kg_per_gbq=K, lung_mask=lung, lung_mode=lung_mode)
+        cpu = dvk.dvk_dose_gy(vol, device="cpu", **kw).array
+        gpu = dvk.dvk_dose_gy(vol, device="gpu", **kw).array
         assert isinstance(gpu, np.ndarray) and gpu.dtype == np.float32
         assert np.abs(gpu - cpu).max() < 1e-5 * cpu.max()
 
