@@ -64,8 +64,11 @@ class OverlapSampler:
         present = [n for n in names if boxes[n] is not None]
         if not present:
             raise InputError("every segment is empty: nothing to measure")
-        self._infos = []
-        parts = {n: self._fractions(segmentation.mask(n, boxes[n]), boxes[n]) for n in present}
+        self._infos, parts, counts = [], {}, {}
+        for n in present:
+            mask = segmentation.mask(n, boxes[n])
+            counts[n] = int(np.count_nonzero(mask))
+            parts[n] = self._fractions(mask, boxes[n])
         placed = [r.box for r in parts.values() if r.box is not None]
         if not placed:
             raise GeometryError("no segment voxel lies inside the activity image")
@@ -73,10 +76,9 @@ class OverlapSampler:
         self.grid = activity_grid.crop(self._crop)
         self.inside_fraction, self.regions = {}, {}
         for n in present:
-            count = segmentation.voxel_count(n)
             self.regions[n] = self._region(parts[n])
             inside = self.regions[n].volume_voxels * activity_grid.voxel_volume_ml
-            self.inside_fraction[n] = min(1.0, inside / (count * segmentation.grid.voxel_volume_ml))
+            self.inside_fraction[n] = min(1.0, inside / (counts[n] * segmentation.grid.voxel_volume_ml))
         self._cache = {}
 
     # -- fractions ------------------------------------------------------------------------------
