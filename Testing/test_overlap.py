@@ -386,3 +386,29 @@ def test_activity_grid_finer_than_the_segments():
     assert r.metrics_grid["grid"] == "activity"
     assert_allclose(m["mean_gy"], exact_mean_gy(conc, f), rtol=1e-6)
     assert_allclose(m["volume_ml"], mask.sum() * seg.voxel_volume_ml, rtol=1e-9)
+
+
+def test_an_oblique_ct_is_read_at_the_voxel_centres_and_said_so():
+    from TAREDosimetryLib import physics
+
+    seg, mask, image = rotated_box_case()
+    ct = Volume(np.full(seg.shape, 40, np.int16), grid=seg)  # the rotated grid
+    conc = np.full(image.shape, 1e5, np.float32)
+    r = run_case(Volume(conc, grid=image), Segmentation.from_masks({"liver": mask}, seg), ct=ct,
+                 params=absolute_params(density_from_ct=True))
+    assert "oblique to the activity grid: read at the voxel centres" in r.summary["density_source"]
+    rho_40 = float(physics.hu_to_density_g_ml(40.0))
+    assert_allclose(r.segment("liver").metrics["mass_g"], rho_40 * mask.sum() * seg.voxel_volume_ml, rtol=1e-5)
+
+
+def test_supersampling_stops_within_its_work_limit(monkeypatch):
+    from TAREDosimetryLib import overlap
+
+    seg, mask, image = rotated_box_case()
+    monkeypatch.setattr(overlap, "MAX_SUPERSAMPLING_WORK", 1.0)
+    r = overlap.overlap_sum(mask, seg, image)
+    assert r.info["converged"] is False and r.info["points_per_axis"] == [5, 5, 5]
+    assert_allclose(r.values.sum() * image.voxel_volume_ml, mask.sum() * seg.voxel_volume_ml, rtol=1e-12)
+    result = run_case(Volume(np.full(image.shape, 1e5, np.float32), grid=image), Segmentation.from_masks({"liver": mask}, seg),
+                      params=absolute_params())
+    assert any("oblique" in w and "not converged" in w for w in result.warnings)

@@ -53,6 +53,9 @@ SUPERSAMPLING_TOLERANCE = 1e-2
 MIN_SUPERSAMPLING_POINTS = 5
 #: Most points per axis per source voxel in supersampling.
 MAX_SUPERSAMPLING_POINTS = 11
+#: Most point evaluations (source voxels x points) one supersampling refinement may take; beyond
+#: it the refinement stops and the result is reported as not converged.
+MAX_SUPERSAMPLING_WORK = 4e9
 #: Largest displacement (in destination voxels) over the source's extent for which two grids
 #: count as axis-aligned.
 ALIGNMENT_TOLERANCE_VOXELS = 1e-3
@@ -265,13 +268,17 @@ def _supersampled_converged(values, src_grid, dst_grid):
     p = _src_to_dst_index(src_grid, dst_grid)
     box = _dst_box_of(src_grid, dst_grid, p)
     if box is None:
-        return OverlapResult(None, np.zeros((0, 0, 0)), {"method": "supersampling"})
+        return OverlapResult(None, np.zeros((0, 0, 0)), {"method": "supersampling", "points_per_axis": [0, 0, 0],
+                                                          "relative_change": 0.0, "converged": True})
     ratio = np.array(src_grid.spacing_mm) / min(dst_grid.spacing_mm)
     n = np.maximum(MIN_SUPERSAMPLING_POINTS, np.ceil(3 * ratio)).astype(int)
     prev = _supersampled_sum(values, src_grid, dst_grid, box, n)
-    change = float("nan")
+    change, cur = float("nan"), prev
+    n_sources = int(np.count_nonzero(values))
     while True:
         n_next = n + 2
+        if n_sources * float(np.prod(n_next)) > MAX_SUPERSAMPLING_WORK:
+            break
         cur = _supersampled_sum(values, src_grid, dst_grid, box, n_next)
         total = float(np.abs(cur).sum())
         change = float(np.abs(cur - prev).sum() / total) if total > 0 else 0.0
@@ -279,5 +286,5 @@ def _supersampled_converged(values, src_grid, dst_grid):
         if change < SUPERSAMPLING_TOLERANCE or n.max() >= MAX_SUPERSAMPLING_POINTS:
             break
     info = {"method": "supersampling", "points_per_axis": [int(x) for x in n], "relative_change": change,
-            "converged": bool(change < SUPERSAMPLING_TOLERANCE)}
+            "converged": bool(change < SUPERSAMPLING_TOLERANCE)}  # NaN (no refinement within the work limit): False
     return OverlapResult(box, cur, info)

@@ -184,10 +184,12 @@ def build_metrics_grid(segmentation, activity_grid, roles, params, what, warning
             warnings.append(f"segment {n!r}: {100 * outside:.2f} % of its volume lies outside the activity image (dose 0 there)")
     grid_info = sampler.describe()
     if grid_info.get("supersampling_converged") is False:
+        change = grid_info.get("supersampling_relative_change")
         warnings.append(
             "the segmentation is oblique to the activity image: partial-voxel fractions by supersampling "
-            f"({grid_info['supersampling_points_per_axis_xyz']} points per axis) changed by "
-            f"{100 * grid_info['supersampling_relative_change']:.2f} % at the last refinement (not converged below 1 %)"
+            f"({grid_info['supersampling_points_per_axis_xyz']} points per axis) "
+            + (f"changed by {100 * change:.2f} % at the last refinement" if change is not None else "could not be refined")
+            + " (not converged below 1 %)"
         )
     return sampler
 

@@ -15,7 +15,7 @@ Kao YH et al., EJNMMI Res (2014) (lung: rho = (HU + 1000) / 1000).
 import numpy as np
 
 from .. import physics
-from ..overlap import coverage, overlap_sum
+from ..overlap import axis_alignment, coverage, overlap_sum
 from ..resample import inside_mask, resample_volume
 from ..volume import Volume
 
@@ -123,7 +123,9 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
     Returns
     -------
     (Volume float32 g/mL, outside_ct bool ndarray (voxels the CT does not wholly cover) or None,
-    description str).  The part of a voxel outside the CT takes the tissue density.
+    description str).  The part of a voxel outside the CT takes the tissue density.  A CT oblique
+    to ``grid`` (not axis-aligned with it) is read at the voxel centres as in
+    :func:`density_map_g_ml`, and the description says so.
     """
     if ct is None or not params.density_from_ct:
         f = np.zeros(grid.shape) if lung_fraction is None else np.asarray(lung_fraction, np.float64)
@@ -131,6 +133,11 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
         text = ("constant (tissue %.3g g/mL, lung %.3g g/mL), volume-averaged over each voxel (lung fraction)"
                 % (params.tissue_density_g_ml, params.lung_density_g_ml))
         return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text
+    if axis_alignment(ct.grid, grid) is None:
+        # An oblique CT would need every CT voxel supersampled: read it at the voxel centres instead.
+        lung = None if lung_fraction is None else np.asarray(lung_fraction) >= 0.5
+        density, outside_ct, text = density_map_g_ml(grid, params, ct=ct, lung_mask=lung)
+        return density, outside_ct, text + "; the CT is oblique to the activity grid: read at the voxel centres, not volume-averaged"
     total, covered = _ct_average_on_grid(ct, grid, params, lung_mask_ct)
     rho = (total + (1.0 - covered) * params.tissue_density_g_ml).astype(np.float32)
     text = (

@@ -163,7 +163,8 @@ class OverlapSampler:
         super_infos = [i for i in self._infos if i["method"] == "supersampling"]
         if super_infos:
             out["supersampling_points_per_axis_xyz"] = max((i["points_per_axis"] for i in super_infos), key=max)
-            out["supersampling_relative_change"] = max(i["relative_change"] for i in super_infos)
+            changes = [i["relative_change"] for i in super_infos if np.isfinite(i["relative_change"])]
+            out["supersampling_relative_change"] = max(changes) if changes else None
             out["supersampling_converged"] = all(i["converged"] for i in super_infos)
         out.update(self.grid.to_dict())
         out["voxel_volume_ml"] = self.voxel_volume_ml
