@@ -48,8 +48,9 @@ def test_run_case_calls_the_pipeline_steps_in_data_flow_order():
         tree = ast.parse(fh.read())
     run_case = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run_case")
     called = [n.func.id for n in ast.walk(run_case) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
-    steps = ["check_inputs", "resolve_roles", "check_required_inputs", "build_metrics_grid", "derive_normal_liver",
-             "derive_perfused_normal", "activity_step", "density_step", "dose_step", "sample_maps", "segment_results_step",
+    steps = ["check_inputs", "resolve_roles", "check_required_inputs", "build_metrics_grid", "whole_liver_step",
+             "derive_normal_liver", "derive_perfused_normal", "activity_step", "density_step", "dose_step",
+             "dose_method_check", "sample_maps", "segment_results_step",
              "lung_step", "partial_volume_step", "tn_ratio_step", "rules_step", "scope_step"]
     order = [called.index(s) for s in steps]
     assert order == sorted(order), f"run_case calls the steps out of order: {called}"

@@ -123,7 +123,11 @@ def test_run_with_label_map_roles_and_rule_file(tmp_path):
     assert m["rules"]["name"] == "local"
     assert m["inputs"]["roles"]["nodule A"] == "tumor"
     seg = {s["name"]: s for s in m["segments"]}
-    assert seg["liver"]["activity_gbq"] == pytest.approx(1.5, rel=1e-6)
+    # A label map's liver label holds no tumour voxel: the whole liver (the reference region of
+    # relative calibration) is the liver label and the nodule, and gets all the activity.
+    assert m["inputs"]["whole_liver_segments"] == ["liver", "nodule A"]
+    assert seg["whole liver (derived)"]["activity_gbq"] == pytest.approx(1.5, rel=1e-6)
+    assert seg["liver"]["activity_gbq"] + seg["nodule A"]["activity_gbq"] == pytest.approx(1.5, rel=1e-6)
     assert m["evaluations"][0]["segment"] == "nodule A"
 
 

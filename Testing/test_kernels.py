@@ -207,3 +207,36 @@ def test_lanconelli_energy_agrees_with_ours():
     e_ours = ours[c - 5 : c + 6, c - 5 : c + 6, c - 5 : c + 6].sum() * m_g / kernels.MEV_PER_G_TO_MGY_PER_MBQ_S
     assert_allclose(e_ref, 0.934, rtol=0.003)
     assert_allclose(e_ours, e_ref, rtol=0.006)
+
+
+# Lanconelli et al. 2012 database, Y-90 in "Bone compact" (ICRU compact bone, 1.85 g/cm3; the
+# density at which its 4.42 mm kernel holds 0.934 MeV per decay, as the soft-tissue one does):
+# S(i, j, k) in mGy/(MBq s) for the self voxel, a face, an edge, a corner and the second shell.
+LANCONELLI_BONE = {
+    3.0: {(0, 0, 0): 1.40, (0, 0, 1): 1.75e-1, (0, 1, 1): 3.68e-2, (1, 1, 1): 9.29e-3, (0, 0, 2): 1.53e-3},
+    4.0: {(0, 0, 0): 7.12e-1, (0, 0, 1): 6.86e-2, (0, 1, 1): 1.02e-2, (1, 1, 1): 1.77e-3, (0, 0, 2): 6.28e-5},
+    4.42: {(0, 0, 0): 5.58e-1, (0, 0, 1): 4.87e-2, (0, 1, 1): 6.43e-3, (1, 1, 1): 9.78e-4, (0, 0, 2): 1.67e-5},
+    5.0: {(0, 0, 0): 4.09e-1, (0, 0, 1): 3.16e-2, (0, 1, 1): 3.60e-3, (1, 1, 1): 4.69e-4, (0, 0, 2): 5.05e-6},
+    6.0: {(0, 0, 0): 2.56e-1, (0, 0, 1): 1.64e-2, (0, 1, 1): 1.51e-3, (1, 1, 1): 1.59e-4, (0, 0, 2): 2.75e-6},
+}
+BONE_G_ML = 1.85
+
+
+@pytest.mark.parametrize("size_mm", sorted(LANCONELLI_BONE))
+def test_density_scaled_kernel_against_lanconelli_bone(size_mm):
+    """The water kernel scaled to bone (rho^2 d(rho r)) against Lanconelli's Monte Carlo in bone.
+
+    Measured deviations (ours / Lanconelli - 1, 3 to 6 mm): self +0.4 to +1.2 %, face -0.4 to
+    -1.2 %, edge -2.2 to -3.7 %, corner -5.2 to -7.2 %, second shell (0, 0, 2) -16 to -42 %
+    (where S is below 1e-3 of the self value: under 0.1 % of the energy).  Density scaling
+    ignores that bone's electrons scatter more (higher Z) than water's: the scaled kernel
+    is too short-ranged there.  docs/dvk.md states these numbers; the bands below pin them.
+    """
+    ours = kernels.voxel_s_values((size_mm,) * 3, BONE_G_ML)
+    c = _centre(ours)[0]
+    dev = {ijk: ours[c + ijk[0], c + ijk[1], c + ijk[2]] / s - 1 for ijk, s in LANCONELLI_BONE[size_mm].items()}
+    assert 0.0 < dev[(0, 0, 0)] < 0.015
+    assert -0.015 < dev[(0, 0, 1)] < 0.0
+    assert -0.04 < dev[(0, 1, 1)] < -0.015
+    assert -0.08 < dev[(1, 1, 1)] < -0.045
+    assert -0.45 < dev[(0, 0, 2)] < -0.12

@@ -128,3 +128,47 @@ def test_segment_eud_is_volume_weighted_as_in_physics_md():
     alpha = p.eud_alpha_per_gy
     expected = -np.log(np.mean(np.exp(-alpha * dose.astype(np.float64)))) / alpha
     assert_allclose(m["eud_gy"], expected, rtol=1e-9)
+
+
+# -- weighted voxels (exact partial-voxel sampling) ----------------------------------------------
+def test_weighted_dvh_equals_the_dvh_of_repeated_voxels():
+    """A voxel of weight 3 is three voxels: V, mean, SD, median and the volumes agree exactly."""
+    rng = np.random.default_rng(21)
+    d = rng.uniform(0, 100, 57)
+    w = rng.integers(1, 4, 57).astype(float)
+    a, b = DVH(np.repeat(d, w.astype(int)), 0.2), DVH(d, 0.2, weights=w)
+    for x in (0, 12.5, 50, 99):
+        assert b.volume_pct_at_dose(x) == pytest.approx(a.volume_pct_at_dose(x), rel=1e-12)
+    for key in ("mean_gy", "sd_gy", "median_gy", "volume_ml", "max_gy", "min_gy"):
+        assert getattr(b, key) == pytest.approx(getattr(a, key), rel=1e-12), key
+    assert_allclose(b.curve(1.0)[1], a.curve(1.0)[1], rtol=1e-12)
+
+
+def test_weighted_d_x_lies_on_the_line_through_the_cumulative_weights():
+    """Doses 30, 20, 10 Gy with weights 0.5, 1, 0.5: the cumulative volume fractions are 0.25,
+    0.75, 1; D50 lies halfway from (0.25, 30) to (0.75, 20): 25 Gy; D10 = 30 Gy (hottest part)."""
+    h = DVH([10.0, 30.0, 20.0], 1.0, weights=[0.5, 0.5, 1.0])
+    assert h.dose_at_volume_pct(50) == pytest.approx(25.0)
+    assert h.dose_at_volume_pct(10) == pytest.approx(30.0)
+    assert h.dose_at_volume_pct(100) == pytest.approx(10.0)
+    assert h.volume_pct_at_dose(15) == pytest.approx(75.0)
+    assert h.volume_ml == pytest.approx(2.0) and h.mean_gy == pytest.approx(20.0)
+
+
+def test_weighted_dvh_with_unit_weights_is_the_unweighted_dvh():
+    rng = np.random.default_rng(22)
+    d = rng.gamma(2.0, 20.0, 200)
+    for width in (None, 0.5):
+        a, b = DVH(d, 0.3, width), DVH(d, 0.3, width, weights=np.ones(200))
+        for x in (1, 2, 30, 50, 70, 90, 98):
+            assert b.dose_at_volume_pct(x) == pytest.approx(a.dose_at_volume_pct(x), rel=1e-12)
+        assert b.median_gy == pytest.approx(a.median_gy, rel=1e-12)
+
+
+def test_bad_weights_are_refused():
+    with pytest.raises(InputError, match="weights"):
+        DVH([1.0, 2.0], weights=[1.0])
+    with pytest.raises(InputError, match="finite and >= 0"):
+        DVH([1.0, 2.0], weights=[1.0, -0.5])
+    with pytest.raises(InputError, match="no voxels"):
+        DVH([1.0, 2.0], weights=[0.0, 0.0])

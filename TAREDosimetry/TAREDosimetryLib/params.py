@@ -20,8 +20,10 @@ CALIBRATIONS = ("relative", "absolute")
 REFERENCE_REGIONS = ("liver", "perfused", "image")
 DOSE_METHODS = ("ldm", "dvk")
 DEVICES = ("auto", "cpu", "gpu")
-#: How values of the dose grid are read at the centres of the metrics grid.
-SAMPLINGS = ("nearest", "linear")
+#: How the dose is measured on the segments: 'overlap' (exact partial-voxel weighting, each
+#: activity voxel counts with the fraction of its volume inside the segment), or point sampling
+#: at the segment voxels' centres: 'nearest' or 'linear' (approximations; see evaluation.sampling).
+SAMPLINGS = ("overlap", "nearest", "linear")
 LUNG_DOSE_SOURCES = ("auto", "lsf", "image")
 DVK_LUNG_MODES = ("kernel", "ldm")
 #: Clinical inputs that select threshold rules (None = not given).
@@ -99,7 +101,9 @@ class DosimetryParams:
         dvk_radius_mm : kernel truncation radius in tissue, mm (12 mm holds 99.6 % of the
             beta energy; the rest is the bremsstrahlung tail).
     Metrics
-        sampling : 'nearest' or 'linear' reading of dose at the metrics grid's voxel centres.
+        sampling : 'overlap' (default: exact partial-voxel weighting on the activity grid; also
+            makes the density map a volume average over each activity voxel) or point sampling
+            at the segment voxels' centres, 'nearest' or 'linear' (approximations).
         dvh_bin_width_gy : None for exact (sorted-voxel) metrics, else the bin width in Gy.
         dvh_curve_step_gy : dose step of the DVH curves written to dvh.csv / the plot.
         d_levels_pct, v_levels_gy : D_x and V_x metrics to report.
@@ -143,7 +147,7 @@ class DosimetryParams:
     dvk_lung_mode: str = "kernel"
     dvk_radius_mm: float = 12.0
 
-    sampling: str = "nearest"
+    sampling: str = "overlap"
     dvh_bin_width_gy: float = None
     dvh_curve_step_gy: float = 0.1
     d_levels_pct: tuple = (2, 5, 10, 30, 50, 70, 90, 95, 98)

@@ -6,12 +6,14 @@ tested and timed alone::
     check_inputs          activity image, CT and segmentation are usable and overlap
     resolve_roles         every segment's role (guessed from its name, or given)
     check_required_inputs inputs that must not be defaulted (LSF, scan time)  (evaluation.requirements)
-    build_metrics_grid    the segment masks on the metrics grid          (evaluation.sampling)
-    derive_normal_liver   liver minus tumours, when no normal-liver segment exists
+    build_metrics_grid    the segment regions on the metrics grid        (evaluation.sampling)
+    whole_liver_step      the whole liver: liver parts and the tumours in them (evaluation.liver)
+    derive_normal_liver   whole liver minus tumours, when no normal-liver segment exists
     derive_perfused_normal perfused minus tumours, when no perfused-normal segment exists
     activity_step         activity map, GBq per voxel, on the activity grid    (dose.activity)
     density_step          density map, g/mL, on the activity grid (constant or CT) (dose.density)
     dose_step             dose map, Gy, on the activity grid (LDM or DVK)     (dose.dosemap)
+    dose_method_check     warnings on the dose method for the image (DVK on PET/SPECT)
     segment_results_step  dose, density and activity read on the metrics grid; metrics + DVH
     lung_step             lung dose: LSF model, or the lungs of the image as one organ
     partial_volume_step   segments too small for the resolution; RC-corrected tumour means (evaluation.partial_volume)
@@ -23,14 +25,15 @@ The metrics grid and its sampling are described in :mod:`.evaluation.sampling`.
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .dose import activity as act
-from .dose.density import density_map_g_ml
+from .dose.density import averaged_density_map_g_ml, density_map_g_ml
 from .dose.dosemap import dose_map_gy
 from .errors import GeometryError, InputError
+from .evaluation.liver import whole_liver
 from .evaluation.lung import MIN_PLAUSIBLE_LUNG_MASS_G, lsf_lung_mass_g
 from .evaluation.metrics import segment_metrics, uniform_metrics
 from .evaluation.partial_volume import apply_partial_volume
@@ -38,7 +41,7 @@ from .evaluation.requirements import check_required_inputs
 from .evaluation.results import CaseResult, SegmentResult
 from .evaluation.roles import assign_roles, unrecognised_names
 from .evaluation.rules import evaluate_rules, select_rules
-from .evaluation.sampling import MetricsSampler, lung_mask_on_grid
+from .evaluation.sampling import fraction_on_grid, lung_mask_on_grid, make_sampler
 from .evaluation.scope import scope_warnings
 from .params import DosimetryParams
 from .volume import Volume
@@ -49,6 +52,7 @@ __all__ = [
     "check_inputs",
     "resolve_roles",
     "build_metrics_grid",
+    "whole_liver_step",
     "derive_normal_liver",
     "derive_perfused_normal",
     "partial_volume_step",
@@ -56,20 +60,21 @@ __all__ = [
     "activity_step",
     "density_step",
     "dose_step",
+    "dose_method_check",
     "segment_results_step",
     "lung_step",
     "tn_ratio_step",
     "rules_step",
     "DERIVED_NORMAL_LIVER",
     "DERIVED_PERFUSED_NORMAL",
+    "WHOLE_LIVER_ENTRY",
     "LUNG_LSF_ENTRY",
     "LUNG_ALL_ENTRY",
 ]
 
 DERIVED_NORMAL_LIVER = "normal liver (derived)"
 DERIVED_PERFUSED_NORMAL = "perfused normal liver (derived)"
-#: Entries the engine derives from other segments, with the note shown on their row.
-DERIVED_NOTES = {DERIVED_NORMAL_LIVER: "liver minus tumours", DERIVED_PERFUSED_NORMAL: "perfused volume minus tumours"}
+WHOLE_LIVER_ENTRY = "whole liver (derived)"
 LUNG_LSF_ENTRY = "lungs (LSF model)"
 LUNG_ALL_ENTRY = "lungs (all segments)"
 #: Fraction of a segment that may lie outside the activity image before the case is refused.
@@ -78,6 +83,7 @@ MAX_OUTSIDE_FRACTION = 0.005
 PLAUSIBLE_Y90_GBQ = (0.05, 20.0)
 #: Colours of the entries the engine adds (derived normal liver, lungs as one organ).
 _NORMAL_LIVER_COLOR = (0.56, 0.79, 0.49)
+_LIVER_COLOR = (0.87, 0.51, 0.40)
 _LUNG_COLOR = (0.44, 0.72, 0.82)
 
 
@@ -87,7 +93,9 @@ class CaseRoles:
 
     role_of : {segment name: role}; used : names measured (role not 'ignore'), in order;
     lung_from : 'lsf' or 'image' (the effective lung-dose source); derived : True when
-    :data:`DERIVED_NORMAL_LIVER` was added.
+    :data:`DERIVED_NORMAL_LIVER` was added; whole_liver : the segments whose union is the whole
+    liver (:mod:`.evaluation.liver`); notes : {derived entry: what it is}; parts_of_whole :
+    liver segments that role-based rules skip because :data:`WHOLE_LIVER_ENTRY` is the whole.
     """
 
     role_of: dict
@@ -95,6 +103,9 @@ class CaseRoles:
     lung_from: str
     derived: bool = False
     by_role: dict = field(default_factory=dict)
+    whole_liver: list = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
+    parts_of_whole: list = field(default_factory=list)
 
     def __post_init__(self):
         self.by_role = {}
@@ -169,10 +180,10 @@ def resolve_roles(segmentation, roles, params, warnings=None):
     return CaseRoles(role_of, used, lung_from)
 
 
-def build_metrics_grid(segmentation, activity_grid, roles, what, warnings):
-    """The :class:`MetricsSampler` of the measured segments; refuses empty segments and segments
-    more than :data:`MAX_OUTSIDE_FRACTION` outside the image (warns below that)."""
-    sampler = MetricsSampler(segmentation, activity_grid, roles.used)
+def build_metrics_grid(segmentation, activity_grid, roles, params, what, warnings):
+    """The metrics-grid sampler of the measured segments (``params.sampling``); refuses empty
+    segments and segments more than :data:`MAX_OUTSIDE_FRACTION` outside the image (warns below that)."""
+    sampler = make_sampler(segmentation, activity_grid, roles.used, params.sampling)
     if sampler.empty:
         raise InputError(
             f"segment(s) {', '.join(repr(n) for n in sampler.empty)} are empty (no voxels); remove them or give them "
@@ -188,23 +199,63 @@ def build_metrics_grid(segmentation, activity_grid, roles, what, warnings):
                 f"segment {n!r}: {100 * outside:.1f} % of its volume lies outside the {what}; the dose there is unknown "
                 f"(crop the segment, or give it role ignore: --role \"{n}=ignore\")"
             )
-        if outside > 0:
+        if outside > 1e-9:
             warnings.append(f"segment {n!r}: {100 * outside:.2f} % of its volume lies outside the activity image (dose 0 there)")
+    grid_info = sampler.describe()
+    if grid_info.get("supersampling_converged") is False:
+        change = grid_info.get("supersampling_relative_change")
+        warnings.append(
+            "the segmentation is oblique to the activity image: partial-voxel fractions by supersampling "
+            f"({grid_info['supersampling_points_per_axis_xyz']} points per axis) "
+            + (f"changed by {100 * change:.2f} % at the last refinement" if change is not None else "could not be refined")
+            + " (not converged below 1 %)"
+        )
     return sampler
 
 
-def derive_normal_liver(sampler, roles, warnings):
-    """Add the mask 'liver minus tumours' as :data:`DERIVED_NORMAL_LIVER` when the case has liver
-    (or lobe) and tumour segments but no normal-liver segment; returns the updated roles."""
-    if roles.by_role.get("normal_liver") or not roles.liver_names or not roles.tumors:
+def whole_liver_step(segmentation, sampler, roles, warnings):
+    """The whole liver (:mod:`.evaluation.liver`): the union of the liver parts and the tumours in
+    them.  When the liver segment(s) do not already hold it all (a label map, or lobes only), the
+    union is added as :data:`WHOLE_LIVER_ENTRY` (role liver) and the liver segments are reported
+    but left to it for role-based rules.  Returns the updated roles."""
+    wl = whole_liver(segmentation, roles.role_of, roles.used)
+    if wl.tumours_outside:
+        warnings.append(
+            f"tumour segment(s) {', '.join(repr(t) for t in wl.tumours_outside)} neither overlap nor touch the liver "
+            "segments: they are not counted in the whole liver (nor in the reference region 'liver')"
+        )
+    roles = replace(roles, whole_liver=wl.segments)
+    if not wl.segments or wl.liver_segments_are_whole or not wl.anatomical:
         return roles
-    mask = sampler.union(roles.liver_names) & ~sampler.union(roles.tumors)
-    if np.count_nonzero(mask) == 0:
+    if not sampler.add_region(WHOLE_LIVER_ENTRY, wl.segments):
+        return roles
+    liver_segments = roles.by_role.get("liver", [])
+    note = "union of " + ", ".join(wl.segments)
+    return replace(
+        roles,
+        role_of=dict(roles.role_of, **{WHOLE_LIVER_ENTRY: "liver"}),
+        used=roles.used + [WHOLE_LIVER_ENTRY],
+        notes=dict(roles.notes, **{WHOLE_LIVER_ENTRY: note}),
+        parts_of_whole=list(liver_segments),
+    )
+
+
+def derive_normal_liver(sampler, roles, warnings):
+    """Add 'whole liver minus tumours' as :data:`DERIVED_NORMAL_LIVER` when the case has a whole
+    liver and tumour segments but no normal-liver segment; returns the updated roles."""
+    liver = [n for n in roles.whole_liver if roles.role_of[n] != "tumor"]
+    if roles.by_role.get("normal_liver") or not liver or not roles.tumors or not roles.liver_names:
+        return roles
+    if not sampler.add_region(DERIVED_NORMAL_LIVER, roles.whole_liver, minus=roles.tumors):
         warnings.append("normal liver (liver minus tumours) is empty; no normal-liver metrics")
         return roles
-    sampler.masks[DERIVED_NORMAL_LIVER] = mask
-    role_of = dict(roles.role_of, **{DERIVED_NORMAL_LIVER: "normal_liver"})
-    return CaseRoles(role_of, roles.used + [DERIVED_NORMAL_LIVER], roles.lung_from, derived=True)
+    return replace(
+        roles,
+        role_of=dict(roles.role_of, **{DERIVED_NORMAL_LIVER: "normal_liver"}),
+        used=roles.used + [DERIVED_NORMAL_LIVER],
+        derived=True,
+        notes=dict(roles.notes, **{DERIVED_NORMAL_LIVER: "liver minus tumours"}),
+    )
 
 
 def derive_perfused_normal(sampler, roles, warnings):
@@ -214,49 +265,55 @@ def derive_perfused_normal(sampler, roles, warnings):
     perfused = roles.by_role.get("perfused", [])
     if roles.by_role.get("perfused_normal") or not perfused:
         return roles
-    mask = sampler.union(perfused)
-    if roles.tumors:
-        mask = mask & ~sampler.union(roles.tumors)
-    if np.count_nonzero(mask) == 0:
+    if not sampler.add_region(DERIVED_PERFUSED_NORMAL, perfused, minus=roles.tumors):
         warnings.append("perfused normal liver (perfused minus tumours) is empty; no perfused-normal metrics")
         return roles
-    sampler.masks[DERIVED_PERFUSED_NORMAL] = mask
-    role_of = dict(roles.role_of, **{DERIVED_PERFUSED_NORMAL: "perfused_normal"})
-    return CaseRoles(role_of, roles.used + [DERIVED_PERFUSED_NORMAL], roles.lung_from, derived=roles.derived)
+    return replace(
+        roles,
+        role_of=dict(roles.role_of, **{DERIVED_PERFUSED_NORMAL: "perfused_normal"}),
+        used=roles.used + [DERIVED_PERFUSED_NORMAL],
+        notes=dict(roles.notes, **{DERIVED_PERFUSED_NORMAL: "perfused volume minus tumours"}),
+    )
 
 
-def _reference_counts(conc_m, sampler, roles, params, total_image):
-    """Counts of the reference region of relative calibration (liver, perfused or image)."""
-    if params.reference_region == "image":
-        return total_image
-    ref_names = roles.liver_names if params.reference_region == "liver" else roles.by_role.get("perfused", [])
-    if params.reference_region == "liver" and not ref_names:
-        ref_names = roles.by_role.get("normal_liver", []) + roles.tumors + roles.by_role.get("perfused_normal", [])
-    if not ref_names:
+def _reference_names(roles, params):
+    """Segments of the reference region of relative calibration ('liver': the whole liver)."""
+    if params.reference_region == "liver":
+        names = [n for n in roles.whole_liver if n in roles.role_of]
+    else:
+        names = roles.by_role.get("perfused", [])
+    if not names:
         raise InputError(
             f"reference region '{params.reference_region}' needs a segment with role "
-            f"{'liver (or right/left lobes)' if params.reference_region == 'liver' else 'perfused'}; roles found: "
-            + ", ".join(f"{n}={roles.role_of[n]}" for n in roles.used)
+            f"{'liver (or lobes, normal liver, perfused)' if params.reference_region == 'liver' else 'perfused'}; "
+            "roles found: " + ", ".join(f"{n}={roles.role_of[n]}" for n in roles.used)
         )
-    return float(conc_m[sampler.union(ref_names)].sum(dtype=np.float64) * sampler.voxel_volume_ml)
+    return names
 
 
-def _calibrate(values, conc_m, sampler, roles, params, total_image, summary):
+def _calibrate(values, counts_m, sampler, roles, params, total_image, summary):
     """Activity array (GBq per voxel) from clipped image values, relative or absolute."""
     if params.calibration == "relative":
-        ref_counts = _reference_counts(conc_m, sampler, roles, params, total_image)
+        if params.reference_region == "image":
+            ref_counts, ref_names = total_image, []
+        else:
+            ref_names = _reference_names(roles, params)
+            ref_counts = sampler.integrate(counts_m, sampler.region(ref_names))
         act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params)
         summary.update(
             reference_region=params.reference_region,
+            reference_region_segments=", ".join(ref_names) if ref_names else "whole image",
             reference_counts=ref_counts,
+            counts_outside_reference_fraction=max(0.0, 1.0 - ref_counts / total_image),
             gbq_per_count=factor,
             reference_activity_gbq=act.reference_activity_gbq(params),
             lung_activity_gbq=act.lung_activity_gbq(params),
             administered_activity_gbq=params.administered_activity_gbq,
+            activity_pct_of="reference region activity A_adm (1 - residual) (1 - LSF)",
         )
     else:
         act_arr, factor = act.absolute_activity_gbq(values, sampler.activity_grid.voxel_volume_ml, params)  # Bq/mL
-        summary.update(decay_correction_factor=factor)
+        summary.update(decay_correction_factor=factor, activity_pct_of="image activity")
     return act_arr
 
 
@@ -271,11 +328,11 @@ def _activity_warnings(summary, params, what, warnings):
         )
 
 
-def _uptake_outside_liver_and_lungs(conc_m, sampler, roles, total_image, summary, warnings):
-    names = roles.liver_names + roles.lung_names
+def _uptake_outside_liver_and_lungs(counts_m, sampler, roles, total_image, summary, warnings):
+    names = (roles.whole_liver or roles.liver_names) + roles.lung_names
     if not names:
         return
-    inside = float(conc_m[sampler.union(names)].sum(dtype=np.float64) * sampler.voxel_volume_ml)
+    inside = sampler.integrate(counts_m, sampler.region(names))
     outside_frac = max(0.0, 1.0 - inside / total_image)
     summary["fraction_outside_liver_and_lungs"] = outside_frac
     if outside_frac > 0.20:
@@ -289,8 +346,11 @@ def activity_step(activity, sampler, roles, params, what, warnings):
     """(activity Volume in GBq per voxel on the activity grid, summary dict).
 
     Negative voxels are clipped to 0 (reported); relative calibration spreads
-    A_adm (1 - residual) (1 - LSF) over the reference region's counts, absolute calibration
-    reads Bq/mL with decay correction (:mod:`.dose.activity`).
+    A_adm (1 - residual) (1 - LSF) over the reference region's counts (the whole liver by
+    default), absolute calibration reads Bq/mL with decay correction (:mod:`.dose.activity`).
+    With relative calibration the counts outside the reference region are reported as a
+    fraction (their activity is not a measured quantity), with absolute calibration the
+    image's activity in GBq.
     """
     agrid = activity.grid
     values, n_neg, neg_frac = act.clip_negative(activity)
@@ -298,7 +358,7 @@ def activity_step(activity, sampler, roles, params, what, warnings):
         warnings.append(
             f"{n_neg} negative voxel(s) in the {what} were set to 0 (they summed to {100 * neg_frac:.3g} % of the positive total)"
         )
-    conc_m = sampler.sample(Volume(values / np.float32(agrid.voxel_volume_ml), grid=agrid), "nearest")  # counts/mL
+    counts_m = sampler.extensive(Volume(values, grid=agrid))
     total_image = float(values.sum(dtype=np.float64))
     if not total_image > 0:
         raise InputError(f"the {what} holds no positive counts")
@@ -309,22 +369,42 @@ def activity_step(activity, sampler, roles, params, what, warnings):
             f"({params.image_decay_corrected}) are ignored with relative calibration: the counts are scaled to the "
             "administered activity (use --quantitative for an image in Bq/mL)"
         )
-    act_arr = _calibrate(values, conc_m, sampler, roles, params, total_image, summary)
-    summary["image_activity_gbq"] = float(act_arr.sum(dtype=np.float64))
+    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary)
+    if params.calibration == "absolute":
+        summary["image_activity_gbq"] = float(act_arr.sum(dtype=np.float64))
     _activity_warnings(summary, params, what, warnings)
-    _uptake_outside_liver_and_lungs(conc_m, sampler, roles, total_image, summary, warnings)
+    _uptake_outside_liver_and_lungs(counts_m, sampler, roles, total_image, summary, warnings)
     return Volume(act_arr, grid=agrid, name="activity", unit="GBq"), summary
 
 
+def _pct_denominator_gbq(summary, activity_gbq):
+    """Activity that ``activity_pct`` is a share of: the reference region's (relative) or the image's."""
+    if "reference_activity_gbq" in summary:
+        return summary["reference_activity_gbq"]
+    return float(activity_gbq.array.sum(dtype=np.float64))
+
+
 def density_step(segmentation, sampler, roles, params, ct, warnings):
-    """(density Volume g/mL on the activity grid, lung mask on that grid or None, description)."""
+    """(density Volume g/mL on the activity grid, lung mask on that grid or None, description).
+
+    With ``sampling='overlap'`` each activity voxel's density is the volume average over the
+    voxel (CT-derived densities, or tissue and lung by the lung fraction); else the CT is read
+    at the voxel centres and lung voxels are those whose centre is in a lung segment.
+    """
     agrid = sampler.activity_grid
     lung_names = roles.lung_names
-    lung_mask_act = lung_mask_on_grid(segmentation, lung_names, agrid) if lung_names else None
-    density, outside_ct, source = density_map_g_ml(agrid, params, ct=ct, lung_mask=lung_mask_act)
+    if params.sampling == "overlap":
+        lung_fraction = fraction_on_grid(segmentation, lung_names, agrid) if lung_names else None
+        with_ct = ct is not None and params.density_from_ct
+        lung_ct = lung_mask_on_grid(segmentation, lung_names, ct.grid) if (lung_names and with_ct) else None
+        density, outside_ct, source = averaged_density_map_g_ml(agrid, params, ct, lung_fraction, lung_ct)
+        lung_mask_act = None if lung_fraction is None else lung_fraction >= 0.5
+    else:
+        lung_mask_act = lung_mask_on_grid(segmentation, lung_names, agrid) if lung_names else None
+        density, outside_ct, source = density_map_g_ml(agrid, params, ct=ct, lung_mask=lung_mask_act)
     if outside_ct is not None:
         outside_ct_m = sampler.sample(Volume(outside_ct.astype(np.float32), grid=agrid), "nearest") > 0.5
-        seg_outside_ct = [n for n in roles.used if n in sampler.masks and np.any(sampler.masks[n] & outside_ct_m)]
+        seg_outside_ct = [n for n in roles.used if n in sampler.regions and np.any(sampler.read(outside_ct_m, sampler.regions[n])[0])]
         if seg_outside_ct:
             warnings.append(
                 "the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in seg_outside_ct)
@@ -353,6 +433,26 @@ def dose_step(activity_gbq, density, params, lung_mask, *, dose_gy=None, dose_fu
     return dose_gy
 
 
+def dose_method_check(params, inputs, warnings):
+    """Warn when the dose-voxel kernel is applied to an image that the scanner has already blurred.
+
+    A Y-90 PET (5-8 mm FWHM) or a SPECT (Bremsstrahlung 15-20 mm, MAA 10-15 mm) is already
+    spread by more than the beta range; convolving it with the beta kernel blurs it a second
+    time (peaks and D_x of small volumes biased low).  Local deposition is the method
+    recommended for such images (Pasciak AS et al., Front Oncol 4 (2014) 121).
+    """
+    if params.method != "dvk":
+        return
+    modality = str((inputs or {}).get("modality") or "").lower()
+    image = {"pet": "a Y-90 PET", "spect": "a SPECT (Bremsstrahlung or MAA)"}.get(modality, "a PET or SPECT image")
+    warnings.append(
+        f"DVK on {image}: the image is already blurred by the scanner's resolution (PET 5-8 mm, SPECT 10-20 mm FWHM, "
+        "more than the 2.5 mm mean beta range), so the kernel blurs it twice and underestimates peaks and the D_x of "
+        "small volumes; local deposition (LDM) is recommended for PET and SPECT (Pasciak et al. 2014)"
+        + ("" if modality else "; ignore this if the activity map is not a measured image")
+    )
+
+
 @dataclass
 class SampledMaps:
     """Dose (Gy), density (g/mL) and activity concentration (GBq/mL) on the metrics grid."""
@@ -365,7 +465,8 @@ class SampledMaps:
 
 
 def sample_maps(sampler, dose, density, activity_gbq, params, total_activity_gbq):
-    """:class:`SampledMaps` read on the metrics grid with ``params.sampling``."""
+    """:class:`SampledMaps` read on the metrics grid with ``params.sampling`` (with 'overlap'
+    the metrics grid is the activity grid: the maps are taken as they are)."""
     interp = params.sampling
     other = "nearest" if interp == "nearest" else "linear"
     agrid = activity_gbq.grid
@@ -378,9 +479,11 @@ def sample_maps(sampler, dose, density, activity_gbq, params, total_activity_gbq
     )
 
 
-def _region_result(maps, mask, name, role, params):
+def _region_result(sampler, maps, region, name, role, params):
+    dose, weights = sampler.read(maps.dose_gy, region)
     metrics, dvh = segment_metrics(
-        maps.dose_gy[mask], maps.density_g_ml[mask], maps.activity_gbq_ml[mask], maps.voxel_volume_ml, role, params, name=name
+        dose, sampler.read(maps.density_g_ml, region)[0], sampler.read(maps.activity_gbq_ml, region)[0],
+        maps.voxel_volume_ml, role, params, name=name, weights=weights,
     )
     total = maps.total_activity_gbq
     metrics["activity_pct"] = 100.0 * metrics["activity_gbq"] / total if total > 0 else float("nan")
@@ -394,14 +497,17 @@ def segment_results_step(segmentation, sampler, maps, roles, params):
         role = roles.role_of[n]
         if roles.lung_from == "lsf" and role == "lung":
             continue
-        metrics, dvh = _region_result(maps, sampler.masks[n], n, role, params)
-        info = segmentation.info(n) if n not in DERIVED_NOTES else None
+        metrics, dvh = _region_result(sampler, maps, sampler.regions[n], n, role, params)
+        info = segmentation.info(n) if n not in roles.notes else None
+        note = roles.notes.get(n, "")
+        if n in roles.parts_of_whole:
+            note = f"does not hold every tumour or liver part: the whole liver is {WHOLE_LIVER_ENTRY!r}"
         results.append(
             SegmentResult(
                 n, role, metrics, dvh,
                 segment_id=info.segment_id if info else n,
-                color=info.color if info else _NORMAL_LIVER_COLOR,
-                note=DERIVED_NOTES.get(n, "") if info is None else "",
+                color=info.color if info else (_LIVER_COLOR if n == WHOLE_LIVER_ENTRY else _NORMAL_LIVER_COLOR),
+                note=note, rules_by_role=n not in roles.parts_of_whole,
             )
         )
     return results
@@ -439,13 +545,16 @@ def _image_lung_result(sampler, maps, roles, params, results, summary):
     (not the plain average of the lobes' means, which would weight a small lobe like a large
     one); with several lung segments, an entry for the union that the lung rules judge."""
     lung_names = roles.lung_names
-    lung_all = sampler.union(lung_names)
-    w = maps.density_g_ml[lung_all].astype(np.float64)
-    summary["lung_mean_gy"] = float((maps.dose_gy[lung_all] * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
+    lung_all = sampler.region(lung_names)
+    dose, f = sampler.read(maps.dose_gy, lung_all)
+    w = sampler.read(maps.density_g_ml, lung_all)[0].astype(np.float64)
+    if f is not None:
+        w = w * f
+    summary["lung_mean_gy"] = float((dose * w).sum() / w.sum()) if w.sum() > 0 else float("nan")
     summary["lung_mass_g"] = float(w.sum() * sampler.voxel_volume_ml)
     if len(lung_names) < 2:
         return None
-    metrics, dvh = _region_result(maps, lung_all, LUNG_ALL_ENTRY, "lung", params)
+    metrics, dvh = _region_result(sampler, maps, lung_all, LUNG_ALL_ENTRY, "lung", params)
     for r in results:
         if r.role == "lung":
             r.rules_by_role = False  # lung limits are on the lungs as a whole: judge the union, report the parts
@@ -562,7 +671,8 @@ def run_case(
     case_roles = resolve_roles(segmentation, roles, params, warnings)
     input_reasons, choices, req_warnings = check_required_inputs(params, ruleset, case_roles.lung_from, case_roles.lung_names)
     warnings.extend(req_warnings)
-    sampler = build_metrics_grid(segmentation, activity.grid, case_roles, what, warnings)
+    sampler = build_metrics_grid(segmentation, activity.grid, case_roles, params, what, warnings)
+    case_roles = whole_liver_step(segmentation, sampler, case_roles, warnings)
     clock.lap("geometry", since_start=True)
     case_roles = derive_normal_liver(sampler, case_roles, warnings)
     case_roles = derive_perfused_normal(sampler, case_roles, warnings)
@@ -572,9 +682,10 @@ def run_case(
     density, lung_mask_act, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
     clock.lap("density")
     dose = dose_step(activity_gbq, density, params, lung_mask_act, dose_gy=dose_gy, dose_function=dose_function, progress=progress)
+    dose_method_check(params, inputs, warnings)
     clock.lap("dose")
     _progress(progress, 0.7, "metrics and DVH")
-    maps = sample_maps(sampler, dose, density, activity_gbq, params, summary["image_activity_gbq"])
+    maps = sample_maps(sampler, dose, density, activity_gbq, params, _pct_denominator_gbq(summary, activity_gbq))
     results = segment_results_step(segmentation, sampler, maps, case_roles, params)
     lung_step(segmentation, sampler, maps, case_roles, params, ct, results, summary, warnings)
     partial_volume_step(results, sampler, params, warnings)
@@ -587,7 +698,8 @@ def run_case(
     return CaseResult(
         params=params, rules=ruleset, activity_gbq=activity_gbq, dose_gy=dose, density_g_ml=density,
         segments=results, evaluations=evaluations, warnings=warnings, summary=summary,
-        inputs=dict(inputs or {}, roles=dict(case_roles.role_of), derived_normal_liver=case_roles.derived),
+        inputs=dict(inputs or {}, roles=dict(case_roles.role_of), derived_normal_liver=case_roles.derived,
+                    whole_liver_segments=list(case_roles.whole_liver)),
         metrics_grid=sampler.describe(), timings_s=clock.timings, input_reasons=input_reasons,
         explicit_choices=choices, scope_warnings=found_scope, rules_note=rules_note,
     )

@@ -64,7 +64,9 @@ def add_metric_options(p):
     g.add_argument("--thresholds", default=None, metavar="PRESET|FILE",
                    help="threshold preset (see 'tare-dosimetry presets'; default breast-liver-metastases) or a JSON/TOML rule file")
     g.add_argument("--sampling", choices=SAMPLINGS, default=None,
-                   help="reading the dose at segment voxels: nearest (default, exact partial-voxel handling) or linear")
+                   help="how the dose is measured on the segments: overlap (default: exact partial-voxel weighting, each activity "
+                        "voxel counted with the fraction of its volume inside the segment), or point sampling at the segment "
+                        "voxels' centres: nearest or linear (approximations)")
     g.add_argument("--dvh-bin-width-gy", type=float, default=None, help="bin width for D/V metrics (default: exact, sorted voxels)")
     g.add_argument("--prior-lung-dose-gy", type=float, default=None, help="lung dose of earlier treatments (cumulative lung rule)")
     g.add_argument("--params", metavar="JSON", default=None,

@@ -1,5 +1,11 @@
 """Mass density maps (g/mL) on the activity grid: constant, or from a CT (HU -> density).
 
+Two ways to bring the CT (or the lung segments) to the activity grid: read at the activity
+voxel centres (:func:`density_map_g_ml`, point sampling), or averaged over each activity voxel
+(:func:`averaged_density_map_g_ml`, with ``sampling='overlap'``): the density of an activity
+voxel is then the volume average of the CT-derived densities of the CT voxels (parts) it holds,
+so its mass is exact.
+
 References
 ----------
 Schneider W, Bortfeld T, Schlegel W, Phys Med Biol 45 (2000) 459 (HU -> density, general);
@@ -9,10 +15,11 @@ Kao YH et al., EJNMMI Res (2014) (lung: rho = (HU + 1000) / 1000).
 import numpy as np
 
 from .. import physics
+from ..overlap import axis_alignment, coverage, overlap_sum
 from ..resample import inside_mask, resample_volume
 from ..volume import Volume
 
-__all__ = ["density_map_g_ml", "MIN_DENSITY_G_ML"]
+__all__ = ["density_map_g_ml", "averaged_density_map_g_ml", "MIN_DENSITY_G_ML"]
 
 #: Densities below this (g/mL) count as air when the density comes from a CT.
 MIN_DENSITY_G_ML = 0.05
@@ -52,3 +59,90 @@ def density_map_g_ml(grid, params, ct=None, lung_mask=None):
         f"and voxels outside the CT: tissue density {params.tissue_density_g_ml:g} g/mL"
     )
     return Volume(rho, grid=grid, name="density", unit="g/mL"), outside_ct, text
+
+
+#: CT slices converted to density at a time (bounds the memory of a large CT).
+_CT_SLAB_SLICES = 32
+
+
+def _schneider_g_ml(hu):
+    """:func:`physics.hu_to_density_g_ml` element-wise; a whole-number CT goes through a lookup
+    table of its HU range (the same values, without interpolating every voxel)."""
+    if np.issubdtype(hu.dtype, np.integer) and hu.size > 65536:
+        lo, hi = int(hu.min()), int(hu.max())
+        if hi - lo < 1 << 20:
+            table = physics.hu_to_density_g_ml(np.arange(lo, hi + 1))
+            return table[np.subtract(hu, lo, dtype=np.int32)]
+    return physics.hu_to_density_g_ml(hu)
+
+
+def _ct_density_g_ml(hu, lung, params):
+    """Density of CT voxels (g/mL): Schneider 2000; in ``lung`` Kao 2014 (at least MIN_DENSITY_G_ML);
+    air outside the lungs takes the tissue density (as :func:`density_map_g_ml`)."""
+    rho = _schneider_g_ml(hu)
+    if lung is not None and lung.any():
+        rho[lung] = np.maximum(physics.lung_hu_to_density_g_ml(hu[lung]), np.float32(MIN_DENSITY_G_ML))
+        air = rho < MIN_DENSITY_G_ML
+        air &= ~lung
+    else:
+        air = rho < MIN_DENSITY_G_ML
+    rho[air] = np.float32(params.tissue_density_g_ml)
+    return rho
+
+
+def _ct_average_on_grid(ct, grid, params, lung_mask_ct):
+    """(sum over CT voxels of rho |B_ct ∩ B_j| / |B_j|, covered fraction of each voxel j), full size."""
+    total = np.zeros(grid.shape, np.float64)
+    for z0 in range(0, ct.shape[0], _CT_SLAB_SLICES):
+        sl = slice(z0, min(ct.shape[0], z0 + _CT_SLAB_SLICES))
+        lung = None if lung_mask_ct is None else lung_mask_ct[sl]
+        rho = _ct_density_g_ml(np.asarray(ct.array[sl]), lung, params)
+        part = overlap_sum(rho, ct.grid.crop((sl, slice(None), slice(None))), grid, dtype=np.float32)
+        if part.box is not None:
+            total[part.box] += part.values
+    cov = coverage(ct.grid, grid)
+    covered = np.zeros(grid.shape, np.float64)
+    if cov.box is not None:
+        covered[cov.box] = cov.values
+    return total, np.clip(covered, 0.0, 1.0)
+
+
+def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_mask_ct=None):
+    """Mass density on ``grid`` (g/mL) as the volume average over each voxel (exact voxel masses).
+
+    Parameters
+    ----------
+    grid : Grid of the activity image.
+    params : DosimetryParams (tissue and lung densities, ``density_from_ct``).
+    ct : Volume in HU, optional (any grid).
+    lung_fraction : (Z, Y, X) float array on ``grid``, optional: fraction of each voxel inside the
+        lung segments (without a CT the lung part has ``params.lung_density_g_ml``).
+    lung_mask_ct : (Z, Y, X) bool array on the CT grid, optional: the lung segments there (Kao
+        formula in those CT voxels).
+
+    Returns
+    -------
+    (Volume float32 g/mL, outside_ct bool ndarray (voxels the CT does not wholly cover) or None,
+    description str).  The part of a voxel outside the CT takes the tissue density.  A CT oblique
+    to ``grid`` (not axis-aligned with it) is read at the voxel centres as in
+    :func:`density_map_g_ml`, and the description says so.
+    """
+    if ct is None or not params.density_from_ct:
+        f = np.zeros(grid.shape) if lung_fraction is None else np.asarray(lung_fraction, np.float64)
+        rho = (params.tissue_density_g_ml * (1.0 - f) + params.lung_density_g_ml * f).astype(np.float32)
+        text = ("constant (tissue %.3g g/mL, lung %.3g g/mL), volume-averaged over each voxel (lung fraction)"
+                % (params.tissue_density_g_ml, params.lung_density_g_ml))
+        return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text
+    if axis_alignment(ct.grid, grid) is None:
+        # An oblique CT would need every CT voxel supersampled: read it at the voxel centres instead.
+        lung = None if lung_fraction is None else np.asarray(lung_fraction) >= 0.5
+        density, outside_ct, text = density_map_g_ml(grid, params, ct=ct, lung_mask=lung)
+        return density, outside_ct, text + "; the CT is oblique to the activity grid: read at the voxel centres, not volume-averaged"
+    total, covered = _ct_average_on_grid(ct, grid, params, lung_mask_ct)
+    rho = (total + (1.0 - covered) * params.tissue_density_g_ml).astype(np.float32)
+    text = (
+        f"CT (Schneider 2000; lung segments: Kao 2014, at least {MIN_DENSITY_G_ML} g/mL; air (< {MIN_DENSITY_G_ML} g/mL) "
+        f"outside the lungs: tissue density), volume-averaged over each activity voxel; the part of a voxel outside "
+        f"the CT: tissue density {params.tissue_density_g_ml:g} g/mL"
+    )
+    return Volume(rho, grid=grid, name="density", unit="g/mL"), covered < 1.0 - 1e-6, text

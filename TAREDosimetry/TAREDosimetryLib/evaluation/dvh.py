@@ -11,6 +11,15 @@ Two modes, both interpolated (never the value of the nearest bin):
   is exact at the bin edges and linear between them; ``D`` inverts that piecewise-linear curve.
 
 Volumes are voxel counts times the voxel volume (all voxels of one DVH have the same volume).
+
+**Weighted voxels** (``weights=w``, exact partial-voxel sampling): voxel i stands for the volume
+``w_i * voxel_volume_ml`` (``w_i`` is the fraction of the voxel inside the region).  With the doses
+in decreasing order and ``c_k = (w_1 + ... + w_k) / W`` the cumulative volume fraction, the exact
+cumulative DVH passes through the points (c_k, d_k), joined by straight lines, so that ``D(x)``
+reads the dose at volume fraction x/100 on that line (``D(x) = d_1`` for x/100 <= c_1); ``V(d)``
+is the exact weighted fraction with dose >= d; mean, SD and median are weighted (the median
+splits the volume in halves).  With all weights 1 this is the unweighted DVH above.  The binned
+mode histograms the weights.
 """
 
 import math
@@ -56,10 +65,15 @@ class DVH:
     voxel_volume_ml : float, volume of one voxel, mL.
     bin_width_gy : float or None, see module docstring.
     name : str
+    weights : (N,) array_like of float >= 0, optional: the fraction of each voxel's volume that
+        belongs to the region (exact partial-voxel sampling); voxels of weight 0 are dropped.
     """
 
-    def __init__(self, dose_gy, voxel_volume_ml=1.0, bin_width_gy=None, name=""):
+    def __init__(self, dose_gy, voxel_volume_ml=1.0, bin_width_gy=None, name="", weights=None):
         d = np.asarray(dose_gy).ravel()
+        self._w_asc = None
+        if weights is not None:
+            d, weights = _positive_weights(d, weights, name)
         if d.dtype != np.float32:  # float32 dose maps are sorted as they are (twice as fast); sums use float64
             d = d.astype(np.float64)
         if d.size == 0:
@@ -73,6 +87,9 @@ class DVH:
         self.name = name
         self.voxel_volume_ml = float(voxel_volume_ml)
         self.bin_width_gy = None if bin_width_gy is None else float(bin_width_gy)
+        if weights is not None:
+            self._init_weighted(d, weights)
+            return
         self._asc = np.sort(d)
         self._sorted_desc = self._asc[::-1]  # a view
         self.n_voxels = d.size
@@ -86,9 +103,35 @@ class DVH:
             self._edges, self._cum = edges, cum
             self.differential_counts = counts
 
+    def _init_weighted(self, d, w):
+        """Sorted doses with their weights, cumulative weight fractions, binned curve."""
+        order = np.argsort(d, kind="stable")
+        self._asc, self._w_asc = d[order], w[order]
+        self._sorted_desc, self._w_desc = self._asc[::-1], self._w_asc[::-1]
+        self.n_voxels = d.size
+        self.weight_sum = float(w.sum())
+        self._cum_desc = np.cumsum(self._w_desc) / self.weight_sum  # c_k, volume fraction of the k hottest
+        # fraction of the volume with dose >= asc[i]: sum of the weights from i upwards
+        self._suffix = np.concatenate([np.cumsum(self._w_asc[::-1])[::-1], [0.0]]) / self.weight_sum
+        if self.bin_width_gy is not None:
+            top = max(float(self._sorted_desc[0]), 0.0)
+            n_bins = int(math.floor(top / self.bin_width_gy)) + 1
+            edges = np.arange(n_bins + 1, dtype=np.float64) * self.bin_width_gy
+            counts, _ = np.histogram(np.clip(d, 0, None), bins=edges, weights=w)
+            self._edges = edges
+            self._cum = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]]) / self.weight_sum
+            self.differential_counts = counts
+
     # -- basic statistics ------------------------------------------------------------------------
     @property
+    def weighted(self):
+        """True when the voxels carry partial-volume weights."""
+        return self._w_asc is not None
+
+    @property
     def volume_ml(self):
+        if self.weighted:
+            return self.weight_sum * self.voxel_volume_ml
         return self.n_voxels * self.voxel_volume_ml
 
     @property
@@ -101,15 +144,26 @@ class DVH:
 
     @property
     def mean_gy(self):
+        if self.weighted:
+            return float(np.dot(self._w_asc, self._asc.astype(np.float64)) / self.weight_sum)
         return float(self._sorted_desc.mean(dtype=np.float64))
 
     @property
     def median_gy(self):
+        if self.weighted:  # the weighted median: half of the volume on either side
+            c, d = self._cum_desc, self._sorted_desc
+            k = min(int(np.searchsorted(c, 0.5, side="left")), d.size - 1)
+            if abs(c[k] - 0.5) < 1e-12 and k + 1 < d.size:
+                return 0.5 * (float(d[k]) + float(d[k + 1]))
+            return float(d[k])
         d, n = self._sorted_desc, self.n_voxels  # already sorted: no partition needed
         return float(d[n // 2]) if n % 2 else 0.5 * (float(d[n // 2 - 1]) + float(d[n // 2]))
 
     @property
     def sd_gy(self):
+        if self.weighted:
+            dev = self._asc.astype(np.float64) - self.mean_gy
+            return float(math.sqrt(max(0.0, np.dot(self._w_asc, dev * dev) / self.weight_sum)))
         return float(self._sorted_desc.std(dtype=np.float64))
 
     @property
@@ -126,6 +180,8 @@ class DVH:
         if not 0 <= x <= 100:
             raise InputError(f"volume_pct must be within [0, 100], got {volume_pct!r}")
         f = x / 100.0
+        if self.bin_width_gy is None and self.weighted:
+            return self._weighted_dose_at_fraction(f)
         if self.bin_width_gy is None:
             n = self.n_voxels
             pos = f * n  # fractional voxel rank (1-based) on the cumulative line
@@ -147,6 +203,17 @@ class DVH:
         # np.interp needs increasing x: reverse
         return float(np.interp(f, cum[::-1], edges[::-1]))
 
+    def _weighted_dose_at_fraction(self, f):
+        """D at volume fraction f on the line through the points (c_k, d_k)."""
+        c, d = self._cum_desc, self._sorted_desc
+        if f <= c[0]:
+            return float(d[0])
+        k = int(np.searchsorted(c, f, side="left"))
+        if k >= d.size:
+            return float(d[-1])
+        t = (f - c[k - 1]) / (c[k] - c[k - 1])
+        return float((1 - t) * float(d[k - 1]) + t * float(d[k]))
+
     def dose_at_volume_ml(self, volume_ml):
         """D_{x cc}: minimum dose to the hottest ``volume_ml`` mL, Gy."""
         v = float(volume_ml)
@@ -157,6 +224,8 @@ class DVH:
     def volume_pct_at_dose(self, dose_gy):
         """V_x: percentage of the volume receiving at least ``dose_gy``."""
         d = float(dose_gy)
+        if self.bin_width_gy is None and self.weighted:
+            return 100.0 * float(self._suffix[np.searchsorted(self._asc, d, side="left")])
         if self.bin_width_gy is None:
             # count of voxels with dose >= d in a decreasing array
             n_ge = self.n_voxels - np.searchsorted(self._asc, d, side="left")
@@ -196,7 +265,9 @@ class DVH:
             step = top / (max_points - 2)
             n = max_points
         dose = np.arange(n, dtype=np.float64) * step
-        if self.bin_width_gy is None:
+        if self.bin_width_gy is None and self.weighted:
+            vol = 100.0 * self._suffix[np.searchsorted(self._asc, dose, side="left")]
+        elif self.bin_width_gy is None:
             n_ge = self.n_voxels - np.searchsorted(self._asc, dose, side="left")
             vol = 100.0 * n_ge / self.n_voxels
         else:
@@ -208,5 +279,19 @@ class DVH:
         w = float(bin_width_gy)
         top = max(self.max_gy, 0.0)
         edges = np.arange(int(math.floor(top / w)) + 2) * w
+        if self.weighted:
+            counts, _ = np.histogram(np.clip(self._asc, 0, None), bins=edges, weights=self._w_asc)
+            return edges[:-1], 100.0 * counts / self.weight_sum
         counts, _ = np.histogram(np.clip(self._sorted_desc, 0, None), bins=edges)
         return edges[:-1], 100.0 * counts / self.n_voxels
+
+
+def _positive_weights(d, weights, name):
+    """(doses, weights) of the voxels with weight > 0; InputError for bad weights."""
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.shape != d.shape:
+        raise InputError(f"DVH of {name or 'region'}: {w.size} weights for {d.size} voxels")
+    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0):
+        raise InputError(f"DVH of {name or 'region'}: weights must be finite and >= 0")
+    keep = w > 0
+    return d[keep], w[keep]

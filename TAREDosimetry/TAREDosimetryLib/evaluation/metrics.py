@@ -1,7 +1,10 @@
 """Dose metrics of one region from its voxel values on the metrics grid.
 
 Mean dose and mean BED are mass-weighted (energy over mass, = K A / M under local deposition);
-the DVH, its D/V metrics and the EUD are volume-based (each voxel 1/N of the volume).
+the DVH, its D/V metrics and the EUD are volume-based (each voxel 1/N of the volume).  With
+exact partial-voxel sampling each voxel j carries the fraction f_j of its volume inside the
+region: the mass-weighted means use f_j m_j, the DVH, D/V metrics and EUD use f_j V_j, and the
+activity is sum_j f_j A_j, so that mean = K sum f A / sum f m exactly under LDM.
 """
 
 import numpy as np
@@ -13,7 +16,7 @@ from .radiobiology import bed_parameters, eud_alpha_per_gy
 __all__ = ["segment_metrics", "uniform_metrics"]
 
 
-def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml, role, params, name=""):
+def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml, role, params, name="", weights=None):
     """Metrics of one region from its voxel values on the metrics grid.
 
     Parameters
@@ -22,6 +25,8 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     voxel_volume_ml : float
     role : str, selects the BED alpha/beta (tumour or normal tissue).
     params : DosimetryParams
+    weights : (N,) array of float in [0, 1], optional: fraction of each voxel inside the region
+        (exact partial-voxel sampling); None when every voxel lies wholly inside.
 
     Returns
     -------
@@ -29,8 +34,12 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     under LDM); the DVH, its D/V metrics and ``eud_gy`` are volume-based.  ``eud_gy`` is NaN for
     roles other than tumour (no radiosensitivity defined for them).
     """
-    dvh = DVH(dose_gy, voxel_volume_ml, params.dvh_bin_width_gy, name=name)
+    dvh = DVH(dose_gy, voxel_volume_ml, params.dvh_bin_width_gy, name=name, weights=weights)
     mass_g_vox = density_g_ml.astype(np.float64) * voxel_volume_ml
+    act = activity_gbq_per_ml.astype(np.float64)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        mass_g_vox, act = mass_g_vox * w, act * w
     mass_g = float(mass_g_vox.sum())
     d64 = dose_gy.astype(np.float64)
     mean = float((d64 * mass_g_vox).sum() / mass_g) if mass_g > 0 else dvh.mean_gy
@@ -39,7 +48,7 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     m = {
         "volume_ml": dvh.volume_ml,
         "mass_g": mass_g,
-        "activity_gbq": float(activity_gbq_per_ml.astype(np.float64).sum() * voxel_volume_ml),
+        "activity_gbq": float(act.sum() * voxel_volume_ml),
         "mean_gy": mean,
         "median_gy": dvh.median_gy,
         "sd_gy": dvh.sd_gy,
@@ -51,10 +60,10 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     for x in params.v_levels_gy:
         m[f"v{x:g}_pct"] = dvh.volume_pct_at_dose(x)
         m[f"v{x:g}_ml"] = dvh.volume_ml_at_dose(x)
-    # EUD is over the voxels, each 1/N of the volume (PHYSICS.md), like the DVH it summarises;
+    # EUD is over the volume (each voxel 1/N, or f_j V_j / sum f V), like the DVH it summarises;
     # only a tumour alpha is defined, so other roles get no EUD (evaluation.radiobiology).
     alpha = eud_alpha_per_gy(role, params)
-    m["eud_gy"] = physics.eud_gy(d64, alpha) if alpha else float("nan")
+    m["eud_gy"] = physics.eud_gy(d64, alpha, weights) if alpha else float("nan")
     m["bed_gy"] = float((bed * mass_g_vox).sum() / mass_g) if mass_g > 0 else float(bed.mean())
     return m, dvh
 

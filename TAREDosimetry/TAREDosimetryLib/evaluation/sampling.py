@@ -1,19 +1,32 @@
-"""The metrics grid: segment masks on it, and reading activity-grid maps there.
+"""The metrics grid: segment regions on it, and reading activity-grid maps there.
 
-Metrics are computed on the finer of the two grids.  When the segmentation's voxels are
-smaller than the activity image's (the usual case: segments drawn on CT), every segment voxel
-takes the dose of the activity voxel that contains its centre ('nearest' sampling) or the
-trilinear interpolation of the dose there ('linear').  When the activity grid is the finer
-one, the segment masks are read (nearest neighbour) at the activity voxel centres instead.
+Three samplings (``DosimetryParams.sampling``):
+
+* ``'overlap'`` (default, :class:`~.overlapsampling.OverlapSampler`): exact partial-voxel
+  weighting.  Metrics are computed on the activity grid, and each activity voxel j counts in
+  segment s with f_sj, the fraction of its volume inside s (box overlap of the two grids, or
+  supersampling for oblique grids), whichever grid is the finer.
+* ``'nearest'`` and ``'linear'`` (:class:`MetricsSampler`, point sampling): metrics on the finer
+  of the two grids.  When the segmentation's voxels are smaller than the activity image's,
+  every segment voxel takes the dose of the activity voxel that contains its centre
+  ('nearest') or the trilinear interpolation of the dose there ('linear').  When the activity
+  grid is the finer one, the segment masks are read (nearest neighbour) at the activity voxel
+  centres instead.  Point sampling aliases when the slice thicknesses do not divide each
+  other (some activity slices read twice, others never): an approximation, not exact.
+
+Both give regions of the metrics grid (a boolean mask, or voxel indices with weights) that
+:meth:`read` and :meth:`integrate` use, so the pipeline does not depend on the sampling.
 Only the bounding box of the segments is sampled, which keeps CT-sized grids cheap.
 """
 
 import numpy as np
 
 from ..errors import GeometryError, InputError
+from ..overlap import overlap_sum
 from ..resample import grid_inside, inside_mask, resample_mask, resample_volume
+from ..volume import Volume
 
-__all__ = ["MetricsSampler", "union_box", "union_mask", "lung_mask_on_grid"]
+__all__ = ["MetricsSampler", "make_sampler", "union_box", "union_mask", "lung_mask_on_grid", "fraction_on_grid"]
 
 
 def union_box(boxes):
@@ -24,29 +37,46 @@ def union_box(boxes):
     return tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
 
 
-def union_mask(segmentation, names):
-    """(box, bool mask of the union of the named segments inside box), or (None, None) when all are empty."""
+def union_mask(segmentation, names, minus=()):
+    """(box, bool mask of the union of the named segments, less those in ``minus``, inside box),
+    or (None, None) when all are empty."""
     box = union_box(segmentation.bbox(n) for n in names)
     if box is None:
         return None, None
     mask = np.zeros(tuple(sl.stop - sl.start for sl in box), bool)
     for n in names:
         mask |= segmentation.mask(n, box)
+    for n in minus:
+        if segmentation.bbox(n) is not None:
+            mask &= ~segmentation.mask(n, box)
     return box, mask
 
 
+def make_sampler(segmentation, activity_grid, names, sampling="overlap"):
+    """The metrics-grid sampler for ``sampling`` ('overlap', 'nearest' or 'linear')."""
+    if sampling == "overlap":
+        from .overlapsampling import OverlapSampler
+
+        return OverlapSampler(segmentation, activity_grid, names)
+    return MetricsSampler(segmentation, activity_grid, names, interpolation=sampling)
+
+
 class MetricsSampler:
-    """Segment masks on the metrics grid, and reading of activity-grid maps on that grid.
+    """Point sampling: segment masks on the metrics grid, activity-grid maps read there.
 
     Parameters
     ----------
     segmentation : Segmentation
     activity_grid : Grid of the activity (and dose) image
     names : segment names to prepare (others are ignored)
+    interpolation : 'nearest' or 'linear', how dose maps are read (:meth:`sample`)
     """
 
-    def __init__(self, segmentation, activity_grid, names):
+    sampling = "point"
+
+    def __init__(self, segmentation, activity_grid, names, interpolation="nearest"):
         self.activity_grid = activity_grid
+        self.interpolation = interpolation
         seg_grid = segmentation.grid
         boxes = {n: segmentation.bbox(n) for n in names}
         self.empty = [n for n, b in boxes.items() if b is None]
@@ -105,13 +135,48 @@ class MetricsSampler:
                 m |= self.masks[n]
         return m
 
+    # -- the interface shared with OverlapSampler ----------------------------------------------
+    @property
+    def regions(self):
+        """{name: region}: here boolean masks of the metrics grid."""
+        return self.masks
+
+    def region(self, names, minus=()):
+        """Region of the union of ``names`` less the union of ``minus`` (a mask of the metrics grid)."""
+        return self.union(names) & ~self.union(minus) if minus else self.union(names)
+
+    def add_region(self, name, names, minus=()):
+        """Register the region ``names`` less ``minus`` as ``name``; False when it is empty."""
+        m = self.region(names, minus)
+        if not np.any(m):
+            return False
+        self.masks[name] = m
+        return True
+
+    @staticmethod
+    def read(array, region):
+        """(values of the region's voxels, None): every voxel lies wholly in the region."""
+        return array[region], None
+
+    def extensive(self, volume):
+        """``volume`` (an amount per activity voxel: counts, GBq) per mL on the metrics grid."""
+        agrid = volume.grid
+        return self.sample(Volume(volume.array / np.float32(agrid.voxel_volume_ml), grid=agrid), "nearest")
+
+    def integrate(self, prepared, region):
+        """Amount of an :meth:`extensive` quantity inside ``region``."""
+        return float(prepared[region].sum(dtype=np.float64) * self.voxel_volume_ml)
+
     def describe(self):
         return {
             "grid": "segmentation" if self.seg_finer else "activity",
+            "sampling": self.interpolation,
             "note": (
-                "segment voxels read the dose of the activity voxel holding their centre"
+                f"point sampling ({self.interpolation}): segment voxels read the dose "
+                + ("of the activity voxel holding their centre" if self.interpolation == "nearest" else "interpolated trilinearly")
+                + " (not exact: aliases when slice thicknesses do not divide each other)"
                 if self.seg_finer
-                else "segment masks resampled (nearest) to the activity grid"
+                else "point sampling: segment masks resampled (nearest) to the activity grid (not exact)"
             ),
             **self.grid.to_dict(),
             "voxel_volume_ml": self.voxel_volume_ml,
@@ -127,3 +192,16 @@ def lung_mask_on_grid(segmentation, lung_names, grid):
     full = np.zeros(segmentation.grid.shape, bool)
     full[box] = union
     return resample_mask(full, segmentation.grid, grid)
+
+
+def fraction_on_grid(segmentation, names, grid):
+    """(Z, Y, X) float64 on ``grid``: the fraction of each voxel inside the union of the named
+    segments (exact box overlap, or supersampling for oblique grids)."""
+    out = np.zeros(grid.shape, np.float64)
+    box, union = union_mask(segmentation, names)
+    if box is None:
+        return out
+    part = overlap_sum(union, segmentation.grid.crop(box), grid)
+    if part.box is not None:
+        out[part.box] = part.values
+    return out

@@ -12,7 +12,7 @@ from ..evaluation.scope import scope_lines
 from .figures import PASS_COLORS, MissingDependencyError, plot_dose_slices, plot_dvh, require_matplotlib
 from .tables import HEAD_KEYS, RX_D, RX_VPCT, column_title, format_metric, metrics_table_rows
 
-__all__ = ["KNOWN_LIMITS", "write_report_html"]
+__all__ = ["KNOWN_LIMITS", "known_limits", "write_report_html"]
 
 #: Known limits of the method, from PHYSICS.md ("Known limits to state in the user documentation").
 KNOWN_LIMITS = (
@@ -25,6 +25,18 @@ KNOWN_LIMITS = (
     "(DVK) convolution assumes homogeneous soft tissue unless density corrected.",
     "Research software, not a medical device.",
 )
+#: Limits that apply with the dose-voxel kernel (docs/dvk.md), by ``dvk_lung_mode``.
+_DVK_LIMITS = {
+    "kernel": "DVK at a liver/lung interface: the homogeneous, density-scaled kernel over-estimates the first lung "
+              "voxel (+32 % on a uniform-dose liver/lung phantom with 3 mm voxels) and under-estimates the last liver "
+              "voxel (-9 %); dvk_lung_mode 'ldm' keeps local deposition in the lungs.",
+    "ldm": "DVK with dvk_lung_mode 'ldm': lung voxels get local deposition; the energy tissue sources would carry into "
+           "the lung stays in the source voxels (energy conserved), so the first lung millimetres get no dose from the liver.",
+}
+_DVK_BLUR_LIMIT = ("DVK on a PET or SPECT image blurs twice (the scanner's resolution already exceeds the beta range): "
+                   "peaks and D_x of small volumes are biased low; LDM is recommended for such images (Pasciak et al. 2014).")
+_POINT_SAMPLING_LIMIT = ("Point sampling ('{0}') reads the dose at segment voxel centres: not exact when the grids' voxel "
+                         "sizes do not divide each other (use the default 'overlap' for exact partial-voxel weighting).")
 
 # -- HTML report --------------------------------------------------------------------------------
 _CSS = """
@@ -230,12 +242,23 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
     p.append(_figures_html(result, background, segmentation))
     p.append(_radiobiology_html(d))
     p += _record_html(d)
-    p.append("<h2>Known limits</h2><ul>" + "".join(f"<li>{_e(t)}</li>" for t in KNOWN_LIMITS) + "</ul>")
+    p.append("<h2>Known limits</h2><ul>" + "".join(f"<li>{_e(t)}</li>" for t in known_limits(result)) + "</ul>")
     p.append(f'<p class="meta">{_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} \u2014 research software, not a medical device.</p>')
     p.append("</body></html>\n")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(p))
     return str(path)
+
+
+def known_limits(result):
+    """The known limits of the method that apply to ``result`` (its dose method and sampling)."""
+    limits = list(KNOWN_LIMITS[:-1])
+    params = result.params
+    if params.method == "dvk":
+        limits += [_DVK_LIMITS[params.dvk_lung_mode], _DVK_BLUR_LIMIT]
+    if params.sampling != "overlap":
+        limits.append(_POINT_SAMPLING_LIMIT.format(params.sampling))
+    return limits + [KNOWN_LIMITS[-1]]
 
 
 def _software_versions(d):

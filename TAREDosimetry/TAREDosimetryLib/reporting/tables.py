@@ -107,7 +107,7 @@ def column_title(key):
         return f"V{m.group(1)}Gy (mL)"
     fixed = {
         "name": "segment", "role": "role", "volume_ml": "volume (mL)", "mass_g": "mass (g)",
-        "activity_gbq": "activity (GBq)", "activity_pct": "activity (% of image)", "mean_gy": "mean (Gy)",
+        "activity_gbq": "activity (GBq)", "activity_pct": "activity share (%)", "mean_gy": "mean (Gy)",
         "median_gy": "median (Gy)", "sd_gy": "SD (Gy)", "min_gy": "min (Gy)", "max_gy": "max (Gy)",
         "eud_gy": "EUD (Gy)", "bed_gy": "BED (Gy)", "tn_ratio": "T/N", "cumulative_mean_gy": "cumulative mean (Gy)",
     }
