@@ -21,8 +21,7 @@ import traceback
 from dataclasses import fields
 
 from .errors import InputError, TAREDosimetryError
-from .imaging.images import read_image
-from .imaging.segmentation_io import read_segmentation
+from .imaging.caseinputs import read_case_inputs
 from .params import DosimetryParams
 from .pipeline import run_case
 from .evaluation.roles import parse_role_assignments
@@ -161,35 +160,26 @@ def read_manifest(path):
 
 
 def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, params=None, rules=None,
-                   modality="spect", progress=None):
+                   modality="spect", progress=None, dicom=None):
     """Read the files of one case and run it.
+
+    DICOM inputs are read with :func:`~.imaging.caseinputs.read_case_inputs`: the series chosen by
+    modality and ``dicom.series_uids``, the activity image's units, radionuclide and timing taken
+    from its header (they complete ``params``; the user's timing wins), RT Structure Sets
+    rasterised onto the CT.
 
     Returns
     -------
-    (CaseResult, inputs) where inputs holds the read Volumes/Segmentation for reports:
-    {'activity', 'segmentation', 'ct'}.
+    (CaseResult, inputs) where inputs holds the read Volumes/Segmentation for reports and exports:
+    {'activity', 'segmentation', 'ct', 'sources'} (sources: the DICOM series of the activity image
+    and the CT, or None).
     """
-    what = "PET image" if modality == "pet" else "SPECT image"
-    if progress:
-        progress(0.0, f"reading {what} {image}")
-    act = read_image(image, what=what)
-    if progress:
-        progress(0.0, f"reading segmentation {segmentation}")
-    seg = read_segmentation(segmentation, label_names=labels)
-    ct_vol = None
-    if ct:
-        if progress:
-            progress(0.0, f"reading CT {ct}")
-        ct_vol = read_image(ct, what="CT image")
-    info = {
-        "activity_image": os.path.abspath(str(image)),
-        "modality": modality,
-        "segmentation": os.path.abspath(str(segmentation)),
-        "ct": os.path.abspath(str(ct)) if ct else None,
-        "activity_unit": act.unit or None,
-    }
-    result = run_case(act, seg, params=params, roles=roles, ct=ct_vol, rules=rules, inputs=info, progress=progress)
-    return result, {"activity": act, "segmentation": seg, "ct": ct_vol}
+    case = read_case_inputs(image, segmentation, ct=ct, labels=labels, modality=modality,
+                            params=params or DosimetryParams(), dicom=dicom, progress=progress)
+    result = run_case(case.activity, case.segmentation, params=case.params, roles=roles, ct=case.ct, rules=rules,
+                      inputs=case.info, progress=progress)
+    result.warnings[0:0] = case.warnings
+    return result, {"activity": case.activity, "segmentation": case.segmentation, "ct": case.ct, "sources": case.sources}
 
 
 def _run_files_and_write(case, params, rules, dest, overwrite, report):

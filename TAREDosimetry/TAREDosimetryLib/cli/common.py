@@ -11,7 +11,8 @@ from ..params import DEVICES, DOSE_METHODS, SAMPLINGS, DosimetryParams
 
 __all__ = [
     "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options",
-    "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result",
+    "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result", "add_dicom_input_options",
+    "dicom_options_from_args",
 ]
 
 EPILOG = """examples:
@@ -149,3 +150,24 @@ def print_result(result, files, out):
     for w in result.warnings:
         print(f"warning: {w}")
     print(f"results in {out}: " + ", ".join(os.path.basename(f) for f in files))
+
+
+def add_dicom_input_options(p):
+    g = p.add_argument_group("DICOM inputs")
+    g.add_argument("--series", action="append", default=[], metavar="UID",
+                   help="SeriesInstanceUID to read from a folder that holds several series (repeatable: one per input; "
+                   "'tare-dosimetry dicom-ls FOLDER' lists them)")
+    g.add_argument("--allow-other-radionuclide", action="store_true",
+                   help="compute a PET whose DICOM header names another radionuclide than Y-90 (refused otherwise)")
+
+
+def dicom_options_from_args(args):
+    """The DicomOptions of the command line (series choice, radionuclide override, who gives the timing)."""
+    from ..imaging.caseinputs import DicomOptions
+
+    return DicomOptions(
+        series_uids=tuple(u.strip() for u in getattr(args, "series", []) or [] if u.strip()),
+        allow_other_radionuclide=bool(getattr(args, "allow_other_radionuclide", False)),
+        timing_overridden=getattr(args, "hours_since_administration", None) is not None or bool(getattr(args, "decay_corrected", False)),
+        quantitative_explicit=bool(getattr(args, "quantitative", False)),
+    )

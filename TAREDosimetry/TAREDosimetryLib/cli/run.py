@@ -5,11 +5,13 @@ import argparse
 from ..params import REFERENCE_REGIONS
 from .common import (
     EPILOG,
+    add_dicom_input_options,
     add_dose_options,
     add_metric_options,
     add_output_options,
     params_from_args,
     print_result,
+    dicom_options_from_args,
     progress_printer,
     roles_from_args,
 )
@@ -41,8 +43,10 @@ def add_parser(sub):
                    help="region whose counts equal A_adm (1 - residual) (1 - LSF): liver (default), perfused, image")
     a.add_argument("--quantitative", action="store_true", help="absolute calibration: the image is in Bq/mL")
     a.add_argument("--relative", action="store_true", help="relative calibration even for --pet")
-    a.add_argument("--hours-since-administration", type=float, help="scan time minus administration time, h (absolute)")
-    a.add_argument("--decay-corrected", action="store_true", help="the Bq/mL image is already decay-corrected to administration")
+    a.add_argument("--hours-since-administration", type=float,
+                   help="scan time minus administration time, h (absolute); a DICOM PET gives it in its header, this overrides it")
+    a.add_argument("--decay-corrected", action="store_true", help="the Bq/mL image is already decay-corrected to administration (overrides a DICOM header)")
+    add_dicom_input_options(run)
     add_dose_options(run)
     add_metric_options(run)
     add_output_options(run)
@@ -63,7 +67,7 @@ def main(args):
     image = args.spect or args.pet
     result, inputs = run_case_files(
         image, args.segmentation, ct=args.ct, labels=args.labels, roles=roles, params=params, rules=rules,
-        modality="pet" if args.pet else "spect", progress=progress,
+        modality="pet" if args.pet else "spect", progress=progress, dicom=dicom_options_from_args(args),
     )
     files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
                           background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"], progress=progress)
