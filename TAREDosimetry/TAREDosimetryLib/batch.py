@@ -21,12 +21,12 @@ import traceback
 from dataclasses import fields
 
 from .errors import InputError, TAREDosimetryError
-from .imaging.caseinputs import read_case_inputs
+from .imaging.caseinputs import DicomOptions, read_case_inputs
 from .params import DosimetryParams
 from .pipeline import run_case
 from .evaluation.roles import parse_role_assignments
 
-__all__ = ["read_manifest", "run_case_files", "run_manifest", "MANIFEST_COLUMNS"]
+__all__ = ["read_manifest", "run_case_files", "evaluate_dose_files", "run_manifest", "MANIFEST_COLUMNS"]
 
 _PARAM_FIELDS = {f.name: f for f in fields(DosimetryParams)}
 MANIFEST_COLUMNS = ("case_id", "spect", "pet", "segmentation", "ct", "labels", "roles", "thresholds", "quantitative") + tuple(
@@ -180,6 +180,32 @@ def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, par
                       inputs=case.info, progress=progress)
     result.warnings[0:0] = case.warnings
     return result, {"activity": case.activity, "segmentation": case.segmentation, "ct": case.ct, "sources": case.sources}
+
+
+def evaluate_dose_files(dose, segmentation, *, ct=None, labels=None, roles=None, params=None, rules=None,
+                        dose_unit=None, dose_scale=1.0, progress=None, dicom=None):
+    """Read a dose map computed elsewhere and its segments, and evaluate it like a computed dose.
+
+    Returns
+    -------
+    (CaseResult, inputs) as :func:`run_case_files` ('activity' is None).
+    """
+    from .imaging.dosemaps import read_dose_map
+    from .pipeline import evaluate_dose_case
+
+    dicom = dicom or DicomOptions()
+    if progress:
+        progress(0.0, f"reading dose map {dose}")
+    dose_vol, record, notes = read_dose_map(dose, dose_unit=dose_unit, dose_scale=dose_scale, series_uids=dicom.series_uids)
+    case = read_case_inputs(None, segmentation, ct=ct, labels=labels, params=params or DosimetryParams(), dicom=dicom,
+                            progress=progress, reference=dose_vol)
+    case.info.update(dose_map=record)
+    result = evaluate_dose_case(dose_vol, case.segmentation, params=case.params, roles=roles, ct=case.ct, rules=rules,
+                                inputs=case.info, progress=progress)
+    result.summary["dose_map"] = record
+    result.warnings[0:0] = notes + case.warnings
+    return result, {"activity": None, "segmentation": case.segmentation, "ct": case.ct, "sources": case.sources,
+                    "dose": dose_vol}
 
 
 def _run_files_and_write(case, params, rules, dest, overwrite, report):

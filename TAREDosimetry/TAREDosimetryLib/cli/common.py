@@ -12,7 +12,7 @@ from ..params import DEVICES, DOSE_METHODS, SAMPLINGS, DosimetryParams
 __all__ = [
     "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options",
     "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result", "add_dicom_input_options",
-    "dicom_options_from_args",
+    "dicom_options_from_args", "add_export_options", "exports_from_args", "send_exports",
 ]
 
 EPILOG = """examples:
@@ -171,3 +171,46 @@ def dicom_options_from_args(args):
         timing_overridden=getattr(args, "hours_since_administration", None) is not None or bool(getattr(args, "decay_corrected", False)),
         quantitative_explicit=bool(getattr(args, "quantitative", False)),
     )
+
+
+def add_export_options(p):
+    g = p.add_argument_group("exports (DICOM, PDF) and sending to a PACS")
+    g.add_argument("--rtdose", action="store_true",
+                   help="also write dose.dcm, the dose as a DICOM RT Dose (in the study and frame of reference of DICOM "
+                   "inputs, referring to the CT; else a standalone study)")
+    g.add_argument("--dicom-seg", action="store_true", help="also write segments.dcm, the segments as a DICOM SEG (highdicom)")
+    g.add_argument("--dicom-sr", action="store_true",
+                   help="also write metrics_sr.dcm, the per-segment metrics as a DICOM SR measurement report (TID 1500; "
+                   "comes with segments.dcm, whose segments it measures)")
+    g.add_argument("--pdf", action="store_true", help="also write report.pdf (matplotlib)")
+    g.add_argument("--send", action="append", default=[], metavar="AET@HOST:PORT",
+                   help="send the DICOM exports to a PACS or DICOM node (C-ECHO, then C-STORE; repeatable; pynetdicom)")
+    g.add_argument("--calling-aet", default="TAREDOSIMETRY", help="our AE title when sending (default TAREDOSIMETRY)")
+    g.add_argument("--send-timeout", type=float, default=30.0, metavar="S", help="network timeout in seconds (default 30)")
+    g.add_argument("--send-retries", type=int, default=2, help="retries of a failed association (default 2)")
+
+
+def exports_from_args(args, sources=None):
+    """The DicomExports of the command line (None when no DICOM object is asked for)."""
+    from ..reporting.dicomexport import DicomExports
+
+    wanted = any(getattr(args, k, False) for k in ("rtdose", "dicom_seg", "dicom_sr"))
+    if getattr(args, "send", None) and not wanted:
+        raise InputError("--send: nothing to send; add --rtdose, --dicom-seg or --dicom-sr")
+    if not wanted:
+        return None
+    return DicomExports(rtdose=bool(args.rtdose), seg=bool(args.dicom_seg), sr=bool(args.dicom_sr), sources=sources)
+
+
+def send_exports(args, files, progress):
+    """C-STORE the DICOM files among ``files`` to every --send destination; prints one line each."""
+    if not getattr(args, "send", None):
+        return
+    from ..reporting.dicomsend import parse_destination, send_files
+
+    dicom_files = [f for f in files if f.endswith(".dcm")]
+    for spec in args.send:
+        dest = parse_destination(spec)
+        report = send_files(dicom_files, dest, calling_aet=args.calling_aet, timeout_s=args.send_timeout,
+                            retries=args.send_retries, progress=progress)
+        print(f"sent {report['sent']} DICOM object(s) to {spec}")

@@ -7,13 +7,16 @@ from .common import (
     EPILOG,
     add_dicom_input_options,
     add_dose_options,
+    add_export_options,
     add_metric_options,
     add_output_options,
     params_from_args,
     print_result,
     dicom_options_from_args,
+    exports_from_args,
     progress_printer,
     roles_from_args,
+    send_exports,
 )
 
 HELP = "dosimetry of one case"
@@ -50,6 +53,7 @@ def add_parser(sub):
     add_dose_options(run)
     add_metric_options(run)
     add_output_options(run)
+    add_export_options(run)
     return run
 
 
@@ -64,12 +68,15 @@ def main(args):
     rules = args.thresholds
     load_rules(rules)  # a bad preset or rule file fails before the images are read
     progress = progress_printer(args.quiet)
+    exports_from_args(args)  # refuse --send without an export before any work
     image = args.spect or args.pet
     result, inputs = run_case_files(
         image, args.segmentation, ct=args.ct, labels=args.labels, roles=roles, params=params, rules=rules,
         modality="pet" if args.pet else "spect", progress=progress, dicom=dicom_options_from_args(args),
     )
     files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
-                          background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"], progress=progress)
+                          background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"], progress=progress,
+                          dicom=exports_from_args(args, inputs["sources"]), pdf=args.pdf)
     print_result(result, files, args.out)
+    send_exports(args, files, progress)
     return 0

@@ -89,31 +89,37 @@ def _check_series_used(series_uids, sources):
                          f"{', '.join(sorted(used)) or 'none'}); 'tare-dosimetry dicom-ls FOLDER' lists a folder's series")
 
 
-def read_case_inputs(image, segmentation, *, ct=None, labels=None, modality="spect", params, dicom=None, progress=None):
+def read_case_inputs(image, segmentation, *, ct=None, labels=None, modality="spect", params, dicom=None, progress=None,
+                     reference=None):
     """Read a case's files (see the module docstring).
 
     Parameters
     ----------
-    image : path of the activity image (file or DICOM folder/file).
+    image : path of the activity image (file or DICOM folder/file), or None (``evaluate``: a dose
+        map is the image, given as ``reference``).
     segmentation : path (.seg.nrrd, label map, mask folder, DICOM SEG or RTSTRUCT).
     ct : path or None.  labels : label names for a label map.
     modality : 'spect' or 'pet'.
     params : DosimetryParams before the headers complete it.
     dicom : :class:`DicomOptions`.
     progress : callable(fraction, message) or None.
+    reference : Volume on whose grid an RT Structure Set is drawn when there is no CT and no
+        activity image.
 
     Returns
     -------
     :class:`CaseInputs`
     """
     dicom = dicom or DicomOptions()
-    what = "PET image" if modality == "pet" else "SPECT image"
-    _say(progress, f"reading {what} {image}")
-    activity, source = read_image_with_source(image, what, modalities=IMAGE_MODALITIES[modality], series_uids=dicom.series_uids)
-    warnings, record = list(source.notes) if source else [], None
-    if source is not None:
-        activity, params, record, more = _activity_from_header(activity, source, params, modality, dicom, progress)
-        warnings += more
+    activity, source, record, warnings = None, None, None, []
+    if image is not None:
+        what = "PET image" if modality == "pet" else "SPECT image"
+        _say(progress, f"reading {what} {image}")
+        activity, source = read_image_with_source(image, what, modalities=IMAGE_MODALITIES[modality], series_uids=dicom.series_uids)
+        warnings += list(source.notes) if source else []
+        if source is not None:
+            activity, params, record, more = _activity_from_header(activity, source, params, modality, dicom, progress)
+            warnings += more
     ct_vol, ct_source = None, None
     if ct:
         _say(progress, f"reading CT {ct}")
@@ -121,11 +127,10 @@ def read_case_inputs(image, segmentation, *, ct=None, labels=None, modality="spe
     _say(progress, f"reading segmentation {segmentation}")
     seg = read_segmentation(segmentation, label_names=labels)
     _check_series_used(dicom.series_uids, [source, ct_source, getattr(seg, "dicom_source", None)])
-    info = {
-        "activity_image": os.path.abspath(str(image)), "modality": modality,
-        "segmentation": os.path.abspath(str(segmentation)), "ct": os.path.abspath(str(ct)) if ct else None,
-        "activity_unit": activity.unit or None,
-    }
+    info = {"activity_image": os.path.abspath(str(image)) if image is not None else None,
+            "modality": modality if image is not None else None,
+            "segmentation": os.path.abspath(str(segmentation)), "ct": os.path.abspath(str(ct)) if ct else None,
+            "activity_unit": (activity.unit or None) if activity is not None else None}
     if record is not None:
         info["activity_dicom"] = record
         info["timing_source"] = record.get("timing_source")
