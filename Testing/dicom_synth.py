@@ -178,3 +178,57 @@ def write_nm_multiframe(path, values, spacing, origin, direction=IDENTITY, *, st
         setattr(ds, key, v)
     save(ds, path)
     return stored, float(f"{slope:.10g}")
+
+
+RTSTRUCT_SOP = "1.2.840.10008.5.1.4.1.1.481.3"
+
+
+def write_rtstruct(path, rois, *, study=None, referenced_series_uid=None):
+    """An RT Structure Set.  rois: list of (name, (r, g, b) 0-255, [contour (N, 3) LPS arrays])."""
+    study = study or new_study()
+    ds = _dataset(RTSTRUCT_SOP, "RTSTRUCT", study, generate_uid(), 10, "structures")
+    ds.StructureSetLabel = "TEST"
+    ds.StructureSetDate, ds.StructureSetTime = "20240503", "120000"
+    ref_for = Dataset()
+    ref_for.FrameOfReferenceUID = study["FrameOfReferenceUID"]
+    if referenced_series_uid:
+        series = Dataset()
+        series.SeriesInstanceUID = referenced_series_uid
+        st = Dataset()
+        st.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+        st.ReferencedSOPInstanceUID = study["StudyInstanceUID"]
+        st.RTReferencedSeriesSequence = Sequence([series])
+        ref_for.RTReferencedStudySequence = Sequence([st])
+    ds.ReferencedFrameOfReferenceSequence = Sequence([ref_for])
+    roi_seq, contour_seq, obs_seq = [], [], []
+    for n, (name, color, contours) in enumerate(rois, start=1):
+        r = Dataset()
+        r.ROINumber, r.ReferencedFrameOfReferenceUID, r.ROIName, r.ROIGenerationAlgorithm = n, study["FrameOfReferenceUID"], name, "MANUAL"
+        roi_seq.append(r)
+        rc = Dataset()
+        rc.ReferencedROINumber, rc.ROIDisplayColor = n, list(color)
+        items = []
+        for pts in contours:
+            c = Dataset()
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.NumberOfContourPoints = len(pts)
+            c.ContourData = [f"{v:.4f}" for v in np.asarray(pts, float).reshape(-1)]
+            items.append(c)
+        rc.ContourSequence = Sequence(items)
+        contour_seq.append(rc)
+        o = Dataset()
+        o.ObservationNumber, o.ReferencedROINumber, o.RTROIInterpretedType, o.ROIInterpreter = n, n, "ORGAN", ""
+        obs_seq.append(o)
+    ds.StructureSetROISequence = Sequence(roi_seq)
+    ds.ROIContourSequence = Sequence(contour_seq)
+    ds.RTROIObservationsSequence = Sequence(obs_seq)
+    save(ds, path)
+    return ds
+
+
+def circle(cx, cy, z, r, n=128, clockwise=False):
+    """(n, 3) points of a circle of radius r mm at height z."""
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    if clockwise:
+        t = t[::-1]
+    return np.c_[cx + r * np.cos(t), cy + r * np.sin(t), np.full(n, z)]

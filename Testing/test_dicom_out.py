@@ -273,3 +273,42 @@ def test_report_pdf_holds_every_section(tmp_path):
     assert data.startswith(b"%PDF") and data.rstrip().endswith(b"%%EOF")
     assert pages == 5 == len(re.findall(rb"/Type /Page\b", data))  # rules, metrics, DVH, dose slices, record
     assert b"TAREDosimetry" in data  # document information (author)
+
+
+# -- SEG and SR from the command line ----------------------------------------------------------
+def test_run_writes_seg_and_sr_in_the_pet_study_and_the_sr_holds_the_mean_doses(tmp_path):
+    hd = pytest.importorskip("highdicom")
+    folder, lab, _ = _pet_case(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", "--pet", folder, "--segmentation", lab, "--labels", "1=liver,2=tumour", "--out", str(out),
+                 "--no-report", "--dicom-sr", "--quiet"]) == 0
+    assert {"segments.dcm", "metrics_sr.dcm"} <= set(os.listdir(out)) and "dose.dcm" not in os.listdir(out)
+    pet = pydicom.dcmread(os.path.join(folder, sorted(os.listdir(folder))[0]))
+    seg = hd.seg.segread(str(out / "segments.dcm"))
+    assert seg.StudyInstanceUID == pet.StudyInstanceUID
+    assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == pet.SeriesInstanceUID  # the SEG is drawn on the PET
+    sr = hd.sr.srread(str(out / "metrics_sr.dcm"))
+    metrics = _metrics(out)
+    means = {}
+    for group in sr.content.get_volumetric_roi_measurement_groups():
+        for m in group.get_measurements():
+            if m.name.value == "128513" and m.derivation is not None and m.derivation.meaning == "Mean":
+                means[str(group.tracking_identifier)] = m.value
+    assert set(means) == {"liver", "tumour"}
+    for name, value in means.items():
+        assert float(value) == pytest.approx(metrics[name]["mean_gy"], rel=1e-9)
+    kinds = [o["file"] for o in json.loads((out / "metrics.json").read_text())["summary"]["exports"]["objects"]]
+    assert kinds == ["segments.dcm", "metrics_sr.dcm"]
+
+
+def test_standalone_seg_brings_the_rt_dose_it_refers_to(tmp_path):
+    pytest.importorskip("highdicom")
+    out, spect, lab = _computed_case(tmp_path)
+    out2 = tmp_path / "seg_only"
+    assert main(["run", "--spect", spect, "--segmentation", lab, "--labels", "1=liver,2=tumour", "--administered-activity-gbq",
+                 "1.5", "--out", str(out2), "--no-report", "--dicom-seg", "--quiet"]) == 0
+    seg = pydicom.dcmread(out2 / "segments.dcm")
+    dose = pydicom.dcmread(out2 / "dose.dcm")
+    assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == dose.SOPInstanceUID
+    assert seg.StudyInstanceUID == dose.StudyInstanceUID and seg.FrameOfReferenceUID == dose.FrameOfReferenceUID
+    assert "SEG refers to it" in json.loads((out2 / "metrics.json").read_text())["summary"]["exports"]["note"]

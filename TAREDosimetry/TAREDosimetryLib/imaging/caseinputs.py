@@ -17,7 +17,7 @@ from .dicomactivity import header_activity_params
 from .dicomimage import IMAGE_MODALITIES
 from .dicomtiming import read_activity_header
 from .images import read_image_with_source
-from .segmentation_io import read_segmentation
+from .segmentation_io import read_segmentation_with_source
 
 __all__ = ["DicomOptions", "CaseInputs", "read_case_inputs"]
 
@@ -80,9 +80,9 @@ def _activity_from_header(activity, source, params, modality, dicom, progress):
     return activity, params, record, warnings
 
 
-def _check_series_used(series_uids, sources):
+def _check_series_used(series_uids, sources, series=()):
     """Refuse --series UIDs that none of the inputs took (a typo must not go unnoticed)."""
-    used = {s.series.series_uid for s in sources if s is not None}
+    used = {s.series.series_uid for s in sources if s is not None} | {s.series_uid for s in series if s is not None}
     unused = [u for u in series_uids if u not in used]
     if unused:
         raise InputError(f"--series {', '.join(unused)}: matches no series of the inputs (used: "
@@ -125,8 +125,11 @@ def read_case_inputs(image, segmentation, *, ct=None, labels=None, modality="spe
         _say(progress, f"reading CT {ct}")
         ct_vol, ct_source = read_image_with_source(ct, "CT image", modalities=IMAGE_MODALITIES["ct"], series_uids=dicom.series_uids)
     _say(progress, f"reading segmentation {segmentation}")
-    seg = read_segmentation(segmentation, label_names=labels)
-    _check_series_used(dicom.series_uids, [source, ct_source, getattr(seg, "dicom_source", None)])
+    seg, seg_series = read_segmentation_with_source(
+        segmentation, label_names=labels, reference=ct_vol.grid if ct_vol is not None else None,
+        reference_for_uid=ct_source.series.frame_of_reference_uid if ct_source is not None else "",
+        series_uids=dicom.series_uids)
+    _check_series_used(dicom.series_uids, [source, ct_source], [seg_series])
     info = {"activity_image": os.path.abspath(str(image)) if image is not None else None,
             "modality": modality if image is not None else None,
             "segmentation": os.path.abspath(str(segmentation)), "ct": os.path.abspath(str(ct)) if ct else None,
@@ -136,4 +139,7 @@ def read_case_inputs(image, segmentation, *, ct=None, labels=None, modality="spe
         info["timing_source"] = record.get("timing_source")
     if ct_source is not None:
         info["ct_dicom"] = ct_source.to_dict()
+    if seg_series is not None:
+        info["segmentation_dicom"] = {"series_instance_uid": seg_series.series_uid, "sop_class": seg_series.sop_class_name,
+                                      "frame_of_reference_uid": seg_series.frame_of_reference_uid}
     return CaseInputs(activity, seg, ct_vol, params, info, warnings, {"activity": source, "ct": ct_source})

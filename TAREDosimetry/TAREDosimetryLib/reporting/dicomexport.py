@@ -69,14 +69,21 @@ def write_dicom_exports(result, folder, exports, *, segmentation=None, progress=
         return [], {}
     ctx = dicom_context(exports.sources, patient_id=exports.patient_id, patient_name=exports.patient_name)
     names, record = [], {"study": ctx.describe(), "objects": []}
-    if exports.rtdose:
+    rtdose_ds = None
+    if exports.seg or exports.sr:
+        from .dicomseg import needs_rtdose_source
+
+        if needs_rtdose_source(ctx) and not exports.rtdose:
+            record["note"] = "dose.dcm written too: the SEG refers to it (no DICOM input image)"
+    if exports.rtdose or "note" in record:
         from .rtdose import write_rtdose
 
         if progress:
             progress(0.5, f"writing {EXPORT_FILES['rtdose']} (RT Dose)")
-        ds = write_rtdose(result.dose_gy, os.path.join(folder, EXPORT_FILES["rtdose"]), ctx, derivation=_derivation(result))
+        rtdose_ds = write_rtdose(result.dose_gy, os.path.join(folder, EXPORT_FILES["rtdose"]), ctx,
+                                 derivation=_derivation(result))
         names.append(EXPORT_FILES["rtdose"])
-        record["objects"].append(_record(EXPORT_FILES["rtdose"], ds))
+        record["objects"].append(_record(EXPORT_FILES["rtdose"], rtdose_ds))
     seg_ds = None
     if exports.seg or exports.sr:
         if segmentation is None:
@@ -85,7 +92,7 @@ def write_dicom_exports(result, folder, exports, *, segmentation=None, progress=
 
         if progress:
             progress(0.55, f"writing {EXPORT_FILES['seg']} (DICOM SEG)")
-        seg_ds = write_dicom_seg(segmentation, result, os.path.join(folder, EXPORT_FILES["seg"]), ctx)
+        seg_ds = write_dicom_seg(segmentation, result, os.path.join(folder, EXPORT_FILES["seg"]), ctx, rtdose=rtdose_ds)
         names.append(EXPORT_FILES["seg"])  # also for the SR alone: its measurements refer to the SEG's segments
         record["objects"].append(_record(EXPORT_FILES["seg"], seg_ds))
     if exports.sr:
