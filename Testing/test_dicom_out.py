@@ -312,3 +312,26 @@ def test_standalone_seg_brings_the_rt_dose_it_refers_to(tmp_path):
     assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == dose.SOPInstanceUID
     assert seg.StudyInstanceUID == dose.StudyInstanceUID and seg.FrameOfReferenceUID == dose.FrameOfReferenceUID
     assert "SEG refers to it" in json.loads((out2 / "metrics.json").read_text())["summary"]["exports"]["note"]
+
+
+# -- batch -------------------------------------------------------------------------------------
+def test_batch_reads_dicom_timing_evaluates_dose_rows_and_writes_rtdose_for_every_case(tmp_path):
+    folder, lab, _ = _pet_case(tmp_path)
+    out, spect, _ = _computed_case(tmp_path)
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(
+        "case_id,pet,dose,dose_unit,segmentation,labels,hours_since_administration\n"
+        f'petdicom,{folder},,,{lab},"1=liver,2=tumour",\n'
+        f'petgiven,{folder},,,{lab},"1=liver,2=tumour",21\n'
+        f'external,,{out / "dose.nrrd"},Gy,{lab},"1=liver,2=tumour",\n')
+    res = tmp_path / "res"
+    assert main(["batch", "--manifest", str(manifest), "--out", str(res), "--no-report", "--rtdose", "--quiet"]) == 0
+    for case in ("petdicom", "petgiven", "external"):
+        assert (res / case / "dose.dcm").is_file(), case
+    a = json.loads((res / "petdicom" / "metrics.json").read_text())
+    b = json.loads((res / "petgiven" / "metrics.json").read_text())
+    c = json.loads((res / "external" / "metrics.json").read_text())
+    assert a["inputs"]["timing_source"] == "DICOM header" and a["parameters"]["hours_since_administration"] == pytest.approx(19.75)
+    assert b["inputs"]["timing_source"] == "command line" and b["parameters"]["hours_since_administration"] == 21.0
+    assert c["summary"]["dose_source"] == "external"
+    assert _metrics(res / "external")["tumour"]["mean_gy"] == pytest.approx(_metrics(out)["tumour"]["mean_gy"], rel=2e-6)

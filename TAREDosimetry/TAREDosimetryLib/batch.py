@@ -29,9 +29,8 @@ from .evaluation.roles import parse_role_assignments
 __all__ = ["read_manifest", "run_case_files", "evaluate_dose_files", "run_manifest", "MANIFEST_COLUMNS"]
 
 _PARAM_FIELDS = {f.name: f for f in fields(DosimetryParams)}
-MANIFEST_COLUMNS = ("case_id", "spect", "pet", "segmentation", "ct", "labels", "roles", "thresholds", "quantitative") + tuple(
-    _PARAM_FIELDS
-)
+MANIFEST_COLUMNS = ("case_id", "spect", "pet", "segmentation", "ct", "labels", "roles", "thresholds", "quantitative",
+                    "series", "dose", "dose_unit", "dose_scale") + tuple(_PARAM_FIELDS)
 _BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -76,8 +75,8 @@ def _read_manifest_rows(path):
     for req in ("case_id", "segmentation"):
         if req not in header:
             raise InputError(f"manifest {path}: column '{req}' is required")
-    if "spect" not in header and "pet" not in header:
-        raise InputError(f"manifest {path}: a 'spect' or 'pet' column is required")
+    if "spect" not in header and "pet" not in header and "dose" not in header:
+        raise InputError(f"manifest {path}: a 'spect', 'pet' or 'dose' column is required")
     return header, rows
 
 
@@ -108,8 +107,15 @@ def _case_options(case, row, base, where):
             case["params_changes"]["calibration"] = "relative"  # as --pet --relative
     elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
         case["params_changes"]["calibration"] = "absolute"  # as --pet on the command line
-    if not case["image"]:
-        raise InputError(f"{where}: no spect or pet image given")
+    if not case["image"] and not case["dose"]:
+        raise InputError(f"{where}: no spect, pet or dose given")
+    if case["image"] and case["dose"]:
+        raise InputError(f"{where}: give an activity image (spect/pet) or an external dose, not both")
+    if row.get("dose_scale"):
+        try:
+            case["dose_scale"] = float(row["dose_scale"])
+        except ValueError:
+            raise InputError(f"{where}: column dose_scale must be a number, got {row['dose_scale']!r}") from None
     if not case["segmentation"]:
         raise InputError(f"{where}: no segmentation given")
 
@@ -131,6 +137,11 @@ def _case_of_row(row, n, base, where):
         "roles": {},
         "params_changes": {},
         "error": None,
+        "series": tuple(u.strip() for u in row.get("series", "").split(";") if u.strip()),
+        "dose": path_of("dose"),
+        "dose_unit": row.get("dose_unit") or None,
+        "dose_scale": 1.0,
+        "timing_given": bool(row.get("hours_since_administration") or row.get("image_decay_corrected")),
     }
     try:
         _case_options(case, row, base, where)
@@ -143,7 +154,10 @@ def read_manifest(path):
     """Cases of a manifest CSV as a list of dicts (paths made absolute, params parsed).
 
     Each dict: case_id, image, modality ('spect'|'pet'), segmentation, ct, labels, roles (dict),
-    thresholds, params_changes (dict of DosimetryParams fields), row (line number).
+    thresholds, params_changes (dict of DosimetryParams fields), row (line number); series (tuple
+    of SeriesInstanceUIDs), dose/dose_unit/dose_scale (an external dose to evaluate instead of an
+    activity image), timing_given (the row gives hours_since_administration or
+    image_decay_corrected, which then win over a DICOM header).
     """
     _header, rows = _read_manifest_rows(path)
     base = os.path.dirname(os.path.abspath(path))
@@ -208,21 +222,34 @@ def evaluate_dose_files(dose, segmentation, *, ct=None, labels=None, roles=None,
                     "dose": dose_vol}
 
 
-def _run_files_and_write(case, params, rules, dest, overwrite, report):
-    """Default case runner of :func:`run_manifest`: engine on files, then write_outputs."""
+def _run_files_and_write(case, params, rules, dest, overwrite, report, *, exports=None, pdf=False, dicom=None,
+                         send=None):
+    """Default case runner of :func:`run_manifest`: engine on files (or ``evaluate`` of an external
+    dose), then write_outputs with the DICOM/PDF exports, then ``send(files)`` when given."""
+    from dataclasses import replace
+
     from .reporting.outputs import write_outputs
 
-    result, inputs = run_case_files(
-        case["image"], case["segmentation"], ct=case["ct"], labels=case["labels"], roles=case["roles"],
-        params=params, rules=rules, modality=case["modality"],
-    )
-    write_outputs(result, dest, overwrite=overwrite, report=report,
-                  background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"])
+    dicom = dicom or DicomOptions()
+    dicom = replace(dicom, series_uids=tuple(case.get("series") or ()) or dicom.series_uids,
+                    timing_overridden=dicom.timing_overridden or bool(case.get("timing_given")))
+    common = dict(ct=case["ct"], labels=case["labels"], roles=case["roles"], params=params, rules=rules, dicom=dicom)
+    if case.get("dose"):
+        result, inputs = evaluate_dose_files(case["dose"], case["segmentation"], dose_unit=case.get("dose_unit"),
+                                             dose_scale=case.get("dose_scale", 1.0), **common)
+    else:
+        result, inputs = run_case_files(case["image"], case["segmentation"], modality=case["modality"], **common)
+    files = write_outputs(result, dest, overwrite=overwrite, report=report,
+                          background=inputs["ct"] or inputs["activity"] or inputs.get("dose"),
+                          segmentation=inputs["segmentation"], pdf=pdf,
+                          dicom=replace(exports, sources=inputs["sources"]) if exports is not None else None)
+    if send is not None:
+        send(files)
     return result
 
 
 def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite=False, report=True, log=None,
-                 debug=False, runner=None):
+                 debug=False, runner=None, exports=None, pdf=False, dicom=None, send=None):
     """Run every case of a manifest; results in ``out_dir/<case_id>/``.
 
     A case that fails is recorded (its error message) and the others go on; no partial
@@ -233,6 +260,9 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
     runner : callable(case, params, rules, dest, overwrite, report) -> CaseResult, optional.
         Runs one case and writes its outputs into ``dest``; the default reads the files and
         calls the engine.  (The Slicer batch script passes one that goes through MRML nodes.)
+    exports, pdf, dicom, send : for the default runner: DicomExports, report.pdf, DicomOptions
+        (the case's ``series`` and timing columns complete it), and a callable(files) that sends
+        a case's DICOM files (a failed send fails the case; its results stay written).
 
     Returns
     -------
@@ -244,7 +274,10 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
     cases = read_manifest(manifest_path)
     os.makedirs(out_dir, exist_ok=True)
     defaults = defaults or DosimetryParams()
-    runner = runner or _run_files_and_write
+    if runner is None:
+        from functools import partial
+
+        runner = partial(_run_files_and_write, exports=exports, pdf=pdf, dicom=dicom, send=send)
     summary = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from ..params import DEVICES, DOSE_METHODS, SAMPLINGS, DosimetryParams
 __all__ = [
     "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options",
     "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result", "add_dicom_input_options",
-    "dicom_options_from_args", "add_export_options", "exports_from_args", "send_exports",
+    "dicom_options_from_args", "add_export_options", "exports_from_args", "send_exports", "make_sender",
 ]
 
 EPILOG = """examples:
@@ -197,20 +197,34 @@ def exports_from_args(args, sources=None):
     wanted = any(getattr(args, k, False) for k in ("rtdose", "dicom_seg", "dicom_sr"))
     if getattr(args, "send", None) and not wanted:
         raise InputError("--send: nothing to send; add --rtdose, --dicom-seg or --dicom-sr")
+    make_sender(args)  # a malformed destination fails before any work
     if not wanted:
         return None
     return DicomExports(rtdose=bool(args.rtdose), seg=bool(args.dicom_seg), sr=bool(args.dicom_sr), sources=sources)
 
 
-def send_exports(args, files, progress):
-    """C-STORE the DICOM files among ``files`` to every --send destination; prints one line each."""
-    if not getattr(args, "send", None):
-        return
+def make_sender(args, progress=None, echo=print):
+    """callable(files) that C-STOREs the DICOM files among ``files`` to every --send destination
+    (one line each), or None without --send.  The destinations are checked here, before any work."""
+    specs = list(getattr(args, "send", None) or [])
+    if not specs:
+        return None
     from ..reporting.dicomsend import parse_destination, send_files
 
-    dicom_files = [f for f in files if f.endswith(".dcm")]
-    for spec in args.send:
-        dest = parse_destination(spec)
-        report = send_files(dicom_files, dest, calling_aet=args.calling_aet, timeout_s=args.send_timeout,
-                            retries=args.send_retries, progress=progress)
-        print(f"sent {report['sent']} DICOM object(s) to {spec}")
+    dests = [parse_destination(spec) for spec in specs]
+
+    def send(files):
+        dicom_files = [f for f in files if str(f).endswith(".dcm")]
+        for dest in dests:
+            report = send_files(dicom_files, dest, calling_aet=args.calling_aet, timeout_s=args.send_timeout,
+                                retries=args.send_retries, progress=progress)
+            echo(f"sent {report['sent']} DICOM object(s) to {dest}")
+
+    return send
+
+
+def send_exports(args, files, progress):
+    """Send the DICOM files among ``files`` to every --send destination (nothing without --send)."""
+    sender = make_sender(args, progress)
+    if sender is not None:
+        sender(files)
