@@ -201,3 +201,27 @@ def test_dicom_seg_round_trip_keeps_masks_names_colours_and_overlaps(tmp_path):
 def _physical_points(seg, name):
     k, j, i = np.nonzero(seg.mask(name))
     return (np.c_[i, j, k, np.ones(len(i))] @ seg.grid.ijk_to_lps.T)[:, :3]
+
+
+def test_one_export_folder_for_every_input_the_readme_example(tmp_path):
+    """PET, CT and RTSTRUCT of one study in one folder: each input takes its own series."""
+    from dicom_synth import pet_attributes, radiopharmaceutical
+    from TAREDosimetryLib.cli import main
+
+    study, ct, rs = _ct_and_rtstruct(tmp_path)
+    export = tmp_path / "export"
+    export.mkdir()
+    os.rename(ct, export / "ct")
+    os.rename(rs, export / "rs")
+    pet = np.full(CT.shape, 1.6e5)
+    write_image_series(str(export / "pet"), pet, CT.spacing_mm, CT.origin_mm, modality="PT", study=study, series_number=3,
+                       attributes=pet_attributes(radiopharm=radiopharmaceutical(start_datetime="20240502143000")))
+    out = tmp_path / "case3"
+    assert main(["run", "--pet", str(export), "--ct", str(export), "--segmentation", str(export), "--out", str(out),
+                 "--no-report", "--rtdose", "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["inputs"]["activity_dicom"]["source"]["modality"] == "PT" and m["inputs"]["ct_dicom"]["modality"] == "CT"
+    assert m["inputs"]["segmentation_dicom"]["sop_class"] == "RT Structure Set"
+    assert m["parameters"]["hours_since_administration"] == pytest.approx(19.75)
+    dose = pydicom.dcmread(out / "dose.dcm")
+    assert dose.FrameOfReferenceUID == study["FrameOfReferenceUID"] and len(dose.ReferencedImageSequence) == CT.shape[0]

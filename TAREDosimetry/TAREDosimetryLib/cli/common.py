@@ -21,6 +21,10 @@ EPILOG = """examples:
       --administered-activity-gbq 1.8 --lung-shunt-fraction 0.06 --out case1
   tare-dosimetry run --pet pet_dicom/ --quantitative --hours-since-administration 20 \\
       --segmentation labels.nii.gz --labels totalsegmentator --role "label 7=tumor" --out case2
+  tare-dosimetry run --pet export/ --ct export/ --segmentation export/rtstruct.dcm --out case3 \\
+      --rtdose --dicom-sr --send PACS@pacs.example.org:11112
+  tare-dosimetry evaluate --dose mc_dose.mhd --dose-unit Gy --segmentation seg.seg.nrrd --out eval1
+  tare-dosimetry dicom-ls export/
   tare-dosimetry batch --manifest cases.csv --out results/
   tare-dosimetry presets
 
