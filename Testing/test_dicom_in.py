@@ -316,3 +316,12 @@ def test_run_with_a_dicom_pet_takes_the_timing_from_the_header(tmp_path, capsys)
                  "--no-report", "--hours-since-administration", "20"]) == 0
     m2 = json.loads((out2 / "metrics.json").read_text())
     assert m2["parameters"]["hours_since_administration"] == 20.0 and m2["inputs"]["timing_source"] == "command line"
+
+
+def test_a_series_uid_for_the_pet_does_not_take_the_ct_input_of_the_same_folder(tmp_path):
+    top, study, _, ct_paths = _mixed_folder(tmp_path)
+    uid = pydicom.uid.generate_uid()
+    write_image_series(os.path.join(top, "c"), np.full((3, 4, 5), 7.0), (2, 2, 2), (0, 0, 0), modality="PT", study=study,
+                       series_uid=uid, series_number=3, description="PET second", attributes=pet_attributes())
+    assert read_image(top, "PET image", modalities=("PT",), series_uids=(uid,)).array.max() == pytest.approx(7.0, rel=1e-4)
+    assert read_image(top, "CT image", modalities=("CT",), series_uids=(uid,)).array.max() == pytest.approx(40.0, rel=1e-4)

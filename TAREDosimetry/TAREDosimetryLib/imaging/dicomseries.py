@@ -215,8 +215,17 @@ def series_table(series):
     return [head] + [s.describe() for s in series]
 
 
-def _uid_matches(series, uids):
-    return [s for s in series if s.series_uid in uids]
+def _chosen_by_uid(candidates, series_uids, modalities):
+    """The candidates named by --series.  A named series of another modality than this input's, in a
+    folder that has series of this input's modality, is meant for another input (the CT's UID when
+    the PET is read from the same folder) and is not taken here."""
+    named = [s for s in candidates if s.series_uid in set(series_uids or ())]
+    if not modalities:
+        return named
+    own = [s for s in named if s.modality in modalities]
+    if own or any(s.modality in modalities for s in candidates):
+        return own
+    return named
 
 
 def _refuse(folder, what, message, series):
@@ -246,14 +255,11 @@ def select_series(folder, *, what, kinds=("image",), modalities=(), series_uids=
     if not series:
         raise InputError(f"{what}: {folder} holds no DICOM series (no file in it has a DICOM header)")
     candidates = [s for s in series if s.kind in kinds]
-    chosen = _uid_matches(candidates, set(series_uids or ()))
+    chosen = _chosen_by_uid(candidates, series_uids, modalities)
     if len(chosen) == 1:
         return chosen[0]
     if len(chosen) > 1:
         _refuse(folder, what, "matches several of the --series UIDs given", chosen)
-    wrong_kind = _uid_matches([s for s in series if s not in candidates], set(series_uids or ()))
-    if wrong_kind:
-        _refuse(folder, what, f"--series names a series that is not a {'/'.join(kinds)} series", wrong_kind)
     if not candidates:
         _refuse(folder, what, f"holds no {'/'.join(kinds)} series; it holds", series)
     for modality in modalities:
