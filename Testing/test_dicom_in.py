@@ -325,3 +325,25 @@ def test_a_series_uid_for_the_pet_does_not_take_the_ct_input_of_the_same_folder(
                        series_uid=uid, series_number=3, description="PET second", attributes=pet_attributes())
     assert read_image(top, "PET image", modalities=("PT",), series_uids=(uid,)).array.max() == pytest.approx(7.0, rel=1e-4)
     assert read_image(top, "CT image", modalities=("CT",), series_uids=(uid,)).array.max() == pytest.approx(40.0, rel=1e-4)
+
+
+def test_quantitative_nm_spect_is_read_in_bq_per_ml_through_its_real_world_value_mapping(tmp_path):
+    from pydicom.dataset import Dataset
+
+    act, seg = box_case()
+    rwv, unit = Dataset(), Dataset()
+    unit.CodeValue, unit.CodingSchemeDesignator, unit.CodeMeaning = "Bq/ml", "UCUM", "Becquerels/milliliter"
+    rwv.MeasurementUnitsCodeSequence = [unit]
+    rwv.RealWorldValueSlope, rwv.RealWorldValueIntercept = 2500.0, 0.0
+    rwv.RealWorldValueFirstValueMapped, rwv.RealWorldValueLastValueMapped = 0, 65535
+    path = str(tmp_path / "qspect.dcm")
+    stored, slope = write_nm_multiframe(path, act.array.astype(float) * 40.0, act.spacing_mm, act.origin_mm, slope=0.5,
+                                        attributes={"RealWorldValueMappingSequence": [rwv]})
+    lab = str(tmp_path / "labels.nii.gz")
+    write_image(act.with_array(seg.mask("liver").astype(np.uint8) + seg.mask("tumour")), lab, dtype=np.uint8)
+    case = read_case_inputs(path, lab, labels="1=liver,2=tumour", modality="spect",
+                            params=DosimetryParams(calibration="absolute", hours_since_administration=20.0),
+                            dicom=DicomOptions(timing_overridden=True, quantitative_explicit=True))
+    np.testing.assert_allclose(case.activity.array, (stored * 2500.0).astype(np.float32), rtol=1e-6)
+    assert case.info["activity_dicom"]["header"]["units"] == "BQML"
+    assert any("Real World Value Mapping" in w for w in case.warnings)

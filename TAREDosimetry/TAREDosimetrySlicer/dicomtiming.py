@@ -13,7 +13,7 @@ set them), and per-slice decay factors when slices were acquired at different ti
 import slicer
 
 from TAREDosimetryLib.errors import InputError
-from TAREDosimetryLib.imaging.dicomactivity import header_activity_params
+from TAREDosimetryLib.imaging.dicomactivity import activity_values, header_activity_params
 from TAREDosimetryLib.imaging.dicomtiming import activity_timing, read_activity_header
 
 #: Node attribute set by Slicer's DICOMScalarVolumePlugin: the instance UIDs, one per slice (k order).
@@ -76,11 +76,10 @@ class DicomActivityHeader:
         params, record, warnings, factors = header_activity_params(
             params, header, modality=modality, timing_overridden=timingOverridden,
             quantitative_explicit=quantitativeExplicit, allow_other_radionuclide=allowOtherRadionuclide)
-        if factors is not None:
-            if len(factors) != activity.shape[0]:
-                raise InputError(f"volume '{volumeNode.GetName()}' has {activity.shape[0]} slices but {len(factors)} DICOM files")
-            import numpy as np
-
-            activity = activity.with_array((activity.array * np.asarray(factors, np.float32)[:, None, None]).astype(np.float32))
+        if factors is not None and len(factors) != activity.shape[0]:
+            raise InputError(f"volume '{volumeNode.GetName()}' has {activity.shape[0]} slices but {len(factors)} DICOM files")
+        values = activity_values(activity.array, header, factors, params.calibration)
+        if values is not activity.array:
+            activity = activity.with_array(values)
         record["source"] = {"node": volumeNode.GetName(), "files": len(files)}
         return activity, params, record, warnings

@@ -9,11 +9,9 @@ the parameters the headers complete, with a record of every decision for metrics
 import os
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..errors import InputError
 
-from .dicomactivity import header_activity_params
+from .dicomactivity import activity_values, header_activity_params
 from .dicomimage import IMAGE_MODALITIES
 from .dicomtiming import read_activity_header
 from .images import read_image_with_source
@@ -65,8 +63,9 @@ def _activity_from_header(activity, source, params, modality, dicom, progress):
         params, header, modality=modality, timing_overridden=dicom.timing_overridden,
         quantitative_explicit=dicom.quantitative_explicit, allow_other_radionuclide=dicom.allow_other_radionuclide)
     record.update(source=source.to_dict())
-    if factors is not None:
-        activity = activity.with_array((activity.array * np.asarray(factors, np.float32)[:, None, None]).astype(np.float32))
+    values = activity_values(activity.array, header, factors, params.calibration)
+    if values is not activity.array:
+        activity = activity.with_array(values)
     if params.calibration == "absolute":
         timing = record.get("header_timing")
         if record["timing_source"] == "DICOM header":

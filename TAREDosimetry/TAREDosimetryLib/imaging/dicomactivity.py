@@ -20,7 +20,7 @@ import re
 from ..errors import InputError
 from .dicomtiming import UNIT_MEANINGS, HALF_LIFE_TOLERANCE, Y90_CODE, activity_timing
 
-__all__ = ["radionuclide_is_y90", "check_radionuclide", "check_units", "header_activity_params"]
+__all__ = ["radionuclide_is_y90", "check_radionuclide", "check_units", "header_activity_params", "activity_values"]
 
 _Y90_TEXT = re.compile(r"(\^?90\^?\s*-?\s*y(ttrium)?\b)|(\by(ttrium)?\s*-?\s*\^?90\b)", re.IGNORECASE)
 #: Hours by which the user's time may differ from the header's before a remark is made.
@@ -145,7 +145,8 @@ def header_activity_params(params, header, *, modality="pet", timing_overridden=
     record : dict for metrics.json (header attributes, timing, source, remarks).
     warnings : list of str for the result's warnings.
     slice_factors : (Z,) factors to multiply the image's slices by (NONE decay correction with
-        slices acquired at different times), or None.
+        slices acquired at different times), or None.  (Apply also ``header.value_transform``:
+        :func:`activity_values`.)
     """
     warnings, factors = [], None
     record = {"header": header.to_dict()}
@@ -153,6 +154,9 @@ def header_activity_params(params, header, *, modality="pet", timing_overridden=
     if modality == "pet" and params.calibration == "absolute":
         warnings += check_radionuclide(header, params.half_life_h, allow_other=allow_other_radionuclide)
     if params.calibration == "absolute":
+        a, b = header.value_transform
+        if (a, b) != (1.0, 0.0):
+            warnings.append(f"values converted to Bq/mL with the header's Real World Value Mapping ({a:.6g} v + {b:.6g})")
         params, factors = _apply_timing(params, header, timing_overridden, record, warnings)
     else:
         timing, _problem = _timing_or_none(header, params.half_life_h)
@@ -160,3 +164,17 @@ def header_activity_params(params, header, *, modality="pet", timing_overridden=
             record["header_timing"] = timing.to_dict()
     record["remarks"] = list(warnings)
     return params, record, warnings, factors
+
+
+def activity_values(array, header, slice_factors, calibration):
+    """The image's values as the calibration needs them: Bq/mL through the header's Real World Value
+    Mapping (absolute calibration), times the per-slice decay factors; ``array`` (Z, Y, X) is not modified."""
+    import numpy as np
+
+    out = np.asarray(array, dtype=np.float32)
+    a, b = header.value_transform
+    if calibration == "absolute" and (a, b) != (1.0, 0.0):
+        out = (out * np.float32(a) + np.float32(b)).astype(np.float32)
+    if slice_factors is not None:
+        out = (out * np.asarray(slice_factors, np.float32)[:, None, None]).astype(np.float32)
+    return out

@@ -50,6 +50,7 @@ class ActivityHeader:
 
     modality: str = ""
     units: str = ""
+    value_transform: tuple = (1.0, 0.0)
     decay_correction: str = ""
     series_datetime: object = None
     acquisition_datetimes: tuple = ()
@@ -69,7 +70,8 @@ class ActivityHeader:
         iso = lambda t: t.isoformat() if t is not None else None  # noqa: E731
         acq = [t for t in self.acquisition_datetimes if t is not None]
         return {
-            "modality": self.modality, "units": self.units or None, "decay_correction": self.decay_correction or None,
+            "modality": self.modality, "units": self.units or None, "value_transform_to_units": list(self.value_transform),
+            "decay_correction": self.decay_correction or None,
             "series_datetime": iso(self.series_datetime), "first_acquisition_datetime": iso(min(acq)) if acq else None,
             "decay_correction_datetime": iso(self.decay_correction_datetime),
             "administration_datetime": iso(self.administration_datetime),
@@ -184,14 +186,24 @@ def _radionuclide(item):
 
 
 def _units(ds):
+    """(units, value transform) of a dataset.  The transform (a, b) turns the values read (Rescale
+    Slope/Intercept applied) into the unit's values, a v + b; it is not (1, 0) only when the unit comes
+    from a Real World Value Mapping (quantitative NM SPECT) with its own slope and intercept."""
     units = str(ds.get("Units", "") or "").strip().upper()
     if units:
-        return units
+        return units, (1.0, 0.0)
     for rwv in ds.get("RealWorldValueMappingSequence") or []:  # quantitative SPECT (NM) often says it here
         for code in rwv.get("MeasurementUnitsCodeSequence") or []:
-            if str(code.get("CodeValue", "")).replace(" ", "").lower() == "bq/ml":
-                return "BQML"
-    return ""
+            if str(code.get("CodeValue", "")).replace(" ", "").lower() != "bq/ml":
+                continue
+            if "RealWorldValueLUTData" in rwv:
+                raise InputError("the header maps its values to Bq/mL with a lookup table (RealWorldValueLUTData), "
+                                 "which is not supported; convert the image to Bq/mL first")
+            rs, ri = float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0)
+            slope = float(rwv.get("RealWorldValueSlope", 1) or 1)
+            intercept = float(rwv.get("RealWorldValueIntercept", 0) or 0)
+            return "BQML", (slope / rs, intercept - ri * slope / rs)
+    return "", (1.0, 0.0)
 
 
 def _slices(heads, tz):
@@ -205,6 +217,7 @@ def _slices(heads, tz):
 def header_from_datasets(heads):
     """:class:`ActivityHeader` of a series' datasets (pydicom, in k order)."""
     ds, notes = heads[0], []
+    units, transform = _units(ds)
     item = _radiopharmaceutical(ds, notes)
     admin, time_only = _administration(item, ds)
     tz = str(ds.get("TimezoneOffsetFromUTC", "") or "").strip()
@@ -213,7 +226,7 @@ def header_from_datasets(heads):
     name, code, half_life, total = _radionuclide(item)
     dc_dt = parse_dicom_datetime(ds.get((0x0018, 0x9701)).value if (0x0018, 0x9701) in ds else "", "DecayCorrectionDateTime (0018,9701)")
     return ActivityHeader(
-        modality=str(ds.get("Modality", "")), units=_units(ds), decay_correction=str(ds.get("DecayCorrection", "") or "").strip().upper(),
+        modality=str(ds.get("Modality", "")), units=units, value_transform=transform, decay_correction=str(ds.get("DecayCorrection", "") or "").strip().upper(),
         series_datetime=series_dt, acquisition_datetimes=acq, frame_reference_ms=frt, frame_duration_ms=dur,
         decay_factors=dec, decay_correction_datetime=dc_dt, administration_datetime=admin, administration_time_only=time_only,
         radionuclide=name, radionuclide_code=code, half_life_s=half_life, total_dose_bq=total, notes=tuple(notes),
