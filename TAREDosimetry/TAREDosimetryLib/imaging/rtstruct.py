@@ -139,7 +139,8 @@ def fill_polygons(polygons, shape, subsamples=SUBSAMPLES):
     np.add.at(toggles, (r, col), 1)
     # parity of the crossings left of each sub-sample (a uint8 sum wraps at 256, which keeps the parity)
     inside = np.bitwise_and(np.cumsum(toggles[:, :-1], axis=1, dtype=np.uint8), 1)
-    out[j0:j1, i0:i1] = inside.reshape(wy, n, wx, n).sum(axis=(1, 3), dtype=np.uint16) / np.float32(n * n)
+    per_row = inside.reshape(wy * n, wx, n).sum(axis=2, dtype=np.uint8)  # two one-axis sums: much faster than one over (1, 3)
+    out[j0:j1, i0:i1] = per_row.reshape(wy, n, wx).sum(axis=1, dtype=np.uint8) / np.float32(n * n)
     return out
 
 
