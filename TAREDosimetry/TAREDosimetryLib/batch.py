@@ -24,18 +24,16 @@ import traceback
 from dataclasses import fields
 
 from .errors import InputError, TAREDosimetryError
-from .imaging.images import read_image
-from .imaging.segmentation_io import read_segmentation
+from .imaging.caseinputs import DicomOptions, read_case_inputs
 from .params import DosimetryParams
 from .pipeline import run_case
 from .evaluation.roles import parse_role_assignments
 
-__all__ = ["read_manifest", "run_case_files", "run_manifest", "MANIFEST_COLUMNS"]
+__all__ = ["read_manifest", "run_case_files", "evaluate_dose_files", "run_manifest", "MANIFEST_COLUMNS"]
 
 _PARAM_FIELDS = {f.name: f for f in fields(DosimetryParams)}
-MANIFEST_COLUMNS = ("case_id", "spect", "pet", "segmentation", "ct", "labels", "roles", "thresholds", "quantitative") + tuple(
-    _PARAM_FIELDS
-)
+MANIFEST_COLUMNS = ("case_id", "spect", "pet", "segmentation", "ct", "labels", "roles", "thresholds", "quantitative",
+                    "series", "dose", "dose_unit", "dose_scale") + tuple(_PARAM_FIELDS)
 _BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
@@ -85,8 +83,8 @@ def _read_manifest_rows(path):
     for req in ("case_id", "segmentation"):
         if req not in header:
             raise InputError(f"manifest {path}: column '{req}' is required")
-    if "spect" not in header and "pet" not in header:
-        raise InputError(f"manifest {path}: a 'spect' or 'pet' column is required")
+    if "spect" not in header and "pet" not in header and "dose" not in header:
+        raise InputError(f"manifest {path}: a 'spect', 'pet' or 'dose' column is required")
     return header, rows
 
 
@@ -121,8 +119,15 @@ def _case_options(case, row, base, where):
             case["params_changes"]["calibration"] = "relative"  # as --pet --relative
     elif case["modality"] == "pet" and "calibration" not in case["params_changes"]:
         case["params_changes"]["calibration"] = "absolute"  # as --pet on the command line
-    if not case["image"]:
-        raise InputError(f"{where}: no spect or pet image given")
+    if not case["image"] and not case["dose"]:
+        raise InputError(f"{where}: no spect, pet or dose given")
+    if case["image"] and case["dose"]:
+        raise InputError(f"{where}: give an activity image (spect/pet) or an external dose, not both")
+    if row.get("dose_scale"):
+        try:
+            case["dose_scale"] = float(row["dose_scale"])
+        except ValueError:
+            raise InputError(f"{where}: column dose_scale must be a number, got {row['dose_scale']!r}") from None
     if not case["segmentation"]:
         raise InputError(f"{where}: no segmentation given")
 
@@ -144,6 +149,11 @@ def _case_of_row(row, n, base, where):
         "roles": {},
         "params_changes": {},
         "error": None,
+        "series": tuple(u.strip() for u in row.get("series", "").split(";") if u.strip()),
+        "dose": path_of("dose"),
+        "dose_unit": row.get("dose_unit") or None,
+        "dose_scale": 1.0,
+        "timing_given": bool(row.get("hours_since_administration") or row.get("image_decay_corrected")),
     }
     try:
         _case_options(case, row, base, where)
@@ -156,7 +166,10 @@ def read_manifest(path):
     """Cases of a manifest CSV as a list of dicts (paths made absolute, params parsed).
 
     Each dict: case_id, image, modality ('spect'|'pet'), segmentation, ct, labels, roles (dict),
-    thresholds, params_changes (dict of DosimetryParams fields), row (line number).
+    thresholds, params_changes (dict of DosimetryParams fields), row (line number); series (tuple
+    of SeriesInstanceUIDs), dose/dose_unit/dose_scale (an external dose to evaluate instead of an
+    activity image), timing_given (the row gives hours_since_administration or
+    image_decay_corrected, which then win over a DICOM header).
     """
     _header, rows = _read_manifest_rows(path)
     base = os.path.dirname(os.path.abspath(path))
@@ -173,52 +186,82 @@ def read_manifest(path):
 
 
 def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, params=None, rules=None,
-                   modality="spect", progress=None):
+                   modality="spect", progress=None, dicom=None):
     """Read the files of one case and run it.
+
+    DICOM inputs are read with :func:`~.imaging.caseinputs.read_case_inputs`: the series chosen by
+    modality and ``dicom.series_uids``, the activity image's units, radionuclide and timing taken
+    from its header (they complete ``params``; the user's timing wins), RT Structure Sets
+    rasterised onto the CT.
 
     Returns
     -------
-    (CaseResult, inputs) where inputs holds the read Volumes/Segmentation for reports:
-    {'activity', 'segmentation', 'ct'}.
+    (CaseResult, inputs) where inputs holds the read Volumes/Segmentation for reports and exports:
+    {'activity', 'segmentation', 'ct', 'sources'} (sources: the DICOM series of the activity image
+    and the CT, or None).
     """
-    what = "PET image" if modality == "pet" else "SPECT image"
-    if progress:
-        progress(0.0, f"reading {what} {image}")
-    act = read_image(image, what=what)
-    if progress:
-        progress(0.0, f"reading segmentation {segmentation}")
-    seg = read_segmentation(segmentation, label_names=labels)
-    ct_vol = None
-    if ct:
-        if progress:
-            progress(0.0, f"reading CT {ct}")
-        ct_vol = read_image(ct, what="CT image")
-    info = {
-        "activity_image": os.path.abspath(str(image)),
-        "modality": modality,
-        "segmentation": os.path.abspath(str(segmentation)),
-        "ct": os.path.abspath(str(ct)) if ct else None,
-        "activity_unit": act.unit or None,
-    }
-    result = run_case(act, seg, params=params, roles=roles, ct=ct_vol, rules=rules, inputs=info, progress=progress)
-    return result, {"activity": act, "segmentation": seg, "ct": ct_vol}
+    case = read_case_inputs(image, segmentation, ct=ct, labels=labels, modality=modality,
+                            params=params or DosimetryParams(), dicom=dicom, progress=progress)
+    result = run_case(case.activity, case.segmentation, params=case.params, roles=roles, ct=case.ct, rules=rules,
+                      inputs=case.info, progress=progress)
+    result.warnings[0:0] = case.warnings
+    return result, {"activity": case.activity, "segmentation": case.segmentation, "ct": case.ct, "sources": case.sources}
 
 
-def _run_files_and_write(case, params, rules, dest, overwrite, report):
-    """Default case runner of :func:`run_manifest`: engine on files, then write_outputs."""
+def evaluate_dose_files(dose, segmentation, *, ct=None, labels=None, roles=None, params=None, rules=None,
+                        dose_unit=None, dose_scale=1.0, progress=None, dicom=None):
+    """Read a dose map computed elsewhere and its segments, and evaluate it like a computed dose.
+
+    Returns
+    -------
+    (CaseResult, inputs) as :func:`run_case_files` ('activity' is None).
+    """
+    from .imaging.dosemaps import read_dose_map
+    from .pipeline import evaluate_dose_case
+
+    dicom = dicom or DicomOptions()
+    if progress:
+        progress(0.0, f"reading dose map {dose}")
+    dose_vol, record, notes = read_dose_map(dose, dose_unit=dose_unit, dose_scale=dose_scale, series_uids=dicom.series_uids)
+    case = read_case_inputs(None, segmentation, ct=ct, labels=labels, params=params or DosimetryParams(), dicom=dicom,
+                            progress=progress, reference=dose_vol)
+    case.info.update(dose_map=record)
+    result = evaluate_dose_case(dose_vol, case.segmentation, params=case.params, roles=roles, ct=case.ct, rules=rules,
+                                inputs=case.info, progress=progress)
+    result.summary["dose_map"] = record
+    result.warnings[0:0] = notes + case.warnings
+    return result, {"activity": None, "segmentation": case.segmentation, "ct": case.ct, "sources": case.sources,
+                    "dose": dose_vol}
+
+
+def _run_files_and_write(case, params, rules, dest, overwrite, report, *, exports=None, pdf=False, dicom=None,
+                         send=None):
+    """Default case runner of :func:`run_manifest`: engine on files (or ``evaluate`` of an external
+    dose), then write_outputs with the DICOM/PDF exports, then ``send(files)`` when given."""
+    from dataclasses import replace
+
     from .reporting.outputs import write_outputs
 
-    result, inputs = run_case_files(
-        case["image"], case["segmentation"], ct=case["ct"], labels=case["labels"], roles=case["roles"],
-        params=params, rules=rules, modality=case["modality"],
-    )
-    write_outputs(result, dest, overwrite=overwrite, report=report,
-                  background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"])
+    dicom = dicom or DicomOptions()
+    dicom = replace(dicom, series_uids=tuple(case.get("series") or ()) or dicom.series_uids,
+                    timing_overridden=dicom.timing_overridden or bool(case.get("timing_given")))
+    common = dict(ct=case["ct"], labels=case["labels"], roles=case["roles"], params=params, rules=rules, dicom=dicom)
+    if case.get("dose"):
+        result, inputs = evaluate_dose_files(case["dose"], case["segmentation"], dose_unit=case.get("dose_unit"),
+                                             dose_scale=case.get("dose_scale", 1.0), **common)
+    else:
+        result, inputs = run_case_files(case["image"], case["segmentation"], modality=case["modality"], **common)
+    files = write_outputs(result, dest, overwrite=overwrite, report=report,
+                          background=inputs["ct"] or inputs["activity"] or inputs.get("dose"),
+                          segmentation=inputs["segmentation"], pdf=pdf,
+                          dicom=replace(exports, sources=inputs["sources"]) if exports is not None else None)
+    if send is not None:
+        send(files)
     return result
 
 
 def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite=False, report=True, log=None,
-                 debug=False, runner=None):
+                 debug=False, runner=None, exports=None, pdf=False, dicom=None, send=None):
     """Run every case of a manifest; results in ``out_dir/<case_id>/``.
 
     A case that fails is recorded (its error message) and the others go on; no partial
@@ -229,6 +272,9 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
     runner : callable(case, params, rules, dest, overwrite, report) -> CaseResult, optional.
         Runs one case and writes its outputs into ``dest``; the default reads the files and
         calls the engine.  (The Slicer batch script passes one that goes through MRML nodes.)
+    exports, pdf, dicom, send : for the default runner: DicomExports, report.pdf, DicomOptions
+        (the case's ``series`` and timing columns complete it), and a callable(files) that sends
+        a case's DICOM files (a failed send fails the case; its results stay written).
 
     Returns
     -------
@@ -240,7 +286,10 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
     cases = read_manifest(manifest_path)
     os.makedirs(out_dir, exist_ok=True)
     defaults = defaults or DosimetryParams()
-    runner = runner or _run_files_and_write
+    if runner is None:
+        from functools import partial
+
+        runner = partial(_run_files_and_write, exports=exports, pdf=pdf, dicom=dicom, send=send)
     summary = []
     for i, case in enumerate(cases, 1):
         t0 = time.perf_counter()

@@ -48,6 +48,7 @@ from .volume import Volume
 
 __all__ = [
     "run_case",
+    "evaluate_dose_case",
     "CaseRoles",
     "check_inputs",
     "resolve_roles",
@@ -702,6 +703,59 @@ def run_case(
                     whole_liver_segments=list(case_roles.whole_liver)),
         metrics_grid=sampler.describe(), timings_s=clock.timings, input_reasons=input_reasons,
         explicit_choices=choices, scope_warnings=found_scope, rules_note=rules_note,
+    )
+
+
+def evaluate_dose_case(dose, segmentation, *, params=None, roles=None, ct=None, rules=None, inputs=None, progress=None):
+    """Metrics, DVHs and rules of a dose map computed elsewhere, with the steps of :func:`run_case`.
+
+    There is no activity image: the activity metrics are unknown (NaN, ``null`` in metrics.json)
+    and the lung dose is the map's own dose in the lung segments (the LSF model needs an activity).
+    Mass, mean dose (energy over mass) and the density map are as in ``run_case`` (CT or constant).
+
+    Parameters
+    ----------
+    dose : Volume, (Z, Y, X) in Gy (see :func:`~TAREDosimetryLib.imaging.dosemaps.read_dose_map`).
+    segmentation, params, roles, ct, rules, inputs, progress : as for :func:`run_case`.
+
+    Returns
+    -------
+    CaseResult (``activity_gbq`` None; ``summary['dose_source']`` 'external').
+    """
+    clock = _Clock()
+    params = (params or DosimetryParams()).replace(lung_dose_from="image")
+    ruleset, rules_note = select_rules(rules, params)
+    warnings = list(getattr(segmentation, "notes", []))
+    what = "dose map" + (f" {dose.name}" if getattr(dose, "name", "") else "")
+    _progress(progress, 0.0, "checking inputs")
+    check_inputs(dose, segmentation, ct, what)
+    case_roles = resolve_roles(segmentation, roles, params, warnings)
+    sampler = build_metrics_grid(segmentation, dose.grid, case_roles, params, what, warnings)
+    case_roles = whole_liver_step(segmentation, sampler, case_roles, warnings)
+    case_roles = derive_normal_liver(sampler, case_roles, warnings)
+    case_roles = derive_perfused_normal(sampler, case_roles, warnings)
+    clock.lap("geometry", since_start=True)
+    summary = {"dose_source": "external"}
+    density, _lung, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
+    unknown = Volume(np.full(dose.shape, np.nan, np.float32), grid=dose.grid, name="activity (unknown)", unit="GBq")
+    _progress(progress, 0.7, "metrics and DVH")
+    maps = sample_maps(sampler, Volume(np.asarray(dose.array, np.float32), grid=dose.grid), density, unknown, params,
+                       float("nan"))
+    results = segment_results_step(segmentation, sampler, maps, case_roles, params)
+    lung_step(segmentation, sampler, maps, case_roles, params, ct, results, summary, warnings)
+    partial_volume_step(results, sampler, params, warnings)
+    tn_ratio_step(results, summary)
+    clock.lap("metrics")
+    evaluations = rules_step(ruleset, results, warnings, params)
+    found_scope = scope_step(ruleset, params, inputs, warnings)
+    clock.lap("total", since_start=True)
+    _progress(progress, 1.0, "done")
+    return CaseResult(
+        params=params, rules=ruleset, activity_gbq=None, dose_gy=dose, density_g_ml=density, segments=results,
+        evaluations=evaluations, warnings=warnings, summary=summary,
+        inputs=dict(inputs or {}, roles=dict(case_roles.role_of), derived_normal_liver=case_roles.derived,
+                    whole_liver_segments=list(case_roles.whole_liver)),
+        metrics_grid=sampler.describe(), timings_s=clock.timings, scope_warnings=found_scope, rules_note=rules_note,
     )
 
 

@@ -19,7 +19,7 @@ from .common import EPILOG
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Command name -> module of this package (in the order ``--help`` lists them).
-COMMANDS = {"run": "run", "demo": "demo", "batch": "batch", "presets": "presets"}
+COMMANDS = {"run": "run", "evaluate": "evaluate", "demo": "demo", "batch": "batch", "presets": "presets", "dicom-ls": "dicomls"}
 
 
 def _command_module(name):

@@ -11,7 +11,8 @@ from ..params import DEVICES, DOSE_METHODS, INDICATIONS, MICROSPHERES, SAMPLINGS
 
 __all__ = [
     "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options", "add_clinical_options",
-    "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result",
+    "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result", "add_dicom_input_options",
+    "dicom_options_from_args", "add_export_options", "exports_from_args", "send_exports", "make_sender",
 ]
 
 EPILOG = """examples:
@@ -20,6 +21,10 @@ EPILOG = """examples:
       --administered-activity-gbq 1.8 --lung-shunt-fraction 0.06 --out case1
   tare-dosimetry run --pet pet_dicom/ --hours-since-administration 20 \\
       --segmentation labels.nii.gz --labels totalsegmentator --role "label 7=tumor" --out case2
+  tare-dosimetry run --pet export/ --ct export/ --segmentation export/rtstruct.dcm --out case3 \\
+      --rtdose --dicom-sr --send PACS@pacs.example.org:11112
+  tare-dosimetry evaluate --dose mc_dose.mhd --dose-unit Gy --segmentation seg.seg.nrrd --out eval1
+  tare-dosimetry dicom-ls export/
   tare-dosimetry batch --manifest cases.csv --out results/
   tare-dosimetry presets
 
@@ -181,3 +186,81 @@ def print_result(result, files, out):
     for w in result.warnings:
         print(f"warning: {w}")
     print(f"results in {out}: " + ", ".join(os.path.basename(f) for f in files))
+
+
+def add_dicom_input_options(p):
+    g = p.add_argument_group("DICOM inputs")
+    g.add_argument("--series", action="append", default=[], metavar="UID",
+                   help="SeriesInstanceUID to read from a folder that holds several series (repeatable: one per input; "
+                   "'tare-dosimetry dicom-ls FOLDER' lists them)")
+    g.add_argument("--allow-other-radionuclide", action="store_true",
+                   help="compute a PET whose DICOM header names another radionuclide than Y-90 (refused otherwise)")
+
+
+def dicom_options_from_args(args):
+    """The DicomOptions of the command line (series choice, radionuclide override, who gives the timing)."""
+    from ..imaging.caseinputs import DicomOptions
+
+    return DicomOptions(
+        series_uids=tuple(u.strip() for u in getattr(args, "series", []) or [] if u.strip()),
+        allow_other_radionuclide=bool(getattr(args, "allow_other_radionuclide", False)),
+        timing_overridden=getattr(args, "hours_since_administration", None) is not None or bool(getattr(args, "decay_corrected", False)),
+        quantitative_explicit=bool(getattr(args, "quantitative", False)),
+    )
+
+
+def add_export_options(p):
+    g = p.add_argument_group("exports (DICOM, PDF) and sending to a PACS")
+    g.add_argument("--rtdose", action="store_true",
+                   help="also write dose.dcm, the dose as a DICOM RT Dose (in the study and frame of reference of DICOM "
+                   "inputs, referring to the CT; else a standalone study)")
+    g.add_argument("--dicom-seg", action="store_true", help="also write segments.dcm, the segments as a DICOM SEG (highdicom)")
+    g.add_argument("--dicom-sr", action="store_true",
+                   help="also write metrics_sr.dcm, the per-segment metrics as a DICOM SR measurement report (TID 1500; "
+                   "comes with segments.dcm, whose segments it measures)")
+    g.add_argument("--pdf", action="store_true", help="also write report.pdf (matplotlib)")
+    g.add_argument("--send", action="append", default=[], metavar="AET@HOST:PORT",
+                   help="send the DICOM exports to a PACS or DICOM node (C-ECHO, then C-STORE; repeatable; pynetdicom)")
+    g.add_argument("--calling-aet", default="TAREDOSIMETRY", help="our AE title when sending (default TAREDOSIMETRY)")
+    g.add_argument("--send-timeout", type=float, default=30.0, metavar="S", help="network timeout in seconds (default 30)")
+    g.add_argument("--send-retries", type=int, default=2, help="retries of a failed association (default 2)")
+
+
+def exports_from_args(args, sources=None):
+    """The DicomExports of the command line (None when no DICOM object is asked for)."""
+    from ..reporting.dicomexport import DicomExports
+
+    wanted = any(getattr(args, k, False) for k in ("rtdose", "dicom_seg", "dicom_sr"))
+    if getattr(args, "send", None) and not wanted:
+        raise InputError("--send: nothing to send; add --rtdose, --dicom-seg or --dicom-sr")
+    make_sender(args)  # a malformed destination fails before any work
+    if not wanted:
+        return None
+    return DicomExports(rtdose=bool(args.rtdose), seg=bool(args.dicom_seg), sr=bool(args.dicom_sr), sources=sources)
+
+
+def make_sender(args, progress=None, echo=print):
+    """callable(files) that C-STOREs the DICOM files among ``files`` to every --send destination
+    (one line each), or None without --send.  The destinations are checked here, before any work."""
+    specs = list(getattr(args, "send", None) or [])
+    if not specs:
+        return None
+    from ..reporting.dicomsend import parse_destination, send_files
+
+    dests = [parse_destination(spec) for spec in specs]
+
+    def send(files):
+        dicom_files = [f for f in files if str(f).endswith(".dcm")]
+        for dest in dests:
+            report = send_files(dicom_files, dest, calling_aet=args.calling_aet, timeout_s=args.send_timeout,
+                                retries=args.send_retries, progress=progress)
+            echo(f"sent {report['sent']} DICOM object(s) to {dest}")
+
+    return send
+
+
+def send_exports(args, files, progress):
+    """Send the DICOM files among ``files`` to every --send destination (nothing without --send)."""
+    sender = make_sender(args, progress)
+    if sender is not None:
+        sender(files)

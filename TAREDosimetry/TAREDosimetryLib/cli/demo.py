@@ -3,11 +3,14 @@
 from .common import (
     add_clinical_options,
     add_dose_options,
+    add_export_options,
     add_metric_options,
     add_output_options,
+    exports_from_args,
     params_from_args,
     print_result,
     progress_printer,
+    send_exports,
 )
 
 HELP = "run the built-in synthetic patient end to end"
@@ -22,6 +25,7 @@ def add_parser(sub):
     add_dose_options(demo)
     add_metric_options(demo)
     add_output_options(demo)
+    add_export_options(demo)
     return demo
 
 
@@ -31,6 +35,7 @@ def main(args):
     from ..reporting.outputs import check_output_dir, write_outputs
 
     check_output_dir(args.out, args.overwrite)
+    exports = exports_from_args(args)  # the demo's DICOM exports form a standalone study
     progress = progress_printer(args.quiet)
     progress(0.0, "building the synthetic patient")
     case = make_phantom(analytic=False, seed=args.seed)
@@ -39,6 +44,7 @@ def main(args):
                       inputs={"activity_image": "synthetic Bremsstrahlung SPECT (demo)", "description": case.description},
                       progress=progress)
     files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
-                          background=case.ct, segmentation=case.segmentation, progress=progress)
+                          background=case.ct, segmentation=case.segmentation, progress=progress, dicom=exports, pdf=args.pdf)
     print_result(result, files, args.out)
+    send_exports(args, files, progress)
     return 0

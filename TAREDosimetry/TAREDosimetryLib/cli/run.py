@@ -6,13 +6,18 @@ from ..params import REFERENCE_REGIONS
 from .common import (
     EPILOG,
     add_clinical_options,
+    add_dicom_input_options,
     add_dose_options,
+    add_export_options,
     add_metric_options,
     add_output_options,
     params_from_args,
     print_result,
+    dicom_options_from_args,
+    exports_from_args,
     progress_printer,
     roles_from_args,
+    send_exports,
 )
 
 HELP = "dosimetry of one case"
@@ -48,12 +53,14 @@ def add_parser(sub):
     a.add_argument("--relative", action="store_true", help="relative calibration even for --pet")
     a.add_argument("--hours-since-administration", type=float,
                    help="scan time minus administration time, h; required with absolute calibration (--pet) unless "
-                   "--decay-corrected (0: scanned at administration, no decay correction)")
-    a.add_argument("--decay-corrected", action="store_true", help="the Bq/mL image is already decay-corrected to administration")
+                   "--decay-corrected or a DICOM PET header gives it (this overrides the header; 0: scanned at administration)")
+    a.add_argument("--decay-corrected", action="store_true", help="the Bq/mL image is already decay-corrected to administration (overrides a DICOM header)")
     add_clinical_options(run)
+    add_dicom_input_options(run)
     add_dose_options(run)
     add_metric_options(run)
     add_output_options(run)
+    add_export_options(run)
     return run
 
 
@@ -68,12 +75,15 @@ def main(args):
     rules = args.thresholds
     select_rules(rules, params)  # a bad preset or rule file fails before the images are read
     progress = progress_printer(args.quiet)
+    exports_from_args(args)  # refuse --send without an export before any work
     image = args.spect or args.pet
     result, inputs = run_case_files(
         image, args.segmentation, ct=args.ct, labels=args.labels, roles=roles, params=params, rules=rules,
-        modality="pet" if args.pet else "spect", progress=progress,
+        modality="pet" if args.pet else "spect", progress=progress, dicom=dicom_options_from_args(args),
     )
     files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
-                          background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"], progress=progress)
+                          background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"], progress=progress,
+                          dicom=exports_from_args(args, inputs["sources"]), pdf=args.pdf)
     print_result(result, files, args.out)
+    send_exports(args, files, progress)
     return 0

@@ -1,4 +1,5 @@
-"""Reading segmentations: 3D Slicer .seg.nrrd, label maps with a name table, mask folders.
+"""Reading segmentations: 3D Slicer .seg.nrrd, label maps with a name table, mask folders, and
+(through :mod:`.dicomseg`) DICOM SEG and RT Structure Sets.
 
 * ``.seg.nrrd`` (one or several layers, shared layers, overlapping segments);
 * label-map images with a {label: name} table (JSON file, ``value=name`` pairs, or the
@@ -15,10 +16,11 @@ from ..errors import GeometryError, InputError
 from ..resample import resample_mask, volume_from_sitk
 from ..volume import Grid
 from .images import IMAGE_SUFFIXES, check_exists, read_image, strip_image_suffix
+from .dicomseg import is_dicom_segmentation_path, read_dicom_segments
 from .labels import is_builtin_table, parse_label_names
 from .segmentation import SegmentInfo, Segmentation
 
-__all__ = ["read_segmentation"]
+__all__ = ["read_segmentation", "read_segmentation_with_source"]
 
 
 def _read_seg_nrrd(img, path):
@@ -69,8 +71,24 @@ def _read_mask_folder(path):
     return Segmentation.from_masks(masks, grid, source=str(path))
 
 
+def read_segmentation_with_source(path, label_names=None, *, reference=None, reference_for_uid="", series_uids=()):
+    """(Segmentation, DicomSeries or None): :func:`read_segmentation`, also saying which DICOM series
+    (SEG or RT Structure Set) the segments came from.
+
+    reference : Grid of the CT, the voxels an RT Structure Set is drawn on (else its own 1 mm lattice);
+    reference_for_uid : the CT's FrameOfReferenceUID (checked against the RT Structure Set's);
+    series_uids : to choose a SEG or RTSTRUCT in a folder holding several.
+    """
+    check_exists(path, "segmentation")
+    has_masks = os.path.isdir(path) and any(f.lower().endswith(IMAGE_SUFFIXES) for f in os.listdir(path))
+    if not has_masks and is_dicom_segmentation_path(path):
+        return read_dicom_segments(path, reference=reference, reference_for_uid=reference_for_uid, series_uids=series_uids)
+    return read_segmentation(path, label_names), None
+
+
 def read_segmentation(path, label_names=None):
-    """Read segments from a .seg.nrrd, a label-map image or a folder of mask images.
+    """Read segments from a .seg.nrrd, a label-map image or a folder of mask images
+    (DICOM SEG and RT Structure Sets: :func:`read_segmentation_with_source`).
 
     Parameters
     ----------

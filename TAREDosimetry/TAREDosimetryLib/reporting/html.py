@@ -272,6 +272,14 @@ def _software_versions(d):
     return sw
 
 
+def dose_origin_text(result):
+    """How the dose was obtained: computed (method, calibration) or read from another tool's file."""
+    if result.summary.get("dose_source") == "external":
+        rec = result.summary.get("dose_map") or {}
+        return f"Dose: external dose map {rec.get('dose_file', '')} ({rec.get('unit', '')}, factor {rec.get('factor_to_gy', 1):g} to Gy)"
+    return f"Dose method: {result.params.method.upper()}; calibration: {result.params.calibration}"
+
+
 def _head_html(result, title, sw):
     """Title, date, software, disclaimer and the PASS/FAIL banner."""
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
@@ -282,7 +290,7 @@ def _head_html(result, title, sw):
     return [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">Generated {_e(now)} by {_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} '
-        f"({_e(sw_text)}).<br>Dose method: {_e(result.params.method.upper())}; calibration: {_e(result.params.calibration)}; "
+        f"({_e(sw_text)}).<br>{_e(dose_origin_text(result))}; "
         f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
         '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>',
         f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'

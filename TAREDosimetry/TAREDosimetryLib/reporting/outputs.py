@@ -2,7 +2,9 @@
 
 Files: ``dose.nrrd`` (Gy, activity grid, same physical geometry as the input image),
 ``metrics.json`` (parameters, constants, versions, per-segment metrics, rule evaluations),
-``metrics.csv``, ``dvh.csv`` (segment, dose_gy, volume_pct), ``dvh.png`` and ``report.html``.
+``metrics.csv``, ``dvh.csv`` (segment, dose_gy, volume_pct), ``dvh.png`` and ``report.html``;
+on request ``report.pdf`` and the DICOM exports ``dose.dcm`` (RT Dose), ``segments.dcm`` (SEG) and
+``metrics_sr.dcm`` (SR) (:mod:`.dicomexport`).
 
 Everything is first written to a hidden temporary folder next to the destination and moved in
 only when every file is complete, so a failure never leaves a half-written result that looks
@@ -24,7 +26,8 @@ from .tables import metrics_table_rows
 
 __all__ = ["OUTPUT_FILES", "check_output_dir", "write_outputs", "metrics_csv_rows", "dvh_csv_rows"]
 
-OUTPUT_FILES = ("dose.nrrd", "metrics.json", "metrics.csv", "dvh.csv", "dvh.png", "report.html")
+OUTPUT_FILES = ("dose.nrrd", "metrics.json", "metrics.csv", "dvh.csv", "dvh.png", "report.html", "report.pdf", "dose.dcm",
+                "segments.dcm", "metrics_sr.dcm")
 
 
 def check_output_dir(out_dir, overwrite=False):
@@ -80,7 +83,28 @@ def _write_csv(path, header, rows):
         w.writerows(rows)
 
 
-def write_outputs(result, out_dir, *, overwrite=False, report=True, background=None, segmentation=None, progress=None):
+def _write_extra_outputs(result, tmp, *, dicom, pdf, background, segmentation, progress):
+    """report.pdf and the DICOM exports (dose.dcm, segments.dcm, metrics_sr.dcm); their record goes
+    into ``result.summary['exports']``.  Returns the file names written."""
+    names = []
+    if pdf:
+        from .pdf import write_report_pdf
+
+        if progress:
+            progress(0.45, "writing report.pdf")
+        write_report_pdf(result, os.path.join(tmp, "report.pdf"), background=background, segmentation=segmentation)
+        names.append("report.pdf")
+    if dicom is not None and dicom.wanted:
+        from .dicomexport import write_dicom_exports
+
+        written, record = write_dicom_exports(result, tmp, dicom, segmentation=segmentation, progress=progress)
+        names += written
+        result.summary["exports"] = record
+    return names
+
+
+def write_outputs(result, out_dir, *, overwrite=False, report=True, background=None, segmentation=None, progress=None,
+                  dicom=None, pdf=False):
     """Write the result files into ``out_dir`` (see module docstring).
 
     Parameters
@@ -90,7 +114,9 @@ def write_outputs(result, out_dir, *, overwrite=False, report=True, background=N
     overwrite : bool, replace our files in an existing non-empty folder.
     report : bool, also write dvh.png and report.html (needs matplotlib for the figures).
     background : Volume, optional, image under the dose in the report's slices (CT or SPECT).
-    segmentation : Segmentation, optional, contours in the report's slices.
+    segmentation : Segmentation, optional, contours in the report's slices (and the DICOM SEG).
+    dicom : :class:`~.dicomexport.DicomExports`, optional: RT Dose, SEG and SR to write.
+    pdf : bool, also write report.pdf (needs matplotlib).
 
     Returns
     -------
@@ -123,6 +149,8 @@ def write_outputs(result, out_dir, *, overwrite=False, report=True, background=N
                 result.warnings.append(f"dvh.png not written: {exc}")
             write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
             names.append("report.html")
+        names += _write_extra_outputs(result, tmp, dicom=dicom, pdf=pdf, background=background,
+                                      segmentation=segmentation, progress=progress)
         # metrics.json last: its presence marks a complete result.
         with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
