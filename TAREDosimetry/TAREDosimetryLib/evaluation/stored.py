@@ -142,7 +142,7 @@ def _params_from(metrics):
 def _evaluations_from(metrics, ruleset):
     """RuleEvaluations of the record, each with its rule from the stored rule set."""
     out = []
-    for n, e in enumerate(metrics.get("evaluations") or [], 1):
+    for e in metrics.get("evaluations") or []:
         match = [r for r in ruleset.rules if r.label == e.get("rule") and r.metric == e.get("metric")
                  and r.comparison == e.get("comparison") and r.threshold == float(e.get("threshold"))]
         if match:
