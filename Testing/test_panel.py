@@ -147,3 +147,44 @@ def test_toml_rule_files_are_offered_only_when_readable(monkeypatch):
     assert panel.rule_file_filter(False) == "Rule files (*.json)"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     assert panel.toml_reader_available() is False
+
+
+def test_run_progress_scales_parts_and_stops_after_cancel():
+    from TAREDosimetryLib.errors import CancelledError
+
+    seen = []
+    progress = panel.RunProgress(lambda f, m: seen.append((round(f, 6), m)))
+    progress(0.1, "reading nodes")
+    part = progress.part(0.2, 0.6)
+    part(0.5, "dose")
+    part(0.25, "late message")  # never goes backwards
+    assert seen == [(0.1, "reading nodes"), (0.4, "dose"), (0.4, "late message")]
+    progress.cancel()
+    with pytest.raises(CancelledError, match="Cancel"):
+        part(0.9, "dose")
+    assert len(seen) == 3
+
+
+def test_cancel_pressed_while_the_panel_updates_stops_at_once():
+    from TAREDosimetryLib.errors import CancelledError
+
+    progress = panel.RunProgress()
+    progress.report = lambda f, m: progress.cancel()  # the click is processed during the update
+    with pytest.raises(CancelledError):
+        progress(0.5, "metrics")
+
+
+def test_parameters_are_read_from_a_params_file_or_a_metrics_json(tmp_path):
+    import json
+
+    p = DosimetryParams(administered_activity_gbq=2.2, method="dvk", prior_lung_dose_gy=7.0)
+    (tmp_path / "params.json").write_text(json.dumps(dict(p.to_dict(), future_field=1)))
+    (tmp_path / "metrics.json").write_text(json.dumps({"parameters": p.to_dict(), "segments": []}))
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    read, ignored = panel.params_from_file(str(tmp_path / "params.json"))
+    assert read == p and ignored == ["future_field"]
+    assert panel.params_from_file(str(tmp_path / "metrics.json"))[0] == p
+    with pytest.raises(InputError, match="bad.json: expected a JSON object"):
+        panel.params_from_file(str(tmp_path / "bad.json"))
+    with pytest.raises(InputError, match="cannot be read"):
+        panel.params_from_file(str(tmp_path / "missing.json"))

@@ -101,12 +101,13 @@ SIGNAL_CLASSES = {
 
 
 def _ui_uses():
-    """[(widget name, attribute, signal or None, line)] for every self.ui.<name>.<attr> in the module."""
-    src = _read(MODULE_PY)
+    """[(widget name, attribute, signal or None, 'file:line')] for every self.ui.<name>.<attr> in the module
+    and its glue package (the widget's sections hold the same ``ui``)."""
     uses = []
-    for n, line in enumerate(src.splitlines(), 1):
-        for m in re.finditer(r"self\.ui\.(\w+)(?:\.(\w+))?(?:\(\s*\"([^\"]+)\")?", line):
-            uses.append((m.group(1), m.group(2), m.group(3), n))
+    for path in [MODULE_PY] + _glue_files():
+        for n, line in enumerate(_read(path).splitlines(), 1):
+            for m in re.finditer(r"self\.ui\.(\w+)(?:\.(\w+))?(?:\(\s*\"([^\"]+)\")?", line):
+                uses.append((m.group(1), m.group(2), m.group(3), f"{os.path.basename(path)}:{n}"))
     return uses
 
 
@@ -125,16 +126,16 @@ def test_every_ui_widget_the_code_uses_exists_with_a_suitable_class():
     problems = []
     for name, attr, signal, line in uses:
         if name not in widgets:
-            problems.append(f"line {line}: self.ui.{name} is not in TAREDosimetry.ui")
+            problems.append(f"{line}: self.ui.{name} is not in TAREDosimetry.ui")
             continue
         cls = widgets[name]
         if attr in USAGE_CLASSES and cls not in USAGE_CLASSES[attr]:
-            problems.append(f"line {line}: self.ui.{name}.{attr} needs one of {sorted(USAGE_CLASSES[attr])}, the .ui has {cls}")
+            problems.append(f"{line}: self.ui.{name}.{attr} needs one of {sorted(USAGE_CLASSES[attr])}, the .ui has {cls}")
         if attr == "connect":
             if signal not in SIGNAL_CLASSES:
-                problems.append(f"line {line}: signal {signal!r} of self.ui.{name} is not in the table of known signals")
+                problems.append(f"{line}: signal {signal!r} of self.ui.{name} is not in the table of known signals")
             elif cls not in SIGNAL_CLASSES[signal]:
-                problems.append(f"line {line}: {cls} {name} has no signal {signal}")
+                problems.append(f"{line}: {cls} {name} has no signal {signal}")
     assert not problems, "\n".join(problems)
 
 
@@ -166,6 +167,20 @@ def test_rule_table_has_one_column_per_rule_field():
 
 # -- parameter node bindings ------------------------------------------------------------------------
 
+def _enum_classes(tree):
+    """Names of the module's enum classes: derived from enum.Enum, directly or through another of them."""
+    enums, changed = set(), True
+    while changed:
+        changed = False
+        for n in tree.body:
+            if isinstance(n, ast.ClassDef) and n.name not in enums and any(
+                    (isinstance(b, ast.Attribute) and b.attr == "Enum") or (isinstance(b, ast.Name) and b.id in enums)
+                    for b in n.bases):
+                enums.add(n.name)
+                changed = True
+    return enums
+
+
 def _parameter_fields():
     """{name: annotation source} of the @parameterNodeWrapper class."""
     tree = ast.parse(_read(MODULE_PY))
@@ -176,8 +191,7 @@ def _parameter_fields():
             return {
                 s.target.id: ast.get_source_segment(_read(MODULE_PY), s.annotation)
                 for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
-            }, {n.name for n in tree.body if isinstance(n, ast.ClassDef) and any(
-                isinstance(b, ast.Attribute) and b.attr == "Enum" for b in n.bases)}
+            }, _enum_classes(tree)
     raise AssertionError("no @parameterNodeWrapper class in TAREDosimetry.py")
 
 
@@ -409,11 +423,12 @@ def _import_module_with_stubs(monkeypatch):
         return type(name, (), {"__init__": lambda self, *args, **kwargs: None})
 
     node_classes = {n: type(n, (), {}) for n in ("vtkMRMLPlotChartNode", "vtkMRMLScalarVolumeNode",
-                                                 "vtkMRMLSegmentationNode", "vtkMRMLTableNode")}
+                                                 "vtkMRMLSegmentationNode", "vtkMRMLTableNode", "vtkMRMLTextNode")}
     slicer = module("slicer", **node_classes)
     slicer.i18n = module("slicer.i18n", tr=lambda s: s, translate=lambda ctx, s: s)
     slicer.parameterNodeWrapper = module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls,
-                                         WithinRange=lambda lo, hi: ("WithinRange", lo, hi))
+                                         WithinRange=lambda lo, hi: ("WithinRange", lo, hi),
+                                         Choice=lambda choices: ("Choice", tuple(choices)))
     slicer.ScriptedLoadableModule = module("slicer.ScriptedLoadableModule", **{
         n: base(n) for n in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest",
                              "ScriptedLoadableModuleWidget")})
@@ -421,20 +436,19 @@ def _import_module_with_stubs(monkeypatch):
     module("qt")
     module("vtk")
     monkeypatch.syspath_prepend(MODULE_DIR)
-    monkeypatch.delitem(sys.modules, "TAREDosimetry", raising=False)
+    for name in [m for m in sys.modules if m == "TAREDosimetry" or m.startswith("TAREDosimetrySlicer")]:
+        monkeypatch.delitem(sys.modules, name)
     return importlib.import_module("TAREDosimetry")
 
 
 def _panel_values(mod, **changes):
+    """A stand-in parameter node: the parameter class's defaults, with ``changes``."""
     from types import SimpleNamespace
 
-    values = dict(
-        calibration=mod.CalibrationMode.relative, administeredActivityGBq=1.8, residualPercent=2.0, lungShuntPercent=8.0,
-        referenceRegion=mod.ReferenceRegion.liver, hoursSinceAdministration=0.0, imageDecayCorrected=False,
-        doseMethod=mod.DoseMethod.ldm, computeDevice=mod.ComputeDevice.auto, kGyKgPerGBq=49.67,
-        tissueDensityGPerMl=1.03, lungDensityGPerMl=0.3, densityFromCt=True,
-        segmentRolesJson="{}", rulePreset="hcc-glass", rulesJson="",
-    )
+    cls = mod.TAREDosimetryParameterNode
+    values = {name: getattr(cls, name, None) for name in cls.__annotations__}
+    values.update(calibration=mod.CalibrationMode.relative, administeredActivityGBq=1.8, residualPercent=2.0, lungShuntPercent=8.0,
+                  rulePreset="hcc-glass")
     values.update(changes)
     return SimpleNamespace(**values)
 
@@ -445,10 +459,13 @@ def test_panel_values_become_engine_params_with_fractions(monkeypatch):
     assert p.calibration == "relative" and p.administered_activity_gbq == 1.8
     assert abs(p.residual_fraction - 0.02) < 1e-12 and abs(p.lung_shunt_fraction - 0.08) < 1e-12
     assert (p.method, p.device, p.reference_region) == ("ldm", "auto", "liver")
-    a = mod.TAREDosimetryLogic.engineParams(_panel_values(mod, calibration=mod.CalibrationMode.absolute,
+    a = mod.TAREDosimetryLogic.engineParams(_panel_values(mod, calibration=mod.CalibrationMode.absolute, administeredActivityGBq=0.0,
                                                           doseMethod=mod.DoseMethod.dvk, hoursSinceAdministration=20.0))
     assert a.calibration == "absolute" and a.administered_activity_gbq is None and a.method == "dvk"
     assert a.hours_since_administration == 20.0
+    # With absolute calibration an administered activity is optional (the LSF lung model uses it).
+    b = mod.TAREDosimetryLogic.engineParams(_panel_values(mod, calibration=mod.CalibrationMode.absolute))
+    assert b.administered_activity_gbq == 1.8
 
 
 def test_every_enum_offered_by_the_panel_is_accepted_by_the_engine(monkeypatch):

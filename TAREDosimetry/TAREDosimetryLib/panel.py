@@ -25,13 +25,13 @@ import json
 import os
 import re
 
-from .errors import InputError
+from .errors import CancelledError, InputError
 from .params import DosimetryParams
 
 __all__ = [
-    "NOT_GIVEN", "PANEL_FIELDS", "engine_fields", "engine_param_kwargs", "engine_params", "panel_values",
+    "NOT_GIVEN", "PANEL_FIELDS", "engine_fields", "engine_param_kwargs", "engine_params", "panel_values", "params_from_file",
     "parse_levels", "format_levels", "pick_activity_volume", "case_name", "safe_folder_name", "case_export_folder",
-    "inputs_signature", "toml_reader_available", "rule_file_filter",
+    "inputs_signature", "toml_reader_available", "rule_file_filter", "RunProgress",
 ]
 
 #: Value of a number field whose clinical input is not given (the spin box's minimum, shown as text).
@@ -159,6 +159,25 @@ def panel_values(params):
     return out
 
 
+def params_from_file(path):
+    """(DosimetryParams, ignored field names) of a parameters JSON file or a result's metrics.json
+    (its ``parameters``); fields this engine does not know (a newer version's) are ignored."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise InputError(f"parameters file {path}: cannot be read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise InputError(f"parameters file {path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("parameters"), dict):
+        data = data["parameters"]
+    if not isinstance(data, dict):
+        raise InputError(f"parameters file {path}: expected a JSON object of DosimetryParams fields")
+    fields = engine_fields()
+    ignored = sorted(k for k in data if k not in fields)
+    return DosimetryParams.from_dict({k: v for k, v in data.items() if k in fields}), ignored
+
+
 # -- which volume is the SPECT/PET ---------------------------------------------------------------
 
 _ACTIVITY_MODALITIES = ("NM", "PT")
@@ -225,3 +244,37 @@ def toml_reader_available():
 def rule_file_filter(toml_available):
     """File-dialog filter of rule files: JSON always, TOML only when it can be read."""
     return "Rule files (*.json *.toml)" if toml_available else "Rule files (*.json)"
+
+
+# -- progress and Cancel of one run ------------------------------------------------------------
+
+class RunProgress:
+    """Progress of one calculation, with Cancel.
+
+    Call it as ``progress(fraction, message)``; it forwards to ``report`` (the panel's progress
+    bar, which also lets Qt process the Cancel click) and raises :class:`CancelledError` once
+    :meth:`cancel` was called, so the calculation stops at its next progress step.
+    ``part(start, end)`` gives a progress function for a sub-step that fills ``[start, end]``.
+    """
+
+    def __init__(self, report=None):
+        self.report = report
+        self.cancelled = False
+        self.fraction = 0.0
+
+    def cancel(self):
+        self.cancelled = True
+
+    def _check(self):
+        if self.cancelled:
+            raise CancelledError("stopped by the user (Cancel)")
+
+    def __call__(self, fraction, message=""):
+        self._check()
+        self.fraction = max(self.fraction, min(1.0, max(0.0, float(fraction))))
+        if self.report is not None:
+            self.report(self.fraction, str(message))
+        self._check()  # Cancel may have been pressed while the panel was updating
+
+    def part(self, start, end):
+        return lambda fraction, message="": self(start + (end - start) * float(fraction), message)
