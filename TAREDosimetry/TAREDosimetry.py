@@ -303,14 +303,15 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.roles.update()  # segments may have been edited while the module was hidden
 
     def exit(self) -> None:
+        # The segmentation stays observed (a segment edited in the Segment Editor makes the stored result
+        # not current); while hidden, only that mark is made: no table rebuild per stroke.
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState)
-        # No table rebuilds on every Segment Editor stroke while the module is hidden; enter() observes again.
-        self._observeSegmentation(None, updateTable=False)
 
     def onSceneStartClose(self, caller, event) -> None:
         if self._run is not None:
@@ -369,8 +370,9 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSegmentsChanged(self, caller=None, event=None) -> None:
         if self._run is None and self._parameterNode is not None:
             self.logic.markStale(self._parameterNode.resultRecord, _("the segments were edited after this result was computed: Apply again"))
-        self.roles.update()
-        self.updateGuiState()
+        if self.parent.isEntered:
+            self.roles.update()
+            self.updateGuiState()
 
     def _switchCase(self, pn) -> None:
         """A newly selected SPECT/PET shows its own case's outputs (none yet: new nodes at Apply)."""
@@ -378,7 +380,8 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         activityID = activity.GetID() if activity is not None else None
         if activityID == self._caseActivityID:
             return
-        if self._caseActivityID is not None or not any(getattr(pn, key) for key in OUTPUT_NAMES):
+        previous, self._caseActivityID = self._caseActivityID, activityID  # before the changes below re-enter
+        if previous is not None or not any(getattr(pn, key) for key in OUTPUT_NAMES):
             found = self.logic.outputsOfCase(activity)
             with slicer.util.NodeModify(pn):
                 for key in OUTPUT_NAMES:
@@ -386,7 +389,6 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                         setattr(pn, key, found.get(key))
                 # The case name belongs to the case: never name case B's outputs and folder after case A.
                 pn.caseName = caseNameOfNode(found.get("resultRecord") or next(iter(found.values()), None))
-        self._caseActivityID = activityID
 
     def updateGuiState(self, caller=None, event=None) -> None:
         """Show only the fields that apply, and enable Apply, Export and colours only when they can run (with the reason)."""

@@ -306,6 +306,15 @@ def test_top_level_cmakelists_is_a_slicer_extension():
         assert line in text, line
 
 
+def test_extension_icon_and_screenshot_urls_name_files_of_this_repository():
+    """The Extensions Index shows these URLs: each must point at a file the repository holds (on its main branch)."""
+    text = _read(TOP_CMAKE)
+    urls = re.findall(r"https://raw\.githubusercontent\.com/[^/\s\"]+/[^/\s\"]+/main/([^\s\"]+)", text)
+    assert len(urls) >= 2, "icon and at least one screenshot"
+    missing = [u for u in urls if not os.path.isfile(os.path.join(ROOT, u))]
+    assert not missing, f"EXTENSION_ICONURL / EXTENSION_SCREENSHOTURLS name missing files: {missing}"
+
+
 # -- Python version, layering ------------------------------------------------------------------------
 
 def _python_files():
@@ -497,6 +506,13 @@ def test_rules_and_roles_come_from_the_saved_text(monkeypatch):
     assert logic.savedRoles(_panel_values(mod, segmentRolesJson='{"Lesion A": "tumor"}')) == {"Lesion A": "tumor"}
     assert logic.savedRoles(_panel_values(mod, segmentRolesJson="garbage")) == {}
     assert logic.savedRoles(_panel_values(mod, segmentRolesJson="[1, 2]")) == {}
+
+
+def test_no_deprecated_table_header_call():
+    """SetUseColumnNameAsColumnHeader is deprecated (vtkMRMLTableNode.h) and logs a warning per call."""
+    for path in _slicer_side_files():
+        assert "SetUseColumnNameAsColumnHeader" not in _read(path), path
+    assert "SetUseColumnTitleAsColumnHeader(True)" in _read(os.path.join(GLUE_DIR, "outputnodes.py"))
 
 
 def test_module_file_stays_thin():
