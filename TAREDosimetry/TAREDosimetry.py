@@ -264,6 +264,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._observedSegmentation = None
         self._caseActivityID = None
+        self._caseNameShown = ""
         self._run = None  # the RunProgress of a calculation in progress
 
     # -- setup -----------------------------------------------------------------------------
@@ -379,6 +380,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         activity = pn.activityVolume
         activityID = activity.GetID() if activity is not None else None
         if activityID == self._caseActivityID:
+            self._caseNameShown = pn.caseName
             return
         previous, self._caseActivityID = self._caseActivityID, activityID  # before the changes below re-enter
         if previous is not None or not any(getattr(pn, key) for key in OUTPUT_NAMES):
@@ -387,8 +389,13 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 for key in OUTPUT_NAMES:
                     if getattr(pn, key) is not found.get(key):
                         setattr(pn, key, found.get(key))
-                # The case name belongs to the case: never name case B's outputs and folder after case A.
-                pn.caseName = caseNameOfNode(found.get("resultRecord") or next(iter(found.values()), None))
+                # The case name belongs to the case: never name case B's outputs and folder after case A
+                # (a name set together with the new SPECT/PET, as the demo loader does, is kept).
+                if found:
+                    pn.caseName = caseNameOfNode(found.get("resultRecord") or next(iter(found.values())))
+                elif previous is not None and pn.caseName == self._caseNameShown:
+                    pn.caseName = ""
+        self._caseNameShown = pn.caseName
 
     def updateGuiState(self, caller=None, event=None) -> None:
         """Show only the fields that apply, and enable Apply, Export and colours only when they can run (with the reason)."""
@@ -433,6 +440,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if pn.resultRecord is None or not pn.resultRecord.GetText():
             if not self.ui.summaryLabel.property("showsRunMessage"):
                 self.ui.summaryLabel.text = _("No results yet.")
+                self.ui.summaryLabel.styleSheet = ""
             return
         try:
             result = self.logic.storedSummary(pn.resultRecord)
@@ -789,6 +797,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentRea
         caseName = caseName or activityNode.GetName()
         self.updateOutputNodes(result, activityNode, outputs, caseName)
         self.storeResult(result, outputs, caseName, signature)
+        self.tagOutputs(outputs, activityNode, caseName)
         if group:
             self.groupUnderStudy(outputs, activityNode, caseName)
         if show:

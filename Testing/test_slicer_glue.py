@@ -553,3 +553,56 @@ def test_the_demo_patient_is_registered_with_a_local_loader(mod, monkeypatch):
     (kw,) = registered
     assert kw["category"] == "TARE Dosimetry" and isinstance(kw["uris"], str) and callable(kw["customDownloader"])
     assert os.path.isfile(kw["thumbnailFileName"])
+
+
+def test_switching_the_spect_shows_that_cases_outputs_and_name(mod):
+    scene = mod.slicer_standin.mrmlScene
+    a, b = st.FakeNode("A", "vtkMRMLScalarVolumeNode"), st.FakeNode("B", "vtkMRMLScalarVolumeNode")
+    dose_a = st.FakeNode("P1 dose (Gy)", "vtkMRMLScalarVolumeNode")
+    dose_a.attributes.update({"TAREDosimetry.Output": "doseVolume", "TAREDosimetry.CaseActivityNodeID": a.GetID(),
+                              "TAREDosimetry.Case": "P1"})
+    scene.nodes.append(dose_a)
+    logic = mod.TAREDosimetryLogic()
+    pn = _fake_pn(mod, None, activity=a, caseName="P1", doseVolume=dose_a)
+    w = _fake_widget(mod, logic, pn)
+    w._caseActivityID, w._caseNameShown = None, ""
+    w._switchCase(pn)  # first look at the panel: keeps what the scene holds
+    assert pn.doseVolume is dose_a and pn.caseName == "P1"
+    pn.activityVolume = b
+    w._switchCase(pn)  # a case without outputs yet: new nodes at Apply, not case A's name
+    assert pn.doseVolume is None and pn.caseName == ""
+    pn.caseName = "P2"
+    w._switchCase(pn)
+    pn.activityVolume = a
+    w._switchCase(pn)  # back to case A: its outputs and name
+    assert pn.doseVolume is dose_a and pn.caseName == "P1"
+    pn.activityVolume, pn.caseName = b, "demo"  # set together, as the Sample Data loader does
+    w._switchCase(pn)
+    assert pn.caseName == "demo"
+
+
+def test_an_empty_segment_does_not_decide_the_lattice_and_is_refused_by_name(mod, phantom):
+    from TAREDosimetryLib.pipeline import run_case
+
+    logic, node = _segmentation_node(mod, phantom.segmentation)
+    empty = st.vtkSegment()
+    empty.SetName("empty segment")
+    empty.AddRepresentation("Binary labelmap", st.vtkOrientedImageData())  # no voxels, identity geometry
+    node.GetSegmentation().AddSegment(empty, "empty")
+    st.vtkOrientedImageDataResample.calls.clear()
+    read = logic.segmentationFromNode(node)
+    assert not st.vtkOrientedImageDataResample.calls and not read.notes
+    assert read.grid.spacing_mm == phantom.segmentation.grid.spacing_mm
+    with pytest.raises(InputError, match="'empty segment'.* empty"):
+        run_case(phantom.activity, read, params=phantom.params)
+
+
+def test_every_output_of_a_run_is_tagged_with_its_case(mod):
+    a = st.FakeNode("A", "vtkMRMLScalarVolumeNode")
+    outputs = {"doseVolume": st.FakeNode("d", "vtkMRMLScalarVolumeNode"), "resultRecord": st.FakeTextNode("r"), "dvhChart": None}
+    mod.TAREDosimetryLogic().tagOutputs(outputs, a, "P1")
+    for key in ("doseVolume", "resultRecord"):
+        assert outputs[key].attributes == {"TAREDosimetry.Output": key, "TAREDosimetry.Case": "P1",
+                                           "TAREDosimetry.CaseActivityNodeID": a.GetID()}
+    mod.slicer_standin.mrmlScene.nodes += [n for n in outputs.values() if n is not None]
+    assert set(mod.TAREDosimetryLogic().outputsOfCase(a)) == {"doseVolume", "resultRecord"}

@@ -59,6 +59,10 @@ class OutputNodes:
         outputs["evaluationTable"] = self._updateTable(
             outputs.get("evaluationTable"), OUTPUT_NAMES["evaluationTable"].format(case=caseName), mc.evaluation_columns(result.evaluations))
         self.updateDvhNodes(result, outputs, caseName)
+
+    @staticmethod
+    def tagOutputs(outputs: dict, activityNode, caseName: str) -> None:
+        """Mark each output node with its role, its case and the case's SPECT/PET node (saved with the scene)."""
         for key, node in outputs.items():
             if node is not None:
                 node.SetAttribute(OUTPUT_ROLE_ATTRIBUTE, key)

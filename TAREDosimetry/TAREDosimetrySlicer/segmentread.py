@@ -117,32 +117,38 @@ class SegmentReading:
         if dup:
             raise InputError(f"segment names must be unique; repeated: {', '.join(dup)}")
         images, notes = self._segmentLabelmaps(segmentationNode, ids)
-        reference, offsets, matrices = self._commonLattice(images, names)
-        for segmentId, name in zip(ids, names):
-            if offsets[segmentId] is None:
-                images[segmentId] = self._resampleOnto(images[segmentId], matrices[reference], notes, name)
         extents = {s: self._effectiveExtent(images[s]) for s in ids}
+        painted = [s for s in ids if min(mc.extent_shape(extents[s])) > 0]
+        if not painted:
+            raise InputError(f"every segment of '{segmentationNode.GetName()}' is empty: paint or import the segments first")
+        # Empty segments have no voxels to place (and may carry no geometry): the engine refuses them by name.
+        reference, offsets, matrices = self._commonLattice({s: images[s] for s in painted}, names)
+        for segmentId, name in zip(ids, names):
+            if segmentId in painted and offsets[segmentId] is None:
+                images[segmentId] = self._resampleOnto(images[segmentId], matrices[reference], notes, name)
+                extents[segmentId] = self._effectiveExtent(images[segmentId])
         # Extents of segments on the reference lattice, in the reference's voxel indices.
         shifted = {}
-        for s in ids:
+        for s in painted:
             m = vtk.vtkMatrix4x4()
             images[s].GetImageToWorldMatrix(m)
-            d = mc.lattice_offset(matrices[reference], _matrixArray(m)) or (0, 0, 0)
+            d = mc.lattice_offset(matrices[reference], _matrixArray(m))
             e = extents[s]
             shifted[s] = (e[0] + d[0], e[1] + d[0], e[2] + d[1], e[3] + d[1], e[4] + d[2], e[5] + d[2])
         union = mc.union_extent(shifted.values())
-        if union is None:
-            raise InputError(f"every segment of '{segmentationNode.GetName()}' is empty: paint or import the segments first")
         grid = mc.grid_from_image_to_world(matrices[reference], union)
         masks, colors, segIds = {}, {}, {}
         for n, (segmentId, name) in enumerate(zip(ids, names)):
             if progress is not None:
                 progress(n / len(ids), f"reading segment {name}")
-            masks[name] = self._maskOnUnion(images[segmentId], extents[segmentId], shifted[segmentId], union)
+            if segmentId in painted:
+                masks[name] = self._maskOnUnion(images[segmentId], extents[segmentId], shifted[segmentId], union)
+            else:
+                masks[name] = np.zeros(mc.extent_shape(union), dtype=bool)
             colors[name] = tuple(segmentation.GetSegment(segmentId).GetColor())
             segIds[name] = segmentId
         seg = Segmentation.from_masks(masks, grid, colors=colors, ids=segIds, source=segmentationNode.GetName())
-        seg.notes = list(getattr(seg, "notes", [])) + notes
+        seg.notes.extend(notes)
         return seg
 
     @staticmethod

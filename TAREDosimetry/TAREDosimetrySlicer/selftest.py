@@ -315,6 +315,9 @@ class TAREDosimetryTest(ScriptedLoadableModuleTest):
         self.assertIn("case A", outputsA["doseVolume"].GetName())
         self.assertIn("case B", pn.doseVolume.GetName())
         self.assertEqual(logic.outputsOfCase(activityNode)["doseVolume"], outputsA["doseVolume"])
+        self.assertEqual(set(outputsA), {"doseVolume", "metricsTable", "evaluationTable", "dvhTable", "dvhThresholdTable",
+                                         "dvhChart", "resultRecord"})
+        self.assertEqual(outputsA["resultRecord"].GetAttribute("TAREDosimetry.Case"), "case A")
 
     def test_dose_is_a_slicerrt_dose_volume_in_gy(self):
         self.delayDisplay("The dose is in Gy for Slicer and SlicerRT: voxel units, study with DoseUnitName")
