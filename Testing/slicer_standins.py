@@ -299,7 +299,8 @@ def install(monkeypatch):
                                                  "vtkMRMLTableNode")}
     node_classes["vtkMRMLTextNode"] = type("vtkMRMLTextNode", (), {"CreateStorageNodeAlways": 1})
     transform_node = type("vtkMRMLTransformNode", (), {"GetTransformBetweenNodes": staticmethod(lambda a, b, t: None)})
-    sh_constants = type("vtkMRMLSubjectHierarchyConstants", (), {"GetDICOMLevelStudy": staticmethod(lambda: "Study")})
+    sh_constants = type("vtkMRMLSubjectHierarchyConstants", (), {"GetDICOMLevelStudy": staticmethod(lambda: "Study"),
+                                                                 "GetDICOMSeriesModalityAttributeName": staticmethod(lambda: "DICOM.Modality")})
     app = types.SimpleNamespace(processEvents=lambda: None, testingEnabled=lambda: True, layoutManager=lambda: None,
                                 connect=lambda *a: None)
     slicer = _module(monkeypatch, "slicer", mrmlScene=scene, app=app, vtkMRMLTransformNode=transform_node,

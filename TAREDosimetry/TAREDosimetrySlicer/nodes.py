@@ -81,7 +81,7 @@ class NodeConversion:
         out = []
         for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
             item = shNode.GetItemByDataNode(node) if shNode else 0
-            modality = shNode.GetItemAttribute(item, "DICOM.Modality") if item else ""
+            modality = shNode.GetItemAttribute(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMSeriesModalityAttributeName()) if item else ""
             excluded = (node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute(DOSE_VOLUME_ATTRIBUTE) is not None
                         or node.GetAttribute(OUTPUT_ROLE_ATTRIBUTE) is not None)
             out.append({"id": node.GetID(), "name": node.GetName(), "modality": modality or "", "excluded": excluded})
