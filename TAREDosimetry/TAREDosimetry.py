@@ -2,16 +2,17 @@
 
 The module is a thin face on the engine in ``TAREDosimetryLib`` (plain Python, no Slicer):
 the logic turns MRML nodes into engine volumes and segmentations, calls
-:func:`TAREDosimetryLib.pipeline.run_case`, and turns the result back into nodes (dose volume,
-tables, DVH chart, PASS/FAIL segment colours).  Every number comes from the engine.
+:func:`TAREDosimetryLib.pipeline.run_case` (its dose step through the engine's VTK filter), and
+turns the result back into nodes (dose volume, tables, DVH chart, PASS/FAIL segment colours, the
+result record kept in the scene).  Every number comes from the engine.
 
-Sections: module metadata, parameter node, widget, logic.  The logic's MRML helpers and the
-self-test (TAREDosimetryTest, imported here) are in the sibling package TAREDosimetrySlicer.
+Sections: module metadata, parameter node, widget, logic.  The logic's MRML helpers, the widget's
+table sections, the Sample Data loader and the self-test (TAREDosimetryTest, imported here) are in
+the sibling package TAREDosimetrySlicer, one file per concept.
 """
 
 import enum
 import json
-import os
 import pathlib
 from typing import Annotated, Optional
 
@@ -24,10 +25,11 @@ from slicer import (
     vtkMRMLScalarVolumeNode,
     vtkMRMLSegmentationNode,
     vtkMRMLTableNode,
+    vtkMRMLTextNode,
 )
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -36,19 +38,21 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from TAREDosimetryLib import mrmlconvert as mc
-from TAREDosimetryLib import physics
-from TAREDosimetryLib.errors import InputError
-from TAREDosimetryLib.evaluation.roles import ROLE_LABELS, ROLES
-from TAREDosimetryLib.evaluation.rules import DEFAULT_PRESET, PRESETS, RuleSet, load_rules
-from TAREDosimetryLib.params import DosimetryParams
+from TAREDosimetryLib import panel, physics
+from TAREDosimetryLib.errors import CancelledError, InputError
+from TAREDosimetryLib.evaluation.rules import DEFAULT_PRESET, RuleSet, load_rules
+from TAREDosimetryLib.params import SAMPLINGS, DosimetryParams
+from TAREDosimetrySlicer.caseloading import CaseLoading
+from TAREDosimetrySlicer.cases import CaseOutputs, caseNameOfNode
+from TAREDosimetrySlicer.dependencies import Dependencies
 from TAREDosimetrySlicer.export import ResultExport
 from TAREDosimetrySlicer.nodes import NodeConversion
-from TAREDosimetrySlicer.outputnodes import DOSE_VOLUME_ATTRIBUTE, OutputNodes
-from TAREDosimetrySlicer.segmentimport import SegmentImport
+from TAREDosimetrySlicer.outputnodes import OUTPUT_NAMES, OutputNodes
+from TAREDosimetrySlicer.sampledata import registerSampleData
+from TAREDosimetrySlicer.segmentread import SegmentReading
 from TAREDosimetrySlicer.selftest import TAREDosimetryTest  # noqa: F401  (slicer.selfTests and ctest find it here)
+from TAREDosimetrySlicer.tablesections import RolesSection, RulesSection
 from TAREDosimetrySlicer.vtkdose import VtkDose
-
-CUSTOM_RULES_LABEL = "(custom rules)"
 
 
 #
@@ -66,121 +70,141 @@ class TAREDosimetry(ScriptedLoadableModule):
         self.parent.helpText = _("""
 Y-90 radioembolization (TARE / SIRT) dosimetry from a SPECT or PET image and a segmentation:
 dose map (local deposition or dose-voxel kernel), metrics and DVH per segment, and PASS/FAIL
-against published dose thresholds. Research software, not a medical device.
+against published dose thresholds. Try it: Sample Data > TARE demo patient > Apply.
+Research software, not a medical device.
 See the <a href="https://github.com/TAREDosimetry/TAREDosimetry">project page</a>.
 """)
         self.parent.acknowledgementText = _("""
 Dose thresholds: Deipolyi et al. (Eur J Radiol 2021) and the EANM 2022 procedure guideline.
 Y-90 dose point kernel: Graves et al. 2019.
 """)
+        # The demo patient in Sample Data (generated locally), once the application has started.
+        slicer.app.connect("startupCompleted()", registerSampleData)
 
 
 #
 # Parameter node
 #
 
+#: Panel labels of every choice; the enum values are the engine's (DosimetryParams), "" = not given.
+_LABELS = {
+    "CalibrationMode": {"relative": "Relative (scale counts to administered activity)", "absolute": "Absolute (image in Bq/mL)"},
+    "ReferenceRegion": {"liver": "Whole liver", "perfused": "Perfused volume", "image": "Whole image"},
+    "DoseMethod": {"ldm": "Local deposition (LDM)", "dvk": "Kernel convolution (DVK)"},
+    "ComputeDevice": {"auto": "Automatic (GPU when usable)", "cpu": "CPU", "gpu": "GPU (CuPy)"},
+    "LungDoseSource": {"auto": "Automatic (LSF for relative, image for absolute)", "lsf": "LSF model (uniform)",
+                       "image": "Image (lung segments)"},
+    "DvkLungMode": {"kernel": "Density-corrected kernel", "ldm": "Local deposition in lung"},
+    "Microsphere": {"notGiven": "not given", "glass": "Glass (TheraSphere)", "resin": "Resin (SIR-Spheres)"},
+    "Indication": {"notGiven": "not given", "hcc": "HCC", "icc": "Intrahepatic cholangiocarcinoma",
+                   "mcrc": "Colorectal metastases", "breast": "Breast-cancer metastases", "other": "Other"},
+    "TreatmentApproach": {"notGiven": "not given", "unilobar": "Unilobar", "bilobar": "Bilobar",
+                          "segmentectomy": "Radiation segmentectomy", "lobectomy": "Radiation lobectomy"},
+    "Phase": {"notGiven": "not given", "pre": "Pre-treatment (prediction, MAA)", "post": "Post-treatment (verification)"},
+    "RecoveryCoefficientAxis": {"diameter_mm": "Equivalent-sphere diameter (mm)", "volume_ml": "Volume (mL)"},
+}
 
-class CalibrationMode(enum.Enum):
+
+class _LabelledEnum(enum.Enum):
+    def label(self):
+        return _(_LABELS[type(self).__name__][self.name])
+
+
+class CalibrationMode(_LabelledEnum):
     relative = "relative"
     absolute = "absolute"
 
-    def label(self):
-        return {"relative": _("Relative (scale counts to administered activity)"),
-                "absolute": _("Absolute (image in Bq/mL)")}[self.name]
 
-
-class ReferenceRegion(enum.Enum):
+class ReferenceRegion(_LabelledEnum):
     liver = "liver"
     perfused = "perfused"
     image = "image"
 
-    def label(self):
-        return {"liver": _("Whole liver"), "perfused": _("Perfused volume"), "image": _("Whole image")}[self.name]
 
-
-class DoseMethod(enum.Enum):
+class DoseMethod(_LabelledEnum):
     ldm = "ldm"
     dvk = "dvk"
 
-    def label(self):
-        return {"ldm": _("Local deposition (LDM)"), "dvk": _("Kernel convolution (DVK)")}[self.name]
+
+class ComputeDevice(_LabelledEnum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
 
 
-class Microsphere(enum.Enum):
-    notGiven = "notGiven"
+class LungDoseSource(_LabelledEnum):
+    auto = "auto"
+    lsf = "lsf"
+    image = "image"
+
+
+class DvkLungMode(_LabelledEnum):
+    kernel = "kernel"
+    ldm = "ldm"
+
+
+class Microsphere(_LabelledEnum):
+    notGiven = ""
     glass = "glass"
     resin = "resin"
 
-    def label(self):
-        return {"notGiven": _("Not given"), "glass": _("Glass"), "resin": _("Resin")}[self.name]
 
-
-class Indication(enum.Enum):
-    notGiven = "notGiven"
+class Indication(_LabelledEnum):
+    notGiven = ""
     hcc = "hcc"
     icc = "icc"
     mcrc = "mcrc"
     breast = "breast"
     other = "other"
 
-    def label(self):
-        return {"notGiven": _("Not given"), "hcc": _("Hepatocellular carcinoma"), "icc": _("Intrahepatic cholangiocarcinoma"),
-                "mcrc": _("Colorectal metastases"), "breast": _("Breast-cancer metastases"), "other": _("Other")}[self.name]
 
-
-class TreatmentApproach(enum.Enum):
-    notGiven = "notGiven"
+class TreatmentApproach(_LabelledEnum):
+    notGiven = ""
     unilobar = "unilobar"
     bilobar = "bilobar"
     segmentectomy = "segmentectomy"
     lobectomy = "lobectomy"
 
-    def label(self):
-        return {"notGiven": _("Not given"), "unilobar": _("Unilobar"), "bilobar": _("Bilobar"),
-                "segmentectomy": _("Radiation segmentectomy"), "lobectomy": _("Radiation lobectomy")}[self.name]
+
+class Phase(_LabelledEnum):
+    notGiven = ""
+    pre = "pre"
+    post = "post"
 
 
-class ComputeDevice(enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    gpu = "gpu"
+class RecoveryCoefficientAxis(_LabelledEnum):
+    diameter_mm = "diameter_mm"
+    volume_ml = "volume_ml"
 
-    def label(self):
-        return {"auto": _("Automatic"), "cpu": _("CPU"), "gpu": _("GPU (CuPy)")}[self.name]
+
+_ENGINE_DEFAULTS = {f: getattr(DosimetryParams, f, None) for f in ("sampling", "dvh_curve_step_gy", "d_levels_pct", "v_levels_gy")}
+NOT_GIVEN = panel.NOT_GIVEN
 
 
 @parameterNodeWrapper
 class TAREDosimetryParameterNode:
-    """Everything the panel shows, saved with the scene.
+    """Everything the panel shows, saved with the scene (field names: TAREDosimetryLib.panel.PANEL_FIELDS).
 
-    Inputs: activityVolume (SPECT/PET), ctVolume (optional), segmentation.
-    Numbers that may be "not given" (LSF, time since administration, bilirubin, hepatic reserve)
-    hold -1 for "not given" (shown as such); they are never read as 0.
-    Roles and rules: segmentRolesJson ({segment name: role}), rulePreset, rulesJson (edited
-    rule set as RuleSet.to_dict() JSON; empty means the preset).
-    Outputs (re-used on every run): doseVolume, statusTable (overall status, incomplete reasons,
-    scope warnings), metricsTable, evaluationTable, dvhTable, dvhThresholdTable, dvhChart.
+    Number fields at -1 (NOT_GIVEN) and choices 'notGiven' are "not given" (None for the engine, never 0;
+    the LSF and PET-time fields were renamed when -1 came to mean "not given", so a scene saved before
+    reads "not given", not a silent 0).  Outputs (re-used on every run of the same case): doseVolume,
+    statusTable (overall status, incomplete reasons, explicit choices, scope warnings, clinical inputs),
+    metricsTable, evaluationTable, dvhTable, dvhThresholdTable, dvhChart, resultRecord (the result kept in the scene).
     """
 
     activityVolume: vtkMRMLScalarVolumeNode
     ctVolume: vtkMRMLScalarVolumeNode
     segmentation: vtkMRMLSegmentationNode
+    caseName: str = ""
 
     calibration: CalibrationMode = CalibrationMode.relative
-    administeredActivityGBq: Annotated[float, WithinRange(0.0, 100.0)] = 1.0
+    administeredActivityGBq: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     residualPercent: Annotated[float, WithinRange(0.0, 99.0)] = 0.0
-    lungShuntFractionPercent: Annotated[float, WithinRange(-1.0, 99.0)] = -1.0
+    lungShuntFractionPercent: Annotated[float, WithinRange(NOT_GIVEN, 99.0)] = NOT_GIVEN
     referenceRegion: ReferenceRegion = ReferenceRegion.liver
-    allowUnusualActivity: bool = False
-    hoursAfterAdministration: Annotated[float, WithinRange(-1.0, 1000.0)] = -1.0
+    hoursAfterAdministration: Annotated[float, WithinRange(NOT_GIVEN, 1000.0)] = NOT_GIVEN
     imageDecayCorrected: bool = False
-
-    microsphere: Microsphere = Microsphere.notGiven
-    indication: Indication = Indication.notGiven
-    treatmentApproach: TreatmentApproach = TreatmentApproach.notGiven
-    bilirubinMgDl: Annotated[float, WithinRange(-1.0, 50.0)] = -1.0
-    hepaticReservePercent: Annotated[float, WithinRange(-1.0, 100.0)] = -1.0
-    resolutionFwhmMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
+    allowUnusualActivity: bool = False
 
     doseMethod: DoseMethod = DoseMethod.ldm
     computeDevice: ComputeDevice = ComputeDevice.auto
@@ -188,6 +212,34 @@ class TAREDosimetryParameterNode:
     tissueDensityGPerMl: Annotated[float, WithinRange(0.5, 2.0)] = physics.TISSUE_DENSITY_G_ML
     lungDensityGPerMl: Annotated[float, WithinRange(0.05, 1.5)] = physics.LUNG_DENSITY_G_ML
     densityFromCt: bool = True
+
+    # Advanced: every other DosimetryParams field, so that the panel reproduces any manifest row.
+    priorLungDoseGy: Annotated[float, WithinRange(0.0, 500.0)] = 0.0
+    lungDoseFrom: LungDoseSource = LungDoseSource.auto
+    defaultLungMassG: Annotated[float, WithinRange(1.0, 5000.0)] = physics.DEFAULT_LUNG_MASS_G
+    sampling: Annotated[str, Choice(list(SAMPLINGS))] = _ENGINE_DEFAULTS["sampling"] or SAMPLINGS[0]
+    dvkLungMode: DvkLungMode = DvkLungMode.kernel
+    dvkRadiusMm: Annotated[float, WithinRange(1.0, 50.0)] = 12.0
+    halfLifeH: Annotated[float, WithinRange(1.0, 1000.0)] = physics.Y90_HALF_LIFE_H
+    dvhBinWidthGy: Annotated[float, WithinRange(0.0, 10.0)] = 0.0
+    dvhCurveStepGy: Annotated[float, WithinRange(0.01, 10.0)] = _ENGINE_DEFAULTS["dvh_curve_step_gy"] or 0.1
+    dLevelsPct: str = panel.format_levels(_ENGINE_DEFAULTS["d_levels_pct"] or (50, 70, 90))
+    vLevelsGy: str = panel.format_levels(_ENGINE_DEFAULTS["v_levels_gy"] or (100,))
+    eudAlphaPerGy: Annotated[float, WithinRange(0.001, 1.0)] = 0.036
+    tumorAlphaBetaGy: Annotated[float, WithinRange(0.1, 100.0)] = 10.0
+    normalAlphaBetaGy: Annotated[float, WithinRange(0.1, 100.0)] = 2.5
+    tRepairH: Annotated[float, WithinRange(0.0, 100.0)] = 1.5
+    # Clinical inputs that select rules.
+    microsphere: Microsphere = Microsphere.notGiven
+    indication: Indication = Indication.notGiven
+    treatmentApproach: TreatmentApproach = TreatmentApproach.notGiven
+    bilirubinMgDl: Annotated[float, WithinRange(NOT_GIVEN, 50.0)] = NOT_GIVEN
+    hepaticReservePercent: Annotated[float, WithinRange(NOT_GIVEN, 100.0)] = NOT_GIVEN
+    phase: Phase = Phase.notGiven
+    # Partial volume: image resolution (0 = not given) and an optional recovery-coefficient table.
+    resolutionFwhmMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
+    recoveryCoefficients: str = ""
+    recoveryCoefficientAxis: RecoveryCoefficientAxis = RecoveryCoefficientAxis.diameter_mm
 
     segmentRolesJson: str = "{}"
     rulePreset: str = DEFAULT_PRESET
@@ -206,6 +258,7 @@ class TAREDosimetryParameterNode:
     dvhTable: vtkMRMLTableNode
     dvhThresholdTable: vtkMRMLTableNode
     dvhChart: vtkMRMLPlotChartNode
+    resultRecord: vtkMRMLTextNode
 
 
 #
@@ -223,8 +276,9 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._observedSegmentation = None
-        self._updatingTables = False
-        self._rulesError = ""
+        self._caseActivityID = None
+        self._caseNameShown = ""
+        self._run = None  # the RunProgress of a calculation in progress
 
     # -- setup -----------------------------------------------------------------------------
     def setup(self) -> None:
@@ -233,40 +287,29 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-
         self.logic = TAREDosimetryLogic()
-
-        self.ui.rolesTable.setHorizontalHeaderLabels([_("Segment"), _("Role")])
-        self.ui.rolesTable.horizontalHeader().setStretchLastSection(True)
-        self.ui.rulesTable.setHorizontalHeaderLabels([c.capitalize() for c in mc.RULE_COLUMNS])
-        self.ui.rulesTable.horizontalHeader().setStretchLastSection(True)
-        self.ui.presetComboBox.addItems(list(PRESETS) + [CUSTOM_RULES_LABEL])
-        for name, rs in PRESETS.items():
-            self.ui.presetComboBox.setItemData(list(PRESETS).index(name), rs.description, qt.Qt.ToolTipRole)
+        self.roles = RolesSection(self.ui, self.logic, lambda: self._parameterNode)
+        self.rules = RulesSection(self.ui, self.logic, lambda: self._parameterNode, self.updateGuiState, self._setStatus)
         self.ui.progressBar.setVisible(False)
+        self.ui.cancelButton.setVisible(False)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.editSegmentsButton.connect("clicked(bool)", self.onEditSegments)
         self.ui.importSegmentsButton.connect("clicked(bool)", self.onImportSegmentsFile)
         self.ui.importMaskFolderButton.connect("clicked(bool)", self.onImportMaskFolder)
-        self.ui.refreshRolesButton.connect("clicked(bool)", lambda: self.updateRolesTable())
-        self.ui.guessRolesButton.connect("clicked(bool)", self.onGuessRoles)
-        self.ui.presetComboBox.connect("currentIndexChanged(int)", self.onPresetChanged)
-        self.ui.rulesTable.connect("itemChanged(QTableWidgetItem*)", self.onRuleEdited)
-        self.ui.addRuleButton.connect("clicked(bool)", self.onAddRule)
-        self.ui.removeRuleButton.connect("clicked(bool)", self.onRemoveRule)
-        self.ui.loadRulesButton.connect("clicked(bool)", self.onLoadRules)
-        self.ui.resetRulesButton.connect("clicked(bool)", self.onResetRules)
         self.ui.showStatusColorsButton.connect("clicked(bool)", self.onShowStatusColors)
         self.ui.restoreColorsButton.connect("clicked(bool)", self.onRestoreColors)
         self.ui.showDvhButton.connect("clicked(bool)", self.onShowDvh)
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.loadParametersButton.connect("clicked(bool)", self.onLoadParameters)
+        self.ui.installGpuButton.connect("clicked(bool)", self.onInstallGpu)
         self.ui.doseOpacitySliderWidget.connect("valueChanged(double)", self.onDoseOpacityChanged)
         self.ui.volumeRenderingCheckBox.connect("toggled(bool)", self.onVolumeRenderingToggled)
-
+        self.updateGpuInfo()
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -274,17 +317,24 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.roles.update()  # segments may have been edited while the module was hidden
 
     def exit(self) -> None:
+        # The segmentation stays observed (a segment edited in the Segment Editor makes the stored result
+        # not current); while hidden, only that mark is made: no table rebuild per stroke.
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState)
-        # No table rebuilds on every Segment Editor stroke while the module is hidden; enter() observes again.
-        self._observeSegmentation(None, updateTable=False)
 
     def onSceneStartClose(self, caller, event) -> None:
+        if self._run is not None:
+            self._run.cancel()
         self.setParameterNode(None)
+        self.logic.clearResults()  # nothing of the closed scene's patient survives in memory
+        self._caseActivityID = None
+        self.ui.metricsTableView.setMRMLTableNode(None)
+        self.ui.summaryLabel.text = _("No results yet.")
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -292,14 +342,11 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.activityVolume:
-            first = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if first and first.GetAttribute(DOSE_VOLUME_ATTRIBUTE) is None:
-                self._parameterNode.activityVolume = first
-        if not self._parameterNode.segmentation:
-            seg = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
-            if seg:
-                self._parameterNode.segmentation = seg
+        pn = self._parameterNode
+        if not pn.activityVolume:
+            pn.activityVolume = self.logic.defaultActivityVolume()  # NM/PT volumes only; never the CT
+        if not pn.segmentation:
+            pn.segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
 
     def setParameterNode(self, inputParameterNode: Optional[TAREDosimetryParameterNode]) -> None:
         if self._parameterNode:
@@ -311,7 +358,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGuiState)
-            self.updateRulesTableFromParameterNode()
+            self.rules.updateFromParameterNode()
             self.updateGuiState()
         else:
             self._observeSegmentation(None)
@@ -332,201 +379,100 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             for e in events:
                 self.addObserver(segmentationNode, e, self.onSegmentsChanged)
         if updateTable:
-            self.updateRolesTable()
+            self.roles.update()
 
     def onSegmentsChanged(self, caller=None, event=None) -> None:
-        self.updateRolesTable()
-        self.updateGuiState()
+        if self._run is None and self._parameterNode is not None:
+            self.logic.markStale(self._parameterNode.resultRecord, _("the segments were edited after this result was computed: Apply again"))
+        if self.parent.isEntered:
+            self.roles.update()
+            self.updateGuiState()
+
+    def _switchCase(self, pn) -> None:
+        """A newly selected SPECT/PET shows its own case's outputs (none yet: new nodes at Apply)."""
+        activity = pn.activityVolume
+        activityID = activity.GetID() if activity is not None else None
+        if activityID == self._caseActivityID:
+            self._caseNameShown = pn.caseName
+            return
+        previous, self._caseActivityID = self._caseActivityID, activityID  # before the changes below re-enter
+        if previous is not None or not any(getattr(pn, key) for key in OUTPUT_NAMES):
+            found = self.logic.outputsOfCase(activity)
+            with slicer.util.NodeModify(pn):
+                for key in OUTPUT_NAMES:
+                    if getattr(pn, key) is not found.get(key):
+                        setattr(pn, key, found.get(key))
+                # The case name belongs to the case: never name case B's outputs and folder after case A
+                # (a name set together with the new SPECT/PET, as the demo loader does, is kept).
+                if found:
+                    pn.caseName = caseNameOfNode(found.get("resultRecord") or next(iter(found.values())))
+                elif previous is not None and pn.caseName == self._caseNameShown:
+                    pn.caseName = ""
+        self._caseNameShown = pn.caseName
 
     def updateGuiState(self, caller=None, event=None) -> None:
-        """Show only the fields that apply, and enable Apply only for a runnable case (with the reason)."""
+        """Show only the fields that apply, and enable Apply, Export and colours only when they can run (with the reason)."""
         pn = self._parameterNode
         if pn is None:
             return
+        self._switchCase(pn)
         self._observeSegmentation(pn.segmentation)
         relative = pn.calibration == CalibrationMode.relative
         self.ui.relativeParametersWidget.setVisible(relative)
         self.ui.absoluteParametersWidget.setVisible(not relative)
-        self.ui.deviceComboBox.enabled = pn.doseMethod == DoseMethod.dvk
+        dvk = pn.doseMethod == DoseMethod.dvk
+        self.ui.deviceComboBox.enabled = dvk
+        self.ui.dvkLungModeComboBox.enabled = dvk
+        self.ui.dvkRadiusSpinBox.enabled = dvk
         self.ui.densityFromCtCheckBox.enabled = pn.ctVolume is not None
         self.ui.editSegmentsButton.enabled = pn.activityVolume is not None or pn.ctVolume is not None
-        self.ui.importSegmentsButton.enabled = pn.activityVolume is not None or pn.segmentation is not None
-        self.ui.importMaskFolderButton.enabled = self.ui.importSegmentsButton.enabled
-        hasResult = self.logic.lastResult is not None
-        self.ui.exportButton.enabled = hasResult
-        self.ui.showStatusColorsButton.enabled = hasResult and pn.segmentation is not None
-        self.ui.restoreColorsButton.enabled = pn.segmentation is not None
-        self.ui.showDvhButton.enabled = pn.dvhChart is not None
-        if pn.metricsTable is not None:
-            self.ui.metricsTableView.setMRMLTableNode(pn.metricsTable)
+        self.ui.importSegmentsButton.enabled = self._run is None
+        self.ui.importMaskFolderButton.enabled = self._run is None
+        self._showResult(pn)
 
         reason = self.logic.whyNotRunnable(pn)
-        if not reason and self._rulesError:
-            reason = _("Threshold rules: {error}").format(error=self._rulesError)
-        self.ui.applyButton.enabled = not reason
+        if not reason and self.rules.rulesError:
+            reason = _("Threshold rules: {error}").format(error=self.rules.rulesError)
+        self.ui.applyButton.enabled = not reason and self._run is None
         self.ui.applyButton.toolTip = reason or _("Compute the dose map, metrics, DVH and PASS/FAIL.")
         if reason:
             self.ui.statusLabel.text = reason
         elif self.ui.statusLabel.text and not self.ui.statusLabel.property("showsRunMessage"):
             self.ui.statusLabel.text = ""
 
-    # -- roles -------------------------------------------------------------------------------
-    def updateRolesTable(self) -> None:
-        pn = self._parameterNode
-        table = self.ui.rolesTable
-        self._updatingTables = True
+    def _showResult(self, pn) -> None:
+        """The case's stored result: summary in its status colour, metrics table; Export only for a current result."""
+        notCurrent = self.logic.whyResultNotCurrent(pn.resultRecord, self.logic.inputsSignature(pn))
+        usable = not notCurrent and self._run is None
+        self.ui.exportButton.enabled = usable
+        self.ui.exportButton.toolTip = notCurrent or _("Write the result files into <output folder>/<case name>/.")
+        self.ui.showStatusColorsButton.enabled = usable and pn.segmentation is not None
+        self.ui.restoreColorsButton.enabled = pn.segmentation is not None
+        self.ui.showDvhButton.enabled = pn.dvhChart is not None
+        self.ui.metricsTableView.setMRMLTableNode(pn.metricsTable if pn.resultRecord is not None else None)
+        if pn.resultRecord is None or not pn.resultRecord.GetText():
+            if not self.ui.summaryLabel.property("showsRunMessage"):
+                self.ui.summaryLabel.text = _("No results yet.")
+                self.ui.summaryLabel.styleSheet = ""
+            return
         try:
-            names = self.logic.segmentNames(pn.segmentation) if pn is not None and pn.segmentation else []
-            saved = self.logic.savedRoles(pn) if pn is not None else {}
-            rows = mc.role_rows(names, saved)
-            table.setRowCount(len(rows))
-            for r, (name, role) in enumerate(rows):
-                item = qt.QTableWidgetItem(name)
-                item.setFlags(qt.Qt.ItemIsSelectable | qt.Qt.ItemIsEnabled)
-                table.setItem(r, 0, item)
-                combo = qt.QComboBox()
-                for key in ROLES:
-                    combo.addItem(ROLE_LABELS.get(key, key), key)
-                combo.setCurrentIndex(ROLES.index(role))
-                combo.connect("currentIndexChanged(int)", self.onRoleChanged)
-                table.setCellWidget(r, 1, combo)
-        finally:
-            self._updatingTables = False
-        if pn is not None:
-            self.storeRolesFromTable()
-
-    def storeRolesFromTable(self) -> None:
-        table = self.ui.rolesTable
-        rows = []
-        for r in range(table.rowCount):
-            combo = table.cellWidget(r, 1)
-            rows.append((table.item(r, 0).text(), combo.itemData(combo.currentIndex)))
-        text = json.dumps(mc.roles_from_rows(rows), sort_keys=True)
-        if self._parameterNode.segmentRolesJson != text:
-            self._parameterNode.segmentRolesJson = text
-
-    def onRoleChanged(self, index=None) -> None:
-        if not self._updatingTables and self._parameterNode is not None:
-            self.storeRolesFromTable()
-
-    def onGuessRoles(self) -> None:
-        if self._parameterNode is not None:
-            self._parameterNode.segmentRolesJson = "{}"
-            self.updateRolesTable()
-
-    # -- rules -------------------------------------------------------------------------------
-    def _fillRulesTable(self, ruleset: RuleSet) -> None:
-        table = self.ui.rulesTable
-        self._updatingTables = True
-        try:
-            rows = mc.rule_rows(ruleset)
-            table.setRowCount(len(rows))
-            for r, row in enumerate(rows):
-                for c, text in enumerate(row):
-                    table.setItem(r, c, qt.QTableWidgetItem(text))
-            table.resizeColumnsToContents()
-        finally:
-            self._updatingTables = False
-
-    def _tableRows(self):
-        table = self.ui.rulesTable
-        rows = []
-        for r in range(table.rowCount):
-            rows.append([table.item(r, c).text() if table.item(r, c) else "" for c in range(table.columnCount)])
-        return rows
-
-    def updateRulesTableFromParameterNode(self) -> None:
-        pn = self._parameterNode
-        try:
-            ruleset = self.logic.ruleSet(pn)
-            self._rulesError = ""
+            result = self.logic.storedSummary(pn.resultRecord)
         except InputError as exc:
-            ruleset = PRESETS[DEFAULT_PRESET]
-            self._rulesError = str(exc)
-        label = CUSTOM_RULES_LABEL if pn.rulesJson else pn.rulePreset
-        index = self.ui.presetComboBox.findText(label)
-        wasBlocked = self.ui.presetComboBox.blockSignals(True)
-        self.ui.presetComboBox.setCurrentIndex(index if index >= 0 else 0)
-        self.ui.presetComboBox.blockSignals(wasBlocked)
-        self._fillRulesTable(ruleset)
-
-    def onPresetChanged(self, index: int) -> None:
-        name = self.ui.presetComboBox.itemText(index)
-        if self._parameterNode is None or name == CUSTOM_RULES_LABEL:
+            self.ui.summaryLabel.text = str(exc)
             return
-        with slicer.util.NodeModify(self._parameterNode):
-            self._parameterNode.rulePreset = name
-            self._parameterNode.rulesJson = ""
-        self._rulesError = ""
-        self._fillRulesTable(PRESETS[name])
-        self.updateGuiState()
+        lines = [panel.in_panel_words(line) for line in mc.status_lines(result)]
+        lines += [_("Not current: {reason}").format(reason=notCurrent)] if notCurrent else []
+        color = mc.status_css_color(result.overall_status if not notCurrent else "N/A")
+        self.ui.summaryLabel.setProperty("showsRunMessage", False)
+        self.ui.summaryLabel.text = "\n".join(lines)
+        self.ui.summaryLabel.styleSheet = f"QLabel {{ border-left: 6px solid {color}; padding-left: 6px; }}"
 
-    def onRuleEdited(self, item=None) -> None:
-        if self._updatingTables or self._parameterNode is None:
-            return
-        self.storeRulesFromTable()
-
-    def storeRulesFromTable(self) -> None:
-        try:
-            preset = PRESETS.get(self._parameterNode.rulePreset)
-            ruleset = mc.ruleset_from_rows(_("custom"), self._tableRows(), scope=preset.scope if preset else None)
-        except InputError as exc:
-            self._rulesError = str(exc)
-            self.updateGuiState()
-            return
-        self._rulesError = ""
-        self._parameterNode.rulesJson = json.dumps(ruleset.to_dict())
-        wasBlocked = self.ui.presetComboBox.blockSignals(True)
-        self.ui.presetComboBox.setCurrentIndex(self.ui.presetComboBox.findText(CUSTOM_RULES_LABEL))
-        self.ui.presetComboBox.blockSignals(wasBlocked)
-        self.updateGuiState()
-
-    def onAddRule(self) -> None:
-        table = self.ui.rulesTable
-        self._updatingTables = True
-        try:
-            r = table.rowCount
-            table.insertRow(r)
-            defaults = {"role": "tumor", "metric": "mean_gy", "comparison": ">", "threshold": "100", "unit": "Gy", "kind": "efficacy"}
-            for c, col in enumerate(mc.RULE_COLUMNS):
-                table.setItem(r, c, qt.QTableWidgetItem(defaults.get(col, "")))
-        finally:
-            self._updatingTables = False
-        self.storeRulesFromTable()
-
-    def onRemoveRule(self) -> None:
-        table = self.ui.rulesTable
-        # QAbstractItemView::selectedIndexes() is protected in Qt; the selection model's is public.
-        rows = sorted({index.row() for index in table.selectionModel().selectedIndexes()}, reverse=True)
-        if not rows:
-            self.ui.statusLabel.text = _("Select the rule rows to remove first.")
-            return
-        self._updatingTables = True
-        try:
-            for r in rows:
-                table.removeRow(r)
-        finally:
-            self._updatingTables = False
-        self.storeRulesFromTable()
-
-    def onLoadRules(self) -> None:
-        path = qt.QFileDialog.getOpenFileName(self.parent, _("Load threshold rules"), "", _("Rule files (*.json *.toml)"))
-        if not path:
-            return
-        try:
-            with slicer.util.tryWithErrorDisplay(_("Could not load the rule file."), waitCursor=True):
-                ruleset = load_rules(path)
-                self._parameterNode.rulesJson = json.dumps(ruleset.to_dict())
-                self.updateRulesTableFromParameterNode()
-                self.updateGuiState()
-        except Exception as exc:  # tryWithErrorDisplay showed it and re-raised
-            self._setStatus(_("Could not load the rule file: {error}").format(error=exc))
-
-    def onResetRules(self) -> None:
-        self._parameterNode.rulesJson = ""
-        self._rulesError = ""
-        self.updateRulesTableFromParameterNode()
-        self.updateGuiState()
+    def updateGpuInfo(self) -> None:
+        usable, text, requirement = self.logic.gpuSupport()
+        self.ui.gpuInfoLabel.text = text
+        self.ui.installGpuButton.setVisible(requirement is not None)
+        self.ui.installGpuButton.toolTip = _("Install {package} (with your consent) so that the kernel convolution runs on the GPU.").format(
+            package=requirement or "CuPy")
 
     # -- inputs ------------------------------------------------------------------------------
     def onEditSegments(self) -> None:
@@ -544,15 +490,13 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         path = qt.QFileDialog.getOpenFileName(
             self.parent, _("Import segments"), "",
             _("Segmentations and label maps (*.seg.nrrd *.nrrd *.nii *.nii.gz *.mha *.mhd);;All files (*)"))
-        if not path:
-            return
-        self._runImport(lambda: self.logic.importSegments(path, self.logic.ensureSegmentationNode(self._parameterNode)))
+        if path:
+            self._runImport(lambda: self.logic.importSegments(path, self.logic.ensureSegmentationNode(self._parameterNode)))
 
     def onImportMaskFolder(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(self.parent, _("Folder of mask images"))
-        if not folder:
-            return
-        self._runImport(lambda: self.logic.importSegments(folder, self.logic.ensureSegmentationNode(self._parameterNode)))
+        if folder:
+            self._runImport(lambda: self.logic.importSegments(folder, self.logic.ensureSegmentationNode(self._parameterNode)))
 
     def _runImport(self, job) -> None:
         try:
@@ -561,8 +505,26 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._setStatus(_("Imported segments: {names}").format(names=", ".join(names)))
         except Exception as exc:
             self._setStatus(_("Import failed: {error}").format(error=exc))
-        self.updateRolesTable()
+        self.roles.update()
         self.updateGuiState()
+
+    def onLoadParameters(self) -> None:
+        """Fill the panel from a parameters JSON or a metrics.json (reproducing an earlier or command-line run)."""
+        path = qt.QFileDialog.getOpenFileName(self.parent, _("Load parameters"), "", _("Parameters (*.json)"))
+        if not path:
+            return
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Could not load the parameters."), waitCursor=True):
+                ignored = self.logic.loadPanelParameters(self._parameterNode, path)
+                self._setStatus(_("Parameters loaded from {path}").format(path=path) + (
+                    " " + _("Not used (unknown here): {names}").format(names=", ".join(ignored)) if ignored else ""))
+        except Exception as exc:
+            self._setStatus(_("Could not load the parameters: {error}").format(error=exc))
+
+    def onInstallGpu(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("GPU support could not be installed."), waitCursor=True):
+            self.logic.installGpuSupport()
+        self.updateGpuInfo()
 
     # -- apply -------------------------------------------------------------------------------
     def _setStatus(self, text: str) -> None:
@@ -572,31 +534,45 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _progress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.setValue(int(round(100 * fraction)))
         self.ui.progressBar.setFormat(f"%p% {message}")
-        slicer.app.processEvents()
+        slicer.app.processEvents()  # keeps the panel alive and lets Cancel through
 
     def onApplyButton(self) -> None:
+        if self._run is not None:  # no second run from inside the first one's event processing
+            return
+        self._run = panel.RunProgress(self._progress)
         self.ui.applyButton.enabled = False
+        self.ui.cancelButton.setVisible(True)
         self.ui.progressBar.setVisible(True)
         self.ui.progressBar.setValue(0)
+        self.ui.summaryLabel.setProperty("showsRunMessage", True)
+        self.ui.summaryLabel.text = _("Computing...")
         try:
             with slicer.util.tryWithErrorDisplay(_("Dosimetry failed."), waitCursor=True):
-                result = self.logic.process(self._parameterNode, progress=self._progress, show=True)
-                lines = [mc.summary_line(result.evaluations, result.input_reasons)] + [_("Warning: {w}").format(w=w) for w in result.warnings]
-                self.ui.summaryLabel.text = "\n".join(lines)
-                r, g, b = (int(255 * c * 0.8) for c in mc.status_color(result.overall_status))
-                self.ui.summaryLabel.setStyleSheet(f"QLabel {{ color: rgb({r}, {g}, {b}); }}")
-                self._setStatus(_("Done.") + (" " + _("{n} warning(s), see Results.").format(n=len(result.warnings)) if result.warnings else ""))
+                result = self.logic.process(self._parameterNode, progress=self._run, show=True)
+                self._setStatus(_("Done on {device}.").format(device=result.summary.get("dose_device", "?")) + (
+                    " " + _("{n} warning(s), see Results.").format(n=len(result.warnings)) if result.warnings else ""))
+        except CancelledError:
+            self._setStatus(_("Stopped: the calculation was cancelled; no result was stored."))
         except Exception as exc:
             self._setStatus(_("Failed: {error}").format(error=exc))
-            self.ui.summaryLabel.text = _("No results: the last calculation failed.")
         finally:
+            self._run = None
+            self.ui.summaryLabel.setProperty("showsRunMessage", False)
+            self.ui.cancelButton.setVisible(False)
             self.ui.progressBar.setVisible(False)
             self.updateGuiState()
 
+    def onCancelButton(self) -> None:
+        if self._run is not None:
+            self._run.cancel()
+            self.ui.cancelButton.enabled = False
+            self.ui.progressBar.setFormat(_("%p% stopping..."))
+
     # -- results -----------------------------------------------------------------------------
     def onShowStatusColors(self) -> None:
+        pn = self._parameterNode
         with slicer.util.tryWithErrorDisplay(_("Could not colour the segments.")):
-            self.logic.showStatusColors(self._parameterNode.segmentation, self.logic.lastResult)
+            self.logic.showStatusColors(pn.segmentation, self.logic.resultFromScene(pn.resultRecord))
 
     def onRestoreColors(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Could not restore the segment colours.")):
@@ -622,8 +598,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
                 report = pn.exportReport and self.logic.ensureReportDependencies(askUser=True)
-                folder = self.logic.exportResults(self.logic.lastResult, str(pn.exportDirectory), report=report,
-                                                  overwrite=pn.exportOverwrite, inputs=self.logic.lastInputs)
+                folder = self.logic.exportCase(pn, report=report)
                 self._setStatus(_("Results written to {folder}").format(folder=folder))
         except Exception as exc:
             self._setStatus(_("Export failed: {error}").format(error=exc))
@@ -634,15 +609,16 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
-class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNodes, SegmentImport, ResultExport, VtkDose):
+class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentReading, OutputNodes, CaseOutputs,
+                         CaseLoading, ResultExport, Dependencies, VtkDose):
     """MRML glue around the engine: nodes -> engine objects -> run_case -> nodes.
 
-    The node conversions, output nodes, segment import, export and the VTK dose step are
-    mixed in from the sibling package ``TAREDosimetrySlicer`` (one file each).
+    The node conversions, segment reading, output nodes, cases, loading, export, optional packages
+    and the VTK dose step are mixed in from the sibling package ``TAREDosimetrySlicer`` (one file each).
 
     Usable without the GUI (Python console, ``Slicer --no-main-window --python-script``):
     :meth:`run` takes nodes, :meth:`runFromFiles` takes file paths, :meth:`process` takes the
-    parameter node.  Inputs are never modified; outputs are re-used on every run.
+    parameter node.  Inputs are never modified; outputs are re-used on every run of a case.
     """
 
     def __init__(self) -> None:
@@ -654,37 +630,46 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
     def getParameterNode(self) -> TAREDosimetryParameterNode:
         return TAREDosimetryParameterNode(super().getParameterNode())
 
+    def clearResults(self) -> None:
+        """Forget the in-memory results (scene closed); the scene's stored results are the reference."""
+        self.lastResult, self.lastInputs = None, {}
+        self.clearResultCache()
+
     # -- parameters --------------------------------------------------------------------------
     @staticmethod
-    def engineParams(pn) -> DosimetryParams:
-        """The engine's DosimetryParams from the parameter node (percent fields become fractions;
-        "not given" (-1, or the first choice of a clinical input) becomes None, never 0)."""
-        def given(value, scale=1.0):
-            return None if value < 0 else value * scale
+    def panelValues(pn) -> dict:
+        """{panel field: plain value} of the parameter node (enums as their engine values)."""
+        values = {}
+        for name, _engine, _to, _from in panel.PANEL_FIELDS:
+            value = getattr(pn, name)
+            values[name] = value.value if isinstance(value, enum.Enum) else value
+        return values
 
-        def choice(member):
-            return None if member.value == "notGiven" else member.value
+    @classmethod
+    def engineParams(cls, pn) -> DosimetryParams:
+        """The engine's DosimetryParams from the parameter node (fields this engine lacks are left out)."""
+        return panel.engine_params(cls.panelValues(pn))
 
-        return DosimetryParams(
-            calibration=pn.calibration.value,
-            administered_activity_gbq=pn.administeredActivityGBq if pn.calibration == CalibrationMode.relative else None,
-            residual_fraction=pn.residualPercent / 100.0,
-            lung_shunt_fraction=given(pn.lungShuntFractionPercent, 0.01),
-            reference_region=pn.referenceRegion.value,
-            hours_since_administration=given(pn.hoursAfterAdministration),
-            image_decay_corrected=pn.imageDecayCorrected,
-            allow_unusual_activity=pn.allowUnusualActivity,
-            microsphere=choice(pn.microsphere), indication=choice(pn.indication),
-            treatment_approach=choice(pn.treatmentApproach),
-            bilirubin_mg_dl=given(pn.bilirubinMgDl), hepatic_reserve_pct=given(pn.hepaticReservePercent),
-            resolution_fwhm_mm=pn.resolutionFwhmMm or None,
-            method=pn.doseMethod.value,
-            device=pn.computeDevice.value,
-            k_gy_kg_per_gbq=pn.kGyKgPerGBq,
-            tissue_density_g_ml=pn.tissueDensityGPerMl,
-            lung_density_g_ml=pn.lungDensityGPerMl,
-            density_from_ct=pn.densityFromCt,
-        )
+    def setPanelFromParams(self, pn, params, spect=None, ct=None, segmentation=None, caseName=None) -> None:
+        """Show a DosimetryParams (and optionally the inputs) in the panel."""
+        enums = {t.__name__: t for t in _LabelledEnum.__subclasses__()}
+        with slicer.util.NodeModify(pn):
+            for name, value in panel.panel_values(params).items():
+                current = getattr(pn, name)
+                if isinstance(current, enum.Enum):
+                    value = enums[type(current).__name__](value)
+                setattr(pn, name, value)
+            for name, node in (("activityVolume", spect), ("ctVolume", ct), ("segmentation", segmentation)):
+                if node is not None:
+                    setattr(pn, name, node)
+            if caseName is not None:
+                pn.caseName = caseName
+
+    def loadPanelParameters(self, pn, path: str) -> list:
+        """Read a DosimetryParams JSON (or a metrics.json's 'parameters') into the panel; returns ignored fields."""
+        params, ignored = panel.params_from_file(path)
+        self.setPanelFromParams(pn, params)
+        return ignored
 
     @staticmethod
     def ruleSet(pn) -> RuleSet:
@@ -704,6 +689,25 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
             return {}
         return roles if isinstance(roles, dict) else {}
 
+    @staticmethod
+    def caseNameOf(pn) -> str:
+        return panel.case_name(pn.caseName, pn.activityVolume.GetName() if pn.activityVolume is not None else "")
+
+    def inputsSignature(self, pn) -> str:
+        """Signature of everything the panel's result depends on (see cases.py)."""
+        ids = {k: (getattr(pn, k).GetID() if getattr(pn, k) is not None else None) for k in ("activityVolume", "ctVolume", "segmentation")}
+        try:
+            params = self.engineParams(pn).to_dict()
+        except InputError as exc:
+            params = {"invalid": str(exc)}
+        return panel.inputs_signature({"nodes": ids, "params": params, "roles": self.savedRoles(pn),
+                                       "rules": pn.rulesJson or pn.rulePreset, "case": self.caseNameOf(pn)})
+
+    def defaultActivityVolume(self):
+        """The scene's NM/PT volume to offer first, or None."""
+        nodeID = panel.pick_activity_volume(self.activityCandidates())
+        return slicer.mrmlScene.GetNodeByID(nodeID) if nodeID else None
+
     def whyNotRunnable(self, pn) -> str:
         """Empty string when Apply can run, else the reason shown in the panel."""
         if pn.activityVolume is None:
@@ -719,14 +723,19 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
             return _("Segment names must be unique (rename the duplicates).")
         if pn.calibration == CalibrationMode.relative and not pn.administeredActivityGBq > 0:
             return _("Enter the administered activity (GBq).")
-        for node in (pn.doseVolume,):
+        for key in OUTPUT_NAMES:
+            node = getattr(pn, key)
             if node is not None and node in (pn.activityVolume, pn.ctVolume):
-                return _("The dose output node is one of the inputs.")
+                return _("An output node is one of the inputs: choose another output.")
+        try:
+            self.engineParams(pn)
+        except InputError as exc:
+            return _("Parameters: {error}").format(error=panel.in_panel_words(exc))
         return self.whyInputsIncomplete(pn, names)
 
     def whyInputsIncomplete(self, pn, names) -> str:
-        """The engine's refusal of parameters that must not be defaulted (activity range, LSF with
-        lung rules, time since administration), as the panel's reason; empty when none."""
+        """The engine's refusal of inputs that must not be defaulted (LSF with lung rules of the LSF
+        model, time since administration of an absolute image), as the panel's reason; empty when none."""
         from TAREDosimetryLib.evaluation.requirements import check_required_inputs
 
         try:
@@ -734,24 +743,26 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
             lungs = [n for n, role in mc.role_rows(names, self.savedRoles(pn)) if role == "lung"]
             check_required_inputs(params, self.ruleSet(pn), params.effective_lung_dose_from, lungs)
         except InputError as exc:
-            return str(exc)
+            return panel.in_panel_words(exc)
         return ""
 
     # -- running -------------------------------------------------------------------------------
     def process(self, pn, progress=None, show: bool = True):
-        """Run the case described by the parameter node; output nodes are stored back in it."""
+        """Run the case described by the parameter node; output nodes are stored back in it.
+
+        The case's stored result is marked not current at the start: a failed or cancelled run
+        never leaves the earlier result looking like the answer to the new inputs."""
         reason = self.whyNotRunnable(pn)
         if reason:
             raise InputError(reason)
-        outputs = {
-            "doseVolume": pn.doseVolume, "statusTable": pn.statusTable, "metricsTable": pn.metricsTable,
-            "evaluationTable": pn.evaluationTable,
-            "dvhTable": pn.dvhTable, "dvhThresholdTable": pn.dvhThresholdTable, "dvhChart": pn.dvhChart,
-        }
+        self.markStale(pn.resultRecord, _("the last calculation did not finish: Apply again"))
+        outputs = {key: getattr(pn, key) for key in OUTPUT_NAMES}
+        signature = self.inputsSignature(pn)
         result = self.run(
             pn.activityVolume, pn.segmentation, ctNode=pn.ctVolume, params=self.engineParams(pn),
             roles=self.savedRoles(pn), rules=self.ruleSet(pn), outputs=outputs, progress=progress,
             show=show, doseOpacity=pn.doseOpacity, volumeRendering=pn.showDoseVolumeRendering,
+            caseName=self.caseNameOf(pn), signature=signature,
         )
         with slicer.util.NodeModify(pn):
             for key, node in outputs.items():
@@ -759,27 +770,28 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
                     setattr(pn, key, node)
         return result
 
-    def run(self, activityNode, segmentationNode, ctNode=None, params=None, roles=None, rules=None,
-            outputs=None, progress=None, show: bool = True, doseOpacity: float = 0.5, volumeRendering: bool = False):
+    def run(self, activityNode, segmentationNode, ctNode=None, params=None, roles=None, rules=None, outputs=None,
+            progress=None, show: bool = True, doseOpacity: float = 0.5, volumeRendering: bool = False,
+            caseName: str = "", signature: str = "", group: bool = True):
         """Dosimetry of one case given as nodes.
 
         Parameters
         ----------
-        activityNode : vtkMRMLScalarVolumeNode, SPECT/PET (counts or Bq/mL).
-        segmentationNode : vtkMRMLSegmentationNode.
+        activityNode : vtkMRMLScalarVolumeNode, SPECT/PET (counts or Bq/mL); a parent transform is used.
+        segmentationNode : vtkMRMLSegmentationNode; each segment is read on its own geometry.
         ctNode : vtkMRMLScalarVolumeNode in HU, optional.
         params : DosimetryParams (engine defaults when None).
-        roles : dict {segment name: role} overriding the guessed roles (names not in the
-            segmentation are ignored).
+        roles : dict {segment name: role} overriding the guessed roles (names not in the segmentation are ignored).
         rules : RuleSet, preset name or rule-file path (engine default preset when None).
-        outputs : dict of output nodes to re-use, updated in place with the nodes used
-            (keys doseVolume, statusTable, metricsTable, evaluationTable, dvhTable, dvhThresholdTable, dvhChart).
-        progress : callable(fraction, message), optional.
+        outputs : dict of output nodes to re-use (keys of OUTPUT_NAMES), updated in place with the nodes used.
+        progress : callable(fraction, message), optional; an exception it raises (Cancel) stops the run.
         show : show the dose over the CT, the chart in the layout and PASS/FAIL colours.
+        caseName : names the output nodes (default: the SPECT/PET's name); signature : of the panel's inputs.
+        group : put the outputs under the case's study in the subject hierarchy.
 
         Returns
         -------
-        The engine's CaseResult (also kept as ``self.lastResult``).
+        The engine's CaseResult (also kept as ``self.lastResult`` and stored in the scene).
         """
         from TAREDosimetryLib.pipeline import run_case
 
@@ -789,72 +801,36 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, OutputNode
         for key, node in outputs.items():
             if node is not None and node in (activityNode, ctNode, segmentationNode):
                 raise InputError(f"output {key} is one of the inputs; inputs are never overwritten")
-        for node, what in ((activityNode, "SPECT/PET volume"), (ctNode, "CT volume"), (segmentationNode, "segmentation")):
-            self._checkNoTransform(node, what)
-
-        def report(fraction, message):
-            if progress is not None:
-                progress(fraction, message)
-
-        report(0.0, "reading nodes")
-        activity = self.volumeFromNode(activityNode, unit="counts" if (params is None or params.calibration == "relative") else "Bq/mL")
+        step = panel.RunProgress(progress)
+        step(0.0, "reading nodes")
+        relative = params is None or params.calibration == "relative"
+        activity = self.volumeFromNode(activityNode, unit="counts" if relative else "Bq/mL")
         ct = self.volumeFromNode(ctNode, unit="HU") if ctNode is not None else None
-        segmentation = self.segmentationFromNode(segmentationNode)
+        segmentation = self.segmentationFromNode(segmentationNode, progress=step.part(0.02, 0.1))
+        segmentation.notes.extend(n for n in (self.transformNote(activityNode, "SPECT/PET volume"),
+                                              self.transformNote(ctNode, "CT volume")) if n)
         known = set(segmentation.names)
         roleOverrides = {n: r for n, r in (roles or {}).items() if n in known}
-        report(0.1, "dosimetry")
-        # The dose step runs through the engine's VTK filter (run_case's dose_function hook).
+        doseProgress = step.part(0.38, 0.64)  # run_case's dose step: 0.35-0.7 of its part, 0.1-0.88
         result = run_case(
             activity, segmentation, params=params, roles=roleOverrides, ct=ct, rules=rules,
-            dose_function=self.vtkDoseFunction,
+            dose_function=self.makeDoseFunction(progress=lambda f, m: doseProgress(f, f"dose map: {m}")),
             inputs={"activity": activityNode.GetName(), "segmentation": segmentationNode.GetName(),
                     "ct": ctNode.GetName() if ctNode is not None else None},
-            progress=lambda f, m: report(0.1 + 0.75 * f, m),
+            progress=step.part(0.1, 0.88),
         )
-        report(0.88, "output nodes")
-        self.updateOutputNodes(result, activityNode, outputs)
+        result.summary["dose_device"] = self.lastDoseDevice
+        step(0.9, "output nodes")
+        caseName = caseName or activityNode.GetName()
+        self.updateOutputNodes(result, activityNode, outputs, caseName)
+        self.storeResult(result, outputs, caseName, signature)
+        self.tagOutputs(outputs, activityNode, caseName)
+        if group:
+            self.groupUnderStudy(outputs, activityNode, caseName)
         if show:
             self.showResults(result, outputs, segmentationNode, background=ctNode or activityNode,
                              doseOpacity=doseOpacity, volumeRendering=volumeRendering)
-        report(1.0, "done")
+        step(1.0, "done")
         self.lastResult = result
         self.lastInputs = {"activity": activity, "segmentation": segmentation, "ct": ct}
         return result
-
-    # -- files, batch, export ------------------------------------------------------------------------
-    def runFromFiles(self, activityPath: str, segmentationPath: str, ctPath: str = None, params=None, roles=None,
-                     rules=None, outDir: str = None, labelNames=None, report: bool = True, overwrite: bool = False,
-                     keepNodes: bool = False, progress=None):
-        """Load the images into the scene, run the case, write the engine's outputs to ``outDir``.
-
-        Nodes created here are removed afterwards unless ``keepNodes``.  Returns the CaseResult.
-        """
-        created = []
-        try:
-            for p, what in ((activityPath, "SPECT/PET image"), (ctPath, "CT image")):
-                if p and not os.path.exists(p):
-                    raise InputError(f"{what} not found: {p}")
-            activityNode = slicer.util.loadVolume(activityPath, {"show": False})
-            created.append(activityNode)
-            ctNode = None
-            if ctPath:
-                ctNode = slicer.util.loadVolume(ctPath, {"show": False})
-                created.append(ctNode)
-            segNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "TARE segments")
-            created.append(segNode)
-            segNode.CreateDefaultDisplayNodes()
-            segNode.SetReferenceImageGeometryParameterFromVolumeNode(ctNode or activityNode)
-            self.importSegments(segmentationPath, segNode, labelNames=labelNames)
-            outputs = {}
-            result = self.run(activityNode, segNode, ctNode=ctNode, params=params, roles=roles, rules=rules,
-                              outputs=outputs, progress=progress, show=keepNodes and slicer.app.layoutManager() is not None)
-            if not keepNodes:
-                created += [n for n in outputs.values() if n is not None]
-            if outDir:
-                self.exportResults(result, outDir, report=report and self.ensureReportDependencies(askUser=False),
-                                   overwrite=overwrite, inputs=self.lastInputs)
-            return result
-        finally:
-            if not keepNodes:
-                for node in created:
-                    self._removeWithChildren(node)

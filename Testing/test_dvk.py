@@ -337,3 +337,28 @@ def test_gpu_convolution_matches_fftconvolve():
     ref = fftconvolve(a, f, mode="same")
     out = dvk.convolve_fft(a, f, "gpu")
     assert np.abs(out - ref).max() / ref.max() < 1e-4
+
+
+# -- offering GPU support: which CuPy wheel for which driver ------------------------------------------
+
+def test_cuda_version_is_read_from_nvidia_smi_output():
+    from TAREDosimetryLib.dose import backend
+
+    text = "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4     |"
+    assert backend.parse_nvidia_smi_cuda_version(text) == (12, 4)
+    assert backend.parse_nvidia_smi_cuda_version("NVIDIA-SMI has failed") is None
+    assert backend.cupy_requirement((12, 4)) == "cupy-cuda12x"
+    assert backend.cupy_requirement((13, 0)) == "cupy-cuda12x"
+    assert backend.cupy_requirement((11, 8)) == "cupy-cuda11x"
+    assert backend.cupy_requirement((11, 0)) is None and backend.cupy_requirement(None) is None
+
+
+def test_no_nvidia_smi_means_no_driver(monkeypatch):
+    from TAREDosimetryLib.dose import backend
+
+    monkeypatch.setattr(backend.shutil, "which", lambda name: None)
+    backend.nvidia_driver_cuda_version.cache_clear()
+    try:
+        assert backend.nvidia_driver_cuda_version() is None
+    finally:
+        backend.nvidia_driver_cuda_version.cache_clear()

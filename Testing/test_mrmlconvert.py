@@ -206,3 +206,56 @@ def test_evaluation_columns_have_one_row_per_evaluation():
     assert cols["status"] == ["FAIL", "N/A"]
     assert cols["threshold"] == [79.5, 79.5]
     assert math.isnan(cols["measured"][1])
+
+
+# -- segments on their own geometry (oriented image data of a segment's binary labelmap) ------------
+
+def test_grid_of_an_extent_starts_at_its_first_voxel():
+    m = _oblique_ijk_to_ras()
+    g = mc.grid_from_image_to_world(m, (3, 12, -2, 7, 5, 9))
+    assert g.shape == (5, 10, 10)
+    whole = mc.grid_from_ijk_to_ras(m, (20, 20, 20))
+    assert_allclose(g.origin_mm, (whole.ijk_to_lps @ [3, -2, 5, 1])[:3], atol=1e-9)
+    assert g.direction == whole.direction and g.spacing_mm == whole.spacing_mm
+    with pytest.raises(InputError, match="empty extent"):
+        mc.grid_from_image_to_world(m, (0, -1, 0, 0, 0, 0))
+
+
+def test_union_extent_ignores_empty_segments():
+    assert mc.union_extent([(0, 4, 2, 3, 1, 1), (0, -1, 0, -1, 0, -1), (-2, 1, 3, 8, 0, 5)]) == (-2, 4, 2, 8, 0, 5)
+    assert mc.union_extent([(0, -1, 0, -1, 0, -1)]) is None
+    assert mc.extent_shape((0, 4, 2, 3, 1, 1)) == (1, 2, 5)
+
+
+def test_lattice_offset_finds_integer_shifts_and_refuses_fractional_ones():
+    m = _oblique_ijk_to_ras()
+    shifted = m.copy()
+    shifted[:3, 3] = m[:3, 3] + m[:3, :3] @ np.array([2.0, -3.0, 1.0])
+    assert mc.lattice_offset(m, shifted) == (2, -3, 1)
+    half = m.copy()
+    half[:3, 3] = m[:3, 3] + m[:3, :3] @ np.array([0.5, 0.0, 0.0])
+    assert mc.lattice_offset(m, half) is None
+    finer = m.copy()
+    finer[:3, :3] *= 0.5
+    assert mc.lattice_offset(m, finer) is None
+
+
+def test_place_in_extent_puts_voxels_where_they_belong():
+    a = np.arange(2 * 3 * 4).reshape(2, 3, 4)  # extent i 1..4, j 0..2, k 5..6
+    out = mc.place_in_extent(a, (1, 4, 0, 2, 5, 6), (0, 5, -1, 2, 5, 7))
+    assert out.shape == (3, 4, 6)
+    assert_allclose(out[0:2, 1:4, 1:5], a)
+    assert out.sum() == a.sum()
+    with pytest.raises(InputError, match="inside"):
+        mc.place_in_extent(a, (1, 4, 0, 2, 5, 6), (2, 5, 0, 2, 5, 6))
+
+
+def test_status_colours_and_lines_show_incomplete_in_its_own_colour():
+    from types import SimpleNamespace
+
+    assert len({mc.status_css_color(s) for s in ("PASS", "FAIL", "INCOMPLETE", "N/A")}) == 4
+    result = SimpleNamespace(overall_status="INCOMPLETE", incomplete_reasons=["bilirubin not given"],
+                             evaluations=[_ev("T1", "PASS")], summary={"dose_device": "CPU"}, warnings=["w1"])
+    lines = mc.status_lines(result)
+    assert lines[0] == "Overall: INCOMPLETE" and "Not evaluated: bilirubin not given" in lines
+    assert "Dose computed on: CPU" in lines and lines[-1] == "Warning: w1"

@@ -458,3 +458,14 @@ def test_image_based_lung_dose_is_judged_on_the_lungs_as_a_whole():
     assert {e.segment_name for e in lung_rows} == {"lungs (all segments)"}
     assert r.segment("lung upper").metrics["mean_gy"] > 30 > whole  # the hot lobe alone would have failed
     assert all(e.status == "PASS" for e in lung_rows)
+
+
+def test_progress_names_each_segment_of_the_metrics_step_in_order():
+    """The metrics step reports per segment (the Slicer panel's Cancel is checked at each report)."""
+    activity, seg = box_case()
+    seen = []
+    run_case(activity, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05), progress=lambda f, m: seen.append((f, m)))
+    metric_steps = [m for f, m in seen if m.startswith("metrics and DVH: ")]
+    assert metric_steps == ["metrics and DVH: liver", "metrics and DVH: tumour", "metrics and DVH: normal liver (derived)"]
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0

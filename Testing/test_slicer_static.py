@@ -101,12 +101,13 @@ SIGNAL_CLASSES = {
 
 
 def _ui_uses():
-    """[(widget name, attribute, signal or None, line)] for every self.ui.<name>.<attr> in the module."""
-    src = _read(MODULE_PY)
+    """[(widget name, attribute, signal or None, 'file:line')] for every self.ui.<name>.<attr> in the module
+    and its glue package (the widget's sections hold the same ``ui``)."""
     uses = []
-    for n, line in enumerate(src.splitlines(), 1):
-        for m in re.finditer(r"self\.ui\.(\w+)(?:\.(\w+))?(?:\(\s*\"([^\"]+)\")?", line):
-            uses.append((m.group(1), m.group(2), m.group(3), n))
+    for path in [MODULE_PY] + _glue_files():
+        for n, line in enumerate(_read(path).splitlines(), 1):
+            for m in re.finditer(r"self\.ui\.(\w+)(?:\.(\w+))?(?:\(\s*\"([^\"]+)\")?", line):
+                uses.append((m.group(1), m.group(2), m.group(3), f"{os.path.basename(path)}:{n}"))
     return uses
 
 
@@ -125,16 +126,16 @@ def test_every_ui_widget_the_code_uses_exists_with_a_suitable_class():
     problems = []
     for name, attr, signal, line in uses:
         if name not in widgets:
-            problems.append(f"line {line}: self.ui.{name} is not in TAREDosimetry.ui")
+            problems.append(f"{line}: self.ui.{name} is not in TAREDosimetry.ui")
             continue
         cls = widgets[name]
         if attr in USAGE_CLASSES and cls not in USAGE_CLASSES[attr]:
-            problems.append(f"line {line}: self.ui.{name}.{attr} needs one of {sorted(USAGE_CLASSES[attr])}, the .ui has {cls}")
+            problems.append(f"{line}: self.ui.{name}.{attr} needs one of {sorted(USAGE_CLASSES[attr])}, the .ui has {cls}")
         if attr == "connect":
             if signal not in SIGNAL_CLASSES:
-                problems.append(f"line {line}: signal {signal!r} of self.ui.{name} is not in the table of known signals")
+                problems.append(f"{line}: signal {signal!r} of self.ui.{name} is not in the table of known signals")
             elif cls not in SIGNAL_CLASSES[signal]:
-                problems.append(f"line {line}: {cls} {name} has no signal {signal}")
+                problems.append(f"{line}: {cls} {name} has no signal {signal}")
     assert not problems, "\n".join(problems)
 
 
@@ -166,6 +167,20 @@ def test_rule_table_has_one_column_per_rule_field():
 
 # -- parameter node bindings ------------------------------------------------------------------------
 
+def _enum_classes(tree):
+    """Names of the module's enum classes: derived from enum.Enum, directly or through another of them."""
+    enums, changed = set(), True
+    while changed:
+        changed = False
+        for n in tree.body:
+            if isinstance(n, ast.ClassDef) and n.name not in enums and any(
+                    (isinstance(b, ast.Attribute) and b.attr == "Enum") or (isinstance(b, ast.Name) and b.id in enums)
+                    for b in n.bases):
+                enums.add(n.name)
+                changed = True
+    return enums
+
+
 def _parameter_fields():
     """{name: annotation source} of the @parameterNodeWrapper class."""
     tree = ast.parse(_read(MODULE_PY))
@@ -176,8 +191,7 @@ def _parameter_fields():
             return {
                 s.target.id: ast.get_source_segment(_read(MODULE_PY), s.annotation)
                 for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
-            }, {n.name for n in tree.body if isinstance(n, ast.ClassDef) and any(
-                isinstance(b, ast.Attribute) and b.attr == "Enum" for b in n.bases)}
+            }, _enum_classes(tree)
     raise AssertionError("no @parameterNodeWrapper class in TAREDosimetry.py")
 
 
@@ -290,6 +304,15 @@ def test_top_level_cmakelists_is_a_slicer_extension():
     for line in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(TAREDosimetry)",
                  "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert line in text, line
+
+
+def test_extension_icon_and_screenshot_urls_name_files_of_this_repository():
+    """The Extensions Index shows these URLs: each must point at a file the repository holds (on its main branch)."""
+    text = _read(TOP_CMAKE)
+    urls = re.findall(r"https://raw\.githubusercontent\.com/[^/\s\"]+/[^/\s\"]+/main/([^\s\"]+)", text)
+    assert len(urls) >= 2, "icon and at least one screenshot"
+    missing = [u for u in urls if not os.path.isfile(os.path.join(ROOT, u))]
+    assert not missing, f"EXTENSION_ICONURL / EXTENSION_SCREENSHOTURLS name missing files: {missing}"
 
 
 # -- Python version, layering ------------------------------------------------------------------------
@@ -409,11 +432,12 @@ def _import_module_with_stubs(monkeypatch):
         return type(name, (), {"__init__": lambda self, *args, **kwargs: None})
 
     node_classes = {n: type(n, (), {}) for n in ("vtkMRMLPlotChartNode", "vtkMRMLScalarVolumeNode",
-                                                 "vtkMRMLSegmentationNode", "vtkMRMLTableNode")}
+                                                 "vtkMRMLSegmentationNode", "vtkMRMLTableNode", "vtkMRMLTextNode")}
     slicer = module("slicer", **node_classes)
     slicer.i18n = module("slicer.i18n", tr=lambda s: s, translate=lambda ctx, s: s)
     slicer.parameterNodeWrapper = module("slicer.parameterNodeWrapper", parameterNodeWrapper=lambda cls: cls,
-                                         WithinRange=lambda lo, hi: ("WithinRange", lo, hi))
+                                         WithinRange=lambda lo, hi: ("WithinRange", lo, hi),
+                                         Choice=lambda choices: ("Choice", tuple(choices)))
     slicer.ScriptedLoadableModule = module("slicer.ScriptedLoadableModule", **{
         n: base(n) for n in ("ScriptedLoadableModule", "ScriptedLoadableModuleLogic", "ScriptedLoadableModuleTest",
                              "ScriptedLoadableModuleWidget")})
@@ -421,22 +445,19 @@ def _import_module_with_stubs(monkeypatch):
     module("qt")
     module("vtk")
     monkeypatch.syspath_prepend(MODULE_DIR)
-    monkeypatch.delitem(sys.modules, "TAREDosimetry", raising=False)
+    for name in [m for m in sys.modules if m == "TAREDosimetry" or m.startswith("TAREDosimetrySlicer")]:
+        monkeypatch.delitem(sys.modules, name)
     return importlib.import_module("TAREDosimetry")
 
 
 def _panel_values(mod, **changes):
+    """A stand-in parameter node: the parameter class's defaults, with ``changes``."""
     from types import SimpleNamespace
 
-    values = dict(
-        calibration=mod.CalibrationMode.relative, administeredActivityGBq=1.8, residualPercent=2.0, lungShuntFractionPercent=8.0,
-        referenceRegion=mod.ReferenceRegion.liver, hoursAfterAdministration=-1.0, imageDecayCorrected=False,
-        allowUnusualActivity=False, microsphere=mod.Microsphere.notGiven, indication=mod.Indication.notGiven,
-        treatmentApproach=mod.TreatmentApproach.notGiven, bilirubinMgDl=-1.0, hepaticReservePercent=-1.0, resolutionFwhmMm=0.0,
-        doseMethod=mod.DoseMethod.ldm, computeDevice=mod.ComputeDevice.auto, kGyKgPerGBq=49.67,
-        tissueDensityGPerMl=1.03, lungDensityGPerMl=0.3, densityFromCt=True,
-        segmentRolesJson="{}", rulePreset="hcc-glass", rulesJson="",
-    )
+    cls = mod.TAREDosimetryParameterNode
+    values = {name: getattr(cls, name, None) for name in cls.__annotations__}
+    values.update(calibration=mod.CalibrationMode.relative, administeredActivityGBq=1.8, residualPercent=2.0,
+                  lungShuntFractionPercent=8.0, rulePreset="hcc-glass")
     values.update(changes)
     return SimpleNamespace(**values)
 
@@ -447,10 +468,13 @@ def test_panel_values_become_engine_params_with_fractions(monkeypatch):
     assert p.calibration == "relative" and p.administered_activity_gbq == 1.8
     assert abs(p.residual_fraction - 0.02) < 1e-12 and abs(p.lung_shunt_fraction - 0.08) < 1e-12
     assert (p.method, p.device, p.reference_region) == ("ldm", "auto", "liver")
-    a = mod.TAREDosimetryLogic.engineParams(_panel_values(mod, calibration=mod.CalibrationMode.absolute,
+    a = mod.TAREDosimetryLogic.engineParams(_panel_values(mod, calibration=mod.CalibrationMode.absolute, administeredActivityGBq=0.0,
                                                           doseMethod=mod.DoseMethod.dvk, hoursAfterAdministration=20.0))
     assert a.calibration == "absolute" and a.administered_activity_gbq is None and a.method == "dvk"
     assert a.hours_since_administration == 20.0
+    # With absolute calibration an administered activity is optional (the LSF lung model uses it).
+    b = mod.TAREDosimetryLogic.engineParams(_panel_values(mod, calibration=mod.CalibrationMode.absolute))
+    assert b.administered_activity_gbq == 1.8
     assert p.hours_since_administration is None and p.clinical_inputs() == dict.fromkeys(p.clinical_inputs())
     c = mod.TAREDosimetryLogic.engineParams(_panel_values(
         mod, microsphere=mod.Microsphere.glass, indication=mod.Indication.hcc, treatmentApproach=mod.TreatmentApproach.lobectomy,
@@ -482,9 +506,9 @@ def test_every_enum_offered_by_the_panel_is_accepted_by_the_engine(monkeypatch):
     assert {e.value for e in mod.ReferenceRegion} == set(params.REFERENCE_REGIONS)
     assert {e.value for e in mod.DoseMethod} == set(params.DOSE_METHODS)
     assert {e.value for e in mod.ComputeDevice} == set(params.DEVICES)
-    assert {e.value for e in mod.Microsphere} == set(params.MICROSPHERES) | {"notGiven"}
-    assert {e.value for e in mod.Indication} == set(params.INDICATIONS) | {"notGiven"}
-    assert {e.value for e in mod.TreatmentApproach} == set(params.TREATMENT_APPROACHES) | {"notGiven"}
+    assert {e.value for e in mod.Microsphere} == set(params.MICROSPHERES) | {""}
+    assert {e.value for e in mod.Indication} == set(params.INDICATIONS) | {""}
+    assert {e.value for e in mod.TreatmentApproach} == set(params.TREATMENT_APPROACHES) | {""}
     for enum_cls in (mod.CalibrationMode, mod.ReferenceRegion, mod.DoseMethod, mod.ComputeDevice, mod.Microsphere,
                      mod.Indication, mod.TreatmentApproach):
         assert all(isinstance(e.label(), str) and e.label() for e in enum_cls)
@@ -507,6 +531,13 @@ def test_rules_and_roles_come_from_the_saved_text(monkeypatch):
     assert logic.savedRoles(_panel_values(mod, segmentRolesJson='{"Lesion A": "tumor"}')) == {"Lesion A": "tumor"}
     assert logic.savedRoles(_panel_values(mod, segmentRolesJson="garbage")) == {}
     assert logic.savedRoles(_panel_values(mod, segmentRolesJson="[1, 2]")) == {}
+
+
+def test_no_deprecated_table_header_call():
+    """SetUseColumnNameAsColumnHeader is deprecated (vtkMRMLTableNode.h) and logs a warning per call."""
+    for path in _slicer_side_files():
+        assert "SetUseColumnNameAsColumnHeader" not in _read(path), path
+    assert "SetUseColumnTitleAsColumnHeader(True)" in _read(os.path.join(GLUE_DIR, "outputnodes.py"))
 
 
 def test_module_file_stays_thin():

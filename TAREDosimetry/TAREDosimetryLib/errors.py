@@ -4,7 +4,7 @@ Every message names the offending file or parameter and what was expected, so th
 command-line user or the Slicer panel can show it as it is.
 """
 
-__all__ = ["TAREDosimetryError", "InputError", "GeometryError", "GPUUnavailableError"]
+__all__ = ["TAREDosimetryError", "InputError", "GeometryError", "GPUUnavailableError", "CancelledError"]
 
 
 class TAREDosimetryError(Exception):
@@ -21,3 +21,7 @@ class GeometryError(InputError):
 
 class GPUUnavailableError(TAREDosimetryError, RuntimeError):
     """A GPU was asked for (device='gpu') but none is usable."""
+
+
+class CancelledError(TAREDosimetryError):
+    """The user stopped a calculation (the Slicer panel's Cancel, a VTK abort request)."""

@@ -28,6 +28,12 @@ __all__ = [
     "INCOMPLETE_COLOR",
     "grid_from_ijk_to_ras",
     "ijk_to_ras_from_grid",
+    "grid_from_image_to_world",
+    "extent_shape",
+    "union_extent",
+    "lattice_offset",
+    "place_in_extent",
+    "compose_ras",
     "role_rows",
     "roles_from_rows",
     "RULE_COLUMNS",
@@ -38,6 +44,9 @@ __all__ = [
     "status_colors",
     "summary_line",
     "status_color",
+    "STATUS_CSS_COLORS",
+    "status_css_color",
+    "status_lines",
     "metrics_columns",
     "evaluation_columns",
     "case_status_columns",
@@ -89,6 +98,77 @@ def ijk_to_ras_from_grid(grid):
     """The 4x4 ``IJKToRAS`` matrix (ndarray) of an engine :class:`Grid`; inverse of
     :func:`grid_from_ijk_to_ras`."""
     return RAS_FROM_LPS @ grid.ijk_to_lps
+
+
+def extent_shape(extent):
+    """(nz, ny, nx) of a VTK extent ``(i0, i1, j0, j1, k0, k1)`` (inclusive); (0, 0, 0) when empty."""
+    i0, i1, j0, j1, k0, k1 = (int(v) for v in extent)
+    return (max(0, k1 - k0 + 1), max(0, j1 - j0 + 1), max(0, i1 - i0 + 1))
+
+
+def grid_from_image_to_world(image_to_world_ras, extent):
+    """Engine :class:`Grid` (LPS) of a Slicer oriented image (a segment's binary labelmap).
+
+    Parameters
+    ----------
+    image_to_world_ras : (4, 4) array_like, the image's ``ImageToWorld`` matrix: absolute voxel
+        index (i, j, k, 1) -> RAS mm (the index counts from 0 of the lattice, not of the extent).
+    extent : (i0, i1, j0, j1, k0, k1), inclusive, non-empty.
+
+    Returns
+    -------
+    Grid whose voxel (0, 0, 0) is the extent's first voxel.
+    """
+    shape = extent_shape(extent)
+    if min(shape) < 1:
+        raise InputError(f"empty extent {tuple(extent)}")
+    m = np.array(image_to_world_ras, dtype=np.float64)
+    start = np.array([extent[0], extent[2], extent[4], 1.0])
+    m[:, 3] = m @ start
+    return grid_from_ijk_to_ras(m, shape)
+
+
+def union_extent(extents):
+    """Smallest extent holding every non-empty extent of ``extents``; None when all are empty."""
+    boxes = [tuple(int(v) for v in e) for e in extents if min(extent_shape(e)) > 0]
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), max(b[1] for b in boxes), min(b[2] for b in boxes),
+            max(b[3] for b in boxes), min(b[4] for b in boxes), max(b[5] for b in boxes))
+
+
+def lattice_offset(reference_ras, other_ras, tol_mm=1e-3):
+    """(di, dj, dk) such that voxel (i, j, k) of ``other`` is voxel (i + di, j + dj, k + dk) of
+    ``reference`` (two ImageToWorld matrices of the same lattice), or None when the lattices differ
+    (other spacing or directions, or an origin shifted by a fraction of a voxel)."""
+    a = np.asarray(reference_ras, dtype=np.float64)
+    b = np.asarray(other_ras, dtype=np.float64)
+    if not np.allclose(a[:3, :3], b[:3, :3], atol=tol_mm * 1e-3, rtol=1e-6):
+        return None
+    shift = np.linalg.solve(a[:3, :3], b[:3, 3] - a[:3, 3])
+    rounded = np.round(shift)
+    if not np.allclose(a[:3, :3] @ (shift - rounded), 0.0, atol=tol_mm):
+        return None
+    return tuple(int(v) for v in rounded)
+
+
+def place_in_extent(array_zyx, extent, target_extent):
+    """A copy of ``array_zyx`` (the voxels of ``extent``) placed in a zero array of ``target_extent``
+    (same lattice; ``extent`` must lie inside it).  Returns an array of shape extent_shape(target)."""
+    out = np.zeros(extent_shape(target_extent), dtype=np.asarray(array_zyx).dtype)
+    if min(extent_shape(extent)) == 0:
+        return out
+    lo = [extent[2 * a] - target_extent[2 * a] for a in range(3)]  # i, j, k offsets
+    hi = [extent[2 * a + 1] - target_extent[2 * a] + 1 for a in range(3)]
+    if min(lo) < 0 or any(h > n for h, n in zip(hi, extent_shape(target_extent)[::-1])):
+        raise InputError(f"extent {tuple(extent)} does not lie inside {tuple(target_extent)}")
+    out[lo[2]:hi[2], lo[1]:hi[1], lo[0]:hi[0]] = array_zyx
+    return out
+
+
+def compose_ras(node_to_world_ras, image_to_node_ras):
+    """ImageToWorld of an image inside a node under a linear transform: ``node_to_world @ image_to_node``."""
+    return np.asarray(node_to_world_ras, dtype=np.float64) @ np.asarray(image_to_node_ras, dtype=np.float64)
 
 
 # -- segment roles -------------------------------------------------------------------------------
@@ -237,19 +317,20 @@ def _fmt(value, digits=3):
     return f"{v:.{digits}g}"
 
 
-def summary_line(evaluations, input_reasons=()):
+def summary_line(evaluations, input_reasons=(), with_reasons=True):
     """One line for the panel, e.g. ``"FAIL: 1 of 3 rule evaluations failed (Tumor: mean_gy 65.2 (needs > 79.5 Gy))"``
-    or ``"INCOMPLETE: 2 rule evaluations passed; not evaluated: ..."``.
+    or ``"INCOMPLETE: 2 rule evaluations passed; incomplete: ..."``.
 
     The status is the engine's (:func:`.evaluation.status.overall_status`): an N/A rule that is
     not optional, or an input not given (``input_reasons``), makes the case INCOMPLETE.
+    ``with_reasons=False`` leaves the incomplete reasons out (shown on their own lines).
     """
     from .evaluation.status import incomplete_reasons, overall_status
 
     evs = [e for e in evaluations if e.status in ("PASS", "FAIL")]
     status = overall_status(evaluations, input_reasons)
     reasons = incomplete_reasons(evaluations, input_reasons)
-    tail = f"; incomplete: {' | '.join(reasons)}" if reasons else ""
+    tail = f"; incomplete: {' | '.join(reasons)}" if reasons and with_reasons else ""
     failed = [e for e in evs if e.status == "FAIL"]
     if failed:
         parts = [
@@ -265,6 +346,36 @@ def summary_line(evaluations, input_reasons=()):
 def status_color(status):
     """(r, g, b) of an overall status: PASS green, FAIL red, INCOMPLETE amber."""
     return {"PASS": PASS_COLOR, "FAIL": FAIL_COLOR}.get(status, INCOMPLETE_COLOR)
+
+
+def _css_colors():
+    from .evaluation.status import STATUS_COLORS
+
+    return {status: text for status, (text, _background) in STATUS_COLORS.items()}
+
+
+#: Colours of the overall status in the panel (CSS; the reports' text colours,
+#: :data:`.evaluation.status.STATUS_COLORS`); INCOMPLETE (rules not evaluated) in amber.
+STATUS_CSS_COLORS = _css_colors()
+
+
+def status_css_color(status):
+    """CSS colour of an overall status ('PASS', 'FAIL', 'INCOMPLETE'; grey for anything else)."""
+    return STATUS_CSS_COLORS.get(str(status), STATUS_CSS_COLORS["N/A"])
+
+
+def status_lines(result):
+    """Lines of the panel's result summary: the overall status and why it is INCOMPLETE, the
+    rules' one-line summary, explicit choices (an LSF of 0 given on purpose...), the device that
+    computed the dose, and the engine's warnings (scope warnings among them)."""
+    lines = [f"Overall: {getattr(result, 'overall_status', 'N/A')}"]
+    lines += [f"Not evaluated: {reason}" for reason in (getattr(result, "incomplete_reasons", None) or [])]
+    lines.append(summary_line(result.evaluations, getattr(result, "input_reasons", None) or (), with_reasons=False))
+    lines += [f"Explicit choice: {c}" for c in (getattr(result, "explicit_choices", None) or [])]
+    device = (getattr(result, "summary", None) or {}).get("dose_device")
+    if device:
+        lines.append(f"Dose computed on: {device}")
+    return lines + [f"Warning: {w}" for w in result.warnings]
 
 
 # -- tables ----------------------------------------------------------------------------------------

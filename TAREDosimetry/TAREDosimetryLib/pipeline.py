@@ -491,10 +491,12 @@ def _region_result(sampler, maps, region, name, role, params):
     return metrics, dvh
 
 
-def segment_results_step(segmentation, sampler, maps, roles, params):
-    """One :class:`SegmentResult` per measured segment (the lungs of the LSF model excepted)."""
+def segment_results_step(segmentation, sampler, maps, roles, params, progress=None):
+    """One :class:`SegmentResult` per measured segment (the lungs of the LSF model excepted).
+    ``progress(fraction, message)`` is called before each segment (a caller may stop there)."""
     results = []
-    for n in roles.used:
+    for i, n in enumerate(roles.used):
+        _progress(progress, i / max(len(roles.used), 1), f"metrics and DVH: {n}")
         role = roles.role_of[n]
         if roles.lung_from == "lsf" and role == "lung":
             continue
@@ -687,7 +689,8 @@ def run_case(
     clock.lap("dose")
     _progress(progress, 0.7, "metrics and DVH")
     maps = sample_maps(sampler, dose, density, activity_gbq, params, _pct_denominator_gbq(summary, activity_gbq))
-    results = segment_results_step(segmentation, sampler, maps, case_roles, params)
+    results = segment_results_step(segmentation, sampler, maps, case_roles, params,
+                                   progress=None if progress is None else (lambda f, m: progress(0.7 + 0.25 * f, m)))
     lung_step(segmentation, sampler, maps, case_roles, params, ct, results, summary, warnings)
     partial_volume_step(results, sampler, params, warnings)
     tn_ratio_step(results, summary)

@@ -78,9 +78,12 @@ def run_manifest(manifest, out_dir, rules=None, defaults=None, overwrite=False, 
 
     def runCase(case, params, caseRules, dest, caseOverwrite, caseReport):
         try:
+            # Images (files or DICOM series folders) and segments are read by the engine's readers, as the
+            # command line reads them; the nodes are removed after the case.
             return logic.runFromFiles(
                 case["image"], case["segmentation"], ctPath=case["ct"], params=params, roles=case["roles"],
                 rules=caseRules, outDir=dest, labelNames=case["labels"], report=caseReport, overwrite=caseOverwrite,
+                caseName=case.get("case_id", ""),
             )
         finally:
             slicer.app.processEvents()

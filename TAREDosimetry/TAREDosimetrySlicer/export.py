@@ -1,69 +1,57 @@
-"""Writing a result folder from Slicer, and the optional packages it needs (installed with the user's consent)."""
+"""Writing a case's result folder from Slicer: into ``<folder>/<case name>/``, from the result kept in the scene.
 
-import importlib
-import importlib.util
-import logging
+The result comes from the scene (``cases.CaseOutputs.resultFromScene``), so Export works after the
+scene was saved and reloaded; the report's background image and segment contours come from the
+case's input nodes.  Messages use the panel's words.
+"""
 
-import slicer
+import os
+
 from slicer.i18n import tr as _
 
+from TAREDosimetryLib import panel
 from TAREDosimetryLib.errors import InputError
-
-
-def _hasPackagingModule() -> bool:
-    """True where Slicer has ``slicer.packaging`` (pip_ensure; Slicer 5.12 and later)."""
-    return importlib.util.find_spec("slicer.packaging") is not None
 
 
 class ResultExport:
     """The engine's result files (metrics, DVH, report, dose) written from the Slicer logic."""
 
     @staticmethod
-    def ensureReportDependencies(askUser: bool = True) -> bool:
-        """True when matplotlib (report figures) is importable; offers to install it when ``askUser``."""
-        try:
-            import matplotlib  # noqa: F401
-
-            return True
-        except ImportError:
-            pass
-        if not askUser or slicer.app.testingEnabled():
-            logging.warning("TAREDosimetry: matplotlib is not installed; the report is skipped (metrics and DVH tables are written)")
-            return False
-        if _hasPackagingModule():  # Slicer >= 5.12
-            # importlib, not "import slicer.packaging": that statement would make "slicer" a local name
-            # of this whole function (UnboundLocalError at slicer.app above).
-            packaging = importlib.import_module("slicer.packaging")
-            try:
-                packaging.pip_ensure(["matplotlib>=3.5"], requester="TAREDosimetry")
-            except RuntimeError:  # the user declined the installation: export without the report
-                return False
-        elif slicer.util.confirmOkCancelDisplay(_("The HTML report needs the Python package matplotlib. Install it now?")):
-            slicer.util.pip_install("matplotlib>=3.5")
-        else:
-            return False
-        try:
-            import matplotlib  # noqa: F401
-
-            return True
-        except ImportError:
-            return False
-
-    @staticmethod
     def exportResults(result, outDir: str, report: bool = True, overwrite: bool = False, inputs=None) -> str:
-        """Write the engine's outputs (metrics CSV/JSON, DVH, report, dose file) to ``outDir``.
+        """Write the engine's outputs (metrics CSV/JSON, DVH, report, dose file) into the folder ``outDir`` itself.
 
         inputs : {'activity', 'segmentation', 'ct'} engine objects of the run (report slices), optional.
         """
         if result is None:
-            raise InputError("no result to export: run the calculation first")
-        if not outDir or str(outDir) in (".", ""):
-            raise InputError("choose an output folder first")
-        try:
-            from TAREDosimetryLib.reporting.outputs import write_outputs
-        except ImportError as exc:
-            raise InputError(f"this engine version cannot write outputs ({exc})") from None
+            raise InputError(_("There is no result to export: press Apply first."))
+        if not outDir or str(outDir).strip() in (".", ""):
+            raise InputError(_("Choose an output folder in Export first."))
+        from TAREDosimetryLib.reporting.outputs import write_outputs
+
         inputs = inputs or {}
-        write_outputs(result, str(outDir), overwrite=overwrite, report=report,
-                      background=inputs.get("ct") or inputs.get("activity"), segmentation=inputs.get("segmentation"))
+        background = inputs.get("ct") if inputs.get("ct") is not None else inputs.get("activity")
+        try:
+            write_outputs(result, str(outDir), overwrite=overwrite, report=report, background=background,
+                          segmentation=inputs.get("segmentation"))
+        except InputError as exc:
+            raise InputError(ResultExport.panelWords(str(exc))) from None
         return str(outDir)
+
+    @staticmethod
+    def panelWords(message: str) -> str:
+        """An engine message about the output folder in the panel's words (no command-line options)."""
+        text = message.replace("--out ", "").replace("add --overwrite", "tick 'Overwrite existing files'")
+        return text.replace("--overwrite", "'Overwrite existing files'")
+
+    def exportCase(self, pn, report: bool = True) -> str:
+        """Export the panel's case into ``<export folder>/<case name>/``; returns that folder."""
+        reason = self.whyResultNotCurrent(pn.resultRecord, self.inputsSignature(pn))
+        if reason:
+            raise InputError(_("Export is not possible: {reason}").format(reason=reason))
+        result = self.resultFromScene(pn.resultRecord, pn.doseVolume)
+        folder = panel.case_export_folder(str(pn.exportDirectory) if pn.exportDirectory else "", self.caseNameOf(pn))
+        inputs = {"segmentation": self.segmentationFromNode(pn.segmentation)}
+        background = pn.ctVolume or pn.activityVolume
+        inputs["ct" if pn.ctVolume is not None else "activity"] = self.volumeFromNode(background)
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        return self.exportResults(result, folder, report=report, overwrite=pn.exportOverwrite, inputs=inputs)

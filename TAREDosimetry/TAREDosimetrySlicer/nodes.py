@@ -1,6 +1,8 @@
-"""MRML nodes to engine objects: volumes and segmentations as engine Volumes (LPS) and Segmentations.
+"""MRML nodes to engine objects: volumes as engine Volumes (LPS), the candidates for the SPECT/PET
+selector, and removal of temporary nodes with what only they use.
 
-Mixed into ``TAREDosimetryLogic``; every method works on nodes of the current scene.
+Mixed into ``TAREDosimetryLogic``; every method works on nodes of the current scene.  Segmentations
+are read in :mod:`.segmentread`.
 """
 
 import numpy as np
@@ -10,7 +12,6 @@ import slicer
 
 from TAREDosimetryLib import mrmlconvert as mc
 from TAREDosimetryLib.errors import InputError
-from TAREDosimetryLib.imaging.segmentation import Segmentation
 from TAREDosimetryLib.volume import Volume
 
 
@@ -18,27 +19,47 @@ class NodeConversion:
     """Nodes -> engine objects, and removal of temporary nodes with what only they use."""
 
     @staticmethod
-    def _checkNoTransform(node, what: str) -> None:
-        if node is not None and node.GetParentTransformNode() is not None:
-            raise InputError(f"{what} '{node.GetName()}' is under a transform; harden the transform (Data module) before computing dose")
+    def transformNote(node, what: str) -> str:
+        """'' for a node in world coordinates, else how its parent transform is taken into account."""
+        parent = node.GetParentTransformNode() if node is not None else None
+        if parent is None:
+            return ""
+        how = "applied to its geometry (linear, exact)" if parent.IsTransformToWorldLinear() else \
+            "applied by resampling a hardened copy (non-linear)"
+        return f"{what} '{node.GetName()}' is under the transform '{parent.GetName()}': {how}"
 
-    @staticmethod
-    def volumeFromNode(volumeNode, name: str = "", unit: str = "") -> Volume:
-        """An engine Volume (LPS) with a float32 copy of the node's voxels."""
+    def volumeFromNode(self, volumeNode, name: str = "", unit: str = "") -> Volume:
+        """An engine Volume (LPS, world coordinates) with a float32 copy of the node's voxels.
+
+        A parent transform is used, never refused: a linear one is folded into the geometry (no
+        resampling); a non-linear one is applied to a hardened copy (removed afterwards)."""
         if volumeNode is None or volumeNode.GetImageData() is None:
             raise InputError(f"volume {name or '(none)'} has no image data")
+        parent = volumeNode.GetParentTransformNode()
+        if parent is not None and not parent.IsTransformToWorldLinear():
+            return self._volumeFromHardenedCopy(volumeNode, name, unit)
         array = np.array(slicer.util.arrayFromVolume(volumeNode), dtype=np.float32, copy=True)
         if array.ndim != 3:
             raise InputError(f"volume '{volumeNode.GetName()}' must be a 3-D scalar volume, got array shape {array.shape}")
-        grid = NodeConversion._gridOfNode(volumeNode, array.shape)
-        return Volume(array, grid=grid, name=name or volumeNode.GetName(), unit=unit)
-
-    @staticmethod
-    def _gridOfNode(volumeNode, shape):
-        """Engine Grid (LPS) of a volume node whose voxel array has ``shape`` (k, j, i)."""
         ijkToRas = vtk.vtkMatrix4x4()
         volumeNode.GetIJKToRASMatrix(ijkToRas)
-        return mc.grid_from_ijk_to_ras(slicer.util.arrayFromVTKMatrix(ijkToRas), shape)
+        m = slicer.util.arrayFromVTKMatrix(ijkToRas)
+        if parent is not None:
+            toWorld = vtk.vtkMatrix4x4()
+            parent.GetMatrixTransformToWorld(toWorld)
+            m = mc.compose_ras(slicer.util.arrayFromVTKMatrix(toWorld), m)
+        grid = mc.grid_from_ijk_to_ras(m, array.shape)
+        return Volume(array, grid=grid, name=name or volumeNode.GetName(), unit=unit)
+
+    def _volumeFromHardenedCopy(self, volumeNode, name, unit):
+        clone = slicer.modules.volumes.logic().CloneVolume(slicer.mrmlScene, volumeNode, "__TAREDosimetry_hardened__")
+        try:
+            clone.SetAndObserveTransformNodeID(volumeNode.GetParentTransformNode().GetID())
+            if not slicer.vtkSlicerTransformLogic.hardenTransform(clone):
+                raise InputError(f"the transform of '{volumeNode.GetName()}' could not be applied; harden it in the Data module")
+            return self.volumeFromNode(clone, name=name or volumeNode.GetName(), unit=unit)
+        finally:
+            self._removeWithChildren(clone)
 
     @staticmethod
     def segmentNames(segmentationNode) -> list:
@@ -50,46 +71,21 @@ class NodeConversion:
         seg = segmentationNode.GetSegmentation()
         return [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
 
-    def segmentationFromNode(self, segmentationNode) -> Segmentation:
-        """Engine Segmentation: one mask per segment (overlaps kept) on the segmentation's own
-        geometry, cropped to the union of all segments."""
-        import vtkSegmentationCorePython as vtkSegmentationCore
+    @staticmethod
+    def activityCandidates() -> list:
+        """Scalar volumes of the scene as ``panel.pick_activity_volume`` candidates (DICOM modality from
+        the subject hierarchy; label maps, dose volumes and this module's outputs excluded)."""
+        from .outputnodes import DOSE_VOLUME_ATTRIBUTE, OUTPUT_ROLE_ATTRIBUTE
 
-        seg = segmentationNode.GetSegmentation()
-        ids = self._segmentIds(segmentationNode)
-        if not ids:
-            raise InputError(f"segmentation '{segmentationNode.GetName()}' has no segments")
-        names = [seg.GetSegment(i).GetName() for i in ids]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise InputError(f"segment names must be unique; repeated: {', '.join(dup)}")
-        idArray = vtk.vtkStringArray()
-        for i in ids:
-            idArray.InsertNextValue(i)
-        # A merged labelmap only fixes the common geometry (union of the segments); each mask is
-        # then exported on it separately so that overlapping segments stay whole.
-        geometryNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__TAREDosimetry_geometry__")
-        try:
-            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                segmentationNode, idArray, geometryNode, None, vtkSegmentationCore.vtkSegmentation.EXTENT_UNION_OF_EFFECTIVE_SEGMENTS
-            ):
-                raise InputError(f"segments of '{segmentationNode.GetName()}' could not be exported as a label map")
-            shape = slicer.util.arrayFromVolume(geometryNode).shape
-            grid = self._gridOfNode(geometryNode, shape)
-            masks, colors, segIds = {}, {}, {}
-            for segmentId, name in zip(ids, names):
-                mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentId, geometryNode)
-                if mask.shape != shape:
-                    raise InputError(f"segment {name!r}: exported mask shape {mask.shape} differs from the common geometry {shape}")
-                masks[name] = mask != 0
-                colors[name] = tuple(seg.GetSegment(segmentId).GetColor())
-                segIds[name] = segmentId
-        finally:
-            # The export made a colour table of its own for this label map: remove it with the node.
-            if geometryNode.GetDisplayNode() and geometryNode.GetDisplayNode().GetColorNode():
-                slicer.mrmlScene.RemoveNode(geometryNode.GetDisplayNode().GetColorNode())
-            self._removeWithChildren(geometryNode)
-        return Segmentation.from_masks(masks, grid, colors=colors, ids=segIds, source=segmentationNode.GetName())
+        shNode = slicer.mrmlScene.GetSubjectHierarchyNode()
+        out = []
+        for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode"):
+            item = shNode.GetItemByDataNode(node) if shNode else 0
+            modality = shNode.GetItemAttribute(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMSeriesModalityAttributeName()) if item else ""
+            excluded = (node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetAttribute(DOSE_VOLUME_ATTRIBUTE) is not None
+                        or node.GetAttribute(OUTPUT_ROLE_ATTRIBUTE) is not None)
+            out.append({"id": node.GetID(), "name": node.GetName(), "modality": modality or "", "excluded": excluded})
+        return out
 
     @staticmethod
     def _removeWithChildren(node) -> None:

@@ -1,6 +1,13 @@
-"""Engine results to MRML nodes: the dose volume (tagged for SlicerRT), tables, the DVH chart, PASS/FAIL colours.
+"""Engine results to MRML nodes: the dose volume (Gy, tagged for SlicerRT), tables, the DVH chart,
+PASS/FAIL colours; all named after their case and grouped under the case's study.
 
 Mixed into ``TAREDosimetryLogic``; output nodes given in ``outputs`` are re-used, missing ones created.
+
+SlicerRT reads a dose volume's unit from the study that holds it in the subject hierarchy
+(``DicomRtImport.DoseUnitName`` of the study item: DVH axis "Dose [GY]", Isodose in Gy only for
+"GY", the code its DICOM RT import writes), so the dose is placed under the SPECT/PET's study (a
+new patient and study named after the case when the input has none) and the study is given the
+unit when it has none.
 """
 
 import json
@@ -11,43 +18,74 @@ import vtk
 import slicer
 
 from TAREDosimetryLib import mrmlconvert as mc
+from TAREDosimetryLib.reporting.tables import column_title
 from TAREDosimetryLib.volume import Volume
 
 #: Attribute SlicerRT uses to recognise dose volumes (vtkSlicerRtCommon::IsDoseVolumeNode).
 DOSE_VOLUME_ATTRIBUTE = "DicomRtImport.DoseVolume"
+#: Study-item attributes SlicerRT reads for the dose unit and its scaling (vtkSlicerRtCommon.cxx).
+DOSE_UNIT_NAME_ATTRIBUTE = "DicomRtImport.DoseUnitName"
+DOSE_UNIT_VALUE_ATTRIBUTE = "DicomRtImport.DoseUnitValue"
+#: The unit code SlicerRT's DICOM RT import writes (DoseUnits "GY") and its Isodose module recognises.
+DOSE_UNIT_NAME = "GY"
 #: Colour table SlicerRT's Isodose logic creates for dose volumes (vtkSlicerRtCommon::DEFAULT_DOSE_COLOR_TABLE_NAME).
 SLICERRT_DOSE_COLOR_TABLE_NAME = "Dose_ColorTable"
 #: Built-in Slicer colour table used when SlicerRT is not installed (Base/Logic/Resources/ColorFiles).
 FALLBACK_DOSE_COLOR_NODE_ID = "vtkMRMLColorTableNodeFileColdToHotRainbow.txt"
 #: Segmentation node attribute listing the segment IDs coloured by PASS/FAIL (so only those are restored).
 STATUS_COLORED_ATTRIBUTE = "TAREDosimetry.StatusColoredSegmentIDs"
+#: Attributes of every output node: which output it is, of which case, from which SPECT/PET node.
+OUTPUT_ROLE_ATTRIBUTE = "TAREDosimetry.Output"
+CASE_NAME_ATTRIBUTE = "TAREDosimetry.Case"
+CASE_ACTIVITY_ATTRIBUTE = "TAREDosimetry.CaseActivityNodeID"
+#: Output keys, in the order the panel lists them, and how a new node of each is named.
+OUTPUT_NAMES = {
+    "doseVolume": "{case} dose (Gy)", "statusTable": "{case} TARE status", "metricsTable": "{case} TARE metrics", "evaluationTable": "{case} TARE thresholds",
+    "dvhTable": "{case} DVH", "dvhThresholdTable": "{case} DVH thresholds", "dvhChart": "{case} DVH chart",
+    "resultRecord": "{case} TARE result",
+}
 
 
 class OutputNodes:
     """Result nodes of a run and how they are shown."""
 
-    def updateOutputNodes(self, result, activityNode, outputs: dict) -> None:
-        base = activityNode.GetName()
-        outputs["doseVolume"] = self.updateDoseVolumeNode(result.dose_gy, outputs.get("doseVolume"), f"{base} dose (Gy)")
-        outputs["statusTable"] = self._updateTable(outputs.get("statusTable"), f"{base} TARE status", mc.case_status_columns(result))
+    def updateOutputNodes(self, result, activityNode, outputs: dict, caseName: str) -> None:
+        """Dose volume, case status, metrics and threshold tables, DVH table and chart of ``result``, in ``outputs``."""
+        outputs["doseVolume"] = self.updateDoseVolumeNode(result.dose_gy, outputs.get("doseVolume"),
+                                                          OUTPUT_NAMES["doseVolume"].format(case=caseName))
+        outputs["statusTable"] = self._updateTable(
+            outputs.get("statusTable"), OUTPUT_NAMES["statusTable"].format(case=caseName), mc.case_status_columns(result))
         status = mc.segment_status(result.evaluations)
         outputs["metricsTable"] = self._updateTable(
-            outputs.get("metricsTable"), f"{base} TARE metrics", mc.metrics_columns(result.segments, status))
+            outputs.get("metricsTable"), OUTPUT_NAMES["metricsTable"].format(case=caseName), mc.metrics_columns(result.segments, status))
         outputs["evaluationTable"] = self._updateTable(
-            outputs.get("evaluationTable"), f"{base} TARE thresholds", mc.evaluation_columns(result.evaluations))
-        self.updateDvhNodes(result, outputs, base)
+            outputs.get("evaluationTable"), OUTPUT_NAMES["evaluationTable"].format(case=caseName), mc.evaluation_columns(result.evaluations))
+        self.updateDvhNodes(result, outputs, caseName)
+
+    @staticmethod
+    def tagOutputs(outputs: dict, activityNode, caseName: str) -> None:
+        """Mark each output node with its role, its case and the case's SPECT/PET node (saved with the scene)."""
+        for key, node in outputs.items():
+            if node is not None:
+                node.SetAttribute(OUTPUT_ROLE_ATTRIBUTE, key)
+                node.SetAttribute(CASE_NAME_ATTRIBUTE, caseName)
+                node.SetAttribute(CASE_ACTIVITY_ATTRIBUTE, activityNode.GetID())
 
     def _newNode(self, className: str, name: str):
         return slicer.mrmlScene.AddNewNodeByClass(className, slicer.mrmlScene.GenerateUniqueName(name))
 
     def updateDoseVolumeNode(self, doseGy: Volume, doseNode=None, name: str = "dose (Gy)"):
-        """Write the dose (Gy) into ``doseNode`` (created when None), tagged as a SlicerRT dose volume."""
+        """Write the dose (Gy) into ``doseNode`` (created when None): voxel units Gy, tagged as a SlicerRT
+        dose volume, dose colours, a window from 0 to the 99.5th percentile, a colour legend."""
         if doseNode is None:
             doseNode = self._newNode("vtkMRMLScalarVolumeNode", name)
         slicer.util.updateVolumeFromArray(doseNode, np.ascontiguousarray(doseGy.array, dtype=np.float32))
         doseNode.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(mc.ijk_to_ras_from_grid(doseGy.grid)))
         doseNode.SetAttribute(DOSE_VOLUME_ATTRIBUTE, "1")
         doseNode.SetAttribute("TAREDosimetry.Unit", "Gy")
+        units = slicer.vtkCodedEntry()
+        units.SetValueSchemeMeaning("Gy", "UCUM", "Gy")
+        doseNode.SetVoxelValueUnits(units)
         if doseNode.GetDisplayNode() is None:
             doseNode.CreateDefaultDisplayNodes()
         display = doseNode.GetDisplayNode()
@@ -80,11 +118,13 @@ class OutputNodes:
         return slicer.modules.colors.logic().GetColorTableNodeID(slicer.vtkMRMLColorTableNode.Rainbow)
 
     def _updateTable(self, tableNode, name: str, columns):
-        """Replace the table's columns with ``[(name, unit, values), ...]`` (strings or floats)."""
+        """Replace the table's columns with ``[(name, unit, values), ...]`` (strings or floats); locked,
+        with readable column titles ("mean (Gy)") as headers."""
         if tableNode is None:
             tableNode = self._newNode("vtkMRMLTableNode", name)
         wasModified = tableNode.StartModify()
         try:
+            tableNode.SetLocked(False)
             tableNode.RemoveAllColumns()
             for colName, unit, values in columns:
                 if values and all(isinstance(v, str) for v in values):
@@ -97,9 +137,11 @@ class OutputNodes:
                         array.InsertNextValue(float(v))
                 array.SetName(colName)
                 tableNode.AddColumn(array)
+                tableNode.SetColumnTitle(colName, column_title(colName))
                 if unit:
                     tableNode.SetColumnUnitLabel(colName, unit)
-            tableNode.SetUseColumnNameAsColumnHeader(True)
+            tableNode.SetUseColumnTitleAsColumnHeader(True)
+            tableNode.SetLocked(True)  # results are not for editing
         finally:
             tableNode.EndModify(wasModified)
         return tableNode
@@ -108,7 +150,7 @@ class OutputNodes:
         """DVH table (dose + one volume column per segment), threshold lines, and a chart."""
         dose, curves = mc.dvh_columns(result.segments, step_gy=max(result.params.dvh_curve_step_gy, 0.5))
         columns = [("dose_gy", "Gy", list(dose))] + [(name, "%", list(vol)) for name, _seg, vol in curves]
-        dvhTable = self._updateTable(outputs.get("dvhTable"), f"{base} DVH", columns)
+        dvhTable = self._updateTable(outputs.get("dvhTable"), OUTPUT_NAMES["dvhTable"].format(case=base), columns)
         outputs["dvhTable"] = dvhTable
         lines = mc.threshold_lines_gy(result.rules)
         lineColumns = []
@@ -117,12 +159,12 @@ class OutputNodes:
             lineColumns.append((f"threshold{n}_pct", "%", [0.0, 100.0]))
         if not lineColumns:
             lineColumns = [("threshold_none_gy", "Gy", [0.0, 0.0]), ("threshold_none_pct", "%", [0.0, 0.0])]
-        lineTable = self._updateTable(outputs.get("dvhThresholdTable"), f"{base} DVH thresholds", lineColumns)
+        lineTable = self._updateTable(outputs.get("dvhThresholdTable"), OUTPUT_NAMES["dvhThresholdTable"].format(case=base), lineColumns)
         outputs["dvhThresholdTable"] = lineTable
 
         chart = outputs.get("dvhChart")
         if chart is None:
-            chart = self._newNode("vtkMRMLPlotChartNode", f"{base} DVH")
+            chart = self._newNode("vtkMRMLPlotChartNode", OUTPUT_NAMES["dvhChart"].format(case=base))
         # Re-running replaces this chart's series instead of adding more.
         old = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
         chart.RemoveAllPlotSeriesNodeIDs()

@@ -11,6 +11,9 @@ without it.
 
 import functools
 import os
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import scipy.fft
@@ -18,7 +21,10 @@ import scipy.fft
 from ..errors import GPUUnavailableError, InputError
 from ..params import DEVICES
 
-__all__ = ["DEVICES", "Backend", "get_backend", "gpu_status", "cpu_workers", "next_fast_len"]
+__all__ = [
+    "DEVICES", "Backend", "get_backend", "gpu_status", "cpu_workers", "next_fast_len", "reset_gpu_probe",
+    "parse_nvidia_smi_cuda_version", "nvidia_driver_cuda_version", "cupy_requirement",
+]
 
 
 def cpu_workers():
@@ -194,3 +200,45 @@ def get_backend(device="auto"):
     if device == "gpu":
         raise GPUUnavailableError(f"device='gpu' was asked for but no GPU is usable: {_probe_cupy()[1]}. Use device='cpu' or 'auto'.")
     return _cpu_backend()
+
+
+def reset_gpu_probe():
+    """Forget the cached GPU probe (after CuPy was installed in this session)."""
+    _probe_cupy.cache_clear()
+    _gpu_backend.cache_clear()
+    nvidia_driver_cuda_version.cache_clear()
+
+
+def parse_nvidia_smi_cuda_version(text):
+    """(major, minor) of the CUDA version the NVIDIA driver supports, from ``nvidia-smi`` output
+    ("... CUDA Version: 12.4 ..."), or None when it does not say."""
+    m = re.search(r"CUDA Version:\s*(\d+)\.(\d+)", str(text or ""))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+@functools.lru_cache(maxsize=1)
+def nvidia_driver_cuda_version():
+    """(major, minor) CUDA version of the installed NVIDIA driver (``nvidia-smi``), or None when
+    there is no NVIDIA GPU driver.  Runs nvidia-smi once per session (5 s time-out)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=5, check=False,
+                             universal_newlines=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_nvidia_smi_cuda_version(out)
+
+
+def cupy_requirement(cuda_version):
+    """The CuPy wheel for a driver's CUDA version: 'cupy-cuda12x' (12.x and later), 'cupy-cuda11x'
+    (11.2 to 11.8), or None (no NVIDIA driver, or one too old for current CuPy wheels)."""
+    if cuda_version is None:
+        return None
+    major, minor = cuda_version
+    if major >= 12:
+        return "cupy-cuda12x"
+    if major == 11 and minor >= 2:
+        return "cupy-cuda11x"
+    return None

@@ -141,15 +141,19 @@ def _kernel_spectrum(k, padded, backend, dtype):
     return backend.rfftn(backend.asarray(wrapped), padded)
 
 
-def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32):
-    """sum_c kernel_c (*) array_c, 'same' size, zero-padded; returns a NumPy array of dtype."""
+def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None):
+    """sum_c kernel_c (*) array_c, 'same' size, zero-padded; returns a NumPy array of dtype.
+
+    ``progress(fraction, message)`` is called before each class's transforms and before the
+    inverse transform (fraction of this convolution, in [0, 1)); it may raise to stop the work."""
     shape = arrays[0].shape
     ks = [_crop_kernel(_check_kernel(k), shape) for k in kernel_list]
     halves = tuple(max(k.shape[a] // 2 for k in ks) for a in range(3))
     padded = _padded_shape(shape, halves)
     cdtype = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
     acc = None
-    for a, k in zip(arrays, ks):
+    for n, (a, k) in enumerate(zip(arrays, ks)):
+        _report(progress, n / (len(ks) + 1), f"FFT of density class {n + 1} of {len(ks)}")
         spec = _forward(backend.asarray(a, dtype=dtype), padded, backend)
         if spec.dtype != cdtype:
             spec = spec.astype(cdtype)
@@ -161,6 +165,7 @@ def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32):
         else:
             acc += spec
         del spec
+    _report(progress, len(ks) / (len(ks) + 1), "inverse FFT")
     result = _inverse(acc, shape, padded, backend)
     del acc
     result = backend.to_numpy(backend.xp.ascontiguousarray(result.astype(dtype, copy=False)))
@@ -274,18 +279,19 @@ def _activity_input(activity_gbq):
     return a
 
 
-def _convolved_activity(a, rho, spacing, radius_mm, backend, keep_out_of=None):
+def _convolved_activity(a, rho, spacing, radius_mm, backend, keep_out_of=None, progress=None):
     """sum_c f_c (*) A_c (GBq deposited-equivalent per voxel), float32, and class descriptions.
 
     keep_out_of : (Z, Y, X) bool ndarray, optional (the lung voxels of ``lung_mode='ldm'``):
         the part of each source's kernel that falls in these voxels, ``A_c (f_c (*) mask)`` (the
         kernels are mirror-symmetric, so the convolution is the correlation), is added back to
         the source voxel itself: that energy stays in tissue instead of being lost.
+    progress : callable(fraction, message), optional.
     """
     classes = _source_classes(a, rho, spacing, radius_mm)
     if not classes:
         return np.zeros(a.shape, np.float32), []
-    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32)
+    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32, progress=progress)
     if keep_out_of is not None:
         mask = keep_out_of.astype(np.float32)
         for source, fractions, _ in classes:
@@ -366,7 +372,8 @@ def dvk_dose_gy(
     a_nonnegative = bool(a.min() >= 0) if a.size else True
     a_conv = np.where(lung, np.float32(0), a) if lung is not None else a
     _report(progress, 0.2, "DVK: FFT convolution")
-    dose, _ = _convolved_activity(a_conv, rho, activity_gbq.spacing_mm, radius_mm, backend, keep_out_of=lung)
+    stage = None if progress is None else (lambda f, m: progress(0.2 + 0.7 * f, "DVK: " + m))
+    dose, _ = _convolved_activity(a_conv, rho, activity_gbq.spacing_mm, radius_mm, backend, keep_out_of=lung, progress=stage)
     del a_conv
     _report(progress, 0.9, "DVK: dose from energy")
 
