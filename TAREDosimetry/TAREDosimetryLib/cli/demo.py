@@ -17,11 +17,17 @@ def add_parser(sub):
 
 
 def main(args):
+    from ..reporting.resultfolder import reserve_output_dir
+
+    with reserve_output_dir(args.out, args.overwrite):  # refuse before any work; one writer at a time
+        return _demo(args)
+
+
+def _demo(args):
     from ..imaging.phantom import make_phantom
     from ..pipeline import run_case
-    from ..reporting.outputs import check_output_dir, write_outputs
+    from ..reporting.outputs import write_outputs
 
-    check_output_dir(args.out, args.overwrite)
     progress = progress_printer(args.quiet)
     progress(0.0, "building the synthetic patient")
     case = make_phantom(analytic=False, seed=args.seed)

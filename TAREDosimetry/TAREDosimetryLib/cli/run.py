@@ -50,11 +50,17 @@ def add_parser(sub):
 
 
 def main(args):
+    from ..reporting.resultfolder import reserve_output_dir
+
+    with reserve_output_dir(args.out, args.overwrite):  # refuse before any work; one writer at a time
+        return _run(args)
+
+
+def _run(args):
     from ..batch import run_case_files
     from ..evaluation.rules import load_rules
-    from ..reporting.outputs import check_output_dir, write_outputs
+    from ..reporting.outputs import write_outputs
 
-    check_output_dir(args.out, args.overwrite)  # refuse before any work
     params = params_from_args(args)
     roles = roles_from_args(args)
     rules = args.thresholds
