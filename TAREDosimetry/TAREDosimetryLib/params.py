@@ -43,6 +43,19 @@ def _check_number(name, value, lo=None, hi=None, lo_open=False, hi_open=False, a
         raise InputError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
 
 
+#: Coarsest DVH bin allowed, Gy: D_x and V_x from a binned DVH move by up to one bin width, and
+#: published thresholds are given to 1 Gy or better.
+MAX_DVH_BIN_WIDTH_GY = 5.0
+
+
+def _check_bin_width(width_gy):
+    if width_gy is not None and float(width_gy) > MAX_DVH_BIN_WIDTH_GY:
+        raise InputError(
+            f"dvh_bin_width_gy must be <= {MAX_DVH_BIN_WIDTH_GY:g} Gy (D and V metrics of a binned DVH move by up to one bin "
+            f"width; leave it unset for exact metrics), got {width_gy!r}"
+        )
+
+
 @dataclass(frozen=True)
 class DosimetryParams:
     """Everything that determines a result, with defaults from PHYSICS.md.
@@ -57,6 +70,8 @@ class DosimetryParams:
             stand for A_adm (1 - residual) (1 - LSF).
         hours_since_administration : scan time minus administration time (absolute calibration).
         image_decay_corrected : the absolute image is already decay-corrected to administration.
+        allow_negative : go on when negative voxels sum to more than 5 % of the positive total
+            (they are set to 0 either way; below 5 % a warning says how much was clipped).
     Dose
         method : 'ldm' (local deposition) or 'dvk' (dose-voxel-kernel convolution).
         device : 'auto', 'cpu' or 'gpu' (array backend for DVK).
@@ -88,6 +103,7 @@ class DosimetryParams:
     reference_region: str = "liver"
     hours_since_administration: float = 0.0
     image_decay_corrected: bool = False
+    allow_negative: bool = False
 
     method: str = "ldm"
     device: str = "auto"
@@ -131,6 +147,7 @@ class DosimetryParams:
         _check_number("dvk_radius_mm", self.dvk_radius_mm, lo=1.0, hi=50.0)
         _check_number("default_lung_mass_g", self.default_lung_mass_g, lo=0, lo_open=True)
         _check_number("dvh_bin_width_gy", self.dvh_bin_width_gy, lo=0, lo_open=True, allow_none=True)
+        _check_bin_width(self.dvh_bin_width_gy)
         _check_number("dvh_curve_step_gy", self.dvh_curve_step_gy, lo=0, lo_open=True)
         _check_number("eud_alpha_per_gy", self.eud_alpha_per_gy, lo=0, lo_open=True)
         _check_number("tumor_alpha_beta_gy", self.tumor_alpha_beta_gy, lo=0, lo_open=True)

@@ -40,6 +40,7 @@ __all__ = [
     "run_case",
     "CaseRoles",
     "check_inputs",
+    "check_not_label_map",
     "resolve_roles",
     "build_metrics_grid",
     "derive_normal_liver",
@@ -131,6 +132,24 @@ def check_inputs(activity, segmentation, ct, what):
             f"the segmentation ({segmentation.source or 'segments'}) holds no segments (e.g. a label map of zeros, "
             "or a label table that names none of its labels)"
         )
+    check_not_label_map(activity, segmentation, what)
+
+
+def check_not_label_map(activity, segmentation, what):
+    """Refuse an activity image that is a label layer of the segmentation (the label map given as
+    the SPECT/PET): same grid, the same voxel values, and at least two labels in it (a uniform
+    one-segment phantom equal to its mask is a legitimate test image)."""
+    if not activity.grid.same_as(segmentation.grid):
+        return
+    a = activity.array
+    for layer in segmentation.layers:
+        if layer.shape == a.shape and np.array_equal(a[:2], layer[:2]) and np.array_equal(a, layer):
+            if np.unique(layer[layer > 0]).size >= 2:
+                raise InputError(
+                    f"the {what} holds exactly the label values of the segmentation ({segmentation.source or 'segments'}) "
+                    "on its grid: was the label map given as the activity image? Give the SPECT/PET with --spect/--pet "
+                    "and the label map with --segmentation"
+                )
 
 
 def resolve_roles(segmentation, roles, params):
@@ -255,10 +274,10 @@ def activity_step(activity, sampler, roles, params, what, warnings):
     """
     agrid = activity.grid
     values, n_neg, neg_frac = act.clip_negative(activity)
-    if n_neg:
-        warnings.append(
-            f"{n_neg} negative voxel(s) in the {what} were set to 0 (they summed to {100 * neg_frac:.3g} % of the positive total)"
-        )
+    clipped = act.negative_voxels_warning(n_neg, neg_frac, float(values.sum(dtype=np.float64)), what,
+                                          allow=params.allow_negative)
+    if clipped:
+        warnings.append(clipped)
     conc_m = sampler.sample(Volume(values / np.float32(agrid.voxel_volume_ml), grid=agrid), "nearest")  # counts/mL
     total_image = float(values.sum(dtype=np.float64))
     if not total_image > 0:

@@ -65,7 +65,8 @@ def add_metric_options(p):
                    help="threshold preset (see 'tare-dosimetry presets'; default breast-liver-metastases) or a JSON/TOML rule file")
     g.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="reading the dose at segment voxels: nearest (default, exact partial-voxel handling) or linear")
-    g.add_argument("--dvh-bin-width-gy", type=float, default=None, help="bin width for D/V metrics (default: exact, sorted voxels)")
+    g.add_argument("--dvh-bin-width-gy", type=float, default=None,
+                   help="bin width for D/V metrics, at most 5 Gy (default: exact, from the sorted voxel doses)")
     g.add_argument("--prior-lung-dose-gy", type=float, default=None, help="lung dose of earlier treatments (cumulative lung rule)")
     g.add_argument("--params", metavar="JSON", default=None,
                    help="start from the parameters in a JSON file (a metrics.json of an earlier run, or a plain object)")
@@ -108,6 +109,8 @@ def params_from_args(args, base=None):
         changes["calibration"] = "relative"
     if getattr(args, "decay_corrected", False):
         changes["image_decay_corrected"] = True
+    if getattr(args, "allow_negative", False):
+        changes["allow_negative"] = True
     return p.replace(**changes) if changes else p
 
 

@@ -1,6 +1,9 @@
 """``tare-dosimetry run``: dosimetry of one case from image files."""
 
 import argparse
+import os
+
+from ..errors import InputError
 
 from ..params import REFERENCE_REGIONS
 from .common import (
@@ -43,6 +46,8 @@ def add_parser(sub):
     a.add_argument("--relative", action="store_true", help="relative calibration even for --pet")
     a.add_argument("--hours-since-administration", type=float, help="scan time minus administration time, h (absolute)")
     a.add_argument("--decay-corrected", action="store_true", help="the Bq/mL image is already decay-corrected to administration")
+    a.add_argument("--allow-negative", action="store_true",
+                   help="go on when negative voxels sum to more than 5 %% of the positive total (they are set to 0)")
     add_dose_options(run)
     add_metric_options(run)
     add_output_options(run)
@@ -56,11 +61,22 @@ def main(args):
         return _run(args)
 
 
+def _same_file(a, b):
+    try:
+        return bool(a and b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _run(args):
     from ..batch import run_case_files
     from ..evaluation.rules import load_rules
     from ..reporting.outputs import write_outputs
 
+    image_option = "--pet" if args.pet else "--spect"
+    if _same_file(args.spect or args.pet, args.segmentation):
+        raise InputError(f"{image_option} and --segmentation name the same file ({args.segmentation}): give the activity "
+                         "image (SPECT/PET) and the segments separately")
     params = params_from_args(args)
     roles = roles_from_args(args)
     rules = args.thresholds

@@ -52,7 +52,7 @@ class Rule:
     metric: str = "mean_gy"
     comparison: str = ">"
     threshold: float = 0.0
-    unit: str = "Gy"
+    unit: str = ""  # empty: the metric's own unit (Gy, %, mL, g, GBq; none for tn_ratio)
     label: str = ""
     source: str = ""
     segment: str = ""
@@ -77,6 +77,8 @@ class Rule:
                 f"rule {self.label or self.metric!r}: unknown metric {self.metric!r}; use e.g. mean_gy, median_gy, "
                 "max_gy, d70_gy, v100_pct, eud_gy, bed_gy, tn_ratio, cumulative_mean_gy, D70, V100Gy"
             )
+        _check_metric_level(self.metric)
+        object.__setattr__(self, "unit", _checked_unit(self.metric, self.unit))
         if self.kind not in ("efficacy", "safety"):
             raise InputError(f"rule {self.label or self.metric!r}: kind must be 'efficacy' or 'safety', got {self.kind!r}")
         if not self.label:
@@ -95,6 +97,52 @@ _PLAIN_METRICS = {
     "mean_gy", "median_gy", "sd_gy", "min_gy", "max_gy", "eud_gy", "bed_gy", "tn_ratio",
     "cumulative_mean_gy", "volume_ml", "mass_g", "activity_gbq", "activity_pct",
 }
+
+
+#: Unit of each metric family, and the spellings a rule may give for it.
+_UNIT_SPELLINGS = {
+    "Gy": ("gy",), "%": ("%", "pct", "percent"), "mL": ("ml", "cc", "cm3"), "g": ("g",), "GBq": ("gbq",),
+    "": ("", "ratio", "-", "1", "none"),
+}
+_PLAIN_UNITS = {"volume_ml": "mL", "mass_g": "g", "activity_gbq": "GBq", "activity_pct": "%", "tn_ratio": ""}
+
+
+def metric_unit(metric):
+    """The unit of a rule metric: 'Gy' (doses, D_x), '%' (v<x>_pct, V<x>Gy, activity_pct),
+    'mL' (v<x>_ml, volume_ml), 'g', 'GBq', or '' (tn_ratio)."""
+    m = str(metric)
+    if m in _PLAIN_UNITS:
+        return _PLAIN_UNITS[m]
+    if m.endswith("_gy"):
+        return "Gy"
+    if re.fullmatch(r"v\d+(\.\d+)?_(pct|ml)", m):
+        return "%" if m.endswith("_pct") else "mL"
+    parsed = parse_metric(m)
+    return "Gy" if parsed is None or parsed[0] == "D" else "%"
+
+
+def _checked_unit(metric, unit):
+    """The canonical spelling of ``unit``, which must be the unit of ``metric`` (empty: that unit)."""
+    expected = metric_unit(metric)
+    given = str(unit or "").strip()
+    if not given:
+        return expected
+    if given.lower() in _UNIT_SPELLINGS[expected]:
+        return expected
+    what = {"Gy": "a dose", "%": "a percentage", "mL": "a volume", "g": "a mass", "GBq": "an activity", "": "a ratio"}[expected]
+    raise InputError(
+        f"unit {given!r} does not match metric {metric!r}, which is {what}" + (f" in {expected}" if expected else " (no unit)")
+        + "; correct the unit or the metric"
+    )
+
+
+def _check_metric_level(metric):
+    """D_x needs x within 0-100 % (d200_gy asks for the dose to twice the volume)."""
+    m = re.fullmatch(r"d(\d+(?:\.\d+)?)_gy", str(metric))
+    parsed = parse_metric(metric)
+    level = float(m.group(1)) if m else parsed[1] if parsed and parsed[0] == "D" and parsed[2] == "%" else None
+    if level is not None and level > 100:
+        raise InputError(f"metric {metric!r} asks for the dose to {level:g} % of the volume; D levels are within 0-100 %")
 
 
 def _metric_known(metric):
