@@ -22,6 +22,7 @@ from dataclasses import fields
 
 from .errors import InputError, TAREDosimetryError
 from .imaging.images import read_image
+from .imaging.provenance import input_record
 from .imaging.segmentation_io import read_segmentation
 from .params import DosimetryParams
 from .pipeline import run_case
@@ -181,13 +182,8 @@ def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, par
         if progress:
             progress(0.0, f"reading CT {ct}")
         ct_vol = read_image(ct, what="CT image")
-    info = {
-        "activity_image": os.path.abspath(str(image)),
-        "modality": modality,
-        "segmentation": os.path.abspath(str(segmentation)),
-        "ct": os.path.abspath(str(ct)) if ct else None,
-        "activity_unit": act.unit or None,
-    }
+    info = input_record(image, segmentation, ct=ct, labels=labels, modality=modality, activity_unit=act.unit,
+                        label_names=seg.label_names)
     result = run_case(act, seg, params=params, roles=roles, ct=ct_vol, rules=rules, inputs=info, progress=progress)
     return result, {"activity": act, "segmentation": seg, "ct": ct_vol}
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from .dose import activity as act
 from .dose.density import density_map_g_ml
-from .dose.dosemap import dose_map_gy
+from .dose.dosemap import dose_computation_record, dose_map_gy
 from .errors import GeometryError, InputError
 from .evaluation.lung import MIN_PLAUSIBLE_LUNG_MASS_G, lsf_lung_mass_g
 from .evaluation.metrics import segment_metrics, uniform_metrics
@@ -544,6 +544,7 @@ def run_case(
         segments=results, evaluations=evaluations, warnings=warnings, summary=summary,
         inputs=dict(inputs or {}, roles=dict(case_roles.role_of), derived_normal_liver=case_roles.derived),
         metrics_grid=sampler.describe(), timings_s=clock.timings,
+        computation=dose_computation_record(params, "given" if dose_gy is not None else "dose function" if dose_function else "computed"),
     )
 
 

@@ -5,7 +5,7 @@ One module per command (:data:`COMMANDS`), each with ``add_parser(subparsers)`` 
 
 Exit status: 0 success; 2 bad input (one-line message naming the file or option);
 1 unexpected error (message, and the traceback with --debug); 3 in ``batch`` when some
-cases failed (the others are written); 128 + the signal number when stopped by Ctrl-C (130),
+cases failed (the others are written); 4 in ``rerun`` when the result was not reproduced; 128 + the signal number when stopped by Ctrl-C (130),
 SIGTERM (143) or SIGHUP (129): nothing half-written is left behind.
 """
 
@@ -22,7 +22,7 @@ from .common import EPILOG
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Command name -> module of this package (in the order ``--help`` lists them).
-COMMANDS = {"run": "run", "demo": "demo", "batch": "batch", "presets": "presets"}
+COMMANDS = {"run": "run", "demo": "demo", "batch": "batch", "rerun": "rerun", "presets": "presets"}
 
 
 def _command_module(name):

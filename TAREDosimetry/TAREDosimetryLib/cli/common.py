@@ -11,7 +11,7 @@ from ..params import DEVICES, DOSE_METHODS, SAMPLINGS, DosimetryParams
 
 __all__ = [
     "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options",
-    "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result",
+    "params_from_args", "read_json", "load_params_file", "params_record", "same_input", "roles_from_args", "print_result",
 ]
 
 EPILOG = """examples:
@@ -69,7 +69,8 @@ def add_metric_options(p):
                    help="bin width for D/V metrics, at most 5 Gy (default: exact, from the sorted voxel doses)")
     g.add_argument("--prior-lung-dose-gy", type=float, default=None, help="lung dose of earlier treatments (cumulative lung rule)")
     g.add_argument("--params", metavar="JSON", default=None,
-                   help="start from the parameters in a JSON file (a metrics.json of an earlier run, or a plain object)")
+                   help="start from the parameters in a JSON file: a plain object, or the metrics.json of an earlier result, "
+                   "whose rule set (unless --thresholds) and, for the same segmentation, roles and label table are used too")
 
 
 def add_output_options(p):
@@ -132,6 +133,30 @@ def load_params_file(path):
     if not isinstance(data, dict):
         raise InputError(f"--params {path}: expected a JSON object of parameters")
     return DosimetryParams.from_dict(data)
+
+
+def params_record(args):
+    """The metrics.json of an earlier result given to --params, or None (no --params, or a plain
+    object of parameters).  Its rule set, roles and label table are used where the command line
+    gives none, so that a rerun judges the case as the first run did."""
+    path = getattr(args, "params", None)
+    if not path:
+        return None
+    data = read_json("--params", path)
+    return data if isinstance(data, dict) and isinstance(data.get("parameters"), dict) else None
+
+
+def same_input(record, key, path):
+    """True when ``path`` is the input ``key`` of the record: the same file, or the same SHA-256."""
+    from ..imaging.provenance import sha256_of_path
+
+    inputs = (record or {}).get("inputs") or {}
+    if not path or not inputs.get(key):
+        return False
+    if os.path.abspath(str(path)) == inputs[key]:
+        return True
+    digest = (inputs.get("sha256") or {}).get(key)
+    return bool(digest) and sha256_of_path(path) == digest
 
 
 def roles_from_args(args):

@@ -1,6 +1,6 @@
 """``tare-dosimetry demo``: the built-in synthetic patient, end to end."""
 
-from .common import add_dose_options, add_metric_options, add_output_options, params_from_args, print_result, progress_printer
+from .common import add_dose_options, add_metric_options, add_output_options, params_from_args, params_record, print_result, progress_printer
 
 HELP = "run the built-in synthetic patient end to end"
 
@@ -24,16 +24,20 @@ def main(args):
 
 
 def _demo(args):
-    from ..imaging.phantom import make_phantom
+    from ..imaging.phantom import demo_case_inputs, make_phantom
     from ..pipeline import run_case
     from ..reporting.outputs import write_outputs
+    from ..reproduce import record_roles, record_rules
 
     progress = progress_printer(args.quiet)
     progress(0.0, "building the synthetic patient")
     case = make_phantom(analytic=False, seed=args.seed)
     params = params_from_args(args, base=case.params)
-    result = run_case(case.activity, case.segmentation, params=params, ct=case.ct, rules=args.thresholds,
-                      inputs={"activity_image": "synthetic Bremsstrahlung SPECT (demo)", "description": case.description},
+    record = params_record(args)
+    rules = args.thresholds if args.thresholds or record is None else record_rules(record)
+    roles = record_roles(record) if record is not None and "demo_seed" in (record.get("inputs") or {}) else None
+    result = run_case(case.activity, case.segmentation, params=params, ct=case.ct, rules=rules, roles=roles,
+                      inputs=demo_case_inputs(case, args.seed),
                       progress=progress)
     files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
                           background=case.ct, segmentation=case.segmentation, progress=progress)

@@ -12,9 +12,11 @@ from .common import (
     add_metric_options,
     add_output_options,
     params_from_args,
+    params_record,
     print_result,
     progress_printer,
     roles_from_args,
+    same_input,
 )
 
 HELP = "dosimetry of one case"
@@ -68,6 +70,24 @@ def _same_file(a, b):
         return False
 
 
+def _case_choices(args, progress):
+    """(rules, roles, labels) from the command line, completed from a --params metrics.json."""
+    from ..reproduce import record_labels, record_roles, record_rules
+
+    rules, roles, labels = args.thresholds, roles_from_args(args), args.labels
+    record = params_record(args)
+    if record is None:
+        return rules, roles, labels
+    if rules is None and record_rules(record):
+        rules = record_rules(record)
+        progress(0.0, f"rule set {rules.get('name', '')!r} from {args.params}")
+    if same_input(record, "segmentation", args.segmentation):
+        roles = dict(record_roles(record), **roles)
+        labels = labels if labels is not None else record_labels(record)
+        progress(0.0, f"segment roles and label table from {args.params}")
+    return rules, roles, labels
+
+
 def _run(args):
     from ..batch import run_case_files
     from ..evaluation.rules import load_rules
@@ -78,13 +98,12 @@ def _run(args):
         raise InputError(f"{image_option} and --segmentation name the same file ({args.segmentation}): give the activity "
                          "image (SPECT/PET) and the segments separately")
     params = params_from_args(args)
-    roles = roles_from_args(args)
-    rules = args.thresholds
-    load_rules(rules)  # a bad preset or rule file fails before the images are read
     progress = progress_printer(args.quiet)
+    rules, roles, labels = _case_choices(args, progress)
+    load_rules(rules)  # a bad preset or rule file fails before the images are read
     image = args.spect or args.pet
     result, inputs = run_case_files(
-        image, args.segmentation, ct=args.ct, labels=args.labels, roles=roles, params=params, rules=rules,
+        image, args.segmentation, ct=args.ct, labels=labels, roles=roles, params=params, rules=rules,
         modality="pet" if args.pet else "spect", progress=progress,
     )
     files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,

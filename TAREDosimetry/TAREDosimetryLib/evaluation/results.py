@@ -1,6 +1,7 @@
 """Results of one case: per-segment metrics (:class:`SegmentResult`) and the whole case
 (:class:`CaseResult`), with the JSON form written to metrics.json."""
 
+import datetime
 import math
 from dataclasses import dataclass, field
 
@@ -12,7 +13,7 @@ from ..version import __version__
 from ..volume import Volume
 from .dvh import DVH
 
-__all__ = ["SegmentResult", "CaseResult", "json_number"]
+__all__ = ["SegmentResult", "CaseResult", "json_number", "software_versions"]
 
 
 @dataclass
@@ -36,6 +37,24 @@ class SegmentResult:
         if self.note:
             d["note"] = self.note
         return d
+
+
+def software_versions():
+    """Versions of the software that computes a result (Python, the engine and its libraries)."""
+    import platform
+
+    import scipy
+    import SimpleITK
+
+    return {
+        "name": "TAREDosimetry",
+        "version": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "SimpleITK": SimpleITK.Version_VersionString() if hasattr(SimpleITK, "Version_VersionString") else str(SimpleITK.Version()),
+        "platform": platform.platform(terse=True),
+    }
 
 
 def json_number(v):
@@ -63,6 +82,10 @@ class CaseResult:
     inputs: dict = field(default_factory=dict)
     metrics_grid: dict = field(default_factory=dict)
     timings_s: dict = field(default_factory=dict)
+    #: Method and device that computed the dose map (see dose.dosemap.dose_computation_record).
+    computation: dict = field(default_factory=dict)
+    #: When the result was made (UTC, ISO 8601); with timings_s the only entry a rerun changes.
+    created_utc: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
     def segment(self, name):
         for s in self.segments:
@@ -88,17 +111,10 @@ class CaseResult:
         return head + ("; " + "; ".join(parts) if parts else "")
 
     def to_dict(self):
-        import scipy
-        import SimpleITK
-
         return {
-            "software": {
-                "name": "TAREDosimetry",
-                "version": __version__,
-                "numpy": np.__version__,
-                "scipy": scipy.__version__,
-                "SimpleITK": SimpleITK.Version_VersionString() if hasattr(SimpleITK, "Version_VersionString") else str(SimpleITK.Version()),
-            },
+            "software": software_versions(),
+            "created_utc": self.created_utc,
+            "computation": dict(self.computation),
             "inputs": self.inputs,
             "parameters": self.params.to_dict(),
             "constants": {

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 
 from .dvh import parse_metric
 from ..errors import InputError
+from ..imaging.provenance import sha256_of_path
 from .roles import canonical_role
 
 __all__ = ["Rule", "RuleSet", "RuleEvaluation", "PRESETS", "DEFAULT_PRESET", "load_rules", "evaluate_rules"]
@@ -156,15 +157,22 @@ def _metric_known(metric):
 
 @dataclass(frozen=True)
 class RuleSet:
+    """Named rules.  ``origin`` says where they came from ({'preset': name} or {'file': path,
+    'sha256': hex}); it is kept through to_dict/from_dict so a rerun records the same."""
+
     name: str
     rules: tuple = ()
     description: str = ""
+    origin: dict = None
 
     def __post_init__(self):
         object.__setattr__(self, "rules", tuple(self.rules))
 
     def to_dict(self):
-        return {"name": self.name, "description": self.description, "rules": [r.to_dict() for r in self.rules]}
+        d = {"name": self.name, "description": self.description, "rules": [r.to_dict() for r in self.rules]}
+        if self.origin:
+            d["origin"] = dict(self.origin)
+        return d
 
     @classmethod
     def from_dict(cls, data, source="rules"):
@@ -194,7 +202,9 @@ class RuleSet:
             if key in seen:
                 raise InputError(f"{source}: rule {n} repeats rule {seen[key]} ({r.text} for {r.segment or r.role})")
             seen[key] = n
-        return cls(str(data.get("name", os.path.basename(str(source)))), tuple(rules), str(data.get("description", "")))
+        origin = data.get("origin")
+        return cls(str(data.get("name", os.path.basename(str(source)))), tuple(rules), str(data.get("description", "")),
+                   dict(origin) if isinstance(origin, dict) else None)
 
 
 @dataclass(frozen=True)
@@ -254,6 +264,7 @@ def read_preset_files(folder=PRESET_DIR):
             data = json.load(fh)
         for rule in data["rules"]:
             rule["source"] = _resolve_source(rule.get("source", ""), sources, path)
+        data["origin"] = {"preset": data.get("name", fname[:-5])}
         ruleset = RuleSet.from_dict(data, source=f"preset file {path}")
         loaded.append((data.get("order", len(loaded)), ruleset))
     return {rs.name: rs for _, rs in sorted(loaded, key=lambda t: t[0])}
@@ -298,7 +309,10 @@ def load_rules(spec=None):
     if text in PRESETS:
         return PRESETS[text]
     if os.path.exists(text):
-        return RuleSet.from_dict(_read_rule_file(text), source=f"rule file {text}")
+        data = _read_rule_file(text)
+        if isinstance(data, dict):
+            data["origin"] = {"file": os.path.abspath(text), "sha256": sha256_of_path(text)}
+        return RuleSet.from_dict(data, source=f"rule file {text}")
     if text.lower().endswith((".json", ".toml")):
         raise InputError(f"rule file not found: {text}")
     raise InputError(f"unknown threshold preset {text!r}; presets: {', '.join(PRESETS)} (or give a .json/.toml rule file)")

@@ -143,7 +143,14 @@ def read_sitk_image(path, what="image"):
         raise InputError(f"{what}: cannot read {path} ({itk_reason(exc, path)})") from None
 
 
-def write_image(volume, path, dtype=np.float32, compress=True):
-    """Write a Volume (any format SimpleITK writes, chosen by the suffix)."""
-    sitk.WriteImage(volume_to_sitk(volume, dtype=dtype), str(path), useCompression=compress)
+def write_image(volume, path, dtype=np.float32, compress=True, metadata=None):
+    """Write a Volume (any format SimpleITK writes, chosen by the suffix).
+
+    metadata : dict of str, optional; header entries (NRRD: ``NRRD_content`` becomes the
+        ``content:`` field, other keys ``key:=value`` lines).
+    """
+    img = volume_to_sitk(volume, dtype=dtype)
+    for key, value in (metadata or {}).items():
+        img.SetMetaData(str(key), str(value))
+    sitk.WriteImage(img, str(path), useCompression=compress)
 

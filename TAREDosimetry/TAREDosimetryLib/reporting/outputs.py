@@ -52,6 +52,24 @@ def dvh_csv_rows(result):
     return ["segment", "dose_gy", "volume_pct"], rows
 
 
+def dose_header(result):
+    """Header entries of dose.nrrd saying what it is: the NRRD ``content`` field and key/value
+    lines (unit Gy, the quantity, the method, the software), read by any NRRD reader."""
+    from ..version import __version__
+
+    method = {"ldm": "local deposition (LDM)", "dvk": "dose-voxel-kernel convolution (DVK)"}.get(result.params.method, result.params.method)
+    return {
+        "NRRD_content": f"Y-90 absorbed dose in Gy ({method}), TAREDosimetry {__version__}",
+        "unit": "Gy",
+        "quantity": "absorbed dose",
+        "radionuclide": "Y-90",
+        "dose_method": result.params.method,
+        "calibration": result.params.calibration,
+        "software": f"TAREDosimetry {__version__}",
+        "created_utc": getattr(result, "created_utc", ""),
+    }
+
+
 def _write_csv(path, header, rows):
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -63,7 +81,7 @@ def _write_files(result, tmp, report, background, segmentation, progress):
     """Write every result file into the folder ``tmp``; returns their names (metrics.json last)."""
     if progress:
         progress(0.0, "writing dose.nrrd")
-    write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"))
+    write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"), metadata=dose_header(result))
     _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
     _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
     names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
