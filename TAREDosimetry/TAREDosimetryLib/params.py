@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from . import physics
 from .errors import InputError
 
-__all__ = ["DosimetryParams", "CALIBRATIONS", "REFERENCE_REGIONS", "DOSE_METHODS", "DEVICES", "SAMPLINGS"]
+__all__ = ["DosimetryParams", "CALIBRATIONS", "REFERENCE_REGIONS", "DOSE_METHODS", "DEVICES", "SAMPLINGS", "PHASES"]
 
 CALIBRATIONS = ("relative", "absolute")
 #: Region whose counts are set equal to the activity that reached the liver (relative calibration).
@@ -19,6 +19,9 @@ DOSE_METHODS = ("ldm", "dvk")
 DEVICES = ("auto", "cpu", "gpu")
 #: How values of the dose grid are read at the centres of the metrics grid.
 SAMPLINGS = ("nearest", "linear")
+#: Treatment phase of a case: 'pre' (a prediction: MAA SPECT, planning) or 'post' (a verification of
+#: the delivered dose: Y-90 PET or Bremsstrahlung SPECT); None: inferred from the inputs, if they say.
+PHASES = ("pre", "post")
 LUNG_DOSE_SOURCES = ("auto", "lsf", "image")
 DVK_LUNG_MODES = ("kernel", "ldm")
 
@@ -94,6 +97,10 @@ class DosimetryParams:
         eud_alpha_per_gy : radiosensitivity for EUD.
         tumor_alpha_beta_gy, normal_alpha_beta_gy, t_repair_h : BED parameters.
         prior_lung_dose_gy : lung dose of earlier treatments (cumulative lung rule).
+    Context
+        phase : None, 'pre' (the doses are a prediction: MAA SPECT, planning) or 'post' (a
+            verification of the delivered dose: Y-90 PET or Bremsstrahlung SPECT); None lets the
+            report infer it from the inputs where they say (:mod:`.evaluation.phase`).
     """
 
     calibration: str = "relative"
@@ -127,6 +134,7 @@ class DosimetryParams:
     normal_alpha_beta_gy: float = 2.5
     t_repair_h: float = 1.5
     prior_lung_dose_gy: float = 0.0
+    phase: str = None
 
     def __post_init__(self):
         _check_choice("calibration", self.calibration, CALIBRATIONS)
@@ -136,6 +144,8 @@ class DosimetryParams:
         _check_choice("sampling", self.sampling, SAMPLINGS)
         _check_choice("lung_dose_from", self.lung_dose_from, LUNG_DOSE_SOURCES)
         _check_choice("dvk_lung_mode", self.dvk_lung_mode, DVK_LUNG_MODES)
+        if self.phase is not None:
+            _check_choice("phase", self.phase, PHASES)
         _check_number("administered_activity_gbq", self.administered_activity_gbq, lo=0, lo_open=True, allow_none=True)
         _check_number("residual_fraction", self.residual_fraction, lo=0, hi=1, hi_open=True)
         _check_number("lung_shunt_fraction", self.lung_shunt_fraction, lo=0, hi=1, hi_open=True)

@@ -7,7 +7,7 @@ import sys
 import time
 
 from ..errors import InputError
-from ..params import DEVICES, DOSE_METHODS, SAMPLINGS, DosimetryParams
+from ..params import DEVICES, DOSE_METHODS, PHASES, SAMPLINGS, DosimetryParams
 
 __all__ = [
     "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options",
@@ -68,14 +68,18 @@ def add_metric_options(p):
     g.add_argument("--dvh-bin-width-gy", type=float, default=None,
                    help="bin width for D/V metrics, at most 5 Gy (default: exact, from the sorted voxel doses)")
     g.add_argument("--prior-lung-dose-gy", type=float, default=None, help="lung dose of earlier treatments (cumulative lung rule)")
+    g.add_argument("--phase", choices=PHASES, default=None,
+                   help="pre: the doses are a prediction (MAA SPECT, planning); post: a verification of the delivered dose "
+                   "(Y-90 PET or Bremsstrahlung SPECT); default: from the inputs where they say")
     g.add_argument("--params", metavar="JSON", default=None,
                    help="start from the parameters in a JSON file: a plain object, or the metrics.json of an earlier result, "
                    "whose rule set (unless --thresholds) and, for the same segmentation, roles and label table are used too")
 
 
-def add_output_options(p):
+def add_output_options(p, out_required=True):
     g = p.add_argument_group("output")
-    g.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty, unless --overwrite)")
+    g.add_argument("--out", required=out_required, metavar="DIR",
+                   help="output folder (must not exist or be empty, unless --overwrite)")
     g.add_argument("--overwrite", action="store_true", help="replace our result files in a non-empty folder (other files are kept)")
     g.add_argument("--no-report", action="store_true", help="skip dvh.png and report.html (faster; no matplotlib needed)")
     g.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
@@ -91,7 +95,7 @@ def params_from_args(args, base=None):
         "method": "method", "device": "device", "lung_density": "lung_density_g_ml", "lung_mass_g": "default_lung_mass_g",
         "k_gy_kg_per_gbq": "k_gy_kg_per_gbq", "half_life_h": "half_life_h", "lung_dose_from": "lung_dose_from",
         "dvk_lung_mode": "dvk_lung_mode", "dvk_radius_mm": "dvk_radius_mm", "sampling": "sampling", "dvh_bin_width_gy": "dvh_bin_width_gy",
-        "prior_lung_dose_gy": "prior_lung_dose_gy", "administered_activity_gbq": "administered_activity_gbq",
+        "prior_lung_dose_gy": "prior_lung_dose_gy", "phase": "phase", "administered_activity_gbq": "administered_activity_gbq",
         "residual_fraction": "residual_fraction", "lung_shunt_fraction": "lung_shunt_fraction",
         "reference_region": "reference_region", "hours_since_administration": "hours_since_administration",
     }
@@ -173,7 +177,12 @@ def roles_from_args(args):
 
 
 def print_result(result, files, out):
-    print(result.summary_line())
+    from ..reporting.wording import banner
+
+    verdict = banner(result)
+    print(verdict["headline"])
+    for line in verdict["lines"][:2]:  # the rule count; the treatment phase and its basis
+        print(f"  {line}")
     for w in result.warnings:
         print(f"warning: {w}")
     print(f"results in {out}: " + ", ".join(os.path.basename(f) for f in files))

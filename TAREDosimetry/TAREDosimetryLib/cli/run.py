@@ -52,15 +52,41 @@ def add_parser(sub):
                    help="go on when negative voxels sum to more than 5 %% of the positive total (they are set to 0)")
     add_dose_options(run)
     add_metric_options(run)
-    add_output_options(run)
+    add_output_options(run, out_required=False)
+    run.add_argument("--dry-run", action="store_true",
+                     help="read and check the inputs, show the segments with their roles (guessed or given), volumes and "
+                     "the rules that will apply; compute nothing, write nothing (--out not needed)")
     return run
 
 
 def main(args):
     from ..reporting.resultfolder import reserve_output_dir
 
+    if args.dry_run:
+        return _dry_run(args)
+    if args.out is None:
+        raise InputError("--out is required: the folder for the results (or --dry-run to check the inputs only)")
     with reserve_output_dir(args.out, args.overwrite):  # refuse before any work; one writer at a time
         return _run(args)
+
+
+def _dry_run(args):
+    from ..imaging.images import read_image
+    from ..imaging.segmentation_io import read_segmentation
+    from ..preview import check_preview, format_preview, preview_case
+
+    _refuse_same_file(args)
+    params = params_from_args(args)
+    rules, roles, labels = _case_choices(args, progress_printer(args.quiet))
+    what = "PET image" if args.pet else "SPECT image"
+    activity = read_image(args.spect or args.pet, what=what)
+    seg = read_segmentation(args.segmentation, label_names=labels)
+    ct = read_image(args.ct, what="CT image") if args.ct else None
+    inputs = {"activity_image": os.path.abspath(args.spect or args.pet), "modality": "pet" if args.pet else "spect"}
+    preview = preview_case(activity, seg, params=params, roles=roles, ct=ct, rules=rules, inputs=inputs, what=what)
+    print("\n".join(format_preview(preview)))
+    check_preview(preview)
+    return 0
 
 
 def _same_file(a, b):
@@ -68,6 +94,12 @@ def _same_file(a, b):
         return bool(a and b) and os.path.samefile(a, b)
     except OSError:
         return False
+
+
+def _refuse_same_file(args):
+    if _same_file(args.spect or args.pet, args.segmentation):
+        raise InputError(f"{'--pet' if args.pet else '--spect'} and --segmentation name the same file ({args.segmentation}): "
+                         "give the activity image (SPECT/PET) and the segments separately")
 
 
 def _case_choices(args, progress):
@@ -93,10 +125,7 @@ def _run(args):
     from ..evaluation.rules import load_rules
     from ..reporting.outputs import write_outputs
 
-    image_option = "--pet" if args.pet else "--spect"
-    if _same_file(args.spect or args.pet, args.segmentation):
-        raise InputError(f"{image_option} and --segmentation name the same file ({args.segmentation}): give the activity "
-                         "image (SPECT/PET) and the segments separately")
+    _refuse_same_file(args)
     params = params_from_args(args)
     progress = progress_printer(args.quiet)
     rules, roles, labels = _case_choices(args, progress)

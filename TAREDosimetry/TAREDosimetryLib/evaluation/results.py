@@ -12,6 +12,7 @@ from ..params import DosimetryParams
 from ..version import __version__
 from ..volume import Volume
 from .dvh import DVH
+from .phase import case_phase
 
 __all__ = ["SegmentResult", "CaseResult", "json_number", "software_versions"]
 
@@ -115,6 +116,7 @@ class CaseResult:
             "software": software_versions(),
             "created_utc": self.created_utc,
             "computation": dict(self.computation),
+            "phase": case_phase(self.params, self.inputs),
             "inputs": self.inputs,
             "parameters": self.params.to_dict(),
             "constants": {

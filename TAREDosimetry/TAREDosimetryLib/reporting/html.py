@@ -6,9 +6,11 @@ import html
 import json
 
 from ..errors import TAREDosimetryError
+from ..evaluation.phase import case_phase
 from ..evaluation.roles import ROLE_LABELS
 from .figures import PASS_COLORS, MissingDependencyError, plot_dose_slices, plot_dvh, require_matplotlib
 from .tables import HEAD_KEYS, RX_D, RX_VPCT, column_title, format_metric, metrics_table_rows
+from .wording import banner
 
 __all__ = ["KNOWN_LIMITS", "write_report_html"]
 
@@ -28,7 +30,8 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bot
 h3{font-size:14px;margin:14px 0 4px}
 .meta{color:#555;font-size:12.5px}.disclaimer{color:#8a4b00;font-weight:bold}
 .banner{padding:12px 16px;border-radius:6px;margin:16px 0;font-size:15px}
-.banner b{font-size:20px;margin-right:12px}
+.banner b{font-size:20px;margin-right:12px}.banner-sub{font-size:12.5px;margin-top:4px}
+.banner-list{font-size:12.5px;margin:4px 0 0;padding-left:20px}.phase{font-size:15px;margin:10px 0 0}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
@@ -133,6 +136,14 @@ def _img(png, alt):
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
+def _slices_heading(result):
+    """'Dose slices through the tumours', or through what the slices show when there is no tumour."""
+    if any(s.role == "tumor" for s in result.segments):
+        return "Dose slices through the tumours"
+    livers = [s.name for s in result.segments if s.role == "liver"]
+    return f"Dose slices through {livers[0]} (no tumour segment)" if livers else "Dose slices (no tumour segment)"
+
+
 def _figures_html(result, background, segmentation):
     parts = []
     try:
@@ -148,7 +159,7 @@ def _figures_html(result, background, segmentation):
         except TAREDosimetryError as exc:
             parts.append(f'<p class="note">Dose slices could not be drawn: {_e(exc)}</p>')
         else:
-            parts.append("<h3>Dose slices through the tumours</h3>" + _img(png, "dose slices"))
+            parts.append(f"<h3>{_e(_slices_heading(result))}</h3>" + _img(png, "dose slices"))
             parts.append(
                 '<p class="note">Radiological convention: patient right on the image left; axial: anterior at the top; '
                 "coronal: superior at the top.  Images are resampled onto each plane in physical space.</p>"
@@ -217,21 +228,41 @@ def _software_versions(d):
     return sw
 
 
+def _device_text(result):
+    comp = getattr(result, "computation", None) or {}
+    device = comp.get("device_description") or comp.get("device_used")
+    if not device:
+        return ""
+    asked = comp.get("device_requested")
+    return f" on {device}" + (f" (asked: {asked})" if asked and asked != comp.get("device_used") else "")
+
+
+def _banner_html(result):
+    """The verdict in words: status word once, what decides it, the rule count, every evaluation."""
+    b = banner(result)
+    fg, bg = PASS_COLORS.get(b["status"], PASS_COLORS["N/A"])
+    items = "".join(f"<li>{_e(line)}</li>" for line in b["lines"][2:])
+    return (
+        f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(b["status"])}</b>'
+        f'{_e(b["message"])}<div class="banner-sub">{_e(b["lines"][0])}</div><ul class="banner-list">{items}</ul></div>'
+    )
+
+
 def _head_html(result, title, sw):
-    """Title, date, software, disclaimer and the PASS/FAIL banner."""
+    """Title, date, software, disclaimer, the treatment phase and the verdict banner."""
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     sw_text = ", ".join(f"{k} {v}" for k, v in sw.items() if k not in ("name", "version"))
-    status = result.overall_status
-    fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
-    banner_word = {"PASS": "PASS", "FAIL": "FAIL"}.get(status, "N/A")
+    phase = case_phase(result.params, result.inputs)
     return [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">Generated {_e(now)} by {_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} '
-        f"({_e(sw_text)}).<br>Dose method: {_e(result.params.method.upper())}; calibration: {_e(result.params.calibration)}; "
-        f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
+        f"({_e(sw_text)}).<br>Dose method: {_e(result.params.method.upper())}{_e(_device_text(result))}; "
+        f"calibration: {_e(result.params.calibration)}; rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
         '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>',
-        f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'
-        f"{_e(result.summary_line())}</div>",
+        f'<p class="phase phase-{_e(phase["phase"] or "unknown")}"><b>{_e(phase["title"])}</b> \u2014 {_e(phase["basis"])}'
+        + (". The doses are predicted from the MAA distribution, which may differ from the microspheres'."
+           if phase["phase"] == "pre" else "") + "</p>",
+        _banner_html(result),
     ]
 
 
