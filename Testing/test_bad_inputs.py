@@ -235,3 +235,14 @@ def test_a_folder_without_dicom_gives_one_line_and_no_raw_gdcm_warning(tmp_path,
     err = error_line(capfd)
     assert "WARNING" not in err and str(folder) in err
     assert ("is an empty folder" in err) if not content else ("holds no DICOM series" in err)
+
+
+def test_a_nan_image_is_named_once(tmp_path, files, capfd):
+    act, _ = box_case()
+    arr = act.array.copy()
+    arr[0, 0, 0] = np.nan
+    path = str(tmp_path / "withnan.nrrd")
+    write_image(type(act)(arr, grid=act.grid), path)
+    assert run(tmp_path, path, files["labels"]) == 2
+    err = error_line(capfd)
+    assert err.count("withnan.nrrd") == 1 and "holds 1 NaN or infinite voxel(s)" in err

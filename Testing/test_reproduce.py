@@ -149,3 +149,16 @@ def test_dvk_records_the_device_it_ran_on():
     rec = dose_computation_record(DosimetryParams(method="dvk", device="auto"))
     assert rec["device_used"] == get_backend("auto").name and rec["device_description"] == get_backend("auto").description
     assert dose_computation_record(DosimetryParams(method="dvk", device="cpu"))["device_used"] == "cpu"
+
+
+def test_the_report_records_the_device_and_the_input_hashes(tmp_path):
+    pytest.importorskip("matplotlib")
+    spect, labels = case_files(tmp_path)
+    out = tmp_path / "out"
+    assert main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour",
+                 "--administered-activity-gbq", "1", "--out", str(out), "--quiet"]) == 0
+    text = (out / "report.html").read_text(encoding="utf-8")
+    m = metrics(out)
+    assert m["inputs"]["sha256"]["activity_image"] in text and m["inputs"]["sha256"]["segmentation"] in text
+    assert f"LDM on {m['computation']['device_description']}" in text
+    assert "<h2>Computation</h2>" in text and "device_used" in text

@@ -36,7 +36,8 @@ def check_finite(image, what="activity image"):
         bad = ~np.isfinite(a)
         n = int(np.count_nonzero(bad))
         if n:
-            raise InputError(f"{what} {image.name or ''} holds {n} NaN or infinite voxel(s); fix or mask the image first".replace("  ", " "))
+            named = what if not image.name or image.name in what else f"{what} {image.name}"  # the file once
+            raise InputError(f"{named} holds {n} NaN or infinite voxel(s); fix or mask the image first")
 
 
 def clip_negative(image):

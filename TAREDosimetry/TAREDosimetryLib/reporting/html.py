@@ -266,8 +266,18 @@ def _head_html(result, title, sw):
     ]
 
 
+def _inputs_html(inputs):
+    """The inputs with their SHA-256 (files and folders), then the other input entries."""
+    inputs = dict(inputs)
+    hashes = inputs.pop("sha256", None) or {}
+    rows = [f"<tr><th>{_e(k)}</th><td>{_e(_value_text(v))}</td><td><code>{_e(hashes.get(k, ''))}</code></td></tr>"
+            for k, v in inputs.items() if v is not None and v != ""]
+    return f'<div class="scroll"><table><thead><tr><th>input</th><th>value</th><th>SHA-256</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
 def _record_html(d):
-    """What the result was computed from: calibration summary, parameters, constants, grid, inputs, timings."""
+    """What the result was computed from: calibration summary, parameters, constants, grid,
+    computation (the device that ran), inputs with their SHA-256, roles, timings."""
     inputs = dict(d.get("inputs") or {})
     roles = inputs.pop("roles", None)
     p = []
@@ -279,9 +289,11 @@ def _record_html(d):
     p.append(_kv_table(d.get("constants") or {}))
     p.append("<h2>Metrics grid</h2>")
     p.append(_kv_table(d.get("metrics_grid") or {}))
+    p.append("<h2>Computation</h2>")
+    p.append(_kv_table(dict(d.get("computation") or {}, created_utc=d.get("created_utc", ""))))
     p.append("<h2>Inputs</h2>")
     if inputs:
-        p.append(_kv_table(inputs))
+        p.append(_inputs_html(inputs))
     if roles:
         p.append("<h3>Segment roles</h3>")
         p.append(_table(["segment", "role"], [f"<tr><td>{_e(n)}</td><td>{_e(ROLE_LABELS.get(r, r))}</td></tr>" for n, r in roles.items()]))
