@@ -216,3 +216,13 @@ def test_run_without_out_and_without_dry_run_is_exit_2(tmp_path, capsys):
 def test_report_escapes_the_banner(demo):
     _, _, text = demo
     assert html.escape("48.3 Gy < 79.5 Gy") in text and "48.3 Gy < 79.5 Gy" not in text
+
+
+def test_a_manifest_phase_column_sets_the_phase(tmp_path):
+    spect, labels = case_files(tmp_path)
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text("case_id,spect,segmentation,labels,administered_activity_gbq,phase\n"
+                        f'p1,{os.path.basename(spect)},{os.path.basename(labels)},"1=liver,2=tumour",1.0,pre\n')
+    assert main(["batch", "--manifest", str(manifest), "--out", str(tmp_path / "b"), "--quiet", "--no-report"]) == 0
+    m = json.loads((tmp_path / "b" / "p1" / "metrics.json").read_text())
+    assert m["parameters"]["phase"] == "pre" and m["phase"]["title"].startswith("Pre-treatment prediction")

@@ -53,7 +53,7 @@ def _parse_value(name, text, where):
             return tuple(float(v) for v in text.replace(";", " ").split())
         except ValueError:
             raise InputError(f"{where}: column {name} must be numbers separated by ';', got {text!r}") from None
-    if isinstance(default, str):
+    if isinstance(default, str) or _PARAM_FIELDS[name].type in (str, "str"):  # text fields, default None too (phase)
         return text.strip()
     try:
         return float(text)

@@ -62,7 +62,10 @@ def _check_name(out_dir):
         raise InputError(f"--out {text!r}: no folder name given; name the folder for the results (e.g. --out case1)")
     if text != text.strip():
         raise InputError(f"--out {text!r}: the folder name starts or ends with spaces; remove them")
-    return os.path.abspath(text)
+    out_abs = os.path.abspath(text)
+    if not os.path.basename(out_abs):
+        raise InputError(f"--out {text}: the root of a drive cannot hold a result; name a folder in it")
+    return out_abs
 
 
 def _check_existing(out_dir, shown, overwrite):
