@@ -205,6 +205,7 @@ class TAREDosimetryParameterNode:
     hoursAfterAdministration: Annotated[float, WithinRange(NOT_GIVEN, 1000.0)] = NOT_GIVEN
     imageDecayCorrected: bool = False
     allowUnusualActivity: bool = False
+    allowNegative: bool = False
 
     doseMethod: DoseMethod = DoseMethod.ldm
     computeDevice: ComputeDevice = ComputeDevice.auto

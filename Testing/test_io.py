@@ -70,7 +70,7 @@ def test_missing_unreadable_2d_and_4d_images(tmp_path):
         imaging.read_image(four)
     empty_dir = tmp_path / "emptydir"
     empty_dir.mkdir()
-    with pytest.raises(InputError, match="holds no DICOM series"):
+    with pytest.raises(InputError, match="holds no DICOM series|is an empty folder"):
         imaging.read_image(str(empty_dir))
 
 

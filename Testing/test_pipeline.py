@@ -243,7 +243,7 @@ def test_missing_administered_activity():
 
 def test_unknown_role_and_unknown_segment_in_roles():
     act, seg = box_case()
-    with pytest.raises(InputError, match="unknown role for segment 'tumour' 'tumer'"):
+    with pytest.raises(InputError, match="unknown role for segment 'tumour': 'tumer'"):
         run_case(act, seg, params=_params(), roles={"tumour": "tumer"})
     with pytest.raises(InputError, match="no such segment"):
         run_case(act, seg, params=_params(), roles={"tumor 7": "tumor"})

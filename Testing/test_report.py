@@ -26,6 +26,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from TAREDosimetryLib import DosimetryParams, Segmentation, Volume, imaging, run_case
+from TAREDosimetryLib.reporting.wording import banner
 from TAREDosimetryLib.reporting import figures, tables
 from TAREDosimetryLib.reporting import html as report_html
 from TAREDosimetryLib.volume import Grid
@@ -145,7 +146,7 @@ def test_plot_dvh_returns_a_png_of_the_documented_size(case, tmp_path):
     result, _ = case
     path = tmp_path / "dvh.png"
     data = figures.plot_dvh(result, str(path))
-    assert _png_size(data) == (1080, 660)  # 9 x 5.5 in at 120 dpi
+    assert _png_size(data) == (1320, 660)  # 11 x 5.5 in at 120 dpi (the legend beside the plot)
     assert path.read_bytes() == data
 
 
@@ -268,7 +269,7 @@ def test_html_report_shows_status_summary_and_rules(case, report_text):
     result, _ = case
     assert result.overall_status == "PASS"
     assert '<div class="banner"' in report_text and "<b>PASS</b>" in report_text
-    assert html.escape(result.summary_line()) in report_text
+    assert html.escape(banner(result)["message"]) in report_text and "every rule met" in report_text
     for ev in result.evaluations:
         assert html.escape(ev.rule.label, quote=True) in report_text
         assert html.escape(ev.rule.source, quote=True) in report_text

@@ -217,6 +217,7 @@ def evaluate_dose_files(dose, segmentation, *, ct=None, labels=None, roles=None,
     (CaseResult, inputs) as :func:`run_case_files` ('activity' is None).
     """
     from .imaging.dosemaps import read_dose_map
+    from .imaging.provenance import sha256_of_path
     from .pipeline import evaluate_dose_case
 
     dicom = dicom or DicomOptions()
@@ -225,7 +226,8 @@ def evaluate_dose_files(dose, segmentation, *, ct=None, labels=None, roles=None,
     dose_vol, record, notes = read_dose_map(dose, dose_unit=dose_unit, dose_scale=dose_scale, series_uids=dicom.series_uids)
     case = read_case_inputs(None, segmentation, ct=ct, labels=labels, params=params or DosimetryParams(), dicom=dicom,
                             progress=progress, reference=dose_vol)
-    case.info.update(dose_map=record)
+    case.info.update(dose_map=record, dose_file=record["dose_file"])
+    case.info.setdefault("sha256", {})["dose_file"] = sha256_of_path(dose)
     result = evaluate_dose_case(dose_vol, case.segmentation, params=case.params, roles=roles, ct=case.ct, rules=rules,
                                 inputs=case.info, progress=progress)
     result.summary["dose_map"] = record

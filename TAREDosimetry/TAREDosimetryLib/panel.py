@@ -138,6 +138,7 @@ PANEL_FIELDS = (
     ("bilirubinMgDl", "bilirubin_mg_dl", _number_or_none, lambda v: NOT_GIVEN if v is None else float(v)),
     ("hepaticReservePercent", "hepatic_reserve_pct", _number_or_none, lambda v: NOT_GIVEN if v is None else float(v)),
     ("allowUnusualActivity", "allow_unusual_activity", bool, bool),
+    ("allowNegative", "allow_negative", bool, bool),
     # Partial volume: resolution (0 = not given) and an optional recovery-coefficient table.
     ("resolutionFwhmMm", "resolution_fwhm_mm", _zero_is_none, lambda v: 0.0 if v is None else float(v)),
     ("recoveryCoefficients", "recovery_coefficients", lambda v: parse_rc_table(v), lambda v: format_rc_table(v)),

@@ -11,7 +11,7 @@ from . import physics
 from .errors import InputError
 
 __all__ = [
-    "DosimetryParams", "CALIBRATIONS", "REFERENCE_REGIONS", "DOSE_METHODS", "DEVICES", "SAMPLINGS",
+    "DosimetryParams", "CALIBRATIONS", "REFERENCE_REGIONS", "DOSE_METHODS", "DEVICES", "SAMPLINGS", "PHASES",
     "MICROSPHERES", "INDICATIONS", "TREATMENT_APPROACHES", "RC_AXES", "USUAL_ACTIVITY_GBQ", "CLINICAL_FIELDS", "rc_table",
 ]
 
@@ -24,6 +24,9 @@ DEVICES = ("auto", "cpu", "gpu")
 #: activity voxel counts with the fraction of its volume inside the segment), or point sampling
 #: at the segment voxels' centres: 'nearest' or 'linear' (approximations; see evaluation.sampling).
 SAMPLINGS = ("overlap", "nearest", "linear")
+#: Treatment phase of a case: 'pre' (a prediction: MAA SPECT, planning) or 'post' (a verification of
+#: the delivered dose: Y-90 PET or Bremsstrahlung SPECT); None: inferred from the inputs, if they say.
+PHASES = ("pre", "post")
 LUNG_DOSE_SOURCES = ("auto", "lsf", "image")
 DVK_LUNG_MODES = ("kernel", "ldm")
 #: Clinical inputs that select threshold rules (None = not given).
@@ -60,6 +63,19 @@ def _check_number(name, value, lo=None, hi=None, lo_open=False, hi_open=False, a
         raise InputError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value!r}")
 
 
+#: Coarsest DVH bin allowed, Gy: D_x and V_x from a binned DVH move by up to one bin width, and
+#: published thresholds are given to 1 Gy or better.
+MAX_DVH_BIN_WIDTH_GY = 5.0
+
+
+def _check_bin_width(width_gy):
+    if width_gy is not None and float(width_gy) > MAX_DVH_BIN_WIDTH_GY:
+        raise InputError(
+            f"dvh_bin_width_gy must be <= {MAX_DVH_BIN_WIDTH_GY:g} Gy (D and V metrics of a binned DVH move by up to one bin "
+            f"width; leave it unset for exact metrics), got {width_gy!r}"
+        )
+
+
 @dataclass(frozen=True)
 class DosimetryParams:
     """Everything that determines a result, with defaults from PHYSICS.md.
@@ -80,6 +96,8 @@ class DosimetryParams:
         image_decay_corrected : the absolute image is already decay-corrected to administration.
         allow_unusual_activity : run an administered activity outside 0.05-20 GBq (with a warning)
             instead of refusing it as a likely unit slip.
+        allow_negative : go on when negative voxels sum to more than 5 % of the positive total
+            (they are set to 0 either way; below 5 % a warning says how much was clipped).
     Clinical inputs (None = not given; they select conditional threshold rules and are recorded)
         microsphere : 'glass' or 'resin'.
         indication : 'hcc', 'icc', 'mcrc', 'breast' or 'other'.
@@ -118,6 +136,10 @@ class DosimetryParams:
             by the interpolated RC are reported as ``mean_gy_rc_corrected`` beside the
             uncorrected value (rules keep judging ``mean_gy`` unless a rule names the corrected one).
         recovery_coefficient_axis : 'diameter_mm' (equivalent-sphere diameter) or 'volume_ml'.
+    Context
+        phase : None, 'pre' (the doses are a prediction: MAA SPECT, planning) or 'post' (a
+            verification of the delivered dose: Y-90 PET or Bremsstrahlung SPECT); None lets the
+            report infer it from the inputs where they say (:mod:`.evaluation.phase`).
     """
 
     calibration: str = "relative"
@@ -128,6 +150,7 @@ class DosimetryParams:
     hours_since_administration: float = None
     image_decay_corrected: bool = False
     allow_unusual_activity: bool = False
+    allow_negative: bool = False
 
     microsphere: str = None
     indication: str = None
@@ -157,6 +180,7 @@ class DosimetryParams:
     normal_alpha_beta_gy: float = 2.5
     t_repair_h: float = 1.5
     prior_lung_dose_gy: float = 0.0
+    phase: str = None
 
     resolution_fwhm_mm: float = None
     recovery_coefficients: tuple = None
@@ -170,6 +194,8 @@ class DosimetryParams:
         _check_choice("sampling", self.sampling, SAMPLINGS)
         _check_choice("lung_dose_from", self.lung_dose_from, LUNG_DOSE_SOURCES)
         _check_choice("dvk_lung_mode", self.dvk_lung_mode, DVK_LUNG_MODES)
+        if self.phase is not None:
+            _check_choice("phase", self.phase, PHASES)
         _check_number("administered_activity_gbq", self.administered_activity_gbq, lo=0, lo_open=True, allow_none=True)
         self._check_activity_range()
         _check_number("residual_fraction", self.residual_fraction, lo=0, hi=1, hi_open=True)
@@ -184,6 +210,7 @@ class DosimetryParams:
         _check_number("dvk_radius_mm", self.dvk_radius_mm, lo=1.0, hi=50.0)
         _check_number("default_lung_mass_g", self.default_lung_mass_g, lo=0, lo_open=True)
         _check_number("dvh_bin_width_gy", self.dvh_bin_width_gy, lo=0, lo_open=True, allow_none=True)
+        _check_bin_width(self.dvh_bin_width_gy)
         _check_number("dvh_curve_step_gy", self.dvh_curve_step_gy, lo=0, lo_open=True)
         _check_number("eud_alpha_per_gy", self.eud_alpha_per_gy, lo=0, lo_open=True)
         _check_number("tumor_alpha_beta_gy", self.tumor_alpha_beta_gy, lo=0, lo_open=True)

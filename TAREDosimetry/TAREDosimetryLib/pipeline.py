@@ -31,7 +31,7 @@ import numpy as np
 
 from .dose import activity as act
 from .dose.density import averaged_density_map_g_ml, density_map_g_ml
-from .dose.dosemap import dose_map_gy
+from .dose.dosemap import dose_computation_record, dose_map_gy
 from .errors import GeometryError, InputError
 from .evaluation.liver import whole_liver
 from .evaluation.lung import MIN_PLAUSIBLE_LUNG_MASS_G, lsf_lung_mass_g
@@ -51,6 +51,7 @@ __all__ = [
     "evaluate_dose_case",
     "CaseRoles",
     "check_inputs",
+    "check_not_label_map",
     "resolve_roles",
     "build_metrics_grid",
     "whole_liver_step",
@@ -157,6 +158,24 @@ def check_inputs(activity, segmentation, ct, what):
             f"the segmentation ({segmentation.source or 'segments'}) holds no segments (e.g. a label map of zeros, "
             "or a label table that names none of its labels)"
         )
+    check_not_label_map(activity, segmentation, what)
+
+
+def check_not_label_map(activity, segmentation, what):
+    """Refuse an activity image that is a label layer of the segmentation (the label map given as
+    the SPECT/PET): same grid, the same voxel values, and at least two labels in it (a uniform
+    one-segment phantom equal to its mask is a legitimate test image)."""
+    if not activity.grid.same_as(segmentation.grid):
+        return
+    a = activity.array
+    for layer in segmentation.layers:
+        if layer.shape == a.shape and np.array_equal(a[:2], layer[:2]) and np.array_equal(a, layer):
+            if np.unique(layer[layer > 0]).size >= 2:
+                raise InputError(
+                    f"the {what} holds exactly the label values of the segmentation ({segmentation.source or 'segments'}) "
+                    "on its grid: was the label map given as the activity image? Give the SPECT/PET with --spect/--pet "
+                    "and the label map with --segmentation"
+                )
 
 
 def resolve_roles(segmentation, roles, params, warnings=None):
@@ -355,10 +374,10 @@ def activity_step(activity, sampler, roles, params, what, warnings):
     """
     agrid = activity.grid
     values, n_neg, neg_frac = act.clip_negative(activity)
-    if n_neg:
-        warnings.append(
-            f"{n_neg} negative voxel(s) in the {what} were set to 0 (they summed to {100 * neg_frac:.3g} % of the positive total)"
-        )
+    clipped = act.negative_voxels_warning(n_neg, neg_frac, float(values.sum(dtype=np.float64)), what,
+                                          allow=params.allow_negative)
+    if clipped:
+        warnings.append(clipped)
     counts_m = sampler.extensive(Volume(values, grid=agrid))
     total_image = float(values.sum(dtype=np.float64))
     if not total_image > 0:
@@ -702,10 +721,11 @@ def run_case(
     return CaseResult(
         params=params, rules=ruleset, activity_gbq=activity_gbq, dose_gy=dose, density_g_ml=density,
         segments=results, evaluations=evaluations, warnings=warnings, summary=summary,
-        inputs=dict(inputs or {}, roles=dict(case_roles.role_of), derived_normal_liver=case_roles.derived,
+        inputs=dict(inputs or {}, roles=dict(case_roles.role_of), roles_given=dict(roles or {}), derived_normal_liver=case_roles.derived,
                     whole_liver_segments=list(case_roles.whole_liver)),
         metrics_grid=sampler.describe(), timings_s=clock.timings, input_reasons=input_reasons,
         explicit_choices=choices, scope_warnings=found_scope, rules_note=rules_note,
+        computation=dose_computation_record(params, "given" if dose_gy is not None else "dose function" if dose_function else "computed"),
     )
 
 
@@ -756,9 +776,10 @@ def evaluate_dose_case(dose, segmentation, *, params=None, roles=None, ct=None, 
     return CaseResult(
         params=params, rules=ruleset, activity_gbq=None, dose_gy=dose, density_g_ml=density, segments=results,
         evaluations=evaluations, warnings=warnings, summary=summary,
-        inputs=dict(inputs or {}, roles=dict(case_roles.role_of), derived_normal_liver=case_roles.derived,
+        inputs=dict(inputs or {}, roles=dict(case_roles.role_of), roles_given=dict(roles or {}), derived_normal_liver=case_roles.derived,
                     whole_liver_segments=list(case_roles.whole_liver)),
         metrics_grid=sampler.describe(), timings_s=clock.timings, scope_warnings=found_scope, rules_note=rules_note,
+        computation={"dose_source": "external dose map", "device_used": "none (the dose was computed elsewhere)"},
     )
 
 

@@ -5,11 +5,14 @@ One module per command (:data:`COMMANDS`), each with ``add_parser(subparsers)`` 
 
 Exit status: 0 success; 2 bad input (one-line message naming the file or option);
 1 unexpected error (message, and the traceback with --debug); 3 in ``batch`` when some
-cases failed (the others are written).
+cases failed (the others are written); 4 in ``rerun`` when the result was not reproduced; 128 + the signal number when stopped by Ctrl-C (130),
+SIGTERM (143) or SIGHUP (129): nothing half-written is left behind.
 """
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
 
 from ..errors import TAREDosimetryError
@@ -19,7 +22,10 @@ from .common import EPILOG
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Command name -> module of this package (in the order ``--help`` lists them).
-COMMANDS = {"run": "run", "evaluate": "evaluate", "demo": "demo", "batch": "batch", "presets": "presets", "dicom-ls": "dicomls"}
+COMMANDS = {
+    "run": "run", "evaluate": "evaluate", "demo": "demo", "batch": "batch", "rerun": "rerun", "presets": "presets",
+    "dicom-ls": "dicomls",
+}
 
 
 def _command_module(name):
@@ -41,6 +47,48 @@ def build_parser():
     return parser
 
 
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGTERM, SIGHUP), handled as Ctrl-C is."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_as_interrupts():
+    """SIGTERM and SIGHUP raise :class:`Interrupted` while the command runs (main thread only), so
+    that they unwind like Ctrl-C: partial folders removed, locks released."""
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            previous[sig] = signal.signal(sig, _raise_interrupted)
+        except (ValueError, OSError):  # not the main thread: leave the signals alone
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted_status(exc):
+    signum = getattr(exc, "signum", int(getattr(signal, "SIGINT", 2)))
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    print(f"tare-dosimetry: interrupted ({name}); nothing half-written was left", file=sys.stderr)
+    return 128 + int(signum)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,15 +98,15 @@ def main(argv=None):
     handler = _command_module(args.command).main
     debug = getattr(args, "debug", False)
     try:
-        return handler(args)
+        with _stop_signals_as_interrupts():
+            return handler(args)
     except TAREDosimetryError as exc:
         if debug:
             raise
         print(f"tare-dosimetry: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("tare-dosimetry: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted_status(exc)
     except Exception as exc:  # unexpected: one line unless --debug
         if debug:
             raise

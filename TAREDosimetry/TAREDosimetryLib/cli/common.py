@@ -7,12 +7,12 @@ import sys
 import time
 
 from ..errors import InputError
-from ..params import DEVICES, DOSE_METHODS, INDICATIONS, MICROSPHERES, SAMPLINGS, TREATMENT_APPROACHES, DosimetryParams
+from ..params import DEVICES, DOSE_METHODS, INDICATIONS, MICROSPHERES, PHASES, SAMPLINGS, TREATMENT_APPROACHES, DosimetryParams
 
 __all__ = [
     "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options", "add_clinical_options",
-    "params_from_args", "read_json", "load_params_file", "roles_from_args", "print_result", "add_dicom_input_options",
-    "dicom_options_from_args", "add_export_options", "exports_from_args", "send_exports", "make_sender",
+    "params_from_args", "read_json", "load_params_file", "params_record", "same_input", "roles_from_args", "print_result",
+    "add_dicom_input_options", "dicom_options_from_args", "add_export_options", "exports_from_args", "send_exports", "make_sender",
 ]
 
 EPILOG = """examples:
@@ -72,10 +72,15 @@ def add_metric_options(p):
                    help="how the dose is measured on the segments: overlap (default: exact partial-voxel weighting, each activity "
                         "voxel counted with the fraction of its volume inside the segment), or point sampling at the segment "
                         "voxels' centres: nearest or linear (approximations)")
-    g.add_argument("--dvh-bin-width-gy", type=float, default=None, help="bin width for D/V metrics (default: exact, sorted voxels)")
+    g.add_argument("--dvh-bin-width-gy", type=float, default=None,
+                   help="bin width for D/V metrics, at most 5 Gy (default: exact, from the sorted voxel doses)")
     g.add_argument("--prior-lung-dose-gy", type=float, default=None, help="lung dose of earlier treatments (cumulative lung rule)")
+    g.add_argument("--phase", choices=PHASES, default=None,
+                   help="pre: the doses are a prediction (MAA SPECT, planning); post: a verification of the delivered dose "
+                   "(Y-90 PET or Bremsstrahlung SPECT); default: from the inputs where they say")
     g.add_argument("--params", metavar="JSON", default=None,
-                   help="start from the parameters in a JSON file (a metrics.json of an earlier run, or a plain object)")
+                   help="start from the parameters in a JSON file: a plain object, or the metrics.json of an earlier result, "
+                   "whose rule set (unless --thresholds) and, for the same segmentation, roles and label table are used too")
     g.add_argument("--resolution-fwhm-mm", type=float, default=None, metavar="MM",
                    help="image resolution (FWHM, mm): segments with an equivalent-sphere diameter under 2 x FWHM get a "
                    "partial-volume warning (always: under 30 activity voxels or 2 x the voxel size)")
@@ -99,9 +104,10 @@ def add_clinical_options(p):
                    "resin lobectomy: > 70 Gy with > 30 %%)")
 
 
-def add_output_options(p):
+def add_output_options(p, out_required=True):
     g = p.add_argument_group("output")
-    g.add_argument("--out", required=True, metavar="DIR", help="output folder (must not exist or be empty, unless --overwrite)")
+    g.add_argument("--out", required=out_required, metavar="DIR",
+                   help="output folder (must not exist or be empty, unless --overwrite)")
     g.add_argument("--overwrite", action="store_true", help="replace our result files in a non-empty folder (other files are kept)")
     g.add_argument("--no-report", action="store_true", help="skip dvh.png and report.html (faster; no matplotlib needed)")
     g.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
@@ -117,7 +123,7 @@ def params_from_args(args, base=None):
         "method": "method", "device": "device", "lung_density": "lung_density_g_ml", "lung_mass_g": "default_lung_mass_g",
         "k_gy_kg_per_gbq": "k_gy_kg_per_gbq", "half_life_h": "half_life_h", "lung_dose_from": "lung_dose_from",
         "dvk_lung_mode": "dvk_lung_mode", "dvk_radius_mm": "dvk_radius_mm", "sampling": "sampling", "dvh_bin_width_gy": "dvh_bin_width_gy",
-        "prior_lung_dose_gy": "prior_lung_dose_gy", "administered_activity_gbq": "administered_activity_gbq",
+        "prior_lung_dose_gy": "prior_lung_dose_gy", "phase": "phase", "administered_activity_gbq": "administered_activity_gbq",
         "residual_fraction": "residual_fraction", "lung_shunt_fraction": "lung_shunt_fraction",
         "reference_region": "reference_region", "hours_since_administration": "hours_since_administration",
         "microsphere": "microsphere", "indication": "indication", "treatment_approach": "treatment_approach",
@@ -145,6 +151,8 @@ def params_from_args(args, base=None):
         from ..evaluation.partial_volume import read_recovery_coefficients
 
         changes["recovery_coefficients"], changes["recovery_coefficient_axis"] = read_recovery_coefficients(args.recovery_coefficients)
+    if getattr(args, "allow_negative", False):
+        changes["allow_negative"] = True
     return p.replace(**changes) if changes else p
 
 
@@ -168,6 +176,30 @@ def load_params_file(path):
     return DosimetryParams.from_dict(data)
 
 
+def params_record(args):
+    """The metrics.json of an earlier result given to --params, or None (no --params, or a plain
+    object of parameters).  Its rule set, roles and label table are used where the command line
+    gives none, so that a rerun judges the case as the first run did."""
+    path = getattr(args, "params", None)
+    if not path:
+        return None
+    data = read_json("--params", path)
+    return data if isinstance(data, dict) and isinstance(data.get("parameters"), dict) else None
+
+
+def same_input(record, key, path):
+    """True when ``path`` is the input ``key`` of the record: the same file, or the same SHA-256."""
+    from ..imaging.provenance import sha256_of_path
+
+    inputs = (record or {}).get("inputs") or {}
+    if not path or not inputs.get(key):
+        return False
+    if os.path.abspath(str(path)) == inputs[key]:
+        return True
+    digest = (inputs.get("sha256") or {}).get(key)
+    return bool(digest) and sha256_of_path(path) == digest
+
+
 def roles_from_args(args):
     from ..evaluation.roles import canonical_role, parse_role_assignments
 
@@ -182,7 +214,14 @@ def roles_from_args(args):
 
 
 def print_result(result, files, out):
-    print(result.summary_line())
+    from ..reporting.wording import banner
+
+    verdict = banner(result)
+    print(verdict["headline"])
+    for line in verdict["lines"][:2]:  # the rule count; the treatment phase and its basis
+        print(f"  {line}")
+    for reason in verdict["also_incomplete"]:  # a FAIL that is also incomplete says so
+        print(f"  also incomplete: {reason}")
     for w in result.warnings:
         print(f"warning: {w}")
     print(f"results in {out}: " + ", ".join(os.path.basename(f) for f in files))

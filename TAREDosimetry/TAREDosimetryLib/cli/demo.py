@@ -8,6 +8,7 @@ from .common import (
     add_output_options,
     exports_from_args,
     params_from_args,
+    params_record,
     print_result,
     progress_printer,
     send_exports,
@@ -30,18 +31,28 @@ def add_parser(sub):
 
 
 def main(args):
-    from ..imaging.phantom import make_phantom
-    from ..pipeline import run_case
-    from ..reporting.outputs import check_output_dir, write_outputs
+    from ..reporting.resultfolder import reserve_output_dir
 
-    check_output_dir(args.out, args.overwrite)
+    with reserve_output_dir(args.out, args.overwrite):  # refuse before any work; one writer at a time
+        return _demo(args)
+
+
+def _demo(args):
+    from ..imaging.phantom import demo_case_inputs, make_phantom
+    from ..pipeline import run_case
+    from ..reporting.outputs import write_outputs
+    from ..reproduce import record_roles, record_rules_spec
+
     exports = exports_from_args(args)  # the demo's DICOM exports form a standalone study
     progress = progress_printer(args.quiet)
     progress(0.0, "building the synthetic patient")
     case = make_phantom(analytic=False, seed=args.seed)
     params = params_from_args(args, base=case.params)
-    result = run_case(case.activity, case.segmentation, params=params, ct=case.ct, rules=args.thresholds,
-                      inputs={"activity_image": "synthetic Bremsstrahlung SPECT (demo)", "description": case.description},
+    record = params_record(args)
+    rules = args.thresholds if args.thresholds or record is None else record_rules_spec(record)
+    roles = record_roles(record) if record is not None and "demo_seed" in (record.get("inputs") or {}) else None
+    result = run_case(case.activity, case.segmentation, params=params, ct=case.ct, rules=rules, roles=roles,
+                      inputs=demo_case_inputs(case, args.seed),
                       progress=progress)
     files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
                           background=case.ct, segmentation=case.segmentation, progress=progress, dicom=exports, pdf=args.pdf)

@@ -53,14 +53,20 @@ def add_parser(sub):
 
 
 def main(args):
-    from ..batch import evaluate_dose_files
-    from ..evaluation.rules import load_rules
-    from ..reporting.outputs import check_output_dir, write_outputs
+    from ..reporting.resultfolder import reserve_output_dir
 
-    check_output_dir(args.out, args.overwrite)
+    with reserve_output_dir(args.out, args.overwrite):  # refuse before any work; one writer at a time
+        return _evaluate(args)
+
+
+def _evaluate(args):
+    from ..batch import evaluate_dose_files
+    from ..evaluation.rules import select_rules
+    from ..reporting.outputs import write_outputs
+
     params = params_from_args(args)
     roles = roles_from_args(args)
-    load_rules(args.thresholds)
+    select_rules(args.thresholds, params)  # a bad preset or rule file fails before the images are read
     exports_from_args(args)
     progress = progress_printer(args.quiet)
     result, inputs = evaluate_dose_files(

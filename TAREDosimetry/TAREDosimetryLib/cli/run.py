@@ -1,6 +1,9 @@
 """``tare-dosimetry run``: dosimetry of one case from image files."""
 
 import argparse
+import os
+
+from ..errors import InputError
 
 from ..params import REFERENCE_REGIONS
 from .common import (
@@ -12,11 +15,13 @@ from .common import (
     add_metric_options,
     add_output_options,
     params_from_args,
+    params_record,
     print_result,
     dicom_options_from_args,
     exports_from_args,
     progress_printer,
     roles_from_args,
+    same_input,
     send_exports,
 )
 
@@ -55,30 +60,96 @@ def add_parser(sub):
                    help="scan time minus administration time, h; required with absolute calibration (--pet) unless "
                    "--decay-corrected or a DICOM PET header gives it (this overrides the header; 0: scanned at administration)")
     a.add_argument("--decay-corrected", action="store_true", help="the Bq/mL image is already decay-corrected to administration (overrides a DICOM header)")
+    a.add_argument("--allow-negative", action="store_true",
+                   help="go on when negative voxels sum to more than 5 %% of the positive total (they are set to 0)")
     add_clinical_options(run)
     add_dicom_input_options(run)
     add_dose_options(run)
     add_metric_options(run)
-    add_output_options(run)
+    add_output_options(run, out_required=False)
     add_export_options(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="read and check the inputs, show the segments with their roles (guessed or given), volumes and "
+                     "the rules that will apply; compute nothing, write nothing (--out not needed)")
     return run
 
 
 def main(args):
+    from ..reporting.resultfolder import reserve_output_dir
+
+    if args.dry_run:
+        return _dry_run(args)
+    if args.out is None:
+        raise InputError("--out is required: the folder for the results (or --dry-run to check the inputs only)")
+    with reserve_output_dir(args.out, args.overwrite):  # refuse before any work; one writer at a time
+        return _run(args)
+
+
+def _dry_run(args):
+    from ..imaging.caseinputs import read_case_inputs
+    from ..preview import check_preview, format_preview, preview_case
+
+    _refuse_same_file(args)
+    params = params_from_args(args)
+    progress = progress_printer(args.quiet)
+    rules, roles, labels = _case_choices(args, progress)
+    modality = "pet" if args.pet else "spect"
+    case = read_case_inputs(args.spect or args.pet, args.segmentation, ct=args.ct, labels=labels, modality=modality,
+                            params=params, dicom=dicom_options_from_args(args))
+    preview = preview_case(case.activity, case.segmentation, params=case.params, roles=roles, ct=case.ct, rules=rules,
+                           inputs=case.info, what="PET image" if args.pet else "SPECT image")
+    preview["warnings"][0:0] = case.warnings
+    print("\n".join(format_preview(preview)))
+    check_preview(preview)
+    return 0
+
+
+def _same_file(a, b):
+    """True when ``a`` and ``b`` are the same file (one DICOM folder may hold the image and its segments)."""
+    try:
+        return bool(a and b) and os.path.isfile(a) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _refuse_same_file(args):
+    if _same_file(args.spect or args.pet, args.segmentation):
+        raise InputError(f"{'--pet' if args.pet else '--spect'} and --segmentation name the same file ({args.segmentation}): "
+                         "give the activity image (SPECT/PET) and the segments separately")
+
+
+def _case_choices(args, progress):
+    """(rules, roles, labels) from the command line, completed from a --params metrics.json."""
+    from ..reproduce import record_labels, record_roles, record_rules, record_rules_spec
+
+    rules, roles, labels = args.thresholds, roles_from_args(args), args.labels
+    record = params_record(args)
+    if record is None:
+        return rules, roles, labels
+    if rules is None and record_rules(record):
+        rules = record_rules_spec(record)  # None: chosen again from the clinical inputs, as the first run did
+        progress(0.0, f"rule set {record_rules(record).get('name', '')!r} from {args.params}")
+    if same_input(record, "segmentation", args.segmentation):
+        roles = dict(record_roles(record), **roles)
+        labels = labels if labels is not None else record_labels(record)
+        progress(0.0, f"segment roles and label table from {args.params}")
+    return rules, roles, labels
+
+
+def _run(args):
     from ..batch import run_case_files
     from ..evaluation.rules import select_rules
-    from ..reporting.outputs import check_output_dir, write_outputs
+    from ..reporting.outputs import write_outputs
 
-    check_output_dir(args.out, args.overwrite)  # refuse before any work
-    params = params_from_args(args)
-    roles = roles_from_args(args)
-    rules = args.thresholds
-    select_rules(rules, params)  # a bad preset or rule file fails before the images are read
-    progress = progress_printer(args.quiet)
     exports_from_args(args)  # refuse --send without an export before any work
+    _refuse_same_file(args)
+    params = params_from_args(args)
+    progress = progress_printer(args.quiet)
+    rules, roles, labels = _case_choices(args, progress)
+    select_rules(rules, params)  # a bad preset or rule file fails before the images are read
     image = args.spect or args.pet
     result, inputs = run_case_files(
-        image, args.segmentation, ct=args.ct, labels=args.labels, roles=roles, params=params, rules=rules,
+        image, args.segmentation, ct=args.ct, labels=labels, roles=roles, params=params, rules=rules,
         modality="pet" if args.pet else "spect", progress=progress, dicom=dicom_options_from_args(args),
     )
     files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,

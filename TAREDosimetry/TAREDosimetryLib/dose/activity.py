@@ -20,6 +20,8 @@ from ..errors import InputError
 __all__ = [
     "check_finite",
     "clip_negative",
+    "negative_voxels_warning",
+    "MAX_NEGATIVE_FRACTION",
     "reference_activity_gbq",
     "lung_activity_gbq",
     "scale_counts_to_gbq",
@@ -34,7 +36,8 @@ def check_finite(image, what="activity image"):
         bad = ~np.isfinite(a)
         n = int(np.count_nonzero(bad))
         if n:
-            raise InputError(f"{what} {image.name or ''} holds {n} NaN or infinite voxel(s); fix or mask the image first".replace("  ", " "))
+            named = what if not image.name or image.name in what else f"{what} {image.name}"  # the file once
+            raise InputError(f"{named} holds {n} NaN or infinite voxel(s); fix or mask the image first")
 
 
 def clip_negative(image):
@@ -53,6 +56,39 @@ def clip_negative(image):
     pos_sum = float(a[~neg].sum(dtype=np.float64))
     neg_sum = float(-a[neg].sum(dtype=np.float64))
     return np.where(neg, np.float32(0), a), n, (neg_sum / pos_sum if pos_sum > 0 else math.inf)
+
+
+#: Negative voxels summing to more than this fraction of the positive total stop the run (unless
+#: allowed): an image with a negative offset or a subtraction image, not reconstruction noise.
+MAX_NEGATIVE_FRACTION = 0.05
+
+
+def negative_voxels_warning(n_negative, negative_fraction, positive_total, what, allow=False):
+    """The warning for clipped negative voxels, or InputError when they are too many.
+
+    Parameters
+    ----------
+    n_negative : int, voxels below 0; negative_fraction : float, their sum over the positive total.
+    positive_total : float, sum of the positive voxels (image units); what : the image's name.
+    allow : bool, clip whatever their share (``allow_negative``).
+
+    Returns
+    -------
+    str or None (no negative voxel).
+    """
+    if not n_negative:
+        return None
+    pct = 100.0 * negative_fraction
+    if negative_fraction > MAX_NEGATIVE_FRACTION and not allow:
+        raise InputError(
+            f"{n_negative} negative voxel(s) in the {what} sum to {pct:.3g} % of the positive total (more than "
+            f"{100 * MAX_NEGATIVE_FRACTION:g} %): a negative offset, a subtraction image or the wrong image? Check the "
+            "image, or add --allow-negative to set them to 0 and go on"
+        )
+    return (
+        f"{n_negative} negative voxel(s) in the {what} were set to 0: they summed to "
+        f"{-negative_fraction * positive_total:.4g} (image units), {pct:.3g} % of the positive total, which clipping removes"
+    )
 
 
 def _require_activity(params):

@@ -2,7 +2,7 @@
 
 from .ldm import ldm_dose_gy
 
-__all__ = ["dose_map_gy"]
+__all__ = ["dose_map_gy", "dose_computation_record"]
 
 
 def dose_map_gy(activity_gbq, density_g_ml, params, lung_mask=None, progress=None):
@@ -30,3 +30,25 @@ def dose_map_gy(activity_gbq, density_g_ml, params, lung_mask=None, progress=Non
         progress=progress,
         radius_mm=params.dvk_radius_mm,
     )
+
+
+def dose_computation_record(params, source="computed"):
+    """Which method and device computed the dose map (recorded in metrics.json and the report).
+
+    ``device='auto'`` may pick the GPU or the CPU: this says which one ran.  LDM is a voxel-wise
+    product and always runs on the CPU (NumPy).  ``source`` is 'computed', 'dose function' (a
+    caller's function, e.g. the VTK filter in Slicer) or 'given' (a dose map passed in).
+    """
+    import numpy as np
+
+    record = {"method": params.method, "device_requested": params.device, "dose_source": source}
+    if params.method == "dvk":
+        from .backend import get_backend
+
+        backend = get_backend(params.device)
+        record.update(device_used=backend.name, device_description=backend.description)
+        if backend.name == "gpu":
+            record["cupy"] = backend.xp.__version__
+    else:
+        record.update(device_used="cpu", device_description=f"CPU (NumPy {np.__version__})")
+    return record

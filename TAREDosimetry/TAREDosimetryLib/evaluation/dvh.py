@@ -9,6 +9,8 @@ Two modes, both interpolated (never the value of the nearest bin):
   with dose >= d.
 * **binned** (``bin_width_gy=w``): a histogram with bins [0, w), [w, 2w), ...; the cumulative DVH
   is exact at the bin edges and linear between them; ``D`` inverts that piecewise-linear curve.
+  ``D`` never exceeds the largest voxel dose (inside the top bin the line would otherwise reach
+  the bin's upper edge: a region of 0 Gy would read D50 = half a bin).
 
 Volumes are voxel counts times the voxel volume (all voxels of one DVH have the same volume).
 
@@ -192,7 +194,10 @@ class DVH:
                 return float(self._sorted_desc[-1])
             t = pos - k
             return float((1 - t) * float(self._sorted_desc[k - 1]) + t * float(self._sorted_desc[k]))
-        # binned: cum is non-increasing along edges; find dose where cum == f
+        return self._within_dose_range(self._binned_dose_at_fraction(f))
+
+    def _binned_dose_at_fraction(self, f):
+        """D at volume fraction ``f`` on the binned curve (cum is non-increasing along the edges)."""
         cum, edges = self._cum, self._edges
         if f >= cum[0]:
             # Every voxel receives at least the highest edge where the curve is still at 100 %
@@ -213,6 +218,11 @@ class DVH:
             return float(d[-1])
         t = (f - c[k - 1]) / (c[k] - c[k - 1])
         return float((1 - t) * float(d[k - 1]) + t * float(d[k]))
+
+    def _within_dose_range(self, dose_gy):
+        """A binned D_x never above the largest voxel dose: the curve is linear inside a bin, but
+        no voxel receives more than the maximum (a 0 Gy region must not read D50 = half a bin)."""
+        return float(min(dose_gy, self.max_gy))
 
     def dose_at_volume_ml(self, volume_ml):
         """D_{x cc}: minimum dose to the hottest ``volume_ml`` mL, Gy."""

@@ -1,6 +1,7 @@
 """Results of one case: per-segment metrics (:class:`SegmentResult`) and the whole case
 (:class:`CaseResult`), with the JSON form written to metrics.json."""
 
+import datetime
 import math
 from dataclasses import dataclass, field
 
@@ -13,8 +14,9 @@ from ..volume import Volume
 from .dvh import DVH
 from .radiobiology import radiobiology_table
 from .status import incomplete_reasons, overall_status
+from .phase import case_phase
 
-__all__ = ["SegmentResult", "CaseResult", "json_number"]
+__all__ = ["SegmentResult", "CaseResult", "json_number", "software_versions"]
 
 
 @dataclass
@@ -44,6 +46,24 @@ class SegmentResult:
         d["pv_warning"] = bool(self.pv_warning)
         d["warnings"] = list(self.warnings)
         return d
+
+
+def software_versions():
+    """Versions of the software that computes a result (Python, the engine and its libraries)."""
+    import platform
+
+    import scipy
+    import SimpleITK
+
+    return {
+        "name": "TAREDosimetry",
+        "version": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "SimpleITK": SimpleITK.Version_VersionString() if hasattr(SimpleITK, "Version_VersionString") else str(SimpleITK.Version()),
+        "platform": platform.platform(terse=True),
+    }
 
 
 def json_number(v):
@@ -80,6 +100,10 @@ class CaseResult:
     scope_warnings: list = field(default_factory=list)
     #: How the rule set was chosen ('given', or from the clinical inputs).
     rules_note: str = ""
+    #: Method and device that computed the dose map (see dose.dosemap.dose_computation_record).
+    computation: dict = field(default_factory=dict)
+    #: When the result was made (UTC, ISO 8601); with timings_s the only entry a rerun changes.
+    created_utc: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
     def segment(self, name):
         for s in self.segments:
@@ -112,17 +136,11 @@ class CaseResult:
         return head + ("; " + "; ".join(parts) if parts else "") + tail
 
     def to_dict(self):
-        import scipy
-        import SimpleITK
-
         return {
-            "software": {
-                "name": "TAREDosimetry",
-                "version": __version__,
-                "numpy": np.__version__,
-                "scipy": scipy.__version__,
-                "SimpleITK": SimpleITK.Version_VersionString() if hasattr(SimpleITK, "Version_VersionString") else str(SimpleITK.Version()),
-            },
+            "software": software_versions(),
+            "created_utc": self.created_utc,
+            "computation": dict(self.computation),
+            "phase": case_phase(self.params, self.inputs),
             "inputs": self.inputs,
             "parameters": self.params.to_dict(),
             "constants": {

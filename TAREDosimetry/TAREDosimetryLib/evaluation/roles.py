@@ -127,7 +127,7 @@ def canonical_role(role, where="role"):
         return key.replace(" ", "_")
     if key in _ALIASES:
         return _ALIASES[key]
-    raise InputError(f"unknown {where} {role!r}; expected one of: {', '.join(ROLES)}")
+    raise InputError(f"unknown {where}: {role!r}; expected one of: {', '.join(ROLES)}")
 
 
 def parse_role_assignments(items):

@@ -30,6 +30,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from ..errors import InputError
+from ..imaging.provenance import sha256_of_path
 from . import conditions as cond
 from .dvh import parse_metric
 from .roles import ROLE_LABELS, canonical_role
@@ -55,7 +56,7 @@ class Rule:
     metric: str = "mean_gy"
     comparison: str = ">"
     threshold: float = 0.0
-    unit: str = "Gy"
+    unit: str = ""  # empty: the metric's own unit (Gy, %, mL, g, GBq; none for tn_ratio)
     label: str = ""
     source: str = ""
     segment: str = ""
@@ -91,6 +92,8 @@ class Rule:
                 f"rule {self.label or self.metric!r}: unknown metric {self.metric!r}; use e.g. mean_gy, median_gy, "
                 "max_gy, d70_gy, v100_pct, eud_gy, bed_gy, tn_ratio, cumulative_mean_gy, D70, V100Gy"
             )
+        _check_metric_level(self.metric)
+        object.__setattr__(self, "unit", _checked_unit(self.metric, self.unit))
         if self.kind not in ("efficacy", "safety"):
             raise InputError(f"rule {self.label or self.metric!r}: kind must be 'efficacy' or 'safety', got {self.kind!r}")
         if not self.label:
@@ -118,6 +121,54 @@ _PLAIN_METRICS = {
 }
 
 
+#: Unit of each metric family, and the spellings a rule may give for it.
+_UNIT_SPELLINGS = {
+    "Gy": ("gy",), "%": ("%", "pct", "percent"), "mL": ("ml", "cc", "cm3"), "g": ("g",), "GBq": ("gbq",),
+    "": ("", "ratio", "-", "1", "none"),
+}
+_PLAIN_UNITS = {
+    "volume_ml": "mL", "mass_g": "g", "activity_gbq": "GBq", "activity_pct": "%", "tn_ratio": "", "recovery_coefficient": "",
+}
+
+
+def metric_unit(metric):
+    """The unit of a rule metric: 'Gy' (doses, D_x), '%' (v<x>_pct, V<x>Gy, activity_pct),
+    'mL' (v<x>_ml, volume_ml), 'g', 'GBq', or '' (tn_ratio)."""
+    m = str(metric)
+    if m in _PLAIN_UNITS:
+        return _PLAIN_UNITS[m]
+    if m.endswith("_gy"):
+        return "Gy"
+    if re.fullmatch(r"v\d+(\.\d+)?_(pct|ml)", m):
+        return "%" if m.endswith("_pct") else "mL"
+    parsed = parse_metric(m)
+    return "Gy" if parsed is None or parsed[0] == "D" else "%"
+
+
+def _checked_unit(metric, unit):
+    """The canonical spelling of ``unit``, which must be the unit of ``metric`` (empty: that unit)."""
+    expected = metric_unit(metric)
+    given = str(unit or "").strip()
+    if not given:
+        return expected
+    if given.lower() in _UNIT_SPELLINGS[expected]:
+        return expected
+    what = {"Gy": "a dose", "%": "a percentage", "mL": "a volume", "g": "a mass", "GBq": "an activity", "": "a ratio"}[expected]
+    raise InputError(
+        f"unit {given!r} does not match metric {metric!r}, which is {what}" + (f" in {expected}" if expected else " (no unit)")
+        + "; correct the unit or the metric"
+    )
+
+
+def _check_metric_level(metric):
+    """D_x needs x within 0-100 % (d200_gy asks for the dose to twice the volume)."""
+    m = re.fullmatch(r"d(\d+(?:\.\d+)?)_gy", str(metric))
+    parsed = parse_metric(metric)
+    level = float(m.group(1)) if m else parsed[1] if parsed and parsed[0] == "D" and parsed[2] == "%" else None
+    if level is not None and level > 100:
+        raise InputError(f"metric {metric!r} asks for the dose to {level:g} % of the volume; D levels are within 0-100 %")
+
+
 def _metric_known(metric):
     m = str(metric)
     if m in _PLAIN_METRICS:
@@ -136,12 +187,15 @@ class RuleSet:
     """Named rules with a description and a ``scope`` (dict, keys :data:`SCOPE_KEYS`): the
     indications and microspheres the thresholds were derived for (lists), the imaging they were
     derived from (``imaging``: list of 'bremsstrahlung_spect', 'maa_spect', 'y90_pet', or 'any'),
-    the study population, and whether ``select_rules`` may choose it from the clinical inputs."""
+    the study population, and whether ``select_rules`` may choose it from the clinical inputs.
+    ``origin`` says where the rules came from ({'preset': name} or {'file': path, 'sha256': hex});
+    it is kept through to_dict/from_dict so a rerun records the same."""
 
     name: str
     rules: tuple = ()
     description: str = ""
     scope: dict = None
+    origin: dict = None
 
     def __post_init__(self):
         object.__setattr__(self, "rules", tuple(self.rules))
@@ -151,8 +205,11 @@ class RuleSet:
         return hash((self.name, self.rules, self.description))
 
     def to_dict(self):
-        return {"name": self.name, "description": self.description, "scope": dict(self.scope),
-                "rules": [r.to_dict() for r in self.rules]}
+        d = {"name": self.name, "description": self.description, "scope": dict(self.scope),
+             "rules": [r.to_dict() for r in self.rules]}
+        if self.origin:
+            d["origin"] = dict(self.origin)
+        return d
 
     @classmethod
     def from_dict(cls, data, source="rules"):
@@ -162,7 +219,9 @@ class RuleSet:
         scope = data.get("scope") or {}
         if not isinstance(scope, dict) or set(scope) - set(SCOPE_KEYS):
             raise InputError(f"{source}: 'scope' must be an object with keys among {', '.join(SCOPE_KEYS)}")
-        return cls(str(data.get("name", os.path.basename(str(source)))), tuple(rules), str(data.get("description", "")), scope)
+        origin = data.get("origin")
+        return cls(str(data.get("name", os.path.basename(str(source)))), tuple(rules), str(data.get("description", "")),
+                   scope=scope, origin=dict(origin) if isinstance(origin, dict) else None)
 
 
 def _rules_from_dicts(items, source):
@@ -272,6 +331,7 @@ def read_preset_files(folder=PRESET_DIR):
             data = json.load(fh)
         for rule in data["rules"]:
             rule["source"] = _resolve_source(rule.get("source", ""), sources, path)
+        data["origin"] = {"preset": data.get("name", fname[:-5])}
         ruleset = RuleSet.from_dict(data, source=f"preset file {path}")
         loaded.append((data.get("order", len(loaded)), ruleset))
     return {rs.name: rs for _, rs in sorted(loaded, key=lambda t: t[0])}
@@ -323,7 +383,10 @@ def load_rules(spec=None):
     if text in RETIRED_PRESETS:
         raise InputError(f"threshold preset {text!r} was retired: {RETIRED_PRESETS[text]}")
     if os.path.exists(text):
-        return RuleSet.from_dict(_read_rule_file(text), source=f"rule file {text}")
+        data = _read_rule_file(text)
+        if isinstance(data, dict):
+            data["origin"] = {"file": os.path.abspath(text), "sha256": sha256_of_path(text)}
+        return RuleSet.from_dict(data, source=f"rule file {text}")
     if text.lower().endswith((".json", ".toml")):
         raise InputError(f"rule file not found: {text}")
     raise InputError(f"unknown threshold preset {text!r}; presets: {', '.join(PRESETS)} (or give a .json/.toml rule file)")

@@ -6,7 +6,6 @@
 the parameters the headers complete, with a record of every decision for metrics.json.
 """
 
-import os
 from dataclasses import dataclass, field
 
 from ..errors import InputError
@@ -15,6 +14,7 @@ from .dicomactivity import activity_values, header_activity_params
 from .dicomimage import IMAGE_MODALITIES
 from .dicomtiming import read_activity_header
 from .images import read_image_with_source
+from .provenance import input_record
 from .segmentation_io import read_segmentation_with_source
 
 __all__ = ["DicomOptions", "CaseInputs", "read_case_inputs"]
@@ -129,10 +129,16 @@ def read_case_inputs(image, segmentation, *, ct=None, labels=None, modality="spe
         reference_for_uid=ct_source.series.frame_of_reference_uid if ct_source is not None else "",
         series_uids=dicom.series_uids)
     _check_series_used(dicom.series_uids, [source, ct_source], [seg_series])
-    info = {"activity_image": os.path.abspath(str(image)) if image is not None else None,
-            "modality": modality if image is not None else None,
-            "segmentation": os.path.abspath(str(segmentation)), "ct": os.path.abspath(str(ct)) if ct else None,
-            "activity_unit": (activity.unit or None) if activity is not None else None}
+    info = input_record(image, segmentation, ct=ct, labels=labels, modality=modality if image is not None else None,
+                        activity_unit=activity.unit if activity is not None else "",
+                        label_names=getattr(seg, "label_names", None),
+                        series_files={"activity_image": source.files if source is not None else None,
+                                      "ct": ct_source.files if ct_source is not None else None,
+                                      "segmentation": seg_series.files if seg_series is not None else None})
+    if any(x is not None for x in (source, ct_source, seg_series)):
+        # what decided the DICOM reading, so that a rerun reads the same series the same way
+        info["dicom_options"] = {"series_uids": list(dicom.series_uids), "allow_other_radionuclide": dicom.allow_other_radionuclide,
+                                 "timing_overridden": dicom.timing_overridden, "quantitative_explicit": dicom.quantitative_explicit}
     if record is not None:
         info["activity_dicom"] = record
         info["timing_source"] = record.get("timing_source")

@@ -16,8 +16,9 @@ import SimpleITK as sitk
 from ..errors import InputError
 from ..resample import volume_from_sitk
 from ..volume import Volume
-from .dicomseries import is_dicom_file, select_series
-from .images import check_exists, strip_image_suffix
+from .dicomseries import is_dicom_file, quiet_itk, select_series
+from .filecheck import check_image_file_complete
+from .images import check_exists, itk_reason, strip_image_suffix
 from .rtdose import read_rtdose
 
 __all__ = ["DOSE_UNITS", "read_dose_map", "unit_factor"]
@@ -45,11 +46,12 @@ def _header_unit(img):
 
 
 def _read_image_dose(path, what):
+    check_image_file_complete(path, what)
     try:
-        img = sitk.ReadImage(str(path), sitk.sitkFloat64)
+        with quiet_itk():
+            img = sitk.ReadImage(str(path), sitk.sitkFloat64)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
-        raise InputError(f"{what}: cannot read {path} as an image ({first})") from None
+        raise InputError(f"{what}: cannot read {path} as an image ({itk_reason(exc, path)})") from None
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{what}: {path} is not a 3-D scalar image")
     unit = _header_unit(img)

@@ -25,9 +25,18 @@ def parse_label_names(spec):
     elif is_builtin_table(str(spec)):
         return dict(TOTALSEGMENTATOR_LABELS)
     elif os.path.isfile(str(spec)):
+        def no_repeated_keys(pairs):
+            keys = [k for k, _ in pairs]
+            twice = sorted({k for k in keys if keys.count(k) > 1})
+            if twice:
+                raise InputError(f"label table {spec}: label value {twice[0]} is given twice; give each value once")
+            return dict(pairs)
+
         try:
             with open(spec, encoding="utf-8") as fh:
-                data = json.load(fh)
+                data = json.load(fh, object_pairs_hook=no_repeated_keys)
+        except InputError:
+            raise
         except (OSError, ValueError) as exc:
             raise InputError(f"label table {spec}: not valid JSON ({exc})") from None
         if isinstance(data, list):  # [{"value": 5, "name": "liver"}, ...]
@@ -44,7 +53,13 @@ def parse_label_names(spec):
             if "=" not in part:
                 raise InputError(f"label names: expected VALUE=NAME pairs or a JSON file, got {part!r} in {spec!r}")
             items.append(tuple(part.split("=", 1)))
-    out = {}
+    return _checked_table(items, spec)
+
+
+def _checked_table(items, spec):
+    """{value: name} from (value, name) pairs; a value or a name given twice is refused (one of
+    them would silently be lost, e.g. '1=liver,1=tumor 1' would keep only the tumour)."""
+    out, value_of = {}, {}
     for value, name in items:
         try:
             v = int(str(value).strip())
@@ -52,7 +67,17 @@ def parse_label_names(spec):
             raise InputError(f"label names: label value {value!r} is not a whole number") from None
         if v <= 0:
             raise InputError(f"label names: label value must be positive, got {v}")
-        out[v] = str(name).strip()
+        name = str(name).strip()
+        if not name:
+            raise InputError(f"label names: label value {v} has an empty name in {spec!r}")
+        if v in out:
+            raise InputError(f"label names: label value {v} is given twice ({out[v]!r} and {name!r}) in {spec!r}; give each value once")
+        if name in value_of:
+            raise InputError(
+                f"label names: the name {name!r} is given to label values {value_of[name]} and {v} in {spec!r}; give each "
+                "label its own name (e.g. 'tumour 1', 'tumour 2')"
+            )
+        out[v], value_of[name] = name, v
     return out
 
 

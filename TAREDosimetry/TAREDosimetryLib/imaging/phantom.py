@@ -19,7 +19,7 @@ from ..params import DosimetryParams
 from .segmentation import Segmentation
 from ..volume import Grid, Volume
 
-__all__ = ["PhantomCase", "make_phantom", "DEMO_UPTAKE"]
+__all__ = ["PhantomCase", "make_phantom", "demo_case_inputs", "DEMO_UPTAKE"]
 
 #: Relative activity concentration of each compartment (normal liver = 1).
 DEMO_UPTAKE = {"tumour 1": 6.0, "tumour 2": 3.5, "tumour 3": 1.2}
@@ -191,3 +191,8 @@ def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_g
         "synthetic Y-90 Bremsstrahlung SPECT/CT: liver (right and left lobes), three tumours "
         "(uptake 6, 3.5 and 1.2 x normal liver), lungs with an 8 % shunt; 15 mm FWHM blur, Poisson noise",
     )
+
+
+def demo_case_inputs(case, seed):
+    """The ``inputs`` record of the demo patient made with ``seed`` (rebuilt from it by a rerun)."""
+    return {"activity_image": "synthetic Bremsstrahlung SPECT (demo)", "description": case.description, "demo_seed": int(seed)}

@@ -75,6 +75,8 @@ class Segmentation:
         self.source = source
         #: Remarks made while reading (e.g. unnamed labels left out); the pipeline reports them.
         self.notes = []
+        #: {label value: name} when made from a label map (recorded with results), else None.
+        self.label_names = None
         self._bbox_cache = {}
 
     # -- construction -------------------------------------------------------------------------
@@ -123,6 +125,7 @@ class Segmentation:
         if top >= 2**32:
             raise InputError(f"label map holds label {top}, more than 2**32 - 1 ({source or 'label map'})")
         seg = cls(labelmap.astype(dtype, copy=False)[np.newaxis], grid, infos, source=source)
+        seg.label_names = {s.label_value: s.name for s in infos}
         if unnamed:
             shown = ", ".join(str(v) for v in unnamed[:12]) + (" ..." if len(unnamed) > 12 else "")
             seg.notes.append(

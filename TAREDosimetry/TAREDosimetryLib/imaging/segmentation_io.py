@@ -15,8 +15,8 @@ import SimpleITK as sitk
 from ..errors import GeometryError, InputError
 from ..resample import resample_mask, volume_from_sitk
 from ..volume import Grid
-from .images import IMAGE_SUFFIXES, check_exists, read_image, strip_image_suffix
 from .dicomseg import is_dicom_segmentation_path, read_dicom_segments
+from .images import IMAGE_SUFFIXES, check_exists, read_image, read_sitk_image, strip_image_suffix
 from .labels import is_builtin_table, parse_label_names
 from .segmentation import SegmentInfo, Segmentation
 
@@ -104,11 +104,7 @@ def read_segmentation(path, label_names=None):
         if not any(f.lower().endswith(IMAGE_SUFFIXES) for f in os.listdir(path)):
             raise InputError(f"segmentation folder {path}: no mask images in it")
         return _read_mask_folder(path)
-    try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
-        raise InputError(f"segmentation: cannot read {path} ({first})") from None
+    img = read_sitk_image(path, "segmentation")
     if "Segment0_Name" in img.GetMetaDataKeys() or "Segment0_ID" in img.GetMetaDataKeys():
         return _read_seg_nrrd(img, path)
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:

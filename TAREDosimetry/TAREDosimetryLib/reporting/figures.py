@@ -29,12 +29,15 @@ from ..errors import TAREDosimetryError
 from ..evaluation.roles import guess_role
 from ..resample import resample_mask, resample_volume
 from ..volume import Grid, Volume
+from .colors import display_colors
 from .tables import clean_number, format_metric
 
 __all__ = [
     "MissingDependencyError",
     "PASS_COLORS",
     "plot_dvh",
+    "dvh_figure",
+    "figure_colors",
     "SlicePlane",
     "dose_slice_planes",
     "plot_dose_slices",
@@ -123,40 +126,59 @@ def plot_dvh(result, path=None, *, step_gy=None):
 
     Returns
     -------
-    bytes : the PNG file (9 x 5.5 in at 120 dpi).
+    bytes : the PNG file (11 x 5.5 in at 120 dpi), the figure of :func:`dvh_figure`.
+    """
+    return png_bytes(dvh_figure(result, step_gy=step_gy), path)
+
+
+def dvh_figure(result, *, step_gy=None):
+    """The matplotlib Figure of :func:`plot_dvh` (11 x 5.5 in at 120 dpi).
 
     Notes
     -----
-    One curve per segment in the segment's colour (segments that share a colour get different
-    line styles; every curve has a dark outline so that pale colours stay visible).  The x axis
-    runs to the largest of the segments' D1 (dose to the hottest 1 %) and 1.2 x the largest
-    threshold.  The LSF lung entry is a single step at its uniform dose.
+    One curve per segment, in colours told apart (:mod:`.colors`: the segment's own colour unless
+    too close to another's; segments that still share a colour get other line styles; every curve
+    has a dark outline so that pale colours stay visible).  The x axis runs to the largest of the
+    segments' D1 (dose to the hottest 1 %) and 1.2 x the largest threshold.  The LSF lung entry is
+    a single step at its uniform dose.  Threshold lines are labelled outside the plot, so that no
+    text covers a curve: their doses on the top axis, their rules in the legend to the right of
+    the plot, with the status.
     """
     require_matplotlib()
     step = float(step_gy or getattr(result.params, "dvh_curve_step_gy", None) or 0.1)
     if not step > 0:
         raise ValueError(f"step_gy must be positive, got {step_gy!r}")
     rules = _dose_rules(result)
-    fig = _new_figure((9.0, 5.5), 120)
+    fig = _new_figure((11.0, 5.5), 120)
     ax = fig.add_subplot(1, 1, 1)
     _draw_dvh_curves(ax, result, step)
     x_max = _dvh_x_max(result, rules)
-    _draw_threshold_lines(ax, rules, x_max)
-    _dvh_axes(ax, result, x_max)
-    return png_bytes(fig, path)
+    threshold_handles = _draw_threshold_lines(ax, rules, x_max)
+    _dvh_axes(ax, result, x_max, threshold_handles)
+    return fig
+
+
+def figure_colors(result, segmentation=None, roles=None):
+    """{name: (r, g, b)} of the result's segments (and the segmentation's others), told apart (:mod:`.colors`)."""
+    items = [(s.name, s.role, s.color) for s in result.segments]
+    if segmentation is not None:
+        roles = roles or {}
+        items += [(n, roles.get(n, "other"), segmentation.info(n).color) for n in segmentation.names]
+    return display_colors(items)
 
 
 def _draw_dvh_curves(ax, result, step):
-    """One curve per segment in its colour; segments sharing a colour get other line styles."""
+    """One curve per segment in its display colour; segments sharing a colour get other line styles."""
     from matplotlib import patheffects
 
     styles = ("-", "--", "-.", ":")
     seen_colors = {}
+    colors = figure_colors(result)
     for s in result.segments:
         if s.dvh is None:
             continue
         d, v = s.dvh.curve(step)
-        color = tuple(float(c) for c in s.color)
+        color = colors[s.name]
         key = tuple(round(c, 2) for c in color)
         n_same = seen_colors.get(key, 0)
         seen_colors[key] = n_same + 1
@@ -168,29 +190,35 @@ def _draw_dvh_curves(ax, result, step):
 
 
 def _draw_threshold_lines(ax, rules, x_max):
-    """One vertical line per threshold value, the labels of rules that share it joined."""
+    """One vertical line per threshold value; returns legend handles naming the rules of each line.
+
+    The doses are written on the top axis and the rules in the legend (outside the plot): a
+    label inside the plot would cover the curves.
+    """
+    from matplotlib.lines import Line2D
+
     by_value = {}
     for r in rules:
         by_value.setdefault(float(r.threshold), []).append(r)
-    # Labels run up from the bottom (lane 0) or down from the top (lane 1) so that close lines
-    # (30, 40, 50 Gy on a 1000 Gy axis) do not print over each other.
-    last_in_lane = [-1.0, -1.0]
+    handles, ticks = [], []
     for value, rs in sorted(by_value.items()):
         color = "#b21f2d" if all(r.kind == "safety" for r in rs) else "#1e7b34"
         ax.axvline(value, color=color, ls="--", lw=1.3, zorder=2)
-        text = "; ".join(dict.fromkeys(f"{r.label} {r.comparison} {value:g} Gy" for r in rs))
-        frac = value / x_max
-        lane = 0 if frac - last_in_lane[0] >= 0.022 else 1 if frac - last_in_lane[1] >= 0.022 else 0
-        last_in_lane[lane] = frac
-        ax.text(
-            value, 2.0 if lane == 0 else 98.0, " " + _mpl_text(text) + " ", rotation=90, ha="right",
-            va="bottom" if lane == 0 else "top", fontsize=8, color=color, zorder=4,
-            bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.75),
-        )
+        text = "; ".join(dict.fromkeys(r.label if f"{value:g} Gy" in r.label else f"{r.label} {r.comparison} {value:g} Gy"
+                                       for r in rs))
+        handles.append(Line2D([], [], color=color, ls="--", lw=1.3, label=_mpl_text(text)))
+        ticks.append((value, color))
+    if ticks:
+        top = ax.secondary_xaxis("top")
+        top.set_xticks([v for v, _ in ticks])
+        top.set_xticklabels([f"{v:g}" for v, _ in ticks], rotation=90, fontsize=7.5)
+        for label, (_, color) in zip(top.get_xticklabels(), ticks):
+            label.set_color(color)
+    return handles
 
 
-def _dvh_axes(ax, result, x_max):
-    """Axes, grid, title, status badge and legend of the DVH plot."""
+def _dvh_axes(ax, result, x_max, threshold_handles=()):
+    """Axes, grid, title, status and legend (outside, to the right) of the DVH plot."""
     ax.set_xlim(0, x_max)
     ax.set_ylim(0, 102)
     ax.set_yticks(np.arange(0, 101, 10))
@@ -203,13 +231,13 @@ def _dvh_axes(ax, result, x_max):
     rname = getattr(result.rules, "name", "")
     status = result.overall_status
     ax.set_title(_mpl_text(f"Cumulative DVH \u2014 rules: {rname}"), loc="left", fontsize=11)
-    fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
-    ax.text(
-        1.0, 1.015, status, transform=ax.transAxes, ha="right", va="bottom", fontsize=11, fontweight="bold",
-        color="white", bbox=dict(boxstyle="round,pad=0.3", fc=fg, ec="none"),
-    )
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.92, title="segment", title_fontsize=8)
+    fg, _ = PASS_COLORS.get(status, PASS_COLORS["N/A"])
+    handles, labels = ax.get_legend_handles_labels()
+    handles, labels = handles + list(threshold_handles), labels + [h.get_label() for h in threshold_handles]
+    legend = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5, framealpha=0.95,
+                       title=f"{status}  \u2014  segments and thresholds", title_fontsize=8.5, borderaxespad=0.0)
+    legend.get_title().set_color(fg)
+    legend.get_title().set_fontweight("bold")
 
 
 # -- dose slices --------------------------------------------------------------------------------
@@ -410,7 +438,8 @@ def dose_slice_planes(result, background, segmentation, *, max_tumours=6, views=
     if not pixel_mm > 0:
         raise ValueError(f"pixel_mm must be positive, got {pixel_mm!r}")
     contour = _contour_names(segmentation, roles)
-    colors = {n: tuple(float(c) for c in segmentation.info(n).color) for n in contour}
+    shown = figure_colors(result, segmentation, roles)
+    colors = {n: shown[n] for n in contour}
     planes = []
     for name in _slice_targets(segmentation, roles, max_tumours):
         centre = _centroid_lps(segmentation, name)
@@ -504,7 +533,7 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
     d_max, plane_max = _dose_scale_max(result, planes)
     threshold = max(1.0, 0.01 * d_max)
     cmap = _dose_colormap()
-    isodoses = sorted({float(r.threshold) for r in _dose_rules(result) if r.role == "tumor" and r.kind == "efficacy" and 0 < r.threshold < d_max})
+    isodoses = _tumour_isodoses(result, planes, d_max)
     seg_means = {s.name: s.metrics.get("mean_gy") for s in result.segments}
     legend = {}
     im = None
@@ -528,6 +557,14 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
         fontsize=10,
     )
     return png_bytes(fig, path)
+
+
+def _tumour_isodoses(result, planes, d_max):
+    """Dose levels of the tumour thresholds, drawn as isodose lines only when the planes go through
+    tumours (without a tumour segment a tumour threshold line would mislead)."""
+    if not any(p.roles.get(p.segment) == "tumor" for p in planes):
+        return []
+    return sorted({float(r.threshold) for r in _dose_rules(result) if r.role == "tumor" and r.kind == "efficacy" and 0 < r.threshold < d_max})
 
 
 def _dose_colormap():

@@ -7,10 +7,12 @@ import json
 
 from ..errors import TAREDosimetryError
 from ..evaluation.partial_volume import DIAMETER_FACTOR, MIN_ACTIVITY_VOXELS
+from ..evaluation.phase import case_phase
 from ..evaluation.roles import ROLE_LABELS
 from ..evaluation.scope import scope_lines
 from .figures import PASS_COLORS, MissingDependencyError, plot_dose_slices, plot_dvh, require_matplotlib
 from .tables import HEAD_KEYS, RX_D, RX_VPCT, column_title, format_metric, metrics_table_rows
+from .wording import banner
 
 __all__ = ["KNOWN_LIMITS", "known_limits", "write_report_html"]
 
@@ -45,7 +47,8 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bot
 h3{font-size:14px;margin:14px 0 4px}
 .meta{color:#555;font-size:12.5px}.disclaimer{color:#8a4b00;font-weight:bold}
 .banner{padding:12px 16px;border-radius:6px;margin:16px 0;font-size:15px}
-.banner b{font-size:20px;margin-right:12px}
+.banner b{font-size:20px;margin-right:12px}.banner-sub{font-size:12.5px;margin-top:4px}
+.banner-list{font-size:12.5px;margin:4px 0 0;padding-left:20px}.phase{font-size:15px;margin:10px 0 0}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;margin:6px 0 10px;font-size:12.5px}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
@@ -176,6 +179,14 @@ def _img(png, alt):
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
+def _slices_heading(result):
+    """'Dose slices through the tumours', or through what the slices show when there is no tumour."""
+    if any(s.role == "tumor" for s in result.segments):
+        return "Dose slices through the tumours"
+    livers = [s.name for s in result.segments if s.role == "liver"]
+    return f"Dose slices through {livers[0]} (no tumour segment)" if livers else "Dose slices (no tumour segment)"
+
+
 def _figures_html(result, background, segmentation):
     parts = []
     try:
@@ -191,7 +202,7 @@ def _figures_html(result, background, segmentation):
         except TAREDosimetryError as exc:
             parts.append(f'<p class="note">Dose slices could not be drawn: {_e(exc)}</p>')
         else:
-            parts.append("<h3>Dose slices through the tumours</h3>" + _img(png, "dose slices"))
+            parts.append(f"<h3>{_e(_slices_heading(result))}</h3>" + _img(png, "dose slices"))
             parts.append(
                 '<p class="note">Radiological convention: patient right on the image left; axial: anterior at the top; '
                 "coronal: superior at the top.  Images are resampled onto each plane in physical space.</p>"
@@ -272,29 +283,49 @@ def _software_versions(d):
     return sw
 
 
+def _device_text(result):
+    comp = getattr(result, "computation", None) or {}
+    device = comp.get("device_description") or comp.get("device_used")
+    if not device:
+        return ""
+    asked = comp.get("device_requested")
+    return f" on {device}" + (f" (asked: {asked})" if asked and asked != comp.get("device_used") else "")
+
+
 def dose_origin_text(result):
-    """How the dose was obtained: computed (method, calibration) or read from another tool's file."""
+    """How the dose was obtained: computed (method, the device that ran, calibration) or read from another tool's file."""
     if result.summary.get("dose_source") == "external":
         rec = result.summary.get("dose_map") or {}
         return f"Dose: external dose map {rec.get('dose_file', '')} ({rec.get('unit', '')}, factor {rec.get('factor_to_gy', 1):g} to Gy)"
-    return f"Dose method: {result.params.method.upper()}; calibration: {result.params.calibration}"
+    return f"Dose method: {result.params.method.upper()}{_device_text(result)}; calibration: {result.params.calibration}"
+
+
+def _banner_html(result):
+    """The verdict in words: status word once, what decides it, the rule count, every evaluation."""
+    b = banner(result)
+    fg, bg = PASS_COLORS.get(b["status"], PASS_COLORS["N/A"])
+    items = "".join(f"<li>{_e(line)}</li>" for line in b["lines"][2:])
+    return (
+        f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(b["status"])}</b>'
+        f'{_e(b["message"])}<div class="banner-sub">{_e(b["lines"][0])}</div><ul class="banner-list">{items}</ul></div>'
+    )
 
 
 def _head_html(result, title, sw):
-    """Title, date, software, disclaimer and the PASS/FAIL banner."""
+    """Title, date, software, disclaimer, the treatment phase and the verdict banner."""
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     sw_text = ", ".join(f"{k} {v}" for k, v in sw.items() if k not in ("name", "version"))
-    status = result.overall_status
-    fg, bg = PASS_COLORS.get(status, PASS_COLORS["N/A"])
-    banner_word = status
+    phase = case_phase(result.params, result.inputs)
     return [
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">Generated {_e(now)} by {_e(sw.get("name", "TAREDosimetry"))} {_e(sw.get("version", ""))} '
         f"({_e(sw_text)}).<br>{_e(dose_origin_text(result))}; "
         f"rule set: {_e(getattr(result.rules, 'name', ''))}.<br>"
         '<span class="disclaimer">Research software, not a medical device: not for clinical decisions.</span></p>',
-        f'<div class="banner" style="background:{bg};color:{fg};border:2px solid {fg}"><b>{_e(banner_word)}</b>'
-        f"{_e(result.summary_line(with_reasons=False))}</div>",
+        f'<p class="phase phase-{_e(phase["phase"] or "unknown")}"><b>{_e(phase["title"])}</b> \u2014 {_e(phase["basis"])}'
+        + (". The doses are predicted from the MAA distribution, which may differ from the microspheres'."
+           if phase["phase"] == "pre" else "") + "</p>",
+        _banner_html(result),
     ] + _status_details_html(result)
 
 
@@ -322,8 +353,18 @@ def _status_details_html(result):
     return out
 
 
+def _inputs_html(inputs):
+    """The inputs with their SHA-256 (files and folders), then the other input entries."""
+    inputs = dict(inputs)
+    hashes = inputs.pop("sha256", None) or {}
+    rows = [f"<tr><th>{_e(k)}</th><td>{_e(_value_text(v))}</td><td><code>{_e(hashes.get(k, ''))}</code></td></tr>"
+            for k, v in inputs.items() if v is not None and v != ""]
+    return f'<div class="scroll"><table><thead><tr><th>input</th><th>value</th><th>SHA-256</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+
+
 def _record_html(d):
-    """What the result was computed from: calibration summary, parameters, constants, grid, inputs, timings."""
+    """What the result was computed from: calibration summary, parameters, constants, grid,
+    computation (the device that ran), inputs with their SHA-256, roles, timings."""
     inputs = dict(d.get("inputs") or {})
     roles = inputs.pop("roles", None)
     p = []
@@ -335,9 +376,11 @@ def _record_html(d):
     p.append(_kv_table(d.get("constants") or {}))
     p.append("<h2>Metrics grid</h2>")
     p.append(_kv_table(d.get("metrics_grid") or {}))
+    p.append("<h2>Computation</h2>")
+    p.append(_kv_table(dict(d.get("computation") or {}, created_utc=d.get("created_utc", ""))))
     p.append("<h2>Inputs</h2>")
     if inputs:
-        p.append(_kv_table(inputs))
+        p.append(_inputs_html(inputs))
     if roles:
         p.append("<h3>Segment roles</h3>")
         p.append(_table(["segment", "role"], [f"<tr><td>{_e(n)}</td><td>{_e(ROLE_LABELS.get(r, r))}</td></tr>" for n, r in roles.items()]))

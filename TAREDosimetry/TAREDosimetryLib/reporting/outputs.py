@@ -1,4 +1,4 @@
-"""Writing a case's results to a folder, all or nothing.
+"""Writing a case's results to a folder, whole or not at all.
 
 Files: ``dose.nrrd`` (Gy, activity grid, same physical geometry as the input image),
 ``metrics.json`` (parameters, constants, versions, per-segment metrics, rule evaluations),
@@ -6,49 +6,28 @@ Files: ``dose.nrrd`` (Gy, activity grid, same physical geometry as the input ima
 on request ``report.pdf`` and the DICOM exports ``dose.dcm`` (RT Dose), ``segments.dcm`` (SEG) and
 ``metrics_sr.dcm`` (SR) (:mod:`.dicomexport`).
 
-Everything is first written to a hidden temporary folder next to the destination and moved in
-only when every file is complete, so a failure never leaves a half-written result that looks
-finished.  An existing non-empty folder is refused unless ``overwrite=True``; then only the
-files listed above are replaced and the user's other files stay.
+Everything is first written to a hidden folder next to the destination and swapped in only when
+every file is complete (:mod:`.resultfolder`): a failure or an interruption leaves the earlier
+result and the user's other files exactly as they were, and a second run writing into the same
+folder at the same time is refused.  An existing non-empty folder is refused unless
+``overwrite=True``; then only the files listed above are replaced and the user's other files stay.
 """
 
 import csv
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
-from ..errors import InputError
 from ..imaging.images import write_image
+from .resultfolder import RESULT_FILES, check_output_dir, make_partial_dir, place_errors, reserve_output_dir, swap_into
 from .tables import metrics_table_rows
 
 __all__ = ["OUTPUT_FILES", "check_output_dir", "write_outputs", "metrics_csv_rows", "dvh_csv_rows"]
 
-OUTPUT_FILES = ("dose.nrrd", "metrics.json", "metrics.csv", "dvh.csv", "dvh.png", "report.html", "report.pdf", "dose.dcm",
-                "segments.dcm", "metrics_sr.dcm")
-
-
-def check_output_dir(out_dir, overwrite=False):
-    """Raise InputError when ``out_dir`` cannot receive results (before any work is done)."""
-    out_dir = str(out_dir)
-    if os.path.exists(out_dir):
-        if not os.path.isdir(out_dir):
-            raise InputError(f"--out {out_dir}: exists and is not a folder")
-        if os.listdir(out_dir) and not overwrite:
-            raise InputError(f"--out {out_dir}: folder exists and is not empty; choose another folder or add --overwrite")
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    if not os.path.isdir(parent):
-        raise InputError(f"--out {out_dir}: parent folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"--out {out_dir}: parent folder {parent} is not writable")
-
-
-def _current_umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+#: Files of a result (metrics.json, which marks a complete result, last).
+OUTPUT_FILES = RESULT_FILES
 
 
 def _fmt(v):
@@ -74,6 +53,27 @@ def dvh_csv_rows(result):
         dose, vol = s.dvh.curve(result.params.dvh_curve_step_gy)
         rows.extend([s.name, f"{d:.6g}", f"{v:.6g}"] for d, v in zip(dose, vol))
     return ["segment", "dose_gy", "volume_pct"], rows
+
+
+def dose_header(result):
+    """Header entries of dose.nrrd saying what it is: the NRRD ``content`` field and key/value
+    lines (unit Gy, the quantity, the method, the software), read by any NRRD reader."""
+    from ..version import __version__
+
+    method = {"ldm": "local deposition (LDM)", "dvk": "dose-voxel-kernel convolution (DVK)"}.get(result.params.method, result.params.method)
+    external = result.summary.get("dose_source") == "external"
+    if external:
+        method = "an external dose map, evaluated"
+    return {
+        "NRRD_content": f"Y-90 absorbed dose in Gy ({method}), TAREDosimetry {__version__}",
+        "unit": "Gy",
+        "quantity": "absorbed dose",
+        "radionuclide": "Y-90",
+        "dose_method": "external" if external else result.params.method,
+        "calibration": "" if external else result.params.calibration,
+        "software": f"TAREDosimetry {__version__}",
+        "created_utc": getattr(result, "created_utc", ""),
+    }
 
 
 def _write_csv(path, header, rows):
@@ -103,9 +103,39 @@ def _write_extra_outputs(result, tmp, *, dicom, pdf, background, segmentation, p
     return names
 
 
+def _write_files(result, tmp, report, background, segmentation, progress, dicom=None, pdf=False):
+    """Write every result file into the folder ``tmp``; returns their names (metrics.json last)."""
+    if progress:
+        progress(0.0, "writing dose.nrrd")
+    write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"), metadata=dose_header(result))
+    _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
+    _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
+    names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
+    if report:
+        from .figures import plot_dvh
+        from .html import write_report_html
+
+        if progress:
+            progress(0.4, "writing dvh.png and report.html")
+        try:
+            plot_dvh(result, os.path.join(tmp, "dvh.png"))
+            names.append("dvh.png")
+        except ImportError as exc:
+            result.warnings.append(f"dvh.png not written: {exc}")
+        write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
+        names.append("report.html")
+    names += _write_extra_outputs(result, tmp, dicom=dicom, pdf=pdf, background=background,
+                                  segmentation=segmentation, progress=progress)
+    # metrics.json last: its presence marks a complete result.
+    with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
+    names.append("metrics.json")
+    return names
+
+
 def write_outputs(result, out_dir, *, overwrite=False, report=True, background=None, segmentation=None, progress=None,
                   dicom=None, pdf=False):
-    """Write the result files into ``out_dir`` (see module docstring).
+    """Write the result files into ``out_dir``, whole or not at all (see module docstring).
 
     Parameters
     ----------
@@ -121,55 +151,20 @@ def write_outputs(result, out_dir, *, overwrite=False, report=True, background=N
     Returns
     -------
     list of the written file paths.
-    """
-    check_output_dir(out_dir, overwrite)
-    out_dir = os.path.abspath(str(out_dir))
-    parent = os.path.dirname(out_dir)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".partial-", dir=parent)
-    try:
-        # mkdtemp makes the folder private (0700); the result folder it becomes gets the usual
-        # permissions of a new folder (0777 less the umask), as os.makedirs would give it.
-        os.chmod(tmp, 0o777 & ~_current_umask())
-        if progress:
-            progress(0.0, "writing dose.nrrd")
-        write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"))
-        _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
-        _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
-        names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
-        if report:
-            from .figures import plot_dvh
-            from .html import write_report_html
 
-            if progress:
-                progress(0.4, "writing dvh.png and report.html")
-            try:
-                plot_dvh(result, os.path.join(tmp, "dvh.png"))
-                names.append("dvh.png")
-            except ImportError as exc:
-                result.warnings.append(f"dvh.png not written: {exc}")
-            write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
-            names.append("report.html")
-        names += _write_extra_outputs(result, tmp, dicom=dicom, pdf=pdf, background=background,
-                                      segmentation=segmentation, progress=progress)
-        # metrics.json last: its presence marks a complete result.
-        with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
-            json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
-        names.append("metrics.json")
-        if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
-            if os.path.isdir(out_dir):
-                os.rmdir(out_dir)
-            os.replace(tmp, out_dir)
-        else:
-            # Replace our files only; metrics.json goes last so the folder never looks complete early.
-            for n in OUTPUT_FILES:  # stale results of an earlier run (metrics.json among them)
-                if n not in names or n == "metrics.json":
-                    stale = os.path.join(out_dir, n)
-                    if os.path.isfile(stale):
-                        os.remove(stale)
-            for n in names:
-                os.replace(os.path.join(tmp, n), os.path.join(out_dir, n))
+    Raises
+    ------
+    InputError : ``out_dir`` cannot take the results (not empty without ``overwrite``, a result
+        file name that is a folder or read-only, not writable, another run writing there), or
+        writing failed for a reason of the place (permissions, disk full); nothing was changed.
+    """
+    with reserve_output_dir(out_dir, overwrite) as out_abs:
+        with place_errors(out_dir):
+            tmp = make_partial_dir(out_abs)
+        try:
+            with place_errors(out_dir):
+                names = _write_files(result, tmp, report, background, segmentation, progress, dicom=dicom, pdf=pdf)
+                swap_into(tmp, out_abs, names)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return [os.path.join(out_dir, n) for n in names]
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return [os.path.join(out_abs, n) for n in names]
