@@ -469,3 +469,27 @@ def test_progress_names_each_segment_of_the_metrics_step_in_order():
     assert metric_steps == ["metrics and DVH: liver", "metrics and DVH: tumour", "metrics and DVH: normal liver (derived)"]
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
+
+
+def test_ct_coverage_warning_tells_segments_outside_the_ct_from_voxels_on_its_edge():
+    """A segment wholly inside the CT whose activity voxels straddle the CT's edge is not "not covered"
+    (the demo's lungs); a segment with voxels outside the CT is."""
+    from TAREDosimetryLib.volume import Grid
+
+    act_grid = Grid((6, 6, 6), (4.0, 4.0, 4.0), (2.0, 2.0, 2.0))  # voxel boundaries 0..24 mm
+    seg_grid = Grid((24, 24, 24), (1.0, 1.0, 1.0), (0.5, 0.5, 0.5))
+    ct_grid = Grid((22, 24, 24), (1.0, 1.0, 1.0), (0.5, 0.5, 0.5))  # z 0..22 mm: the top activity slice straddles it
+    liver = np.zeros(seg_grid.shape, bool)
+    liver[2:21, 2:22, 2:22] = True  # z up to 21 mm: inside the CT, in the straddling activity slice
+    tumour = np.zeros(seg_grid.shape, bool)
+    tumour[18:24, 8:12, 8:12] = True  # z up to 24 mm: partly outside the CT
+    liver[18:24, 8:12, 8:12] = False  # a label-map-like layout: the tumour is not in the liver mask
+    seg = Segmentation.from_masks({"liver": liver, "tumour": tumour}, seg_grid)
+    activity = Volume(np.ones(act_grid.shape, np.float32), grid=act_grid)
+    ct = Volume(np.full(ct_grid.shape, 40.0, np.float32), grid=ct_grid)
+    p = DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0)
+    r = run_case(activity, seg, params=p, ct=ct)
+    not_covered = [w for w in r.warnings if "does not cover" in w]
+    edge = [w for w in r.warnings if "straddle the edge" in w]
+    assert len(not_covered) == 1 and "'tumour'" in not_covered[0] and "'liver'" not in not_covered[0]
+    assert len(edge) == 1 and "'liver'" in edge[0]

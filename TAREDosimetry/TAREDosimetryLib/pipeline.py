@@ -44,6 +44,7 @@ from .evaluation.rules import evaluate_rules, select_rules
 from .evaluation.sampling import fraction_on_grid, lung_mask_on_grid, make_sampler
 from .evaluation.scope import scope_warnings
 from .params import DosimetryParams
+from .resample import grid_inside, inside_mask
 from .volume import Volume
 
 __all__ = [
@@ -423,14 +424,42 @@ def density_step(segmentation, sampler, roles, params, ct, warnings):
         lung_mask_act = lung_mask_on_grid(segmentation, lung_names, agrid) if lung_names else None
         density, outside_ct, source = density_map_g_ml(agrid, params, ct=ct, lung_mask=lung_mask_act)
     if outside_ct is not None:
-        outside_ct_m = sampler.sample(Volume(outside_ct.astype(np.float32), grid=agrid), "nearest") > 0.5
-        seg_outside_ct = [n for n in roles.used if n in sampler.regions and np.any(sampler.read(outside_ct_m, sampler.regions[n])[0])]
-        if seg_outside_ct:
-            warnings.append(
-                "the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in seg_outside_ct)
-                + f": tissue density {params.tissue_density_g_ml:g} g/mL is used there"
-            )
+        _ct_coverage_warnings(segmentation, sampler, roles, params, ct, outside_ct, warnings)
     return density, lung_mask_act, source
+
+
+def _ct_coverage_warnings(segmentation, sampler, roles, params, ct, outside_ct, warnings):
+    """Say which segments the CT does not cover (their own voxels outside the CT), and, apart,
+    which only reach activity voxels that straddle the CT's edge (a partial voxel outside the CT
+    takes the tissue density)."""
+    agrid = sampler.activity_grid
+    outside_ct_m = sampler.sample(Volume(outside_ct.astype(np.float32), grid=agrid), "nearest") > 0.5
+    # Derived entries (whole liver, normal liver...) are made of segments that are named themselves.
+    touching = [n for n in roles.used if n in sampler.regions and n in segmentation.names
+                and np.any(sampler.read(outside_ct_m, sampler.regions[n])[0])]
+    uncovered = [n for n in touching if _segment_outside_grid(segmentation, n, ct.grid)]
+    if uncovered:
+        warnings.append(
+            "the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in uncovered)
+            + f": tissue density {params.tissue_density_g_ml:g} g/mL is used there"
+        )
+    edge_only = [n for n in touching if n not in uncovered]
+    if edge_only:
+        warnings.append(
+            "activity voxels of segment(s) " + ", ".join(repr(n) for n in edge_only) + " straddle the edge of the CT's "
+            f"field of view: their part outside the CT takes the tissue density {params.tissue_density_g_ml:g} g/mL"
+        )
+
+
+def _segment_outside_grid(segmentation, name, grid):
+    """True when some voxel of segment ``name`` (on its own grid) has its centre outside ``grid``."""
+    box = segmentation.bbox(name)
+    if box is None:
+        return False
+    crop = segmentation.grid.crop(box)
+    if grid_inside(crop, grid):
+        return False
+    return bool(np.any(segmentation.mask(name, box) & ~inside_mask(grid, crop)))
 
 
 def dose_step(activity_gbq, density, params, lung_mask, *, dose_gy=None, dose_function=None, progress=None):
