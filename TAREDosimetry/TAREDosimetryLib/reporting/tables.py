@@ -90,6 +90,8 @@ def format_metric(key, value):
         return f"{v:.1f}" if a >= 10 or v == 0 else f"{v:.2f}" if a >= 0.1 else f"{v:.3g}"
     if key.endswith("_gy"):
         return f"{v:.1f}" if a >= 1 or v == 0 else f"{v:.2f}"
+    if key.endswith("_mm") or key == "activity_voxels":
+        return f"{v:.1f}"
     if a != 0 and (a >= 1e5 or a < 1e-3):
         return f"{v:.4g}"
     return f"{v:.6g}"
@@ -110,5 +112,8 @@ def column_title(key):
         "activity_gbq": "activity (GBq)", "activity_pct": "activity share (%)", "mean_gy": "mean (Gy)",
         "median_gy": "median (Gy)", "sd_gy": "SD (Gy)", "min_gy": "min (Gy)", "max_gy": "max (Gy)",
         "eud_gy": "EUD (Gy)", "bed_gy": "BED (Gy)", "tn_ratio": "T/N", "cumulative_mean_gy": "cumulative mean (Gy)",
+        "equivalent_diameter_mm": "equivalent-sphere diameter (mm)", "activity_voxels": "activity voxels",
+        "mean_gy_rc_corrected": "mean, RC-corrected (Gy)", "recovery_coefficient": "RC",
+        "in_right_lobe_pct": "in right lobe (%)", "in_left_lobe_pct": "in left lobe (%)",
     }
     return fixed.get(key, key)
