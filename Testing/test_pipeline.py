@@ -454,3 +454,34 @@ def test_image_based_lung_dose_is_judged_on_the_lungs_as_a_whole():
     assert {e.segment_name for e in lung_rows} == {"lungs (all segments)"}
     assert r.segment("lung upper").metrics["mean_gy"] > 30 > whole  # the hot lobe alone would have failed
     assert all(e.status == "PASS" for e in lung_rows)
+
+
+def test_tumour_lobe_overlap_is_measured_on_the_segments():
+    # A tumour straddling the lobe boundary (x = 14) lies half in each lobe; one left of it only in
+    # the right lobe.  The cohort analysis derives bilobar disease from these numbers.
+    from TAREDosimetryLib import Segmentation, Volume
+    from TAREDosimetryLib.volume import Grid
+
+    shape = (12, 16, 28)
+    grid = Grid(shape, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    liver = np.zeros(shape, bool)
+    liver[1:-1, 1:-1, 1:-1] = True
+    right, left = liver.copy(), liver.copy()
+    right[:, :, 14:] = False
+    left[:, :, :14] = False
+    across = np.zeros(shape, bool)
+    across[4:8, 4:8, 10:18] = True  # 4 of its 8 columns on each side of x index 14
+    inside = np.zeros(shape, bool)
+    inside[4:8, 10:14, 3:7] = True
+    seg = Segmentation.from_masks({"liver": liver, "right lobe": right, "left lobe": left, "tumour A": across,
+                                   "tumour B": inside}, grid)
+    counts = np.where(liver, 10.0, 0.0).astype(np.float32)
+    res = run_case(Volume(counts, grid=grid), seg, params=DosimetryParams(administered_activity_gbq=1.0))
+    a, b = res.segment("tumour A").metrics, res.segment("tumour B").metrics
+    assert a["in_right_lobe_pct"] == pytest.approx(50.0) and a["in_left_lobe_pct"] == pytest.approx(50.0)
+    assert b["in_right_lobe_pct"] == pytest.approx(100.0) and b["in_left_lobe_pct"] == 0.0
+    assert "in_right_lobe_pct" not in res.segment("liver").metrics
+    # Without lobe segments, no lobe keys at all (not a misleading 0 %).
+    res2 = run_case(Volume(counts, grid=grid), seg.subset(["liver", "tumour A"]),
+                    params=DosimetryParams(administered_activity_gbq=1.0))
+    assert not any(k.startswith("in_") for k in res2.segment("tumour A").metrics)

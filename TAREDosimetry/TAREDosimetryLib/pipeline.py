@@ -11,6 +11,7 @@ tested and timed alone::
     density_step          density map, g/mL, on the activity grid (constant or CT) (dose.density)
     dose_step             dose map, Gy, on the activity grid (LDM or DVK)     (dose.dosemap)
     segment_results_step  dose, density and activity read on the metrics grid; metrics + DVH
+    tumour_lobes_step     share of each tumour's volume in the right and left lobe segments
     lung_step             lung dose: LSF model, or the lungs of the image as one organ
     tn_ratio_step         tumour-to-normal-liver ratios
     rules_step            rule evaluations (PASS/FAIL with sources)      (evaluation.rules)
@@ -47,6 +48,7 @@ __all__ = [
     "density_step",
     "dose_step",
     "segment_results_step",
+    "tumour_lobes_step",
     "lung_step",
     "tn_ratio_step",
     "rules_step",
@@ -368,6 +370,36 @@ def segment_results_step(segmentation, sampler, maps, roles, params):
     return results
 
 
+#: Lobe roles whose overlap with each tumour is reported, and the metric key each one gets.
+LOBE_OVERLAP_KEYS = {"right_lobe": "in_right_lobe_pct", "left_lobe": "in_left_lobe_pct"}
+
+
+def tumour_lobes_step(segmentation, roles, results):
+    """Per tumour, the percentage of its volume inside the right- and left-lobe segments.
+
+    Measured on the segmentation's own grid (the segments as drawn), so it does not depend on
+    the activity image.  Sets ``in_right_lobe_pct`` / ``in_left_lobe_pct`` on every tumour
+    result when the case has segments of that lobe role; nothing when it has no lobe segment.
+    A cohort analysis derives the disease extent (unilobar/bilobar) from these numbers.
+    """
+    lobes = {role: roles.by_role.get(role, []) for role in LOBE_OVERLAP_KEYS}
+    if not any(lobes.values()):
+        return
+    for r in results:
+        if r.role != "tumor" or r.name not in segmentation.names:
+            continue
+        box = segmentation.bbox(r.name)
+        tumour = segmentation.mask(r.name, box)
+        n_tumour = int(np.count_nonzero(tumour))
+        for role, names in lobes.items():
+            if not names or n_tumour == 0:
+                continue
+            lobe = np.zeros_like(tumour)
+            for n in names:
+                lobe |= segmentation.mask(n, box)
+            r.metrics[LOBE_OVERLAP_KEYS[role]] = 100.0 * np.count_nonzero(tumour & lobe) / n_tumour
+
+
 def _lsf_lung_result(segmentation, roles, params, ct, summary, warnings):
     """The uniform lung dose of the LSF model, as a result entry."""
     a_lung = act.lung_activity_gbq(params)
@@ -514,6 +546,7 @@ def run_case(
     _progress(progress, 0.7, "metrics and DVH")
     maps = sample_maps(sampler, dose, density, activity_gbq, params, summary["image_activity_gbq"])
     results = segment_results_step(segmentation, sampler, maps, case_roles, params)
+    tumour_lobes_step(segmentation, case_roles, results)
     lung_step(segmentation, sampler, maps, case_roles, params, ct, results, summary, warnings)
     tn_ratio_step(results, summary)
     clock.lap("metrics")
