@@ -1,4 +1,4 @@
-"""Running cases from files: one case (``run_case_files``) or a manifest of many (``run_manifest``).
+"""Reading a batch manifest: one case per row of a CSV file.
 
 Manifest (CSV, one case per row; paths relative to the manifest's folder)::
 
@@ -11,29 +11,30 @@ Optional: ``ct``, ``labels`` (label names for a label map), ``roles`` (``NAME=RO
 ``;``), ``thresholds`` (preset or rule file), ``quantitative`` (true/false; a ``pet`` image is
 quantitative unless this says false, as ``--pet`` on the command line), and any field of
 :class:`~TAREDosimetryLib.params.DosimetryParams` (``residual_fraction``, ``method``, ...).
-Empty cells take the defaults.  A failing case is recorded and the others go on.
+Empty cells take the defaults.  A row with a bad option is recorded as a failed case and the
+others go on; a manifest whose structure is wrong (unknown columns, a row with more fields than
+the header, a case_id that cannot be a folder name or is one of the batch's own file names) is
+refused as a whole before any case runs.
 """
 
 import csv
 import os
-import time
-import traceback
 from dataclasses import fields
 
-from .errors import InputError, TAREDosimetryError
-from .imaging.images import read_image
-from .imaging.segmentation_io import read_segmentation
-from .params import DosimetryParams
-from .pipeline import run_case
-from .evaluation.roles import parse_role_assignments
+from ..errors import InputError
+from ..evaluation.roles import parse_role_assignments
+from ..params import DosimetryParams
 
-__all__ = ["read_manifest", "run_case_files", "run_manifest", "MANIFEST_COLUMNS"]
+__all__ = ["read_manifest", "MANIFEST_COLUMNS", "RESERVED_PREFIXES", "check_case_id"]
 
 _PARAM_FIELDS = {f.name: f for f in fields(DosimetryParams)}
 MANIFEST_COLUMNS = ("case_id", "spect", "pet", "segmentation", "ct", "labels", "roles", "thresholds", "quantitative") + tuple(
     _PARAM_FIELDS
 )
 _BOOL = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+#: Names in the batch's output folder that belong to the batch itself (summaries, its record
+#: files): a case_id may not start with one of them (case-insensitively).
+RESERVED_PREFIXES = ("batch_summary", ".")
 
 
 def _parse_bool(name, text, where):
@@ -74,6 +75,7 @@ def _read_manifest_rows(path):
     unknown = [h for h in header if h and h not in MANIFEST_COLUMNS]
     if unknown:
         raise InputError(f"manifest {path}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(MANIFEST_COLUMNS)}")
+    _check_row_lengths(path, header, rows)
     for req in ("case_id", "segmentation"):
         if req not in header:
             raise InputError(f"manifest {path}: column '{req}' is required")
@@ -82,13 +84,38 @@ def _read_manifest_rows(path):
     return header, rows
 
 
-def _check_case_id(cid, seen, where):
+def _check_row_lengths(path, header, rows):
+    """Refuse a row with more fields than the header (csv.DictReader keeps the extras under None)."""
+    for n, raw in enumerate(rows, start=2):
+        extra = raw.get(None)
+        if extra:
+            hint = ""
+            if any(_looks_like_decimal_comma(v) for v in list(raw.values())[:-1] + list(extra)):
+                hint = " (a decimal comma such as 1,5? write 1.5, or quote the cell)"
+            raise InputError(
+                f"manifest {path} line {n}: {len(header) + len(extra)} fields but the header has {len(header)}{hint}"
+            )
+
+
+def _looks_like_decimal_comma(text):
+    t = (text or "").strip()
+    return t.isdigit() and len(t) <= 6
+
+
+def check_case_id(cid, seen, where):
+    """Refuse a case_id that is empty, repeated (also only in letter case: folders on Windows and macOS
+    do not tell them apart), not usable as a folder name, or one of the batch's own file names."""
     if not cid:
         raise InputError(f"{where}: case_id is empty")
-    if cid in seen:
-        raise InputError(f"{where}: case_id {cid!r} repeated")
-    if any(c in cid for c in "/\\:") or cid in (".", ".."):
-        raise InputError(f"{where}: case_id {cid!r} must be usable as a folder name")
+    if cid.lower() in seen:
+        raise InputError(f"{where}: case_id {cid!r} repeated (case_ids must differ in more than letter case)")
+    if any(c in cid for c in '/\\:*?"<>|') or cid in (".", "..") or any(ord(c) < 32 for c in cid) or cid.endswith((" ", ".")):
+        raise InputError(f"{where}: case_id {cid!r} must be usable as a folder name (no / \\ : * ? \" < > |, no trailing dot or space)")
+    if cid.lower().startswith(RESERVED_PREFIXES):
+        raise InputError(
+            f"{where}: case_id {cid!r} is refused: names starting with {', '.join(repr(p) for p in RESERVED_PREFIXES)} "
+            "belong to the batch's own files in the output folder"
+        )
 
 
 def _case_options(case, row, base, where):
@@ -152,109 +179,9 @@ def read_manifest(path):
     for n, raw in enumerate(rows, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
         where = f"manifest {path} line {n}"
-        _check_case_id(row.get("case_id", ""), seen, where)
-        seen.add(row["case_id"])
+        check_case_id(row.get("case_id", ""), seen, where)
+        seen.add(row["case_id"].lower())
         cases.append(_case_of_row(row, n, base, where))
     if not cases:
         raise InputError(f"manifest {path}: no cases in it")
     return cases
-
-
-def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, params=None, rules=None,
-                   modality="spect", progress=None):
-    """Read the files of one case and run it.
-
-    Returns
-    -------
-    (CaseResult, inputs) where inputs holds the read Volumes/Segmentation for reports:
-    {'activity', 'segmentation', 'ct'}.
-    """
-    what = "PET image" if modality == "pet" else "SPECT image"
-    if progress:
-        progress(0.0, f"reading {what} {image}")
-    act = read_image(image, what=what)
-    if progress:
-        progress(0.0, f"reading segmentation {segmentation}")
-    seg = read_segmentation(segmentation, label_names=labels)
-    ct_vol = None
-    if ct:
-        if progress:
-            progress(0.0, f"reading CT {ct}")
-        ct_vol = read_image(ct, what="CT image")
-    info = {
-        "activity_image": os.path.abspath(str(image)),
-        "modality": modality,
-        "segmentation": os.path.abspath(str(segmentation)),
-        "ct": os.path.abspath(str(ct)) if ct else None,
-        "activity_unit": act.unit or None,
-    }
-    result = run_case(act, seg, params=params, roles=roles, ct=ct_vol, rules=rules, inputs=info, progress=progress)
-    return result, {"activity": act, "segmentation": seg, "ct": ct_vol}
-
-
-def _run_files_and_write(case, params, rules, dest, overwrite, report):
-    """Default case runner of :func:`run_manifest`: engine on files, then write_outputs."""
-    from .reporting.outputs import write_outputs
-
-    result, inputs = run_case_files(
-        case["image"], case["segmentation"], ct=case["ct"], labels=case["labels"], roles=case["roles"],
-        params=params, rules=rules, modality=case["modality"],
-    )
-    write_outputs(result, dest, overwrite=overwrite, report=report,
-                  background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"])
-    return result
-
-
-def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite=False, report=True, log=None,
-                 debug=False, runner=None):
-    """Run every case of a manifest; results in ``out_dir/<case_id>/``.
-
-    A case that fails is recorded (its error message) and the others go on; no partial
-    output of a failed case is left behind.  Writes ``out_dir/batch_summary.csv``.
-
-    Parameters
-    ----------
-    runner : callable(case, params, rules, dest, overwrite, report) -> CaseResult, optional.
-        Runs one case and writes its outputs into ``dest``; the default reads the files and
-        calls the engine.  (The Slicer batch script passes one that goes through MRML nodes.)
-
-    Returns
-    -------
-    list of dicts: case_id, status ('ok' or 'failed'), error, out_dir, overall (PASS/FAIL/N/A),
-    seconds.
-    """
-    from .reporting.outputs import check_output_dir
-
-    cases = read_manifest(manifest_path)
-    os.makedirs(out_dir, exist_ok=True)
-    defaults = defaults or DosimetryParams()
-    runner = runner or _run_files_and_write
-    summary = []
-    for i, case in enumerate(cases, 1):
-        t0 = time.perf_counter()
-        dest = os.path.join(out_dir, case["case_id"])
-        entry = {"case_id": case["case_id"], "status": "failed", "error": "", "out_dir": dest, "overall": "", "seconds": 0.0}
-        if log:
-            log(f"[{i}/{len(cases)}] {case['case_id']}")
-        try:
-            if case["error"]:
-                raise InputError(case["error"])
-            params = defaults.replace(**case["params_changes"]) if case["params_changes"] else defaults
-            check_output_dir(dest, overwrite)
-            result = runner(case, params, case["thresholds"] or rules, dest, overwrite, report)
-            entry.update(status="ok", overall=result.overall_status)
-        except TAREDosimetryError as exc:
-            entry["error"] = str(exc)
-        except Exception as exc:  # an unexpected failure of one case must not stop the batch
-            entry["error"] = f"internal error: {type(exc).__name__}: {exc}"
-            if debug:
-                entry["error"] += "\n" + traceback.format_exc()
-        entry["seconds"] = round(time.perf_counter() - t0, 3)
-        if log:
-            log(f"    {entry['status']}" + (f" ({entry['overall']})" if entry["overall"] else "") + (f": {entry['error']}" if entry["error"] else ""))
-        summary.append(entry)
-    with open(os.path.join(out_dir, "batch_summary.csv"), "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["case_id", "status", "overall", "error", "out_dir", "seconds"])
-        w.writeheader()
-        w.writerows(summary)
-    return summary
