@@ -1,0 +1,1 @@
+"""Cohort analysis: dose against response, toxicity and survival over many cases."""
