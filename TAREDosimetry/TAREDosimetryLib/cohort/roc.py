@@ -108,7 +108,8 @@ def bootstrap_ci(scores, labels, *, n_boot=2000, seed=0, clusters=None, level=0.
 
     Returns
     -------
-    dict: ``youden_ci``, ``auc_ci`` ((low, high) or None), ``n_boot``, ``seed``, ``method``.
+    dict: ``youden_ci``, ``auc_ci`` ((low, high) or None), ``auc_se`` (bootstrap SE of the AUC),
+    ``n_boot``, ``seed``, ``method``.
     """
     s, y = _xy(scores, labels)
     rng = np.random.default_rng(seed)
@@ -126,7 +127,8 @@ def bootstrap_ci(scores, labels, *, n_boot=2000, seed=0, clusters=None, level=0.
     ci = (lambda v: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) if len(v) >= 20 else None)
     method = ("cluster bootstrap (whole clusters resampled)" if clusters is not None
               else "stratified bootstrap (responders and non-responders resampled separately)")
-    return {"youden_ci": ci(thr), "auc_ci": ci(aucs), "n_boot": int(n_boot), "seed": int(seed), "method": method}
+    se = float(np.std(aucs, ddof=1)) if len(aucs) >= 20 else None
+    return {"youden_ci": ci(thr), "auc_ci": ci(aucs), "auc_se": se, "n_boot": int(n_boot), "seed": int(seed), "method": method}
 
 
 def _resample(rng, y, clusters):

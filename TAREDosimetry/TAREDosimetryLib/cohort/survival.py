@@ -56,10 +56,11 @@ def kaplan_meier(time, event, conf_type="log", level=0.95):
             lower, upper = surv ** np.exp(z * se_ll), surv ** np.exp(-z * se_ll)
         else:
             raise ValueError(f"conf_type must be 'log' or 'log-log', got {conf_type!r}")
-    lower = np.where(surv > 0, lower, np.nan)
-    upper = np.where(surv > 0, upper, np.nan)
+        lower = np.where(surv > 0, lower, np.nan)
+        upper = np.where(surv > 0, upper, np.nan)
+        std_err = np.where(surv > 0, surv * se_log, np.nan)
     return {"time": times, "at_risk": at_risk.astype(int), "events": d.astype(int), "survival": surv,
-            "lower": lower, "upper": upper, "std_err": surv * se_log, "n": int(t.size), "n_events": int(e.sum()),
+            "lower": lower, "upper": upper, "std_err": std_err, "n": int(t.size), "n_events": int(e.sum()),
             "conf_type": conf_type}
 
 
