@@ -110,6 +110,8 @@ def _run_all(mode, tasks, entries, summary, progress, execution):
         write_summary(summary.path, entries.values())
 
     progress.started()
+    if not tasks:
+        return  # every case unchanged: no workers or cluster to start
     try:
         _execute(mode, tasks, on_done, **execution)
     except KeyboardInterrupt:

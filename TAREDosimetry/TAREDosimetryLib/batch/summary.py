@@ -8,7 +8,8 @@ replaced unless ``overwrite``: the new one is ``batch_summary-2.csv`` (then -3, 
 Columns: ``case_id``; ``status`` (ok, failed, skipped: unchanged result kept, pending, not_run);
 ``overall`` (PASS/FAIL/INCOMPLETE/N/A of the case); ``incomplete_reasons``; ``warnings`` (count)
 and ``first_warning``; ``error``; ``note``; ``attempts`` (runs of the case, more than 1 when a
-worker died); ``seconds``; ``peak_rss_mb`` (peak resident memory of the process while it ran the
+worker died); ``seconds`` (wall time) and ``cpu_s`` (CPU time of the process, all threads: the case's
+cost); ``peak_rss_mb`` (peak resident memory of the process while it ran the
 case); ``worker`` (host:pid); ``content_sha256`` (the resume key, see :mod:`.record`); ``out_dir``.
 """
 
@@ -19,7 +20,7 @@ __all__ = ["SUMMARY_COLUMNS", "SUMMARY_NAME", "summary_path", "write_summary", "
 
 SUMMARY_NAME = "batch_summary.csv"
 SUMMARY_COLUMNS = ("case_id", "status", "overall", "incomplete_reasons", "warnings", "first_warning", "error", "note",
-                   "attempts", "seconds", "peak_rss_mb", "worker", "content_sha256", "out_dir")
+                   "attempts", "seconds", "cpu_s", "peak_rss_mb", "worker", "content_sha256", "out_dir")
 
 
 def summary_path(out_dir, overwrite=False):

@@ -32,7 +32,7 @@ def new_entry(case_id, dest, status="pending"):
     """A summary entry with every column empty."""
     return {
         "case_id": case_id, "status": status, "overall": "", "incomplete_reasons": "", "warnings": 0,
-        "first_warning": "", "error": "", "note": "", "attempts": 0, "seconds": 0.0, "peak_rss_mb": "",
+        "first_warning": "", "error": "", "note": "", "attempts": 0, "seconds": 0.0, "cpu_s": "", "peak_rss_mb": "",
         "worker": "", "content_sha256": "", "out_dir": dest,
     }
 
@@ -115,8 +115,9 @@ def _run(task, entry):
 
 def run_one_case(task):
     """Run one task; returns its summary entry (status 'ok', 'skipped' or 'failed', never raises for a
-    case's own failure).  Records the wall time, the attempt and the peak memory of the process."""
-    t0 = time.perf_counter()
+    case's own failure).  Records the wall and CPU time (all threads of the process), the attempt and
+    the peak memory of the process."""
+    t0, c0 = time.perf_counter(), time.process_time()
     _limit_threads(task.get("threads"))
     exact_peak = _reset_peak_rss()
     entry = new_entry(task["case"]["case_id"], task["dest"], "failed")
@@ -132,6 +133,7 @@ def run_one_case(task):
         if task.get("debug"):
             entry["error"] += "\n" + traceback.format_exc()
     entry["seconds"] = round(time.perf_counter() - t0, 3)
+    entry["cpu_s"] = round(time.process_time() - c0, 3)
     entry["peak_rss_mb"] = _peak_rss_mb(exact_peak)
     return entry
 
