@@ -268,3 +268,20 @@ def test_multivariable_covariates_can_be_chosen_and_unknown_ones_are_refused(syn
     assert set(res["cox"]["multivariable"]) == {"bilobar", "ast_u_l"} and res["cox"]["selection"] == "given with --covariates"
     with pytest.raises(InputError, match="not available; the Cox covariates are"):
         analyse_cohort(data, CohortOptions(n_boot=200, multivariable=("shoe_size",)))
+
+
+@pytest.mark.parametrize("text", [
+    "case_id,response,dose_gy\np1,PR,100\np2,PR,120\np3,CR,90\n",                     # no non-responder
+    "case_id,response,dose_gy\np1,PR,100\np2,SD,50\n",                                 # one of each
+    "case_id,response,dose_gy,os_months,os_event,hepatotoxicity_grade\np1,PR,100,3,0,0\np2,SD,50,4,0,0\n",  # no death
+    "case_id,response,dose_gy\np1,NE,100\np2,SD,\np3,PR,90\n",                         # missing values
+])
+def test_degenerate_cohorts_give_warnings_not_crashes(tmp_path, text):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "c.csv"
+    path.write_text(text)
+    out = tmp_path / "out"
+    assert main(["cohort", "--clinical", str(path), "--out", str(out), "--quiet", "--bootstrap", "100"]) == 0
+    res = json.loads((out / "cohort.json").read_text())
+    assert res["warnings"]  # small groups, no test, no model: said out loud
+    assert (out / "cohort.html").exists() and (out / "dose_by_response.png").exists()

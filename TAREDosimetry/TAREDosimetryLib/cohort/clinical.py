@@ -20,7 +20,8 @@ Columns (names are the defaults; the flags of ``tare-dosimetry cohort`` rename t
 - ``extent``: unilobar or bilobar disease (the analysis also derives it from the segments).
 - ``dose_gy`` (``--dose-column``): the tumour dose when it comes from other software (no
   ``--results``); per lesion on lesion rows.  ``dose_cgy`` is converted.
-- any other column: a covariate (numeric, or categorical with its levels).
+- any other column: a patient covariate (numeric, or categorical with its levels), equal on all of
+  a patient's rows.
 
 Mixed units within a column, a unit contradicting the column's name, unknown categories, an
 unknown case_id and a missing column are refused with one line naming the file, row and column.
@@ -65,7 +66,7 @@ COLUMN_DOCS = (
     ("alt_u_l", "ALT, U/L"),
     ("extent", "unilobar or bilobar"),
     ("dose_gy", "tumour dose from other software (or dose_cgy), with no --results"),
-    ("any other", "a covariate: numeric, or categorical"),
+    ("any other", "a patient covariate: numeric, or categorical (equal on a patient's lesion rows)"),
 )
 
 

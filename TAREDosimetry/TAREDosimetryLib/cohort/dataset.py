@@ -8,7 +8,7 @@ One :class:`CohortData` holds a record per patient and per lesion, with plain va
 - lesion: ``case_id``, ``lesion``, ``dose``, ``response`` (1/0/None), ``mass_g``, ``volume_ml``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import InputError
 from .clinical import read_clinical_table
@@ -79,6 +79,7 @@ def load_cohort(clinical_path, spec, *, results_dir=None, dose_metric="mean_gy",
     be given); without it from the clinical table's dose column (``spec.dose_column``, default
     ``dose_gy``).  Unknown case_ids and lesions are refused (InputError).
     """
+    spec = replace(spec)  # the caller's spec stays as it was
     if results_dir:
         if spec.dose_column:
             raise InputError("--dose-column and --results both give the dose: use one")

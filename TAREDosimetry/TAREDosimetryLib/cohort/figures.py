@@ -116,7 +116,7 @@ def plot_km(data, result, path=None, key="survival"):
     ax.legend(fontsize=8, loc="upper right")
     times = sec["at_risk_times_months"]
     ax.set_xticks(times)
-    ax.set_xlim(0, times[-1] if times else 1)
+    ax.set_xlim(0, times[-1] if times and times[-1] > 0 else 1)
     _at_risk_rows(fig, ax, sec, times)
     return png_bytes(fig, path)
 
