@@ -95,6 +95,14 @@ def test_case_id_that_is_a_batch_file_name_is_exit_2(tmp_path, capsys, cid):
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
+def test_empty_batch_out_is_exit_2(tmp_path, capsys, monkeypatch):
+    manifest = _manifest(tmp_path, n=1)
+    monkeypatch.chdir(tmp_path)
+    assert _batch(manifest, "  ") == 2
+    assert "--out is empty" in capsys.readouterr().err
+    assert not (tmp_path / "p0").exists()
+
+
 def test_case_ids_differing_only_in_letter_case_are_refused(tmp_path):
     spect, labels = _case_files(str(tmp_path))
     manifest = tmp_path / "cases.csv"
@@ -108,6 +116,7 @@ def test_case_ids_differing_only_in_letter_case_are_refused(tmp_path):
     (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "omit --workers"),
     (["--retries", "-1"], "--retries"),
     (["--max-memory-gb", "0"], "--max-memory-gb"),
+    (["--scheduler", " "], "--scheduler is empty"),
 ])
 def test_bad_parallel_options_are_exit_2(tmp_path, capsys, flags, match):
     manifest = _manifest(tmp_path, n=1)
@@ -221,11 +230,12 @@ def test_interrupted_batch_writes_the_summary_of_the_finished_cases(tmp_path):
 def test_sigterm_during_a_batch_is_an_interrupt():
     from TAREDosimetryLib.cli.batch import _terminate_as_interrupt
 
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         with _terminate_as_interrupt():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) == before  # restored after the batch
 
 
 def test_progress_counts_and_estimates_the_time_left():
