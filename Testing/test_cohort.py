@@ -285,3 +285,20 @@ def test_degenerate_cohorts_give_warnings_not_crashes(tmp_path, text):
     res = json.loads((out / "cohort.json").read_text())
     assert res["warnings"]  # small groups, no test, no model: said out loud
     assert (out / "cohort.html").exists() and (out / "dose_by_response.png").exists()
+
+
+def test_overwrite_replaces_the_analysis_and_removes_its_stale_files(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "c.csv"
+    path.write_text("case_id,response,dose_gy,os_months,os_event\n" + "".join(
+        f"p{i},{'PR' if i % 3 else 'SD'},{40 + 15 * i},{3 + i},{i % 2}\n" for i in range(12)))
+    out = tmp_path / "out"
+    (tmp_path / "out").mkdir()
+    (out / "my_notes.txt").write_text("mine")
+    assert main(["cohort", "--clinical", str(path), "--out", str(out), "--quiet", "--bootstrap", "100", "--overwrite"]) == 0
+    assert (out / "km_response.png").exists() and (out / "cox.csv").exists()
+    assert main(["cohort", "--clinical", str(path), "--out", str(out), "--quiet", "--bootstrap", "100", "--overwrite",
+                 "--no-figures", "--no-cox"]) == 0
+    assert not (out / "km_response.png").exists() and not (out / "cox.csv").exists()
+    assert (out / "my_notes.txt").read_text() == "mine" and (out / "cohort.json").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]

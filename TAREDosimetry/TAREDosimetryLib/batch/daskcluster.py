@@ -70,7 +70,8 @@ def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_
     distributed = require_distributed()
     log = log or (lambda m: None)
     with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
-        client, cluster = _client(distributed, scheduler, workers, max_memory_bytes)
+        tasks = list(tasks)
+        client, cluster = _client(distributed, scheduler, max(1, min(int(workers or 1), len(tasks))), max_memory_bytes)
         futures = {}
         try:
             log(f"Dask: {len(client.scheduler_info().get('workers', {}))} worker(s) at {client.scheduler.address}")

@@ -177,8 +177,9 @@ def run_in_worker_processes(tasks, on_done, *, workers, retries=1, max_memory_by
     """Run the tasks on ``workers`` local processes; ``on_done(entry)`` is called in this process
     for each finished case (in order of completion).  On Ctrl-C the workers are stopped (their
     cases' partial outputs removed) and KeyboardInterrupt propagates."""
-    pool = _Pool(int(workers), int(retries), max_memory_bytes, on_done, log)
+    tasks = list(tasks)
+    pool = _Pool(max(1, min(int(workers), len(tasks))), int(retries), max_memory_bytes, on_done, log)
     try:
-        pool.run(list(tasks))
+        pool.run(tasks)
     finally:
         pool.close()

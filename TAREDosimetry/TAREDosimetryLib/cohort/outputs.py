@@ -15,7 +15,10 @@ from ..reporting.outputs import check_output_dir
 
 __all__ = ["write_cohort_outputs", "json_ready", "COHORT_FILES"]
 
-COHORT_FILES = ("cohort.json", "cohort.html")
+#: Every file an analysis may write (an earlier analysis's file that this one does not write is removed).
+COHORT_FILES = ("cohort.json", "cohort.html", "patients.csv", "lesions.csv", "dose_by_response.csv", "roc.csv",
+                "roc_curve.csv", "fisher.csv", "toxicity_continuous.csv", "survival.csv", "numbers_at_risk.csv", "cox.csv",
+                "dose_by_response.png", "roc.png", "km_response.png", "km_extent.png", "forest.png")
 
 
 def json_ready(obj):
@@ -50,8 +53,9 @@ def _move_in(tmp, out_dir):
             os.rmdir(out_dir)
         os.replace(tmp, out_dir)
         return
-    for stale in ("cohort.json",):
-        if os.path.isfile(os.path.join(out_dir, stale)):
+    fresh = set(os.listdir(tmp))
+    for stale in COHORT_FILES:  # cohort.json first: the folder must not look complete while files change
+        if (stale == "cohort.json" or stale not in fresh) and os.path.isfile(os.path.join(out_dir, stale)):
             os.remove(os.path.join(out_dir, stale))
     names = sorted(os.listdir(tmp), key=lambda n: n == "cohort.json")  # cohort.json last
     for n in names:

@@ -44,7 +44,7 @@ def headline_lines(result):
     out.append(f"Tumour dose ({d['metric']}), responders {_group_text(d['responders'], d['unit'])} vs non-responders "
                f"{_group_text(d['non_responders'], d['unit'])}; Wilcoxon rank-sum p {_pval(d['p_wilcoxon'])}.")
     r = result.get("roc") or {}
-    if r.get("auc") is not None:
+    if r.get("auc") is not None and r.get("youden_performance"):
         g = r.get("given_threshold") or {}
         out.append(f"ROC AUC {r['auc']:.2f}{_ci_text(r['auc_ci'])}; Youden threshold {fmt(r['youden_threshold'], 4)} "
                    f"{d['unit']}{_ci_text(r['youden_ci'], 0)} (sensitivity {fmt(r['youden_performance']['sensitivity']['value'], 2)}, "
