@@ -3,11 +3,12 @@
 Each case is an independent task writing ``OUT/<case_id>/`` (:mod:`.tasks`); a case whose complete
 result has the same inputs and parameters (content hash, :mod:`.record`) is skipped unless
 ``rerun``; a failing case is recorded and the others go on; the summary (:mod:`.summary`) is
-rewritten after every case, and an interrupted batch leaves one that lists the finished cases and
+rewritten as cases finish, and an interrupted batch leaves one that lists the finished cases and
 marks the others ``not_run``.
 """
 
 import os
+import time
 
 from ..errors import InputError
 from ..params import DosimetryParams
@@ -101,13 +102,22 @@ def _tasks_and_entries(cases, out_dir, options):
     return tasks, entries
 
 
+#: Least seconds between two rewrites of the summary while cases finish (a batch of thousands of cases
+#: would otherwise rewrite it thousands of times); it is always written at the end and on interruption.
+SUMMARY_INTERVAL_S = 1.0
+
+
 def _run_all(mode, tasks, entries, summary, progress, execution):
-    """Run the tasks, recording each finished case in ``entries`` and the summary file."""
+    """Run the tasks, recording each finished case in ``entries`` and (at most every
+    :data:`SUMMARY_INTERVAL_S`) in the summary file."""
+    last = [time.monotonic()]
 
     def on_done(entry):
         entries[entry["case_id"]] = entry
         progress.update(entry)
-        write_summary(summary.path, entries.values())
+        if time.monotonic() - last[0] >= SUMMARY_INTERVAL_S:
+            write_summary(summary.path, entries.values())
+            last[0] = time.monotonic()
 
     progress.started()
     if not tasks:

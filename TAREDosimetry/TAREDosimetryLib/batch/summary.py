@@ -1,7 +1,7 @@
 """The batch summary: ``batch_summary.csv``, one row per manifest case, and its text for the console.
 
-The summary is rewritten (atomically) after every finished case, with every case of the manifest
-in it: cases not finished yet say ``pending``, and after an interruption ``not_run``, so a
+The summary is rewritten (atomically) as cases finish (at most once a second), with every case of the
+manifest in it: cases not finished yet say ``pending``, and after an interruption ``not_run``, so a
 summary never looks complete when it is not.  An earlier batch's ``batch_summary.csv`` is never
 replaced unless ``overwrite``: the new one is ``batch_summary-2.csv`` (then -3, ...).
 
