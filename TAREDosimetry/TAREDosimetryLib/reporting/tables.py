@@ -110,5 +110,6 @@ def column_title(key):
         "activity_gbq": "activity (GBq)", "activity_pct": "activity share (%)", "mean_gy": "mean (Gy)",
         "median_gy": "median (Gy)", "sd_gy": "SD (Gy)", "min_gy": "min (Gy)", "max_gy": "max (Gy)",
         "eud_gy": "EUD (Gy)", "bed_gy": "BED (Gy)", "tn_ratio": "T/N", "cumulative_mean_gy": "cumulative mean (Gy)",
+        "in_right_lobe_pct": "in right lobe (% of volume)", "in_left_lobe_pct": "in left lobe (% of volume)",
     }
     return fixed.get(key, key)
