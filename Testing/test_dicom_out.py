@@ -342,6 +342,60 @@ def test_batch_reads_dicom_timing_evaluates_dose_rows_and_writes_rtdose_for_ever
     assert _metrics(res / "external")["tumour"]["mean_gy"] == pytest.approx(_metrics(out)["tumour"]["mean_gy"], rel=2e-6)
 
 
+def test_batch_of_dicom_and_dose_rows_resumes_by_content_and_runs_on_workers(tmp_path):
+    # The resume key covers what metrics.json records for a rerun: the DICOM series' files, the
+    # external dose map, the row's DICOM and dose options and the exports; worker processes get the
+    # exports and DICOM options too.
+    import csv
+
+    from TAREDosimetryLib.batch import run_manifest
+    from TAREDosimetryLib.reporting.dicomexport import DicomExports
+
+    folder, lab, _ = _pet_case(tmp_path)
+    out, _spect, _ = _computed_case(tmp_path)
+    manifest = tmp_path / "cases.csv"
+    text = ("case_id,pet,dose,dose_unit,dose_scale,segmentation,labels\n"
+            f'petdicom,{folder},,,,{lab},"1=liver,2=tumour"\n'
+            f'external,,{out / "dose.nrrd"},Gy,1,{lab},"1=liver,2=tumour"\n')
+    manifest.write_text(text)
+    res = tmp_path / "res"
+    batch = ["batch", "--manifest", str(manifest), "--out", str(res), "--no-report", "--rtdose", "--quiet"]
+    assert main(batch) == 0
+    record = json.loads((res / "petdicom" / "batch_record.json").read_text())
+    metrics = json.loads((res / "petdicom" / "metrics.json").read_text())
+    assert record["fingerprint"]["image"]["sha256"] == metrics["inputs"]["sha256"]["activity_image"]
+    assert record["fingerprint"]["outputs"]["dicom_exports"] == ["rtdose"]
+    ext = json.loads((res / "external" / "batch_record.json").read_text())["fingerprint"]
+    assert ext["dose"]["sha256"] == json.loads((res / "external" / "metrics.json").read_text())["inputs"]["sha256"]["dose_file"]
+
+    def rows(name):
+        with open(res / name, newline="") as fh:
+            return {r["case_id"]: r["status"] for r in csv.DictReader(fh)}
+
+    assert main(batch) == 0 and rows("batch_summary-2.csv") == {"petdicom": "skipped", "external": "skipped"}
+    assert main(batch[:-2] + ["--quiet"]) == 3  # without --rtdose the folder would differ: changed, refused
+    assert rows("batch_summary-3.csv") == {"petdicom": "failed", "external": "failed"}
+    manifest.write_text(text.replace("Gy,1,", "Gy,2,"))  # another dose_scale for the external dose
+    assert main(batch) == 3 and rows("batch_summary-4.csv") == {"petdicom": "skipped", "external": "failed"}
+    assert main(batch + ["--overwrite"]) == 0 and rows("batch_summary.csv") == {"petdicom": "skipped", "external": "ok"}
+    mean = _metrics(res / "external")["tumour"]["mean_gy"]
+    assert mean == pytest.approx(2 * _metrics(out)["tumour"]["mean_gy"], rel=2e-6)
+    # The same manifest on two worker processes: the exports and the DICOM reading go with the cases.
+    pooled = run_manifest(str(manifest), str(tmp_path / "pool"), report=False, workers=2,
+                          exports=DicomExports(rtdose=True))
+    assert [e["status"] for e in pooled] == ["ok", "ok"]
+    assert (tmp_path / "pool" / "petdicom" / "dose.dcm").is_file()
+    assert _metrics(tmp_path / "pool" / "external") == _metrics(res / "external")
+    assert [e["content_sha256"] for e in pooled] == _shas(res / "batch_summary.csv")  # the CLI's key and the API's agree
+
+
+def _shas(path):
+    import csv
+
+    with open(path, newline="") as fh:
+        return [r["content_sha256"] for r in csv.DictReader(fh)]
+
+
 def test_dicompyler_core_dvh_of_our_rt_dose_agrees_with_ours_on_an_rtstruct(tmp_path):
     """Cross-check with another DVH tool: dicompyler-core computes the DVH of our dose.dcm on an RT
     Structure Set; its mean dose and ours (evaluate, linear sampling) both equal the analytic mean

@@ -493,3 +493,40 @@ def test_ct_coverage_warning_tells_segments_outside_the_ct_from_voxels_on_its_ed
     edge = [w for w in r.warnings if "straddle the edge" in w]
     assert len(not_covered) == 1 and "'tumour'" in not_covered[0] and "'liver'" not in not_covered[0]
     assert len(edge) == 1 and "'liver'" in edge[0]
+
+
+def test_tumour_lobe_overlap_is_measured_on_the_segments():
+    # A tumour straddling the lobe boundary (x = 14) lies half in each lobe; one left of it only in
+    # the right lobe.  The cohort analysis derives bilobar disease from these numbers.
+    from TAREDosimetryLib import Segmentation, Volume
+    from TAREDosimetryLib.volume import Grid
+
+    shape = (12, 16, 28)
+    grid = Grid(shape, (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    liver = np.zeros(shape, bool)
+    liver[1:-1, 1:-1, 1:-1] = True
+    right, left = liver.copy(), liver.copy()
+    right[:, :, 14:] = False
+    left[:, :, :14] = False
+    across = np.zeros(shape, bool)
+    across[4:8, 4:8, 10:18] = True  # 4 of its 8 columns on each side of x index 14
+    inside = np.zeros(shape, bool)
+    inside[4:8, 10:14, 3:7] = True
+    seg = Segmentation.from_masks({"liver": liver, "right lobe": right, "left lobe": left, "tumour A": across,
+                                   "tumour B": inside}, grid)
+    counts = np.where(liver, 10.0, 0.0).astype(np.float32)
+    res = run_case(Volume(counts, grid=grid), seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05))
+    a, b = res.segment("tumour A").metrics, res.segment("tumour B").metrics
+    assert a["in_right_lobe_pct"] == pytest.approx(50.0) and a["in_left_lobe_pct"] == pytest.approx(50.0)
+    assert b["in_right_lobe_pct"] == pytest.approx(100.0) and b["in_left_lobe_pct"] == 0.0
+    assert "in_right_lobe_pct" not in res.segment("liver").metrics
+    # An external dose evaluated on the same segments reports the same shares.
+    from TAREDosimetryLib.pipeline import evaluate_dose_case
+
+    ev = evaluate_dose_case(res.dose_gy, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05))
+    assert ev.segment("tumour A").metrics["in_left_lobe_pct"] == pytest.approx(50.0)
+    assert ev.segment("tumour B").metrics["in_right_lobe_pct"] == pytest.approx(100.0)
+    # Without lobe segments, no lobe keys at all (not a misleading 0 %).
+    res2 = run_case(Volume(counts, grid=grid), seg.subset(["liver", "tumour A"]),
+                    params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05))
+    assert not any(k.startswith("in_") for k in res2.segment("tumour A").metrics)

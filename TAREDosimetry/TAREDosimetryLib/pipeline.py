@@ -15,6 +15,7 @@ tested and timed alone::
     dose_step             dose map, Gy, on the activity grid (LDM or DVK)     (dose.dosemap)
     dose_method_check     warnings on the dose method for the image (DVK on PET/SPECT)
     segment_results_step  dose, density and activity read on the metrics grid; metrics + DVH
+    tumour_lobes_step     share of each tumour's volume in the right and left lobe segments
     lung_step             lung dose: LSF model, or the lungs of the image as one organ
     partial_volume_step   segments too small for the resolution; RC-corrected tumour means (evaluation.partial_volume)
     tn_ratio_step         tumour-to-normal-liver ratios
@@ -65,6 +66,7 @@ __all__ = [
     "dose_step",
     "dose_method_check",
     "segment_results_step",
+    "tumour_lobes_step",
     "lung_step",
     "tn_ratio_step",
     "rules_step",
@@ -564,6 +566,36 @@ def segment_results_step(segmentation, sampler, maps, roles, params, progress=No
     return results
 
 
+#: Lobe roles whose overlap with each tumour is reported, and the metric key each one gets.
+LOBE_OVERLAP_KEYS = {"right_lobe": "in_right_lobe_pct", "left_lobe": "in_left_lobe_pct"}
+
+
+def tumour_lobes_step(segmentation, roles, results):
+    """Per tumour, the percentage of its volume inside the right- and left-lobe segments.
+
+    Measured on the segmentation's own grid (the segments as drawn), so it does not depend on
+    the activity image.  Sets ``in_right_lobe_pct`` / ``in_left_lobe_pct`` on every tumour
+    result when the case has segments of that lobe role; nothing when it has no lobe segment.
+    A cohort analysis derives the disease extent (unilobar/bilobar) from these numbers.
+    """
+    lobes = {role: roles.by_role.get(role, []) for role in LOBE_OVERLAP_KEYS}
+    if not any(lobes.values()):
+        return
+    for r in results:
+        if r.role != "tumor" or r.name not in segmentation.names:
+            continue
+        box = segmentation.bbox(r.name)
+        tumour = segmentation.mask(r.name, box)
+        n_tumour = int(np.count_nonzero(tumour))
+        for role, names in lobes.items():
+            if not names or n_tumour == 0:
+                continue
+            lobe = np.zeros_like(tumour)
+            for n in names:
+                lobe |= segmentation.mask(n, box)
+            r.metrics[LOBE_OVERLAP_KEYS[role]] = 100.0 * np.count_nonzero(tumour & lobe) / n_tumour
+
+
 def _lsf_lung_result(segmentation, roles, params, ct, summary, warnings):
     """The uniform lung dose of the LSF model, as a result entry."""
     a_lung = act.lung_activity_gbq(params)
@@ -739,6 +771,7 @@ def run_case(
     maps = sample_maps(sampler, dose, density, activity_gbq, params, _pct_denominator_gbq(summary, activity_gbq))
     results = segment_results_step(segmentation, sampler, maps, case_roles, params,
                                    progress=None if progress is None else (lambda f, m: progress(0.7 + 0.25 * f, m)))
+    tumour_lobes_step(segmentation, case_roles, results)
     lung_step(segmentation, sampler, maps, case_roles, params, ct, results, summary, warnings)
     partial_volume_step(results, sampler, params, warnings)
     tn_ratio_step(results, summary)
@@ -794,6 +827,7 @@ def evaluate_dose_case(dose, segmentation, *, params=None, roles=None, ct=None, 
     maps = sample_maps(sampler, Volume(np.asarray(dose.array, np.float32), grid=dose.grid), density, unknown, params,
                        float("nan"))
     results = segment_results_step(segmentation, sampler, maps, case_roles, params)
+    tumour_lobes_step(segmentation, case_roles, results)
     lung_step(segmentation, sampler, maps, case_roles, params, ct, results, summary, warnings)
     partial_volume_step(results, sampler, params, warnings)
     tn_ratio_step(results, summary)

@@ -5,14 +5,17 @@ Usage (everything after ``--`` goes to this script)::
     Slicer --no-splash --no-main-window \\
         --python-script /path/to/TAREDosimetry/TAREDosimetryScripts/TAREDosimetryBatch.py -- \\
         --manifest cases.csv --out results [--rules hcc-glass] [--params params.json] \\
-        [--overwrite] [--no-report]
+        [--overwrite] [--rerun] [--no-report]
 
-The manifest is the engine's format (see ``TAREDosimetryLib/batch.py``: columns case_id, spect or
+The manifest is the engine's format (see ``TAREDosimetryLib/batch/manifest.py``: columns case_id, spect or
 pet, segmentation, ct, labels, roles, thresholds, quantitative and any DosimetryParams field).
 Each case is loaded into the scene, run through the module's logic (the same code as the Apply
 button), and the engine's outputs are written to ``OUT/<case_id>/``.  A failing case is
 recorded and the batch goes on; the failures are listed at the end, a summary is written to
-``OUT/batch_summary.csv``, and Slicer exits with status 1 when any case failed (0 otherwise).
+``OUT/batch_summary.csv`` (an earlier one is kept: the new one is then ``batch_summary-2.csv``), and
+Slicer exits with status 1 when any case failed (0 otherwise).  As with ``tare-dosimetry batch``, a
+rerun skips the cases whose result is complete and whose inputs and parameters are unchanged
+(content hash); ``--rerun`` recomputes them.  Cases run one at a time in Slicer's process.
 
 From Slicer's Python console the same is::
 
@@ -44,7 +47,9 @@ def parse_args(argv):
     parser.add_argument("--out", required=True, help="output folder; one sub-folder per case")
     parser.add_argument("--rules", default=None, help="threshold preset name or rule file (default: engine default preset)")
     parser.add_argument("--params", default=None, help="JSON file of DosimetryParams fields used as defaults for every case")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing case folders")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results whose inputs or parameters changed, and batch_summary.csv")
+    parser.add_argument("--rerun", action="store_true", help="recompute every case, also unchanged ones")
     parser.add_argument("--no-report", action="store_true", help="skip report.html and dvh.png")
     args = list(argv)
     if args and args[0] == "--":
@@ -64,19 +69,25 @@ def _default_params(path):
         raise SystemExit(f"--params {path}: cannot be read ({exc})") from None
 
 
-def run_manifest(manifest, out_dir, rules=None, defaults=None, overwrite=False, report=True, log=print):
+def run_manifest(manifest, out_dir, rules=None, defaults=None, overwrite=False, report=True, log=print, rerun=False):
     """Run every case of ``manifest`` through the Slicer logic; returns a list of summary dicts
-    (case_id, status 'ok'/'failed', overall PASS/FAIL/INCOMPLETE, incomplete_reasons, error, out_dir, seconds).
+    (case_id, status 'ok'/'failed'/'skipped', overall PASS/FAIL/INCOMPLETE, incomplete_reasons, warnings, error,
+    out_dir, seconds).
 
     The loop, the per-case error handling and ``batch_summary.csv`` are the engine's
     (``TAREDosimetryLib.batch.run_manifest``); only running one case goes through MRML nodes here."""
     import slicer
     from TAREDosimetry import TAREDosimetryLogic
     from TAREDosimetryLib import batch
+    from TAREDosimetryLib.batch.summary import final_report_lines
+    from TAREDosimetryLib.errors import InputError
 
     logic = TAREDosimetryLogic()
 
     def runCase(case, params, caseRules, dest, caseOverwrite, caseReport):
+        if case.get("dose"):  # a row that evaluates an external dose map: the command line's 'batch' does that
+            raise InputError(f"case {case['case_id']}: 'dose' rows (external dose maps) are evaluated by "
+                             "tare-dosimetry batch, not by this script")
         try:
             # Images (files or DICOM series folders) and segments are read by the engine's readers, as the
             # command line reads them; the nodes are removed after the case.
@@ -89,13 +100,9 @@ def run_manifest(manifest, out_dir, rules=None, defaults=None, overwrite=False, 
             slicer.app.processEvents()
 
     summary = batch.run_manifest(manifest, out_dir, defaults=defaults, rules=rules, overwrite=overwrite, report=report,
-                                 log=log, runner=runCase)
-    failed = [e for e in summary if e["status"] != "ok"]
-    log(f"{len(summary) - len(failed)} of {len(summary)} case(s) done; summary in {os.path.join(out_dir, 'batch_summary.csv')}")
-    if failed:
-        log("Failed cases:")
-        for e in failed:
-            log(f"  {e['case_id']}: {e['error']}")
+                                 log=log, runner=runCase, rerun=rerun)
+    for line in final_report_lines(summary, summary.path):
+        log(line)
     return summary
 
 
@@ -103,11 +110,11 @@ def main(argv):
     args = parse_args(argv)
     try:
         summary = run_manifest(args.manifest, args.out, rules=args.rules, defaults=_default_params(args.params),
-                               overwrite=args.overwrite, report=not args.no_report)
+                               overwrite=args.overwrite, report=not args.no_report, rerun=args.rerun)
     except Exception as exc:  # a manifest that cannot be read at all
         print(f"TAREDosimetryBatch: {exc}", file=sys.stderr)
         return 2
-    return 1 if any(e["status"] != "ok" for e in summary) else 0
+    return 1 if any(e["status"] == "failed" for e in summary) else 0
 
 
 if __name__ == "__main__":

@@ -278,24 +278,39 @@ def exports_from_args(args, sources=None):
     return DicomExports(rtdose=bool(args.rtdose), seg=bool(args.dicom_seg), sr=bool(args.dicom_sr), sources=sources)
 
 
+class DicomSender:
+    """callable(files): C-STORE the DICOM files among ``files`` to every destination, one line each
+    through ``echo``.  Picklable (a batch's worker processes send their own cases): ``progress`` and
+    ``echo`` stay behind, and a worker writes its lines to its standard error."""
+
+    def __init__(self, dests, calling_aet, timeout_s, retries, progress=None, echo=print):
+        self.dests, self.calling_aet, self.timeout_s, self.retries = list(dests), calling_aet, timeout_s, retries
+        self.progress, self.echo = progress, echo
+
+    def __getstate__(self):
+        return dict(self.__dict__, progress=None, echo=None)
+
+    def __call__(self, files):
+        from ..reporting.dicomsend import send_files
+
+        echo = self.echo or (lambda m: print(m, file=sys.stderr, flush=True))
+        dicom_files = [f for f in files if str(f).endswith(".dcm")]
+        for dest in self.dests:
+            report = send_files(dicom_files, dest, calling_aet=self.calling_aet, timeout_s=self.timeout_s,
+                                retries=self.retries, progress=self.progress)
+            echo(f"sent {report['sent']} DICOM object(s) to {dest}")
+
+
 def make_sender(args, progress=None, echo=print):
-    """callable(files) that C-STOREs the DICOM files among ``files`` to every --send destination
-    (one line each), or None without --send.  The destinations are checked here, before any work."""
+    """:class:`DicomSender` to every --send destination, or None without --send.  The destinations
+    are checked here, before any work."""
     specs = list(getattr(args, "send", None) or [])
     if not specs:
         return None
-    from ..reporting.dicomsend import parse_destination, send_files
+    from ..reporting.dicomsend import parse_destination
 
     dests = [parse_destination(spec) for spec in specs]
-
-    def send(files):
-        dicom_files = [f for f in files if str(f).endswith(".dcm")]
-        for dest in dests:
-            report = send_files(dicom_files, dest, calling_aet=args.calling_aet, timeout_s=args.send_timeout,
-                                retries=args.send_retries, progress=progress)
-            echo(f"sent {report['sent']} DICOM object(s) to {dest}")
-
-    return send
+    return DicomSender(dests, args.calling_aet, args.send_timeout, args.send_retries, progress=progress, echo=echo)
 
 
 def send_exports(args, files, progress):

@@ -28,7 +28,11 @@ __all__ = [
 
 
 def cpu_workers():
-    """Number of CPU cores this process may use (threads for scipy.fft)."""
+    """Number of CPU threads for scipy.fft: the cores this process may use, or fewer when the
+    environment variable ``TARE_DOSIMETRY_THREADS`` says so (a batch worker sharing the cores)."""
+    cap = os.environ.get("TARE_DOSIMETRY_THREADS", "")
+    if cap.isdigit() and int(cap) > 0:
+        return int(cap)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):

@@ -114,6 +114,6 @@ def column_title(key):
         "eud_gy": "EUD (Gy)", "bed_gy": "BED (Gy)", "tn_ratio": "T/N", "cumulative_mean_gy": "cumulative mean (Gy)",
         "equivalent_diameter_mm": "equivalent-sphere diameter (mm)", "activity_voxels": "activity voxels",
         "mean_gy_rc_corrected": "mean, RC-corrected (Gy)", "recovery_coefficient": "RC",
-        "in_right_lobe_pct": "in right lobe (%)", "in_left_lobe_pct": "in left lobe (%)",
+        "in_right_lobe_pct": "in right lobe (% of volume)", "in_left_lobe_pct": "in left lobe (% of volume)",
     }
     return fixed.get(key, key)
