@@ -73,7 +73,12 @@ class DVH:
         self.name = name
         self.voxel_volume_ml = float(voxel_volume_ml)
         self.bin_width_gy = None if bin_width_gy is None else float(bin_width_gy)
-        self._asc = np.sort(d)
+        self._set_sorted(np.sort(d))
+
+    def _set_sorted(self, ascending):
+        """Store the voxel doses (sorted, increasing) and, in binned mode, the histogram."""
+        d = ascending
+        self._asc = ascending
         self._sorted_desc = self._asc[::-1]  # a view
         self.n_voxels = d.size
         if self.bin_width_gy is not None:
@@ -85,6 +90,18 @@ class DVH:
             cum = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]]) / d.size
             self._edges, self._cum = edges, cum
             self.differential_counts = counts
+
+    def scaled(self, factor):
+        """The DVH of the doses times ``factor`` (> 0), without sorting again: the dose map of a
+        plan at another activity (doses proportional to activity).  D_x and the statistics scale
+        by ``factor``; V_x is read on the scaled doses."""
+        f = float(factor)
+        if not (math.isfinite(f) and f > 0):
+            raise InputError(f"DVH scale factor must be a positive number, got {factor!r}")
+        out = DVH.__new__(DVH)
+        out.name, out.voxel_volume_ml, out.bin_width_gy = self.name, self.voxel_volume_ml, self.bin_width_gy
+        out._set_sorted(self._asc * (np.float32(f) if self._asc.dtype == np.float32 else f))
+        return out
 
     # -- basic statistics ------------------------------------------------------------------------
     @property

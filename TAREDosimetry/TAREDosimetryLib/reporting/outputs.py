@@ -22,7 +22,7 @@ from ..errors import InputError
 from ..imaging.images import write_image
 from .tables import metrics_table_rows
 
-__all__ = ["OUTPUT_FILES", "check_output_dir", "write_outputs", "metrics_csv_rows", "dvh_csv_rows"]
+__all__ = ["OUTPUT_FILES", "check_output_dir", "write_folder", "write_case_files", "write_outputs", "metrics_csv_rows", "dvh_csv_rows"]
 
 OUTPUT_FILES = ("dose.nrrd", "metrics.json", "metrics.csv", "dvh.csv", "dvh.png", "report.html")
 
@@ -80,7 +80,81 @@ def _write_csv(path, header, rows):
         w.writerows(rows)
 
 
-def write_outputs(result, out_dir, *, overwrite=False, report=True, background=None, segmentation=None, progress=None):
+def write_folder(out_dir, write_files, owned_files, *, overwrite=False, last="metrics.json"):
+    """Write a result folder all or nothing (the rules of the module docstring).
+
+    Parameters
+    ----------
+    out_dir : str
+    write_files : callable(tmp_dir) -> list of the file names it wrote into ``tmp_dir``; the file
+        ``last`` (when written) must be written last by it, as it marks a complete result.
+    owned_files : the file names this kind of result may hold; with ``overwrite`` only these are
+        replaced (stale ones removed) and the user's other files stay.
+
+    Returns
+    -------
+    list of the written file paths (in ``out_dir``).
+    """
+    check_output_dir(out_dir, overwrite)
+    out_dir = os.path.abspath(str(out_dir))
+    parent = os.path.dirname(out_dir)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".partial-", dir=parent)
+    try:
+        # mkdtemp makes the folder private (0700); the result folder it becomes gets the usual
+        # permissions of a new folder (0777 less the umask), as os.makedirs would give it.
+        os.chmod(tmp, 0o777 & ~_current_umask())
+        names = list(write_files(tmp))
+        if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
+            if os.path.isdir(out_dir):
+                os.rmdir(out_dir)
+            os.replace(tmp, out_dir)
+        else:
+            # Replace our files only; the marker file goes last so the folder never looks complete early.
+            for n in owned_files:  # stale results of an earlier run (the marker among them)
+                if n not in names or n == last:
+                    stale = os.path.join(out_dir, n)
+                    if os.path.isfile(stale):
+                        os.remove(stale)
+            for n in [n for n in names if n != last] + [n for n in names if n == last]:
+                os.replace(os.path.join(tmp, n), os.path.join(out_dir, n))
+            shutil.rmtree(tmp, ignore_errors=True)
+        return [os.path.join(out_dir, n) for n in names]
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_case_files(result, folder, *, report=True, background=None, segmentation=None, progress=None, extra_report_html=None):
+    """Write a case's files (:data:`OUTPUT_FILES`) into ``folder`` (a temporary folder of
+    :func:`write_folder`), metrics.json last; returns the names written."""
+    if progress:
+        progress(0.0, "writing dose.nrrd")
+    write_image(result.dose_gy, os.path.join(folder, "dose.nrrd"))
+    _write_csv(os.path.join(folder, "metrics.csv"), *metrics_csv_rows(result))
+    _write_csv(os.path.join(folder, "dvh.csv"), *dvh_csv_rows(result))
+    names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
+    if report:
+        from .figures import plot_dvh
+        from .html import write_report_html
+
+        if progress:
+            progress(0.4, "writing dvh.png and report.html")
+        try:
+            plot_dvh(result, os.path.join(folder, "dvh.png"))
+            names.append("dvh.png")
+        except ImportError as exc:
+            result.warnings.append(f"dvh.png not written: {exc}")
+        write_report_html(result, os.path.join(folder, "report.html"), background=background, segmentation=segmentation,
+                          extra_html=extra_report_html)
+        names.append("report.html")
+    # metrics.json last: its presence marks a complete result.
+    with open(os.path.join(folder, "metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
+    return names + ["metrics.json"]
+
+
+def write_outputs(result, out_dir, *, overwrite=False, report=True, background=None, segmentation=None, progress=None,
+                  extra_report_html=None):
     """Write the result files into ``out_dir`` (see module docstring).
 
     Parameters
@@ -91,57 +165,16 @@ def write_outputs(result, out_dir, *, overwrite=False, report=True, background=N
     report : bool, also write dvh.png and report.html (needs matplotlib for the figures).
     background : Volume, optional, image under the dose in the report's slices (CT or SPECT).
     segmentation : Segmentation, optional, contours in the report's slices.
+    extra_report_html : str, optional, an HTML section placed in report.html under the banner
+        (the treatment plan of ``tare-dosimetry plan``).
 
     Returns
     -------
     list of the written file paths.
     """
-    check_output_dir(out_dir, overwrite)
-    out_dir = os.path.abspath(str(out_dir))
-    parent = os.path.dirname(out_dir)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out_dir) + ".partial-", dir=parent)
-    try:
-        # mkdtemp makes the folder private (0700); the result folder it becomes gets the usual
-        # permissions of a new folder (0777 less the umask), as os.makedirs would give it.
-        os.chmod(tmp, 0o777 & ~_current_umask())
-        if progress:
-            progress(0.0, "writing dose.nrrd")
-        write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"))
-        _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
-        _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
-        names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
-        if report:
-            from .figures import plot_dvh
-            from .html import write_report_html
 
-            if progress:
-                progress(0.4, "writing dvh.png and report.html")
-            try:
-                plot_dvh(result, os.path.join(tmp, "dvh.png"))
-                names.append("dvh.png")
-            except ImportError as exc:
-                result.warnings.append(f"dvh.png not written: {exc}")
-            write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
-            names.append("report.html")
-        # metrics.json last: its presence marks a complete result.
-        with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
-            json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
-        names.append("metrics.json")
-        if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
-            if os.path.isdir(out_dir):
-                os.rmdir(out_dir)
-            os.replace(tmp, out_dir)
-        else:
-            # Replace our files only; metrics.json goes last so the folder never looks complete early.
-            for n in OUTPUT_FILES:  # stale results of an earlier run (metrics.json among them)
-                if n not in names or n == "metrics.json":
-                    stale = os.path.join(out_dir, n)
-                    if os.path.isfile(stale):
-                        os.remove(stale)
-            for n in names:
-                os.replace(os.path.join(tmp, n), os.path.join(out_dir, n))
-            shutil.rmtree(tmp, ignore_errors=True)
-        return [os.path.join(out_dir, n) for n in names]
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    def write_files(tmp):
+        return write_case_files(result, tmp, report=report, background=background, segmentation=segmentation, progress=progress,
+                                extra_report_html=extra_report_html)
+
+    return write_folder(out_dir, write_files, OUTPUT_FILES, overwrite=overwrite)
