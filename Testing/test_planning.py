@@ -261,10 +261,10 @@ def test_plan_command_in_calculator_mode(tmp_path, capsys):
     rc = cli_main(["plan", "--liver-volume-ml", "1500", "--tumor-volume-ml", "200", "--tn-ratio", "4", "--lung-shunt-fraction", "0.08",
                    "--device", "glass", "--vial-calibration", "2026-03-01T12:00", "--out", str(out), "--quiet"])
     assert rc == 0
-    d = json.loads((out / "plan.json").read_text())
+    d = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     assert d["recommended"]["model"] == "partition" and d["vials"]
     assert {"activity_gbq", "binding_constraint", "predicted", "evaluations"} <= set(d["models"]["partition"])
-    assert "Treatment plan" in (out / "report.html").read_text()
+    assert "Treatment plan" in (out / "report.html").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -284,10 +284,10 @@ def test_plan_command_from_the_maa_images(tmp_path, maa_paths):
     rc = cli_main(["plan", "--spect", maa_paths[0], "--segmentation", maa_paths[1], "--device", "glass", "--lung-shunt-fraction", "0.06",
                    "--target", "tumor d70_gy>=150", "--out", str(out), "--quiet"])
     assert rc == 0
-    d = json.loads((out / "plan.json").read_text())
+    d = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     assert d["recommended"]["model"] == "voxel"
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["parameters"]["administered_activity_gbq"] == pytest.approx(d["recommended"]["activity_gbq"])
     tumours = [s for s in metrics["segments"] if s["role"] == "tumor"]
     assert min(s["d70_gy"] for s in tumours) >= 150 * (1 - 1e-6) or not d["recommended"]["target_reached"]
-    assert (out / "dose_per_gbq.nrrd").is_file() and "What if" in (out / "report.html").read_text()
+    assert (out / "dose_per_gbq.nrrd").is_file() and "What if" in (out / "report.html").read_text(encoding="utf-8")
