@@ -19,7 +19,7 @@ from .common import EPILOG
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Command name -> module of this package (in the order ``--help`` lists them).
-COMMANDS = {"run": "run", "plan": "plan", "demo": "demo", "batch": "batch", "presets": "presets"}
+COMMANDS = {"run": "run", "plan": "plan", "compare": "compare", "demo": "demo", "batch": "batch", "presets": "presets"}
 
 
 def _command_module(name):

@@ -13,7 +13,6 @@ scan back to the plan.  One concept per module::
     prescription   targets and limits as threshold rules (defaults from the device's preset)
     search         the activity meeting the targets under the limits, and the binding constraint
     plan           all models, the recommended activity, the what-if table (plan.json)
-    territories    several perfused territories, each its own injection; total lung dose
     registration   rigid (mutual information, multi-resolution) and B-spline registration, .tfm files
     gamma          gamma index (pymedphys when installed, else the engine's own search)
     compare        delivered dose mapped onto the planning segments; differences, Dice, gamma, activity bands

@@ -1,6 +1,10 @@
 """Result folders of ``tare-dosimetry plan`` and ``compare``, written all or nothing like ``run``'s
 (:func:`TAREDosimetryLib.reporting.outputs.write_folder`).
 
+Compare folder: ``comparison.json`` (last), ``comparison.csv``, ``delivered_on_plan.nrrd``,
+``dose_difference.nrrd`` (delivered - planned, Gy), ``gamma.nrrd`` (-1 where not evaluated),
+``registration.tfm`` (when registered or given) and ``report.html``.
+
 Plan folder: ``plan.json`` (written last: it marks a complete plan), ``what_if.csv``,
 ``report.html``; from images also the MAA case at the recommended activity (``dose.nrrd``,
 ``metrics.json``, ``metrics.csv``, ``dvh.csv``, ``dvh.png``) and ``dose_per_gbq.nrrd``.
@@ -13,10 +17,13 @@ import os
 from ..imaging.images import write_image
 from ..reporting.html import page_html
 from ..reporting.outputs import OUTPUT_FILES, write_case_files, write_folder
-from .planreport import plan_section_html, what_if_csv_rows
+from .plan import json_clean
+from .planreport import compare_section_html, comparison_csv_rows, plan_section_html, what_if_csv_rows
 
-__all__ = ["PLAN_FILES", "write_plan_folder", "write_csv"]
+__all__ = ["PLAN_FILES", "COMPARE_FILES", "write_plan_folder", "write_compare_folder", "write_csv"]
 
+COMPARE_FILES = ("comparison.json", "comparison.csv", "delivered_on_plan.nrrd", "dose_difference.nrrd", "gamma.nrrd", "registration.tfm",
+                 "report.html")
 PLAN_FILES = ("plan.json", "what_if.csv", "report.html", "dose_per_gbq.nrrd") + tuple(f for f in OUTPUT_FILES if f != "report.html")
 
 
@@ -51,3 +58,44 @@ def write_plan_folder(plan, out_dir, *, case=None, background=None, segmentation
         return names + ["plan.json"]
 
     return write_folder(out_dir, write_files, PLAN_FILES, overwrite=overwrite, last="plan.json")
+
+
+def _registration_png(comparison, fixed, moved):
+    from ..reporting.figures import MissingDependencyError, plot_registration_check
+
+    if fixed is None or moved is None:
+        return None
+    try:
+        return plot_registration_check(fixed.array, moved.array, comparison.difference_gy.array)
+    except MissingDependencyError as exc:
+        comparison.warnings.append(f"registration figure not drawn: {exc}")
+        return None
+
+
+def write_compare_folder(comparison, out_dir, *, transform=None, fixed_image=None, moved_image=None, overwrite=False, report=True):
+    """Write a :class:`~.compare.Comparison` into ``out_dir``; ``fixed_image`` and ``moved_image``
+    (the planning image and the registered post-treatment image on its grid) give the figure."""
+    from .registration import write_transform
+
+    def write_files(tmp):
+        names = []
+        for name, vol in (("delivered_on_plan.nrrd", comparison.delivered_on_plan), ("dose_difference.nrrd", comparison.difference_gy),
+                          ("gamma.nrrd", comparison.gamma_map)):
+            if vol is not None:
+                write_image(vol, os.path.join(tmp, name))
+                names.append(name)
+        if transform is not None:
+            names.append(os.path.basename(write_transform(transform, os.path.join(tmp, "registration.tfm"))))
+        d = json_clean(comparison.to_dict())
+        write_csv(os.path.join(tmp, "comparison.csv"), *comparison_csv_rows(d))
+        names.append("comparison.csv")
+        if report:
+            png = _registration_png(comparison, fixed_image, moved_image)
+            with open(os.path.join(tmp, "report.html"), "w", encoding="utf-8") as fh:
+                fh.write(page_html("Y-90 radioembolization: predicted versus delivered", [compare_section_html(json_clean(comparison.to_dict()), png)]))
+            names.append("report.html")
+        with open(os.path.join(tmp, "comparison.json"), "w", encoding="utf-8") as fh:
+            json.dump(json_clean(comparison.to_dict()), fh, indent=2, allow_nan=False)
+        return names + ["comparison.json"]
+
+    return write_folder(out_dir, write_files, COMPARE_FILES, overwrite=overwrite, last="comparison.json")

@@ -26,7 +26,7 @@ from .bsa import EMPIRICAL_NOTE, bsa_activity_gbq
 from .models import MirdModel, PartitionModel
 from .search import choose_activity
 
-__all__ = ["Plan", "MODEL_NAMES", "make_plan", "model_entry", "what_if_rows", "RECOMMENDATION_ORDER"]
+__all__ = ["Plan", "json_clean", "MODEL_NAMES", "make_plan", "model_entry", "what_if_rows", "RECOMMENDATION_ORDER"]
 
 MODEL_NAMES = ("mird", "partition", "bsa", "voxel")
 RECOMMENDATION_ORDER = ("voxel", "partition", "mird", "bsa")
@@ -50,7 +50,7 @@ class Plan:
     voxel_model: object = None
 
     def to_dict(self):
-        return _clean({
+        return json_clean({
             "software": {"name": "TAREDosimetry", "version": __version__},
             "device": self.device,
             "prescription": self.prescription.to_dict(),
@@ -68,11 +68,12 @@ class Plan:
         })
 
 
-def _clean(v):
+def json_clean(v):
+    """A JSON-ready copy: numpy numbers as Python ones, NaN and inf as None."""
     if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
+        return {str(k): json_clean(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
+        return [json_clean(x) for x in v]
     return json_number(v)
 
 

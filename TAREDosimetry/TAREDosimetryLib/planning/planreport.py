@@ -5,7 +5,7 @@ from ..reporting.html import escape as _e
 from ..reporting.html import html_table, status_cell
 from ..reporting.tables import format_metric
 
-__all__ = ["plan_section_html", "what_if_csv_rows"]
+__all__ = ["plan_section_html", "what_if_csv_rows", "compare_section_html", "comparison_csv_rows"]
 
 
 def _num(key, v):
@@ -108,3 +108,49 @@ def what_if_csv_rows(plan_dict):
             rows.append([f"{r['activity_gbq']:.6g}", name] + [("" if m.get(k) is None else f"{m[k]:.6g}") for k in ("mean_gy", "d70_gy", "v100_pct")]
                         + [r["status"]])
     return ["activity_gbq", "compartment", "mean_gy", "d70_gy", "v100_pct", "status"], rows
+
+
+def _dice_text(v):
+    return "\u2013 (both empty)" if v is None else f"{v:.3f}"
+
+
+def compare_section_html(comp, figure_png=None):
+    """HTML of a comparison (``Comparison.to_dict()``), with the registration-check figure."""
+    from ..reporting.html import png_img
+
+    p = ["<h2>Predicted versus delivered</h2>"]
+    act = comp.get("activity")
+    if act:
+        colour = "#1e7b34" if act["band"] == "within 10 %" else "#8a6d00" if act["band"] == "within 20 %" else "#b21f2d"
+        p.append(f'<div class="banner" style="border:2px solid {colour};color:{colour}"><b>{_e(act["band"])}</b>'
+                 f'delivered {act["delivered_gbq"]:.3f} GBq vs planned {act["planned_gbq"]:.3f} GBq ({act["difference_pct"]:+.1f} %)</div>')
+    rows = []
+    for s in comp["segments"]:
+        for k, m in s["metrics"].items():
+            pct = m.get("difference_pct")
+            rows.append(f"<tr><td>{_e(s['name'])}</td><td>{_e(k)}</td>{_num(k, m['planned'])}{_num(k, m['delivered'])}"
+                        f"{_num(k, m['difference'])}<td class=\"num\">{'' if pct is None else f'{pct:+.1f}'}</td></tr>")
+    p += ["<h3>Per segment (planning segments)</h3>",
+          html_table(["segment", "metric", "predicted", "delivered", "delivered - predicted", "difference (%)"], rows)]
+    dice_rows = [f"<tr>{_num('level_gy', d['level_gy'])}<td class=\"num\">{_dice_text(d['dice'])}</td>"
+                 f"{_num('planned_ml', d['planned_ml'])}{_num('delivered_ml', d['delivered_ml'])}</tr>" for d in comp["isodose_dice"]]
+    p += ["<h3>Isodose overlap (Dice)</h3>", html_table(["isodose (Gy)", "Dice", "predicted volume (mL)", "delivered volume (mL)"], dice_rows)]
+    g = comp.get("gamma") or {}
+    if g:
+        p.append(f"<h3>Gamma</h3><p>{_e(g['criteria'])}: pass rate <b>{g['pass_rate_pct']:.1f} %</b> of {g['n_points']} points "
+                 f"(mean gamma {g['mean_gamma']:.2f}; normalisation {g['normalisation_gy']:.1f} Gy; implementation {_e(g['implementation'])}).</p>")
+    reg = comp.get("registration") or {}
+    if reg:
+        p.append("<h3>Registration</h3><table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in reg.items()) + "</table>")
+    if figure_png:
+        p.append(png_img(figure_png, "registration check"))
+    if comp.get("warnings"):
+        p.append("<h3>Warnings</h3><ul>" + "".join(f"<li>{_e(w)}</li>" for w in comp["warnings"]) + "</ul>")
+    return "\n".join(p)
+
+
+def comparison_csv_rows(comp):
+    """(header, rows) of comparison.csv: segment, role, metric, predicted, delivered, difference, difference_pct."""
+    rows = [[s["name"], s["role"], k] + ["" if m.get(c) is None else f"{m[c]:.6g}" for c in ("planned", "delivered", "difference", "difference_pct")]
+            for s in comp["segments"] for k, m in s["metrics"].items()]
+    return ["segment", "role", "metric", "predicted", "delivered", "difference", "difference_pct"], rows
