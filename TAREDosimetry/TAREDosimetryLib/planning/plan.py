@@ -196,4 +196,4 @@ def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strate
 def _default_what_if(a):
     """The recommended activity and +-10, 20, 30 % around it."""
     steps = [a * f for f in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)]
-    return sorted({round(x, 6) for x in steps if x > 0 and math.isfinite(x)})
+    return sorted(x for x in steps if x > 0 and math.isfinite(x))  # not rounded: the plan's own activity must read as planned
