@@ -11,6 +11,10 @@ EXAMPLES = """examples:
   tare-dosimetry plan --spect maa.nrrd --segmentation seg.seg.nrrd --device resin --target "tumor d70_gy>=100" --out plan2
   tare-dosimetry plan --liver-volume-ml 1500 --tumor-volume-ml 200 --tn-ratio 4 --lung-shunt-fraction 0.08 \\
       --device resin --height-cm 175 --weight-kg 80 --target-gy 120 --out plan3
+  tare-dosimetry plan --liver-volume-ml 1600 --lung-shunt-fraction 0.06 --device glass \\
+      --territory "right lobe: perfused_ml=1000, tumor_ml=150, tn=3" --territory "segment 4: perfused_ml=150, target_gy=400" --out plan4
+  tare-dosimetry plan --spect maa.nrrd --segmentation seg.seg.nrrd --device glass --lung-shunt-fraction 0.06 \\
+      --territory "right lobe" --territory "segment 4: lsf=0.03, target_gy=400" --out plan5
 """
 
 
@@ -62,6 +66,10 @@ def _common_group(p):
     r.add_argument("--lung-limit-gy", type=float, help="lung mean dose limit, Gy")
     r.add_argument("--target", action="append", default=[], metavar="RULE",
                    help="extra target or limit, e.g. \"tumor d70_gy>=100\", \"normal_liver mean_gy<40\" (repeatable)")
+    r.add_argument("--territory", action="append", default=[], metavar="NAME[: KEY=VALUE,...]",
+                   help="multi-compartment plan: one perfused territory per option, each its own injection and activity "
+                   "(from images: a segment name, optional 'lsf=0.05, target_gy=400'; calculator mode: 'right lobe: perfused_ml=1000, "
+                   "tumor_ml=150, tn=3, lsf=0.05' or 'segment 4: perfused_ml=150, target_gy=400'); two or more")
     r.add_argument("--what-if-gbq", metavar="A,B,...", help="activities of the what-if table (default: the plan's -30 %% to +30 %%)")
 
 
@@ -142,10 +150,64 @@ def _calculator_inputs(args, params):
     return inputs
 
 
+def _territory_plan(args, params, prescription, progress):
+    """(Plan, combined CaseResult or None, extras) of a multi-territory plan."""
+    from ..planning.territories import parse_territory
+    from ..planning.territoryplan import make_territory_plan
+
+    specs = [parse_territory(t) for t in args.territory]
+    what_if = _floats("--what-if-gbq", args.what_if_gbq) if args.what_if_gbq else None
+    if not args.spect:
+        from ..planning.territorymodels import calculator_territories
+
+        inputs = _calculator_inputs(args, params)
+        plan = make_territory_plan(inputs, params, prescription, calculator_territories(specs, inputs, params), device=args.microsphere,
+                                   strategy=args.strategy, what_if_gbq=what_if, vial_calibration=args.vial_calibration)
+        return plan, None, {}
+    return _image_territory_plan(args, params, prescription, specs, what_if, progress)
+
+
+def _image_territory_plan(args, params, prescription, specs, what_if, progress):
+    from ..errors import InputError
+    from ..imaging.images import read_image
+    from ..imaging.segmentation_io import read_segmentation
+    from ..planning.imageplan import case_lsf
+    from ..planning.inputs import inputs_from_case
+    from ..planning.territorymodels import combined_case, image_territories
+    from ..planning.territoryplan import make_territory_plan
+
+    spect = read_image(args.spect, what="MAA SPECT image")
+    seg = read_segmentation(args.segmentation, label_names=args.labels)
+    ct = read_image(args.ct, what="CT image") if args.ct else None
+    roles = roles_from_args(args)
+    lsf = _lsf_estimate(args)
+    if lsf is None and (args.lsf_from == "images" or args.lung_shunt_fraction is not None):
+        lsf = case_lsf(spect, seg, roles, params, args.lsf_from or "given")
+    territories, bases = image_territories(spect, seg, params, specs, roles=roles, ct=ct, rules=prescription.rules,
+                                           lsf_default=lsf.value if lsf else None, progress=lambda f, m: progress(0.1 + 0.5 * f, m))
+    plan = make_territory_plan(None, params, prescription, territories, device=args.microsphere, strategy=args.strategy,
+                               what_if_gbq=what_if, vial_calibration=args.vial_calibration)
+    progress(0.7, "all territories together at the planned activities")
+    case = combined_case(spect, seg, params, bases, plan.recommended["activities_gbq"], roles=roles, ct=ct, rules=prescription.rules)
+    try:
+        plan.inputs = inputs_from_case(case, lsf or _weighted_lsf(plan), height_cm=args.height_cm, weight_kg=args.weight_kg)
+    except InputError as exc:
+        plan.warnings.append(f"inputs not measured: {exc}")
+    return plan, case, {"background": ct or spect, "segmentation": seg}
+
+
+def _weighted_lsf(plan):
+    from ..planning.lsf import LsfEstimate
+
+    t = plan.territories
+    total = t["total_activity_gbq"]
+    value = sum(e["activity_gbq"] * e["lung_shunt_fraction"] for e in t["territories"].values()) / total if total else 0.0
+    return LsfEstimate(value, "activity-weighted mean of the territories' LSF")
+
+
 def main(args):
     from ..errors import InputError
     from ..planning.outputs import write_plan_folder
-    from ..planning.plan import make_plan
     from ..planning.vials import glass_vial_schedule
     from ..reporting.outputs import check_output_dir
 
@@ -155,6 +217,22 @@ def main(args):
     prescription = _prescription(args)
     if bool(args.spect) != bool(args.segmentation):
         raise InputError("planning from images needs both --spect and --segmentation")
+    if args.territory:
+        plan, case, extras = _territory_plan(args, params, prescription, progress)
+    else:
+        plan, case, extras = _single_plan(args, params, prescription, progress)
+        if args.microsphere == "glass":
+            plan.vials = glass_vial_schedule(plan.recommended["activity_gbq"], params.residual_fraction, args.vial_calibration,
+                                             half_life_h=params.half_life_h)
+    progress(0.8, "writing the plan")
+    files = write_plan_folder(plan, args.out, case=case, overwrite=args.overwrite, report=not args.no_report, **extras)
+    _print_plan(plan, files, args.out)
+    return 0
+
+
+def _single_plan(args, params, prescription, progress):
+    from ..planning.plan import make_plan
+
     model, extras = None, {}
     if args.spect:
         model, inputs, params, extras = _image_inputs(args, params, prescription, progress)
@@ -163,19 +241,19 @@ def main(args):
     what_if = _floats("--what-if-gbq", args.what_if_gbq) if args.what_if_gbq else None
     plan = make_plan(inputs, params, prescription, device=args.microsphere, which=_which_models(args.model), strategy=args.strategy,
                      voxel_model=model, what_if_gbq=what_if)
-    a_rec = plan.recommended["activity_gbq"]
-    if args.microsphere == "glass":
-        plan.vials = glass_vial_schedule(a_rec, params.residual_fraction, args.vial_calibration, half_life_h=params.half_life_h)
-    case = model.case_at(a_rec, rules=prescription.rules) if model is not None else None
-    progress(0.8, "writing the plan")
-    files = write_plan_folder(plan, args.out, case=case, overwrite=args.overwrite, report=not args.no_report, **extras)
+    case = model.case_at(plan.recommended["activity_gbq"], rules=prescription.rules) if model is not None else None
+    return plan, case, extras
+
+
+def _print_plan(plan, files, out):
     rec = plan.recommended
     print(f"recommended: {rec['activity_gbq']:.3f} GBq ({rec['model']} model); binding constraint: {rec['binding_constraint']}")
+    for name, a in (rec.get("activities_gbq") or {}).items():
+        print(f"  territory {name}: {a:.3f} GBq")
     for name, m in plan.models.items():
         print(f"  {name}: {m['activity_gbq'] if m['activity_gbq'] is None else round(m['activity_gbq'], 3)} GBq, {m['binding_constraint']}")
     for name, why in plan.skipped.items():
         print(f"  {name}: not computed ({why})")
     for w in plan.warnings:
         print(f"warning: {w}")
-    print("plan in " + args.out + ": " + ", ".join(f.rsplit("/", 1)[-1] for f in files))
-    return 0
+    print("plan in " + out + ": " + ", ".join(f.rsplit("/", 1)[-1] for f in files))

@@ -13,6 +13,9 @@ scan back to the plan.  One concept per module::
     prescription   targets and limits as threshold rules (defaults from the device's preset)
     search         the activity meeting the targets under the limits, and the binding constraint
     plan           all models, the recommended activity, the what-if table (plan.json)
+    territories    multi-compartment plans: one injection per territory, joint lung and liver limits on the sum
+    territorymodels  each territory's model (typed-in volumes, or the MAA counts of its segment)
+    territoryplan  the multi-territory plan (plan.json)
     registration   rigid (mutual information, multi-resolution) and B-spline registration, .tfm files
     gamma          gamma index (pymedphys when installed, else the engine's own search)
     compare        delivered dose mapped onto the planning segments; differences, Dice, gamma, activity bands

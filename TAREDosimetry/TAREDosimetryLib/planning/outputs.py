@@ -45,8 +45,9 @@ def write_plan_folder(plan, out_dir, *, case=None, background=None, segmentation
         if case is not None:
             names += write_case_files(case, tmp, report=report, background=background, segmentation=segmentation,
                                       extra_report_html=section)
-            write_image(plan.voxel_model.dose_per_gbq, os.path.join(tmp, "dose_per_gbq.nrrd"))
-            names.append("dose_per_gbq.nrrd")
+            if plan.voxel_model is not None:  # a multi-territory plan has one dose per GBq per territory: none written
+                write_image(plan.voxel_model.dose_per_gbq, os.path.join(tmp, "dose_per_gbq.nrrd"))
+                names.append("dose_per_gbq.nrrd")
         elif report:
             with open(os.path.join(tmp, "report.html"), "w", encoding="utf-8") as fh:
                 fh.write(page_html("Y-90 radioembolization treatment plan", [section]))

@@ -48,6 +48,7 @@ class Plan:
     skipped: dict = field(default_factory=dict)
     territories: dict = field(default_factory=dict)
     voxel_model: object = None
+    territory_model: object = None
 
     def to_dict(self):
         return json_clean({

@@ -64,9 +64,11 @@ def plan_section_html(plan_dict):
     """HTML of the plan (``Plan.to_dict()``), to place under the report's banner."""
     d, rec = plan_dict, plan_dict["recommended"]
     reached = rec.get("target_reached")
+    split = rec.get("activities_gbq") or {}
+    split_text = (" = " + " + ".join(f"{n} {a:.3f} GBq" for n, a in split.items()) + "; ") if split else ""
     p = ["<h2>Treatment plan</h2>",
          f'<div class="banner" style="background:#e8f0fb;color:#123a6b;border:2px solid #123a6b"><b>{rec["activity_gbq"]:.3f} GBq</b>'
-         f'{_e(rec["model"])} model ({_e(d["device"])} microspheres); binding constraint: {_e(rec["binding_constraint"])}'
+         f'{_e(split_text)}{_e(rec["model"])} model ({_e(d["device"])} microspheres); binding constraint: {_e(rec["binding_constraint"])}'
          f'{"" if reached is None else ("; every target reached" if reached else "; the targets are NOT reached within the limits")}</div>',
          '<p class="note">Predicted doses: the MAA distribution stands for the microspheres\'. The activity is the net activity '
          'administered to the patient (residual excluded); the vial must hold activity / (1 - residual).</p>',
@@ -93,11 +95,19 @@ def plan_section_html(plan_dict):
 
 
 def _territories_html(t):
-    rows = [f"<tr><td>{_e(name)}</td>{_num('activity_gbq', e['activity_gbq'])}<td>{_e(e['binding_constraint'])}</td>"
-            f"{_num('mean_gy', e['lung_mean_gy'])}</tr>" for name, e in t["territories"].items()]
-    rows.append(f"<tr><th>total</th>{_num('activity_gbq', t['total_activity_gbq'])}<td>{_e(t.get('binding_constraint') or '')}</td>"
-                f"{_num('mean_gy', t['total_lung_mean_gy'])}</tr>")
-    return html_table(["territory", "activity (GBq)", "binding constraint", "lung mean dose (Gy)"], rows)
+    rows = [f"<tr><td>{_e(name)}</td>{_num('activity_gbq', e['activity_gbq'])}<td class=\"num\">{100 * e['lung_shunt_fraction']:.1f}</td>"
+            f"<td>{_e(e['binding_constraint'])}</td><td>{_e(_yes_no(e.get('target_reached')))}</td>{_num('mean_gy', e['lung_mean_gy'])}</tr>"
+            for name, e in t["territories"].items()]
+    rows.append(f"<tr><th>total</th>{_num('activity_gbq', t['total_activity_gbq'])}<td></td><td>{_e(t.get('binding_constraint') or '')}</td>"
+                f"<td></td>{_num('mean_gy', t['total_lung_mean_gy'])}</tr>")
+    out = [html_table(["territory", "activity (GBq)", "LSF (%)", "binding constraint", "targets reached", "lung mean dose (Gy)"], rows)]
+    for name, e in t["territories"].items():
+        pred = e.get("predicted") or {}
+        cells = "; ".join(f"{c}: {format_metric('mean_gy', v.get('mean_gy'))} Gy" for c, v in pred.items() if v.get("mean_gy") is not None)
+        out.append(f"<p><b>{_e(name)}</b> (its own injection): {_e(cells)}</p>")
+        if e.get("vials"):
+            out += [f"<p>Glass vials for {_e(name)}:</p>", _vials_table(e["vials"])]
+    return "\n".join(out)
 
 
 def what_if_csv_rows(plan_dict):
