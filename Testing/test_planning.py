@@ -291,3 +291,26 @@ def test_plan_command_from_the_maa_images(tmp_path, maa_paths):
     tumours = [s for s in metrics["segments"] if s["role"] == "tumor"]
     assert min(s["d70_gy"] for s in tumours) >= 150 * (1 - 1e-6) or not d["recommended"]["target_reached"]
     assert (out / "dose_per_gbq.nrrd").is_file() and "What if" in (out / "report.html").read_text(encoding="utf-8")
+
+
+# -- published statements (no retrievable worked example with printed inputs and outputs: see README "Validation") --
+def test_published_dose_per_activity_and_device_facts():
+    """Printed facts the models must reproduce:
+    - Sirtex Medical, 'Dosimetry' (sirtex.com/us/clinicians/about-sirt/dosimetry): "1 GBq of yttrium-90/kg of
+      tissue provides the equivalent of 50 Gy" (K = 50 Gy kg/GBq, the rounded value of the instructions for use);
+    - World J Hepatol 7 (2015) 738, table 1 (modified from Sangro et al.): glass vials of 3, 5, 7, 10, 15 and
+      20 GBq; Y-90 half-life 64.1 h (the engine uses 64.05 h, NNDC; both are recorded in plan.json);
+    - the glass-sphere liver dose of the TheraSphere instructions for use as printed in the radiology literature
+      (radiologykey.com, 'Dose calculation'): D = 50 A (1 - F) / M, F the lung shunt fraction;
+    - the partition model tumour dose as printed (articl.net dose-calculator review): D_T = 50 A (1 - LSF) TNR / (TNR M_T + M_N)."""
+    assert cm.mird_dose_gy(1.0, 1.0, 0.0, k_gy_kg_per_gbq=50.0) == 50.0
+    assert cm.mird_dose_gy(1.0, 1.0, 0.0) == pytest.approx(50.0, rel=0.01)  # K = 49.67 by default, within 1 %
+    assert vials.GLASS_VIAL_SIZES_GBQ == (3.0, 5.0, 7.0, 10.0, 15.0, 20.0)
+    from TAREDosimetryLib import physics
+
+    assert physics.Y90_HALF_LIFE_H == pytest.approx(64.1, abs=0.06)
+    a, f, m = 3.7, 0.12, 1.6
+    assert cm.mird_dose_gy(a, m, f, k_gy_kg_per_gbq=50.0) == pytest.approx(50 * a * (1 - f) / m, rel=1e-12)
+    tnr, mt, mn = 3.5, 0.25, 1.4
+    d = cm.partition_doses_gy(a, mt, mn, tnr, f, 1.0, k_gy_kg_per_gbq=50.0)
+    assert d["tumor"] == pytest.approx(50 * a * (1 - f) * tnr / (tnr * mt + mn), rel=1e-12)
