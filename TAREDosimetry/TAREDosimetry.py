@@ -44,6 +44,7 @@ from TAREDosimetryLib.params import DosimetryParams
 from TAREDosimetrySlicer.export import ResultExport
 from TAREDosimetrySlicer.nodes import NodeConversion
 from TAREDosimetrySlicer.outputnodes import DOSE_VOLUME_ATTRIBUTE, OutputNodes
+from TAREDosimetrySlicer.planningpanel import PlanningPanel
 from TAREDosimetrySlicer.segmentimport import SegmentImport
 from TAREDosimetrySlicer.selftest import TAREDosimetryTest  # noqa: F401  (slicer.selfTests and ctest find it here)
 from TAREDosimetrySlicer.vtkdose import VtkDose
@@ -221,6 +222,8 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExport)
         self.ui.doseOpacitySliderWidget.connect("valueChanged(double)", self.onDoseOpacityChanged)
         self.ui.volumeRenderingCheckBox.connect("toggled(bool)", self.onVolumeRenderingToggled)
+        # Plan and Compare sections: their own .ui and glue (TAREDosimetrySlicer/planningpanel.py).
+        self.planningPanel = PlanningPanel(self.layout, self.resourcePath("UI/TAREDosimetryPlanning.ui"), self.logic, lambda: self._parameterNode)
 
         self.initializeParameterNode()
 

@@ -26,7 +26,7 @@ from .bsa import EMPIRICAL_NOTE, bsa_activity_gbq
 from .models import MirdModel, PartitionModel
 from .search import choose_activity
 
-__all__ = ["Plan", "json_clean", "MODEL_NAMES", "make_plan", "model_entry", "what_if_rows", "RECOMMENDATION_ORDER"]
+__all__ = ["Plan", "json_clean", "MODEL_NAMES", "make_plan", "closed_form_models", "model_entry", "what_if_rows", "RECOMMENDATION_ORDER"]
 
 MODEL_NAMES = ("mird", "partition", "bsa", "voxel")
 RECOMMENDATION_ORDER = ("voxel", "partition", "mird", "bsa")
@@ -108,7 +108,7 @@ def _has_perfused_target(prescription):
     return any(r.role == "perfused" and r.comparison in (">", ">=") for r in prescription.rules.rules)
 
 
-def _closed_form_models(inputs, params, prescription, which, skipped):
+def closed_form_models(inputs, params, prescription, which, skipped):
     common = dict(lsf=inputs.lsf.value, lung_mass_kg=inputs.lung_mass_g / 1000.0, residual_fraction=params.residual_fraction,
                   k_gy_kg_per_gbq=params.k_gy_kg_per_gbq, prior_lung_dose_gy=params.prior_lung_dose_gy)
     models = {}
@@ -162,7 +162,7 @@ def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strate
     if unknown:
         raise InputError(f"unknown planning model(s) {', '.join(sorted(unknown))}; models: {', '.join(MODEL_NAMES)}, all")
     skipped, entries, objects = {}, {}, {}
-    objects.update(_closed_form_models(inputs, params, prescription, which, skipped))
+    objects.update(closed_form_models(inputs, params, prescription, which, skipped))
     if "voxel" in which:
         if voxel_model is None:
             skipped["voxel"] = "needs the MAA SPECT and segments (--spect, --segmentation)"

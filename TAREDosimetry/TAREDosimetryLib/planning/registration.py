@@ -32,7 +32,7 @@ from ..resample import volume_to_sitk
 from ..volume import Volume
 
 __all__ = ["rigid_register", "foreground_mask", "SAMPLES_PER_LEVEL", "bspline_refine", "read_transform", "write_transform", "resample_onto", "rigid_parameters",
-           "transform_error_mm"]
+           "transform_error_mm", "matrix_lps", "transform_from_matrix_lps"]
 
 
 def _float_image(volume):
@@ -151,6 +151,36 @@ def transform_error_mm(tfm_a, tfm_b, grid, n=2000, seed=0):
     ijk = rng.uniform([0, 0, 0], [nx - 1, ny - 1, nz - 1], size=(n, 3))
     pts = (np.c_[ijk, np.ones(n)] @ grid.ijk_to_lps.T)[:, :3]
     return max(float(np.linalg.norm(np.subtract(tfm_a.TransformPoint(tuple(p)), tfm_b.TransformPoint(tuple(p))))) for p in pts)
+
+
+def matrix_lps(tfm, tolerance_mm=1e-6):
+    """4x4 homogeneous matrix (LPS mm) of a linear SimpleITK transform (Euler, versor, affine, or a
+    composite of them): ``T(p) = M @ [p, 1]``.  InputError for a deformable (B-spline) transform."""
+    origin = np.asarray(tfm.TransformPoint((0.0, 0.0, 0.0)))
+    m = np.eye(4)
+    m[:3, 3] = origin
+    for i in range(3):
+        e = np.zeros(3)
+        e[i] = 100.0
+        m[:3, i] = (np.asarray(tfm.TransformPoint(tuple(e))) - origin) / 100.0
+    rng = np.random.default_rng(0)
+    for p in rng.uniform(-300.0, 300.0, size=(8, 3)):
+        if np.linalg.norm(np.asarray(tfm.TransformPoint(tuple(p))) - (m[:3, :3] @ p + m[:3, 3])) > tolerance_mm:
+            raise InputError("the transform is not linear (deformable): it has no 4x4 matrix; use its .tfm file instead")
+    return m
+
+
+def transform_from_matrix_lps(matrix):
+    """SimpleITK AffineTransform of a 4x4 homogeneous matrix (LPS mm); InputError when not 4x4 affine."""
+    m = np.asarray(matrix, dtype=float)
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)) or not np.allclose(m[3], (0, 0, 0, 1)):
+        raise InputError(f"transform matrix must be a finite 4x4 affine matrix, got {m.tolist()}")
+    if abs(np.linalg.det(m[:3, :3])) < 1e-9:
+        raise InputError("transform matrix is singular")
+    t = sitk.AffineTransform(3)
+    t.SetMatrix(tuple(float(v) for v in m[:3, :3].ravel()))
+    t.SetTranslation(tuple(float(v) for v in m[:3, 3]))
+    return t
 
 
 def read_transform(path):
