@@ -19,6 +19,7 @@ import qt
 import slicer
 
 from TAREDosimetryLib.errors import InputError
+from TAREDosimetryLib.params import DosimetryParams
 from TAREDosimetryLib.planning.interactive import compare_rows, slider_range_gbq
 from TAREDosimetryLib.planning.plan import json_clean
 from TAREDosimetryLib.planning.prescription import build_prescription
@@ -178,7 +179,7 @@ class PlanningPanel:
     def onCompare(self) -> None:
         def job():
             pn = self._parameterNode()
-            params = self.mainLogic.engineParams(pn) if pn is not None else None
+            params = self.mainLogic.engineParams(pn) if pn is not None else DosimetryParams()
             roles = self.mainLogic.savedRoles(pn) if pn is not None else {}
             comp, self._differenceNode = self.logic.compare(
                 self.ui.comparePlannedDoseSelector.currentNode(), self.ui.compareDeliveredDoseSelector.currentNode(),
