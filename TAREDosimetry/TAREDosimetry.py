@@ -48,6 +48,7 @@ from TAREDosimetrySlicer.dependencies import Dependencies
 from TAREDosimetrySlicer.export import ResultExport
 from TAREDosimetrySlicer.nodes import NodeConversion
 from TAREDosimetrySlicer.outputnodes import OUTPUT_NAMES, OutputNodes
+from TAREDosimetrySlicer.planningpanel import PlanningPanel
 from TAREDosimetrySlicer.sampledata import registerSampleData
 from TAREDosimetrySlicer.segmentread import SegmentReading
 from TAREDosimetrySlicer.selftest import TAREDosimetryTest  # noqa: F401  (slicer.selfTests and ctest find it here)
@@ -311,6 +312,8 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.doseOpacitySliderWidget.connect("valueChanged(double)", self.onDoseOpacityChanged)
         self.ui.volumeRenderingCheckBox.connect("toggled(bool)", self.onVolumeRenderingToggled)
         self.updateGpuInfo()
+        # Plan and Compare sections: their own .ui and glue (TAREDosimetrySlicer/planningpanel.py).
+        self.planningPanel = PlanningPanel(self.layout, self.resourcePath("UI/TAREDosimetryPlanning.ui"), self.logic, lambda: self._parameterNode)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:

@@ -53,6 +53,8 @@ __all__ = [
     "dvh_columns",
     "threshold_lines_gy",
     "safe_column_name",
+    "ras_matrix_from_lps",
+    "lps_matrix_from_ras",
 ]
 
 #: 4x4 matrix that turns LPS into RAS coordinates (its own inverse).
@@ -284,6 +286,25 @@ def dose_window_gy(dose_gy, upper_percentile=99.5):
     if not hi > 0:
         hi = float(positive.max())
     return (0.0, hi)
+
+
+def ras_matrix_from_lps(matrix_lps):
+    """A 4x4 point transform in RAS from the same transform in LPS (``F M F``, F = diag(-1, -1, 1, 1)).
+
+    The engine's registration transform maps a planning point to the post-treatment point (ITK's
+    convention, :mod:`.planning.registration`).  In Slicer that is the *TransformFromParent* of a
+    linear transform node placed over the post-treatment volume (Slicer also saves transforms to
+    ITK files as TransformFromParent, ``vtkMRMLTransformStorageNode``): the post-treatment volume,
+    under that node, is then shown aligned with the planning images."""
+    m = np.asarray(matrix_lps, dtype=float)
+    if m.shape != (4, 4):
+        raise InputError(f"transform matrix must be 4x4, got shape {m.shape}")
+    return RAS_FROM_LPS @ m @ RAS_FROM_LPS
+
+
+def lps_matrix_from_ras(matrix_ras):
+    """The inverse conversion of :func:`ras_matrix_from_lps` (the same operation: F is its own inverse)."""
+    return ras_matrix_from_lps(matrix_ras)
 
 
 def segment_status(evaluations):

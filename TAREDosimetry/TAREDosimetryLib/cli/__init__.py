@@ -23,8 +23,8 @@ __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: Command name -> module of this package (in the order ``--help`` lists them).
 COMMANDS = {
-    "run": "run", "evaluate": "evaluate", "demo": "demo", "batch": "batch", "cohort": "cohort", "rerun": "rerun",
-    "presets": "presets", "dicom-ls": "dicomls",
+    "run": "run", "plan": "plan", "compare": "compare", "evaluate": "evaluate", "demo": "demo", "batch": "batch",
+    "cohort": "cohort", "rerun": "rerun", "presets": "presets", "dicom-ls": "dicomls",
 }
 
 

@@ -90,11 +90,14 @@ def add_metric_options(p):
                    "mean_gy unless a rule names mean_gy_rc_corrected)")
 
 
-def add_clinical_options(p):
+def add_clinical_options(p, choose_preset=True):
+    """The clinical-input options; ``choose_preset=False`` leaves out --microsphere and --indication
+    (a command that defines them itself, e.g. ``plan``'s --device)."""
     g = p.add_argument_group("clinical inputs (select conditional threshold rules; recorded in metrics.json)")
-    g.add_argument("--microsphere", choices=MICROSPHERES, default=None, help="microsphere type")
-    g.add_argument("--indication", choices=INDICATIONS, default=None,
-                   help="tumour type; with --microsphere and no --thresholds, chooses the matching preset")
+    if choose_preset:
+        g.add_argument("--microsphere", choices=MICROSPHERES, default=None, help="microsphere type")
+        g.add_argument("--indication", choices=INDICATIONS, default=None,
+                       help="tumour type; with --microsphere and no --thresholds, chooses the matching preset")
     g.add_argument("--treatment-approach", choices=TREATMENT_APPROACHES, default=None,
                    help="selects the segmentectomy / lobectomy / unilobar / bilobar rules of the presets")
     g.add_argument("--bilirubin-mg-dl", type=float, default=None, metavar="MG_DL",

@@ -90,11 +90,22 @@ class DVH:
         self.voxel_volume_ml = float(voxel_volume_ml)
         self.bin_width_gy = None if bin_width_gy is None else float(bin_width_gy)
         if weights is not None:
-            self._init_weighted(d, weights)
+            order = np.argsort(d, kind="stable")
+            self._set_sorted(d[order], weights[order])
             return
-        self._asc = np.sort(d)
+        self._set_sorted(np.sort(d))
+
+    def _set_sorted(self, ascending, w_ascending=None, weight_curves=None):
+        """Store the voxel doses (sorted, increasing), their weights if any, and in binned mode the
+        histogram.  ``weight_curves``: the cumulative weight fractions of a DVH with the same weights
+        in the same order (reused by :meth:`scaled`)."""
+        d = ascending
+        self._asc, self._w_asc = ascending, w_ascending
         self._sorted_desc = self._asc[::-1]  # a view
         self.n_voxels = d.size
+        if w_ascending is not None:
+            self._set_weights(w_ascending, weight_curves)
+            return
         if self.bin_width_gy is not None:
             top = max(float(self._sorted_desc[0]), 0.0)
             n_bins = int(math.floor(top / self.bin_width_gy)) + 1
@@ -105,24 +116,37 @@ class DVH:
             self._edges, self._cum = edges, cum
             self.differential_counts = counts
 
-    def _init_weighted(self, d, w):
-        """Sorted doses with their weights, cumulative weight fractions, binned curve."""
-        order = np.argsort(d, kind="stable")
-        self._asc, self._w_asc = d[order], w[order]
-        self._sorted_desc, self._w_desc = self._asc[::-1], self._w_asc[::-1]
-        self.n_voxels = d.size
-        self.weight_sum = float(w.sum())
-        self._cum_desc = np.cumsum(self._w_desc) / self.weight_sum  # c_k, volume fraction of the k hottest
-        # fraction of the volume with dose >= asc[i]: sum of the weights from i upwards
-        self._suffix = np.concatenate([np.cumsum(self._w_asc[::-1])[::-1], [0.0]]) / self.weight_sum
+    def _set_weights(self, w, weight_curves=None):
+        """Weights of the sorted doses, cumulative weight fractions, binned curve."""
+        self._w_desc = w[::-1]
+        if weight_curves is None:
+            weight_sum = float(w.sum())
+            cum_desc = np.cumsum(self._w_desc) / weight_sum  # c_k, volume fraction of the k hottest
+            # fraction of the volume with dose >= asc[i]: sum of the weights from i upwards
+            suffix = np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]]) / weight_sum
+            weight_curves = (weight_sum, cum_desc, suffix)
+        self.weight_sum, self._cum_desc, self._suffix = weight_curves
         if self.bin_width_gy is not None:
             top = max(float(self._sorted_desc[0]), 0.0)
             n_bins = int(math.floor(top / self.bin_width_gy)) + 1
             edges = np.arange(n_bins + 1, dtype=np.float64) * self.bin_width_gy
-            counts, _ = np.histogram(np.clip(d, 0, None), bins=edges, weights=w)
+            counts, _ = np.histogram(np.clip(self._asc, 0, None), bins=edges, weights=w)
             self._edges = edges
             self._cum = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]]) / self.weight_sum
             self.differential_counts = counts
+
+    def scaled(self, factor):
+        """The DVH of the doses times ``factor`` (> 0), without sorting again: the dose map of a
+        plan at another activity (doses proportional to activity).  D_x and the statistics scale
+        by ``factor``; V_x is read on the scaled doses.  Partial-volume weights are kept."""
+        f = float(factor)
+        if not (math.isfinite(f) and f > 0):
+            raise InputError(f"DVH scale factor must be a positive number, got {factor!r}")
+        out = DVH.__new__(DVH)
+        out.name, out.voxel_volume_ml, out.bin_width_gy = self.name, self.voxel_volume_ml, self.bin_width_gy
+        curves = (self.weight_sum, self._cum_desc, self._suffix) if self.weighted else None
+        out._set_sorted(self._asc * (np.float32(f) if self._asc.dtype == np.float32 else f), self._w_asc, curves)
+        return out
 
     # -- basic statistics ------------------------------------------------------------------------
     @property
@@ -172,6 +196,16 @@ class DVH:
     def doses_gy(self):
         """Voxel doses in decreasing order (read-only view)."""
         v = self._sorted_desc.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def weights(self):
+        """The partial-volume weights of :attr:`doses_gy`, in the same order (read-only view), or
+        None when every voxel counts whole."""
+        if self._w_asc is None:
+            return None
+        v = self._w_desc.view()
         v.flags.writeable = False
         return v
 

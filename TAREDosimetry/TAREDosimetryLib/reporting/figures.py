@@ -43,6 +43,7 @@ __all__ = [
     "plot_dose_slices",
     "require_matplotlib",
     "png_bytes",
+    "plot_registration_check",
 ]
 
 #: Display window of a CT background (soft tissue: level 40 HU, width 400 HU).
@@ -663,3 +664,47 @@ def _outside_ok():
     except ValueError:
         return False
     return (major, minor) >= (3, 7)
+
+
+# -- registration check and dose difference (tare-dosimetry compare) ------------------------------------------
+def _checker(a, b, tiles=8):
+    ny, nx = a.shape
+    yy, xx = np.meshgrid(np.arange(ny) * tiles // max(ny, 1), np.arange(nx) * tiles // max(nx, 1), indexing="ij")
+    return np.where((yy + xx) % 2 == 0, a, b)
+
+
+def _normalised(img, window):
+    lo, hi = window if window is not None else np.percentile(img, (1, 99))
+    return np.clip((img - lo) / ((hi - lo) or 1.0), 0, 1)
+
+
+def plot_registration_check(fixed, moved, difference_gy=None, path=None, *, window=None, dpi=100):
+    """PNG of the registration check: checkerboards of the planning image and the registered
+    post-treatment image through the middle axial and coronal planes (array axes; z up in the
+    coronal view), and the dose difference (delivered - planned, Gy) on the same planes.
+
+    fixed, moved : (Z, Y, X) arrays on one grid (the moved image already resampled onto it).
+    difference_gy : (Z, Y, X) array on that grid, optional.
+    """
+    fixed, moved = np.asarray(fixed, float), np.asarray(moved, float)
+    ncol = 3 if difference_gy is not None else 2
+    fig = _new_figure((4.2 * ncol, 7.6), dpi)
+    axes = fig.subplots(2, ncol)
+    nz, ny, nx = fixed.shape
+    planes = (("axial", lambda a: a[nz // 2]), ("coronal", lambda a: a[::-1, ny // 2, :]))
+    for row, (title, cut) in enumerate(planes):
+        f, m = _normalised(cut(fixed), window), _normalised(cut(moved), window)
+        axes[row, 0].imshow(_checker(f, m), cmap="gray", interpolation="nearest")
+        axes[row, 0].set_title(f"{title}: checkerboard planning / registered")
+        axes[row, 1].imshow(np.dstack([f, m, f]), interpolation="nearest")
+        axes[row, 1].set_title(f"{title}: fused (green = post-treatment)")
+        if difference_gy is not None:
+            d = cut(np.asarray(difference_gy, float))
+            lim = float(np.nanmax(np.abs(d))) or 1.0
+            im = axes[row, 2].imshow(d, cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
+            axes[row, 2].set_title(f"{title}: delivered - planned (Gy)")
+            fig.colorbar(im, ax=axes[row, 2], shrink=0.8)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return png_bytes(fig, path)

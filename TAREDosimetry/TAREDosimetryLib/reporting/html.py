@@ -14,7 +14,7 @@ from .figures import PASS_COLORS, MissingDependencyError, plot_dose_slices, plot
 from .tables import HEAD_KEYS, RX_D, RX_VPCT, column_title, format_metric, metrics_table_rows
 from .wording import banner
 
-__all__ = ["KNOWN_LIMITS", "known_limits", "write_report_html"]
+__all__ = ["KNOWN_LIMITS", "known_limits", "write_report_html", "page_html", "escape", "html_table", "status_cell", "png_img"]
 
 #: Known limits of the method, from PHYSICS.md ("Known limits to state in the user documentation").
 KNOWN_LIMITS = (
@@ -64,6 +64,9 @@ code{font-size:12px}
 
 def _e(text):
     return html.escape(str(text), quote=True)
+
+
+escape = _e
 
 
 def _status_cell(status, pv=False):
@@ -210,7 +213,7 @@ def _figures_html(result, background, segmentation):
     return "".join(parts)
 
 
-def write_report_html(result, path, *, background=None, segmentation=None, title=None):
+def write_report_html(result, path, *, background=None, segmentation=None, title=None, extra_html=None):
     """Write a self-contained HTML report (inline CSS, figures as base64 PNG, no scripts).
 
     Parameters
@@ -221,6 +224,7 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
         default the activity map.
     segmentation : Segmentation, optional; needed for the dose slices.
     title : str, optional.
+    extra_html : str, optional; an HTML section placed under the banner (e.g. the treatment plan).
 
     Returns
     -------
@@ -236,6 +240,8 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
     sw = _software_versions(d)
     p = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{_CSS}</style></head><body>']
     p += _head_html(result, title, sw)
+    if extra_html:
+        p.append(extra_html)
     p.append("<h2>Rule evaluations</h2>")
     desc = getattr(result.rules, "description", "")
     if desc:
@@ -387,3 +393,26 @@ def _record_html(d):
     if d.get("timings_s"):
         p.append("<h3>Computation times (s)</h3>" + _kv_table(d["timings_s"]))
     return p
+
+
+# -- pieces for other result pages (plan, comparison) -----------------------------------------------
+def html_table(headers, rows_html):
+    """A scrollable table; ``rows_html`` are ``<tr>...</tr>`` strings (cells escaped by the caller)."""
+    return _table(headers, rows_html)
+
+
+def status_cell(status):
+    """A ``<td>`` coloured by PASS/FAIL/N/A."""
+    return _status_cell(status)
+
+
+def png_img(png, alt):
+    """An inline ``<img>`` of PNG bytes."""
+    return _img(png, alt)
+
+
+def page_html(title, body_parts):
+    """A complete self-contained page (the report's CSS) holding ``body_parts`` (HTML strings)."""
+    head = f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title><style>{_CSS}</style></head><body>'
+    foot = '<p class="meta">TAREDosimetry \u2014 research software, not a medical device.</p></body></html>\n'
+    return "\n".join([head, f"<h1>{_e(title)}</h1>"] + list(body_parts) + [foot])

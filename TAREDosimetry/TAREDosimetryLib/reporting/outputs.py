@@ -24,7 +24,7 @@ from ..imaging.images import write_image
 from .resultfolder import RESULT_FILES, check_output_dir, make_partial_dir, place_errors, reserve_output_dir, swap_into
 from .tables import metrics_table_rows
 
-__all__ = ["OUTPUT_FILES", "check_output_dir", "write_outputs", "metrics_csv_rows", "dvh_csv_rows"]
+__all__ = ["OUTPUT_FILES", "check_output_dir", "write_folder", "write_case_files", "write_outputs", "metrics_csv_rows", "dvh_csv_rows"]
 
 #: Files of a result (metrics.json, which marks a complete result, last).
 OUTPUT_FILES = RESULT_FILES
@@ -103,13 +103,49 @@ def _write_extra_outputs(result, tmp, *, dicom, pdf, background, segmentation, p
     return names
 
 
-def _write_files(result, tmp, report, background, segmentation, progress, dicom=None, pdf=False):
-    """Write every result file into the folder ``tmp``; returns their names (metrics.json last)."""
+def write_folder(out_dir, write_files, owned_files=OUTPUT_FILES, *, overwrite=False, last="metrics.json"):
+    """Write a result folder whole or not at all (:mod:`.resultfolder`: lock, write aside, swap in).
+
+    Parameters
+    ----------
+    out_dir : str
+    write_files : callable(tmp_dir) -> list of the file names it wrote into ``tmp_dir``.
+    owned_files : the file names this kind of result may hold; with ``overwrite`` only these are
+        replaced (stale ones removed) and the user's other files stay.
+    last : str, the file of ``owned_files`` that marks a complete result (moved in last).
+
+    Returns
+    -------
+    list of the written file paths (in ``out_dir``).
+
+    Raises
+    ------
+    InputError : ``out_dir`` cannot take the results (not empty without ``overwrite``, a result
+        file name that is a folder or read-only, not writable, another run writing there), or
+        writing failed for a reason of the place (permissions, disk full); nothing was changed.
+    """
+    kind = {"files": tuple(owned_files), "marker": last}
+    with reserve_output_dir(out_dir, overwrite, **kind) as out_abs:
+        with place_errors(out_dir):
+            tmp = make_partial_dir(out_abs)
+        try:
+            with place_errors(out_dir):
+                names = list(write_files(tmp))
+                swap_into(tmp, out_abs, names, **kind)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [os.path.join(out_abs, n) for n in names]
+
+
+def write_case_files(result, folder, *, report=True, background=None, segmentation=None, progress=None, extra_report_html=None,
+                     dicom=None, pdf=False):
+    """Write a case's files (:data:`OUTPUT_FILES`) into ``folder`` (the partial folder of
+    :func:`write_folder`), metrics.json last; returns the names written."""
     if progress:
         progress(0.0, "writing dose.nrrd")
-    write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"), metadata=dose_header(result))
-    _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
-    _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
+    write_image(result.dose_gy, os.path.join(folder, "dose.nrrd"), metadata=dose_header(result))
+    _write_csv(os.path.join(folder, "metrics.csv"), *metrics_csv_rows(result))
+    _write_csv(os.path.join(folder, "dvh.csv"), *dvh_csv_rows(result))
     names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
     if report:
         from .figures import plot_dvh
@@ -118,23 +154,23 @@ def _write_files(result, tmp, report, background, segmentation, progress, dicom=
         if progress:
             progress(0.4, "writing dvh.png and report.html")
         try:
-            plot_dvh(result, os.path.join(tmp, "dvh.png"))
+            plot_dvh(result, os.path.join(folder, "dvh.png"))
             names.append("dvh.png")
         except ImportError as exc:
             result.warnings.append(f"dvh.png not written: {exc}")
-        write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
+        write_report_html(result, os.path.join(folder, "report.html"), background=background, segmentation=segmentation,
+                          extra_html=extra_report_html)
         names.append("report.html")
-    names += _write_extra_outputs(result, tmp, dicom=dicom, pdf=pdf, background=background,
+    names += _write_extra_outputs(result, folder, dicom=dicom, pdf=pdf, background=background,
                                   segmentation=segmentation, progress=progress)
     # metrics.json last: its presence marks a complete result.
-    with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
+    with open(os.path.join(folder, "metrics.json"), "w", encoding="utf-8") as fh:
         json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
-    names.append("metrics.json")
-    return names
+    return names + ["metrics.json"]
 
 
 def write_outputs(result, out_dir, *, overwrite=False, report=True, background=None, segmentation=None, progress=None,
-                  dicom=None, pdf=False):
+                  dicom=None, pdf=False, extra_report_html=None):
     """Write the result files into ``out_dir``, whole or not at all (see module docstring).
 
     Parameters
@@ -147,6 +183,8 @@ def write_outputs(result, out_dir, *, overwrite=False, report=True, background=N
     segmentation : Segmentation, optional, contours in the report's slices (and the DICOM SEG).
     dicom : :class:`~.dicomexport.DicomExports`, optional: RT Dose, SEG and SR to write.
     pdf : bool, also write report.pdf (needs matplotlib).
+    extra_report_html : str, optional, an HTML section placed in report.html under the banner
+        (the treatment plan of ``tare-dosimetry plan``).
 
     Returns
     -------
@@ -154,17 +192,11 @@ def write_outputs(result, out_dir, *, overwrite=False, report=True, background=N
 
     Raises
     ------
-    InputError : ``out_dir`` cannot take the results (not empty without ``overwrite``, a result
-        file name that is a folder or read-only, not writable, another run writing there), or
-        writing failed for a reason of the place (permissions, disk full); nothing was changed.
+    InputError : see :func:`write_folder`; nothing was changed.
     """
-    with reserve_output_dir(out_dir, overwrite) as out_abs:
-        with place_errors(out_dir):
-            tmp = make_partial_dir(out_abs)
-        try:
-            with place_errors(out_dir):
-                names = _write_files(result, tmp, report, background, segmentation, progress, dicom=dicom, pdf=pdf)
-                swap_into(tmp, out_abs, names)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return [os.path.join(out_abs, n) for n in names]
+
+    def write_files(tmp):
+        return write_case_files(result, tmp, report=report, background=background, segmentation=segmentation, progress=progress,
+                                extra_report_html=extra_report_html, dicom=dicom, pdf=pdf)
+
+    return write_folder(out_dir, write_files, OUTPUT_FILES, overwrite=overwrite)

@@ -10,6 +10,10 @@ A run writes its files into a hidden sibling folder ``.NAME.partial-PID-XXXX`` a
   everything moved so far is moved back: the earlier result and the user's other files stay exactly
   as they were.  Signals (Ctrl-C, SIGTERM, SIGHUP) are held back during the swap and act after it.
 
+Other kinds of result (a treatment plan, a comparison) use the same mechanism with their own file
+names and marker file (``files=`` and ``marker=`` of :func:`reserve_output_dir` and
+:func:`swap_into`: ``plan.json``, ``comparison.json``).
+
 A lock on ``NAME`` (the file ``.NAME.lock`` next to it, locked with ``flock``/``msvcrt.locking`` so
 that it is released when its process dies) keeps a second run from writing into the same folder:
 it stops at once with "another run is writing to NAME".  Holding the lock, a run knows that no live
@@ -70,7 +74,7 @@ def _check_name(out_dir):
     return out_abs
 
 
-def _check_existing(out_dir, shown, overwrite):
+def _check_existing(out_dir, shown, overwrite, files):
     """Refuse an existing ``out_dir`` that cannot take the result files."""
     if not os.path.isdir(out_dir):
         raise InputError(f"--out {shown}: exists and is not a folder")
@@ -80,7 +84,7 @@ def _check_existing(out_dir, shown, overwrite):
         raise InputError(f"--out {shown}: folder exists and is not empty; choose another folder or add --overwrite")
     if not os.access(out_dir, os.W_OK | os.X_OK):
         raise InputError(f"--out {shown}: the folder is not writable")
-    for name in RESULT_FILES:
+    for name in files:
         path = os.path.join(out_dir, name)
         if os.path.lexists(path) and not os.path.isfile(path):
             raise InputError(f"--out {shown}: {name} there is a folder (or not a plain file); move it away or choose another folder")
@@ -88,8 +92,10 @@ def _check_existing(out_dir, shown, overwrite):
             raise InputError(f"--out {shown}: {name} there is read-only (protected?); make it writable or choose another folder")
 
 
-def check_output_dir(out_dir, overwrite=False):
+def check_output_dir(out_dir, overwrite=False, files=RESULT_FILES):
     """Raise InputError when ``out_dir`` cannot receive results (before any work is done).
+
+    ``files``: the names of the result files that an overwrite replaces (default: a case's).
 
     Refused: an empty name or one with leading/trailing spaces, a file, a non-empty folder
     without ``overwrite``, a folder that is not writable, a result file name there that is a
@@ -98,7 +104,7 @@ def check_output_dir(out_dir, overwrite=False):
     shown = str(out_dir)
     out_abs = _check_name(out_dir)
     if os.path.lexists(out_abs):
-        _check_existing(out_abs, shown, overwrite)
+        _check_existing(out_abs, shown, overwrite, files)
     parent = os.path.dirname(out_abs)
     if not os.path.isdir(parent):
         raise InputError(f"--out {shown}: parent folder {parent} does not exist")
@@ -206,28 +212,29 @@ def output_lock(out_dir):
 
 
 @contextlib.contextmanager
-def reserve_output_dir(out_dir, overwrite=False):
+def reserve_output_dir(out_dir, overwrite=False, *, files=RESULT_FILES, marker="metrics.json"):
     """Check ``out_dir``, lock it and clear stale hidden folders of killed runs; hold it meanwhile.
 
     Commands wrap their whole run in it, so that a second run into the same folder stops before
-    doing any work, and the check is repeated under the lock.
+    doing any work, and the check is repeated under the lock.  ``files`` and ``marker``: the
+    result files of this kind of result and the one among them that marks it complete.
     """
-    check_output_dir(out_dir, overwrite)
+    check_output_dir(out_dir, overwrite, files)
     with output_lock(out_dir) as out_abs:
-        remove_stale_partials(out_abs)
-        check_output_dir(out_dir, overwrite)
+        remove_stale_partials(out_abs, files=files, marker=marker)
+        check_output_dir(out_dir, overwrite, files)
         yield out_abs
 
 
 # -- stale folders of killed runs ------------------------------------------------------------------------
-def _restore_previous(out_dir, backup):
+def _restore_previous(out_dir, backup, files, marker):
     """Finish what a killed swap left: drop ``backup`` when the swap completed, else put it back."""
-    if os.path.isfile(os.path.join(out_dir, "metrics.json")):
+    if os.path.isfile(os.path.join(out_dir, marker)):
         shutil.rmtree(backup, ignore_errors=True)
         return
     os.makedirs(out_dir, exist_ok=True)
     kept = set(os.listdir(backup))
-    for name in RESULT_FILES:  # files of the interrupted new result
+    for name in files:  # files of the interrupted new result
         path = os.path.join(out_dir, name)
         if name not in kept and os.path.isfile(path):
             os.remove(path)
@@ -236,8 +243,9 @@ def _restore_previous(out_dir, backup):
     os.rmdir(backup)
 
 
-def remove_stale_partials(out_dir):
-    """Remove the partial folders of ``out_dir`` left by killed runs, and resolve a killed swap.
+def remove_stale_partials(out_dir, *, files=RESULT_FILES, marker="metrics.json"):
+    """Remove the partial folders of ``out_dir`` left by killed runs, and resolve a killed swap
+    (of a result made of ``files``, complete when ``marker`` is there).
 
     Call only while holding :func:`output_lock` of ``out_dir`` (no live run writes there then).
     Returns the paths handled.
@@ -250,7 +258,7 @@ def remove_stale_partials(out_dir):
         if path.startswith(partial) and os.path.isdir(path):
             shutil.rmtree(path, ignore_errors=True)
         elif path.startswith(previous) and os.path.isdir(path):
-            _restore_previous(out_abs, path)
+            _restore_previous(out_abs, path, files, marker)
         else:
             continue
         handled.append(path)
@@ -295,11 +303,11 @@ def _undo(done):
             os.replace(dst, src)
 
 
-def _swap_files(tmp, out_dir, names):
+def _swap_files(tmp, out_dir, names, files, marker):
     """Move the earlier result files of ``out_dir`` aside and the new ones (``names`` in ``tmp``) in."""
     backup = tempfile.mkdtemp(prefix=os.path.basename(_hidden(out_dir, f"previous-{os.getpid()}-")), dir=os.path.dirname(out_dir))
-    old = [n for n in reversed(RESULT_FILES) if os.path.lexists(os.path.join(out_dir, n))]  # metrics.json first
-    new = sorted(names, key=lambda n: n == "metrics.json")  # metrics.json last
+    old = sorted((n for n in files if os.path.lexists(os.path.join(out_dir, n))), key=lambda n: n != marker)  # marker first
+    new = sorted(names, key=lambda n: n == marker)  # marker last
     done = []
     try:
         _move_all([(os.path.join(out_dir, n), os.path.join(backup, n)) for n in old], done)
@@ -312,12 +320,12 @@ def _swap_files(tmp, out_dir, names):
     shutil.rmtree(backup, ignore_errors=True)
 
 
-def swap_into(tmp, out_dir, names):
+def swap_into(tmp, out_dir, names, *, files=RESULT_FILES, marker="metrics.json"):
     """Make the complete result in ``tmp`` (files ``names``) the content of ``out_dir``.
 
-    An absent or empty ``out_dir`` becomes ``tmp`` by one rename; otherwise the result files are
-    swapped one by one and a failure moves everything back (see the module docstring).  Signals
-    wait until the swap is over.
+    An absent or empty ``out_dir`` becomes ``tmp`` by one rename; otherwise the earlier result
+    files (those of ``files`` there) are swapped one by one (``marker`` out first, in last) and a
+    failure moves everything back (see the module docstring).  Signals wait until the swap is over.
     """
     with signals_deferred():
         if not os.path.lexists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
@@ -325,4 +333,4 @@ def swap_into(tmp, out_dir, names):
                 os.rmdir(out_dir)
             os.replace(tmp, out_dir)
             return
-        _swap_files(tmp, out_dir, names)
+        _swap_files(tmp, out_dir, names, files, marker)

@@ -1,0 +1,212 @@
+"""A treatment plan: every model the inputs allow, the activity each gives and why, the
+recommended activity, a what-if table, and the activity accounting (``plan.json``).
+
+``plan.json``::
+
+    {"models": {NAME: {"activity_gbq", "binding_constraint", "target_reached", "predicted":
+                       {compartment or segment: {metric: value}}, "evaluations": [...], "bounds": [...], "notes": [...]}},
+     "recommended": {"model", "activity_gbq", "binding_constraint"}, "prescription", "inputs",
+     "what_if", "vials", "parameters", "warnings"}
+
+Models: ``voxel`` (MAA dose map per GBq; images only), ``partition`` (tumour, normal liver, lung;
+needs tumour volume and T/N), ``mird`` (perfused volume; needs a target on role perfused, ``--target-gy``), ``bsa`` (resin;
+needs height and weight).  The recommended model is the first of voxel, partition, mird, bsa that
+gave an activity.
+"""
+
+import math
+from dataclasses import dataclass, field
+
+from .. import physics
+from ..errors import InputError
+from ..evaluation.results import json_number
+from ..evaluation.rules import evaluate_rules
+from ..version import __version__
+from .bsa import EMPIRICAL_NOTE, bsa_activity_gbq
+from .models import MirdModel, PartitionModel
+from .prescription import NO_INDICATION_NOTE
+from .search import choose_activity
+
+__all__ = ["Plan", "json_clean", "MODEL_NAMES", "make_plan", "closed_form_models", "model_entry", "what_if_rows", "RECOMMENDATION_ORDER",
+           "prescription_warnings"]
+
+MODEL_NAMES = ("mird", "partition", "bsa", "voxel")
+RECOMMENDATION_ORDER = ("voxel", "partition", "mird", "bsa")
+
+
+@dataclass
+class Plan:
+    """Everything a plan decided, and from what (``to_dict`` is plan.json)."""
+
+    device: str
+    prescription: object
+    inputs: object
+    models: dict
+    recommended: dict
+    what_if: list = field(default_factory=list)
+    vials: list = field(default_factory=list)
+    params: object = None
+    warnings: list = field(default_factory=list)
+    skipped: dict = field(default_factory=dict)
+    territories: dict = field(default_factory=dict)
+    voxel_model: object = None
+    territory_model: object = None
+
+    def to_dict(self):
+        return json_clean({
+            "software": {"name": "TAREDosimetry", "version": __version__},
+            "device": self.device,
+            "prescription": self.prescription.to_dict(),
+            "inputs": self.inputs.to_dict() if self.inputs is not None else None,
+            "models": self.models,
+            "skipped_models": self.skipped,
+            "recommended": self.recommended,
+            "what_if": self.what_if,
+            "vials": self.vials,
+            "territories": self.territories,
+            "parameters": self.params.to_dict() if self.params is not None else None,
+            "constants": {"k_gy_kg_per_gbq": self.params.k_gy_kg_per_gbq if self.params else physics.K_GY_KG_PER_GBQ,
+                          "y90_half_life_h": self.params.half_life_h if self.params else physics.Y90_HALF_LIFE_H},
+            "warnings": list(self.warnings),
+        })
+
+
+def json_clean(v):
+    """A JSON-ready copy: numpy numbers as Python ones, NaN and inf as None."""
+    if isinstance(v, dict):
+        return {str(k): json_clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_clean(x) for x in v]
+    return json_number(v)
+
+
+def model_entry(model, prescription, strategy="target", activity_gbq=None, binding=None):
+    """plan.json entry of one model: its activity (searched, or the given ``activity_gbq``), the
+    binding constraint, the predicted metrics and the rule evaluations at that activity."""
+    if activity_gbq is None:
+        choice = choose_activity(model, prescription.rules.rules, strategy)
+        activity_gbq, binding, reached, bounds, notes = (choice.activity_gbq, choice.binding_constraint, choice.target_reached,
+                                                         [b.to_dict() for b in choice.bounds], choice.notes)
+    else:
+        reached, bounds, notes = None, [], []
+    predicted = model.predict(activity_gbq) if activity_gbq and activity_gbq > 0 else []
+    evaluations = evaluate_rules(prescription.rules, predicted) if predicted else []
+    if reached is None and evaluations:
+        tgt = [e for e in evaluations if e.rule.comparison in (">", ">=") and e.status != "N/A"]
+        reached = all(e.status == "PASS" for e in tgt) if tgt else None
+    return {
+        "activity_gbq": activity_gbq,
+        "binding_constraint": binding,
+        "target_reached": reached,
+        "strategy": strategy,
+        "predicted": {c.name: {"role": c.role, **{k: v for k, v in c.metrics.items()}} for c in predicted},
+        "evaluations": [e.to_dict() for e in evaluations],
+        "bounds": bounds,
+        "notes": list(getattr(model, "notes", [])) + notes,
+    }
+
+
+def _has_perfused_target(prescription):
+    return any(r.role == "perfused" and r.comparison in (">", ">=") for r in prescription.rules.rules)
+
+
+def closed_form_models(inputs, params, prescription, which, skipped):
+    common = dict(lsf=inputs.lsf.value, lung_mass_kg=inputs.lung_mass_g / 1000.0, residual_fraction=params.residual_fraction,
+                  k_gy_kg_per_gbq=params.k_gy_kg_per_gbq, prior_lung_dose_gy=params.prior_lung_dose_gy)
+    models = {}
+    if "mird" in which:
+        if not _has_perfused_target(prescription):
+            skipped["mird"] = "no target for the perfused volume (--target-gy, the MIRD mean dose to the perfused volume)"
+        else:
+            models["mird"] = MirdModel(inputs.mass_kg("perfused"), **common)
+    if "partition" in which:
+        if inputs.tumor_volume_ml is None or inputs.tn_ratio is None:
+            skipped["partition"] = "needs the tumour volume and the T/N ratio (--tumor-volume-ml, --tn-ratio, or tumour and normal-liver segments)"
+        else:
+            models["partition"] = PartitionModel(inputs.mass_kg("tumor"), inputs.mass_kg("normal"), inputs.tn_ratio,
+                                                 whole_normal_mass_kg=inputs.mass_kg("whole_normal"), **common)
+    return models
+
+
+def _bsa_entry(inputs, params, prescription, device):
+    if device != "resin":
+        return None, "the BSA method is for resin microspheres (--device resin)"
+    if inputs.height_cm is None or inputs.weight_kg is None:
+        return None, "needs --height-cm and --weight-kg"
+    b = bsa_activity_gbq(inputs.height_cm, inputs.weight_kg, inputs.tumor_volume_ml or 0.0, inputs.liver_volume_ml, inputs.lsf.value,
+                         perfused_volume_ml=inputs.perfused_volume_ml if inputs.perfused_volume_ml < inputs.liver_volume_ml else None)
+    mird = MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0, params.residual_fraction,
+                     params.k_gy_kg_per_gbq, params.prior_lung_dose_gy, name="bsa")
+    binding = "BSA formula (empirical)" if b["activity_gbq"] is not None else b["steps"][-1]
+    entry = model_entry(mird, prescription, activity_gbq=b["activity_gbq"], binding=binding)
+    entry["notes"] = [EMPIRICAL_NOTE] + b["steps"]
+    entry["bsa_m2"] = b["bsa_m2"]
+    return entry, None
+
+
+def what_if_rows(model, prescription, activities_gbq):
+    """Rows of the what-if table: activity -> predicted mean (and D70 where known) per compartment, status."""
+    rows = []
+    for a in activities_gbq:
+        comps = model.predict(a)
+        ev = evaluate_rules(prescription.rules, comps)
+        st = [e.status for e in ev if e.status != "N/A"]
+        rows.append({"activity_gbq": a, "status": "FAIL" if "FAIL" in st else ("PASS" if st else "N/A"),
+                     "predicted": {c.name: {k: c.metrics.get(k) for k in ("mean_gy", "d70_gy", "v100_pct") if k in c.metrics}
+                                   for c in comps},
+                     "failed_rules": sorted({e.rule.label for e in ev if e.status == "FAIL"})})
+    return rows
+
+
+def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strategy="target", voxel_model=None, what_if_gbq=None):
+    """Plan every model in ``which`` that the inputs allow (see module docstring); returns a :class:`Plan`."""
+    unknown = set(which) - set(MODEL_NAMES)
+    if unknown:
+        raise InputError(f"unknown planning model(s) {', '.join(sorted(unknown))}; models: {', '.join(MODEL_NAMES)}, all")
+    skipped, entries, objects = {}, {}, {}
+    objects.update(closed_form_models(inputs, params, prescription, which, skipped))
+    if "voxel" in which:
+        if voxel_model is None:
+            skipped["voxel"] = "needs the MAA SPECT and segments (--spect, --segmentation)"
+        else:
+            objects["voxel"] = voxel_model
+    for name, m in objects.items():
+        try:
+            entries[name] = model_entry(m, prescription, strategy)
+        except InputError as exc:
+            skipped[name] = str(exc)
+    if "bsa" in which:
+        entry, why = _bsa_entry(inputs, params, prescription, device)
+        if entry is None:
+            skipped["bsa"] = why
+        else:
+            entries["bsa"] = entry
+    ordered = {n: entries[n] for n in MODEL_NAMES if n in entries}
+    rec = next((n for n in RECOMMENDATION_ORDER if n in ordered and ordered[n]["activity_gbq"]), None)
+    if rec is None:
+        raise InputError("no planning model could give an activity: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    recommended = {"model": rec, "activity_gbq": ordered[rec]["activity_gbq"], "binding_constraint": ordered[rec]["binding_constraint"],
+                   "target_reached": ordered[rec]["target_reached"]}
+    plan = Plan(device, prescription, inputs, ordered, recommended, params=params, skipped=skipped, voxel_model=voxel_model)
+    model_for_table = objects.get(rec) or MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0,
+                                                     params.residual_fraction, params.k_gy_kg_per_gbq, params.prior_lung_dose_gy)
+    a = recommended["activity_gbq"]
+    plan.what_if = what_if_rows(model_for_table, prescription, what_if_gbq or _default_what_if(a))
+    plan.warnings += list(inputs.lsf.warnings) if inputs.lsf else []
+    plan.warnings += prescription_warnings(prescription)
+    return plan
+
+
+def prescription_warnings(prescription):
+    """What the plan says about its prescription: rules it could not use (a clinical input not given),
+    the indication assumed."""
+    out = list(getattr(prescription, "warnings", []))
+    if NO_INDICATION_NOTE in prescription.origin:
+        out.append(NO_INDICATION_NOTE)
+    return out
+
+
+def _default_what_if(a):
+    """The recommended activity and +-10, 20, 30 % around it."""
+    steps = [a * f for f in (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3)]
+    return sorted(x for x in steps if x > 0 and math.isfinite(x))  # not rounded: the plan's own activity must read as planned
