@@ -575,7 +575,9 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Dosimetry failed."), waitCursor=True):
                 result = self.logic.process(self._parameterNode, progress=self._run, show=True)
-                self._setStatus(_("Done on {device}.").format(device=result.summary.get("dose_device", "?")) + (
+                done = _("Done: the dose map was evaluated.") if result.summary.get("dose_source") == "external" else \
+                    _("Done on {device}.").format(device=result.summary.get("dose_device", "?"))
+                self._setStatus(done + (
                     " " + _("{n} warning(s), see Results.").format(n=len(result.warnings)) if result.warnings else ""))
         except CancelledError:
             self._setStatus(_("Stopped: the calculation was cancelled; no result was stored."))
