@@ -345,3 +345,18 @@ def test_the_panel_summary_speaks_the_reports_words(mod, tmp_path):
     first = w.ui.summaryLabel.text.splitlines()[0]
     assert first == banner(result)["headline"] and first.split(":")[0] == result.overall_status
     assert "mean_gy" not in w.ui.summaryLabel.text
+
+
+def test_an_unreadable_dicom_file_is_said_in_the_panel_not_raised_into_it(mod, tmp_path):
+    node, segNode, folder, _, logic = _dicom_pet(mod, tmp_path)
+    first = sorted(os.path.join(folder, f) for f in os.listdir(folder))[0]
+    with open(first, "wb") as fh:
+        fh.write(b"not DICOM any more")
+    from TAREDosimetrySlicer.dicomtiming import DicomActivityHeader
+
+    line = DicomActivityHeader.describeTiming(node)
+    assert line.startswith("DICOM header: volume 'PET': its DICOM files could not be read")
+    pn = _fake_pn(mod, segNode, activity=node, calibration=mod.CalibrationMode.absolute)
+    assert "'Hours since administration'" in logic.whyNotRunnable(pn)
+    with pytest.raises(InputError, match="could not be read"):
+        _compute(logic, node, segNode, DosimetryParams(calibration="absolute", hours_since_administration=20.0))

@@ -57,7 +57,14 @@ class DicomActivityHeader:
         key = (volumeNode.GetID(), volumeNode.GetAttribute(INSTANCE_UIDS_ATTRIBUTE))
         cache = DicomActivityHeader._headerCache
         if reread or key not in cache:
-            header = read_activity_header(DicomActivityHeader.dicomFilesOfVolume(volumeNode))
+            files = DicomActivityHeader.dicomFilesOfVolume(volumeNode)
+            try:
+                header = read_activity_header(files)
+            except InputError:
+                raise
+            except Exception as exc:  # a file moved, truncated or not DICOM: pydicom's own errors
+                raise InputError(f"volume '{volumeNode.GetName()}': its DICOM files could not be read ({exc}); "
+                                 "re-import the series") from None
             DicomActivityHeader._headerCache = cache = {key: header}  # the selected volume's only
         return cache[key]
 
