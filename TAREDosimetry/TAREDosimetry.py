@@ -43,12 +43,15 @@ from TAREDosimetryLib.errors import CancelledError, InputError
 from TAREDosimetryLib.evaluation.rules import DEFAULT_PRESET, RuleSet, load_rules
 from TAREDosimetryLib.params import SAMPLINGS, DosimetryParams
 from TAREDosimetrySlicer.caseloading import CaseLoading
+from TAREDosimetrySlicer.caserun import CaseRunning
 from TAREDosimetrySlicer.cases import CaseOutputs, caseNameOfNode
 from TAREDosimetrySlicer.dependencies import Dependencies
 from TAREDosimetrySlicer.export import ResultExport
+from TAREDosimetrySlicer.inputpanel import InputSection
 from TAREDosimetrySlicer.nodes import NodeConversion
 from TAREDosimetrySlicer.outputnodes import OUTPUT_NAMES, OutputNodes
 from TAREDosimetrySlicer.planningpanel import PlanningPanel
+from TAREDosimetrySlicer.rtdoseexport import RtDoseExport
 from TAREDosimetrySlicer.sampledata import registerSampleData
 from TAREDosimetrySlicer.segmentread import SegmentReading
 from TAREDosimetrySlicer.selftest import TAREDosimetryTest  # noqa: F401  (slicer.selfTests and ctest find it here)
@@ -103,6 +106,7 @@ _LABELS = {
                           "segmentectomy": "Radiation segmentectomy", "lobectomy": "Radiation lobectomy"},
     "Phase": {"notGiven": "not given", "pre": "Pre-treatment (prediction, MAA)", "post": "Post-treatment (verification)"},
     "RecoveryCoefficientAxis": {"diameter_mm": "Equivalent-sphere diameter (mm)", "volume_ml": "Volume (mL)"},
+    "DoseUnit": {"fromVolume": "From the volume (its units or SlicerRT's)", "Gy": "Gy", "cGy": "cGy", "mGy": "mGy"},
 }
 
 
@@ -178,6 +182,13 @@ class RecoveryCoefficientAxis(_LabelledEnum):
     volume_ml = "volume_ml"
 
 
+class DoseUnit(_LabelledEnum):
+    fromVolume = ""
+    Gy = "Gy"
+    cGy = "cGy"
+    mGy = "mGy"
+
+
 _ENGINE_DEFAULTS = {f: getattr(DosimetryParams, f, None) for f in ("sampling", "dvh_curve_step_gy", "d_levels_pct", "v_levels_gy")}
 NOT_GIVEN = panel.NOT_GIVEN
 
@@ -197,6 +208,9 @@ class TAREDosimetryParameterNode:
     ctVolume: vtkMRMLScalarVolumeNode
     segmentation: vtkMRMLSegmentationNode
     caseName: str = ""
+    # The selected volume is a dose map computed elsewhere (also when SlicerRT tagged it): evaluate it.
+    inputIsDose: bool = False
+    doseUnit: DoseUnit = DoseUnit.fromVolume
 
     calibration: CalibrationMode = CalibrationMode.relative
     administeredActivityGBq: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
@@ -207,6 +221,7 @@ class TAREDosimetryParameterNode:
     imageDecayCorrected: bool = False
     allowUnusualActivity: bool = False
     allowNegative: bool = False
+    allowOtherRadionuclide: bool = False
 
     doseMethod: DoseMethod = DoseMethod.ldm
     computeDevice: ComputeDevice = ComputeDevice.auto
@@ -252,6 +267,11 @@ class TAREDosimetryParameterNode:
     exportDirectory: pathlib.Path
     exportReport: bool = True
     exportOverwrite: bool = False
+    exportPdf: bool = False
+    exportRtDose: bool = False
+    exportDicomSeg: bool = False
+    exportDicomSr: bool = False
+    exportToDicomDatabase: bool = True
 
     doseVolume: vtkMRMLScalarVolumeNode
     statusTable: vtkMRMLTableNode
@@ -292,6 +312,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = TAREDosimetryLogic()
         self.roles = RolesSection(self.ui, self.logic, lambda: self._parameterNode)
         self.rules = RulesSection(self.ui, self.logic, lambda: self._parameterNode, self.updateGuiState, self._setStatus)
+        self.inputs = InputSection(self.ui, self.logic, lambda: self._parameterNode, self._setStatus)
         self.ui.progressBar.setVisible(False)
         self.ui.cancelButton.setVisible(False)
 
@@ -433,6 +454,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.importSegmentsButton.enabled = self._run is None
         self.ui.importMaskFolderButton.enabled = self._run is None
         self._showResult(pn)
+        self.inputs.update(pn, running=self._run is not None)
 
         reason = self.logic.whyNotRunnable(pn)
         if not reason and self.rules.rulesError:
@@ -553,7 +575,9 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Dosimetry failed."), waitCursor=True):
                 result = self.logic.process(self._parameterNode, progress=self._run, show=True)
-                self._setStatus(_("Done on {device}.").format(device=result.summary.get("dose_device", "?")) + (
+                done = _("Done: the dose map was evaluated.") if result.summary.get("dose_source") == "external" else \
+                    _("Done on {device}.").format(device=result.summary.get("dose_device", "?"))
+                self._setStatus(done + (
                     " " + _("{n} warning(s), see Results.").format(n=len(result.warnings)) if result.warnings else ""))
         except CancelledError:
             self._setStatus(_("Stopped: the calculation was cancelled; no result was stored."))
@@ -602,7 +626,7 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
                 report = pn.exportReport and self.logic.ensureReportDependencies(askUser=True)
-                folder = self.logic.exportCase(pn, report=report)
+                folder = self.logic.exportCase(pn, report=report, askUser=True)
                 self._setStatus(_("Results written to {folder}").format(folder=folder))
         except Exception as exc:
             self._setStatus(_("Export failed: {error}").format(error=exc))
@@ -614,11 +638,12 @@ class TAREDosimetryWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentReading, OutputNodes, CaseOutputs,
-                         CaseLoading, ResultExport, Dependencies, VtkDose):
-    """MRML glue around the engine: nodes -> engine objects -> run_case -> nodes.
+                         CaseLoading, CaseRunning, ResultExport, RtDoseExport, Dependencies, VtkDose):
+    """MRML glue around the engine: nodes -> engine objects -> run_case (or evaluate_dose_case) -> nodes.
 
-    The node conversions, segment reading, output nodes, cases, loading, export, optional packages
-    and the VTK dose step are mixed in from the sibling package ``TAREDosimetrySlicer`` (one file each).
+    The node conversions, segment reading, output nodes, cases, loading, running (DICOM header, dose
+    maps, dry run), export (RT Dose included), optional packages and the VTK dose step are mixed in from
+    the sibling package ``TAREDosimetrySlicer`` (one file each).
 
     Usable without the GUI (Python console, ``Slicer --no-main-window --python-script``):
     :meth:`run` takes nodes, :meth:`runFromFiles` takes file paths, :meth:`process` takes the
@@ -704,8 +729,13 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentRea
             params = self.engineParams(pn).to_dict()
         except InputError as exc:
             params = {"invalid": str(exc)}
-        return panel.inputs_signature({"nodes": ids, "params": params, "roles": self.savedRoles(pn),
+        return panel.inputs_signature({"nodes": ids, "params": params, "roles": self.savedRoles(pn), "input": self.inputOptions(pn),
                                        "rules": pn.rulesJson or pn.rulePreset, "case": self.caseNameOf(pn)})
+
+    def inputOptions(self, pn) -> dict:
+        """How the selected volume is read: a dose map (and its unit) or an activity image (radionuclide check)."""
+        return {"doseInput": self.isDoseInput(pn.activityVolume, pn.inputIsDose), "doseUnit": pn.doseUnit.value,
+                "allowOtherRadionuclide": pn.allowOtherRadionuclide}
 
     def defaultActivityVolume(self):
         """The scene's NM/PT volume to offer first, or None."""
@@ -725,7 +755,8 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentRea
             return _("The segmentation has no segments: draw or import the liver, tumours, lungs...")
         if len(set(names)) != len(names):
             return _("Segment names must be unique (rename the duplicates).")
-        if pn.calibration == CalibrationMode.relative and not pn.administeredActivityGBq > 0:
+        doseInput = self.isDoseInput(pn.activityVolume, pn.inputIsDose)
+        if not doseInput and pn.calibration == CalibrationMode.relative and not pn.administeredActivityGBq > 0:
             return _("Enter the administered activity (GBq).")
         for key in OUTPUT_NAMES:
             node = getattr(pn, key)
@@ -735,20 +766,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentRea
             self.engineParams(pn)
         except InputError as exc:
             return _("Parameters: {error}").format(error=panel.in_panel_words(exc))
-        return self.whyInputsIncomplete(pn, names)
-
-    def whyInputsIncomplete(self, pn, names) -> str:
-        """The engine's refusal of inputs that must not be defaulted (LSF with lung rules of the LSF
-        model, time since administration of an absolute image), as the panel's reason; empty when none."""
-        from TAREDosimetryLib.evaluation.requirements import check_required_inputs
-
-        try:
-            params = self.engineParams(pn)
-            lungs = [n for n, role in mc.role_rows(names, self.savedRoles(pn)) if role == "lung"]
-            check_required_inputs(params, self.ruleSet(pn), params.effective_lung_dose_from, lungs)
-        except InputError as exc:
-            return panel.in_panel_words(exc)
-        return ""
+        return self.whyInputsIncomplete(pn, names, doseInput)
 
     # -- running -------------------------------------------------------------------------------
     def process(self, pn, progress=None, show: bool = True):
@@ -766,7 +784,7 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentRea
             pn.activityVolume, pn.segmentation, ctNode=pn.ctVolume, params=self.engineParams(pn),
             roles=self.savedRoles(pn), rules=self.ruleSet(pn), outputs=outputs, progress=progress,
             show=show, doseOpacity=pn.doseOpacity, volumeRendering=pn.showDoseVolumeRendering,
-            caseName=self.caseNameOf(pn), signature=signature,
+            caseName=self.caseNameOf(pn), signature=signature, **self.inputOptions(pn),
         )
         with slicer.util.NodeModify(pn):
             for key, node in outputs.items():
@@ -776,12 +794,14 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentRea
 
     def run(self, activityNode, segmentationNode, ctNode=None, params=None, roles=None, rules=None, outputs=None,
             progress=None, show: bool = True, doseOpacity: float = 0.5, volumeRendering: bool = False,
-            caseName: str = "", signature: str = "", group: bool = True):
+            caseName: str = "", signature: str = "", group: bool = True, doseInput: bool = False, doseUnit: str = "",
+            allowOtherRadionuclide: bool = False):
         """Dosimetry of one case given as nodes.
 
         Parameters
         ----------
-        activityNode : vtkMRMLScalarVolumeNode, SPECT/PET (counts or Bq/mL); a parent transform is used.
+        activityNode : vtkMRMLScalarVolumeNode, SPECT/PET (counts or Bq/mL; a DICOM header is used when it
+            came from the DICOM database), or a dose map when ``doseInput``; a parent transform is used.
         segmentationNode : vtkMRMLSegmentationNode; each segment is read on its own geometry.
         ctNode : vtkMRMLScalarVolumeNode in HU, optional.
         params : DosimetryParams (engine defaults when None).
@@ -792,38 +812,21 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentRea
         show : show the dose over the CT, the chart in the layout and PASS/FAIL colours.
         caseName : names the output nodes (default: the SPECT/PET's name); signature : of the panel's inputs.
         group : put the outputs under the case's study in the subject hierarchy.
+        doseInput : evaluate ``activityNode`` as a dose map computed elsewhere (unit: its attributes or ``doseUnit``).
+        allowOtherRadionuclide : compute a PET whose DICOM header names another radionuclide as Y-90.
 
         Returns
         -------
         The engine's CaseResult (also kept as ``self.lastResult`` and stored in the scene).
         """
-        from TAREDosimetryLib.pipeline import run_case
-
-        if activityNode is None or segmentationNode is None:
-            raise InputError("a SPECT/PET volume and a segmentation are required")
         outputs = {} if outputs is None else outputs
         for key, node in outputs.items():
             if node is not None and node in (activityNode, ctNode, segmentationNode):
                 raise InputError(f"output {key} is one of the inputs; inputs are never overwritten")
         step = panel.RunProgress(progress)
-        step(0.0, "reading nodes")
-        relative = params is None or params.calibration == "relative"
-        activity = self.volumeFromNode(activityNode, unit="counts" if relative else "Bq/mL")
-        ct = self.volumeFromNode(ctNode, unit="HU") if ctNode is not None else None
-        segmentation = self.segmentationFromNode(segmentationNode, progress=step.part(0.02, 0.1))
-        segmentation.notes.extend(n for n in (self.transformNote(activityNode, "SPECT/PET volume"),
-                                              self.transformNote(ctNode, "CT volume")) if n)
-        known = set(segmentation.names)
-        roleOverrides = {n: r for n, r in (roles or {}).items() if n in known}
-        doseProgress = step.part(0.38, 0.64)  # run_case's dose step: 0.35-0.7 of its part, 0.1-0.88
-        result = run_case(
-            activity, segmentation, params=params, roles=roleOverrides, ct=ct, rules=rules,
-            dose_function=self.makeDoseFunction(progress=lambda f, m: doseProgress(f, f"dose map: {m}")),
-            inputs={"activity": activityNode.GetName(), "segmentation": segmentationNode.GetName(),
-                    "ct": ctNode.GetName() if ctNode is not None else None},
-            progress=step.part(0.1, 0.88),
-        )
-        result.summary["dose_device"] = self.lastDoseDevice
+        case = self.readNodes(activityNode, segmentationNode, ctNode, params, step, doseInput=doseInput, doseUnit=doseUnit,
+                              allowOtherRadionuclide=allowOtherRadionuclide)
+        result = self.computeCase(case, roles=roles, rules=rules, step=step)
         step(0.9, "output nodes")
         caseName = caseName or activityNode.GetName()
         self.updateOutputNodes(result, activityNode, outputs, caseName)
@@ -836,5 +839,13 @@ class TAREDosimetryLogic(ScriptedLoadableModuleLogic, NodeConversion, SegmentRea
                              doseOpacity=doseOpacity, volumeRendering=volumeRendering)
         step(1.0, "done")
         self.lastResult = result
-        self.lastInputs = {"activity": activity, "segmentation": segmentation, "ct": ct}
+        key = "dose" if case["dose"] is not None else "activity"
+        self.lastInputs = {key: case["image"], "segmentation": case["segmentation"], "ct": case["ct"]}
         return result
+
+    def previewPanelCase(self, pn) -> list:
+        """The dry run of the panel's case (``Check inputs``): lines; nothing is computed or stored."""
+        if pn.activityVolume is None or pn.segmentation is None:
+            raise InputError(_("Select the SPECT / PET volume (or a dose map) and a segmentation first."))
+        return self.previewCase(pn.activityVolume, pn.segmentation, pn.ctVolume, params=self.engineParams(pn),
+                                roles=self.savedRoles(pn), rules=self.ruleSet(pn), **self.inputOptions(pn))

@@ -133,22 +133,48 @@ def test_a_segment_fails_when_any_of_its_rules_fails():
     assert colors == {"T1": mc.FAIL_COLOR, "T2": mc.PASS_COLOR}
 
 
-def test_summary_line_names_failures_and_counts():
-    line = mc.summary_line([_ev("T1", "FAIL", measured=65.25), _ev("T2", "PASS"), _ev("", "N/A")])
-    assert line.startswith("FAIL: 1 of 2")
-    assert "T1" in line and "65.2" in line and "79.5" in line and "incomplete: rule" in line
-    assert mc.summary_line([_ev("T2", "PASS")]).startswith("PASS")
-    assert mc.summary_line([]).startswith("INCOMPLETE") and "no rule could be evaluated" in mc.summary_line([])
+def _box_result(rules, **params):
+    from conftest import box_case
+
+    from TAREDosimetryLib.params import DosimetryParams
+    from TAREDosimetryLib.pipeline import run_case
+
+    act, seg = box_case()
+    return run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, **params), rules=rules)
 
 
-def test_summary_line_never_says_pass_with_an_na_rule_or_a_defaulted_input():
-    # An N/A rule (no lung segment...) or an input not given used to leave "PASS: all 1 rule evaluations passed".
-    na = RuleEvaluation(Rule("lung", "mean_gy", "<", 30, "Gy"), "", float("nan"), "N/A", "no segment with role lung")
-    line = mc.summary_line([_ev("T2", "PASS"), na])
-    assert line.startswith("INCOMPLETE") and "no segment with role lung" in line
-    assert mc.summary_line([_ev("T2", "PASS")], ["lung shunt fraction not given"]).startswith("INCOMPLETE")
-    optional = RuleEvaluation(Rule("lung", "mean_gy", "<", 30, "Gy", optional=True), "", float("nan"), "N/A", "x")
-    assert mc.summary_line([_ev("T2", "PASS"), optional]).startswith("PASS")
+def _one_rule(threshold, comparison=">", role="tumor"):
+    return RuleSet.from_dict({"name": "one", "rules": [
+        {"role": role, "metric": "mean_gy", "comparison": comparison, "threshold": threshold, "unit": "Gy"}]})
+
+
+def test_panel_lines_say_a_failure_as_the_report_banner_does():
+    """The panel's verdict is the engine's wording ("FAIL: tumour mean dose 48.3 Gy < 20000 Gy"), never the
+    old "mean_gy 48.3 > 20000" form."""
+    from TAREDosimetryLib.reporting.wording import banner
+
+    r = _box_result(_one_rule(20000.0), lung_shunt_fraction=0.05)
+    lines = mc.status_lines(r)
+    assert r.overall_status == "FAIL" and lines[0] == banner(r)["headline"]
+    measured = r.segment("tumour").metrics["mean_gy"]
+    assert lines[0] == f"FAIL: tumour mean dose {measured:.1f} Gy < 20000 Gy"
+    assert "mean_gy" not in "\n".join(lines)
+    assert lines[1] == "0 of 1 rule evaluations met, 1 failed (rule set one)"
+    cols = {n: v for n, _, v in mc.evaluation_columns(r.evaluations)}
+    assert cols["result"] == [lines[0]]
+    status = dict(zip(*[c[2] for c in mc.case_status_columns(r)]))
+    assert status["verdict"] == lines[0] and status["overall status"] == "FAIL"
+
+
+def test_panel_lines_never_say_pass_with_an_unevaluated_rule_or_a_defaulted_input():
+    r = _box_result(_one_rule(1.0), lung_shunt_fraction=None)  # LSF not given: INCOMPLETE with the reason
+    lines = mc.status_lines(r)
+    assert r.overall_status == "INCOMPLETE" and lines[0].startswith("INCOMPLETE: lung shunt fraction not given")
+    failed = _box_result(_one_rule(20000.0), lung_shunt_fraction=None)
+    lines = mc.status_lines(failed)
+    assert lines[0].startswith("FAIL: tumour mean dose") and lines[1].startswith("Also incomplete: lung shunt fraction not given")
+    passed = _box_result(_one_rule(1.0), lung_shunt_fraction=0.05)
+    assert mc.status_lines(passed)[0] == "PASS: every rule met (1 rule evaluation)"
     assert mc.status_color("INCOMPLETE") == mc.INCOMPLETE_COLOR not in (mc.PASS_COLOR, mc.FAIL_COLOR)
 
 
@@ -251,11 +277,10 @@ def test_place_in_extent_puts_voxels_where_they_belong():
 
 
 def test_status_colours_and_lines_show_incomplete_in_its_own_colour():
-    from types import SimpleNamespace
-
     assert len({mc.status_css_color(s) for s in ("PASS", "FAIL", "INCOMPLETE", "N/A")}) == 4
-    result = SimpleNamespace(overall_status="INCOMPLETE", incomplete_reasons=["bilirubin not given"],
-                             evaluations=[_ev("T1", "PASS")], summary={"dose_device": "CPU"}, warnings=["w1"])
-    lines = mc.status_lines(result)
-    assert lines[0] == "Overall: INCOMPLETE" and "Not evaluated: bilirubin not given" in lines
+    r = _box_result(_one_rule(1.0), lung_shunt_fraction=None)
+    r.summary["dose_device"] = "CPU"
+    r.warnings.append("w1")
+    lines = mc.status_lines(r)
+    assert lines[0] == "INCOMPLETE: " + "; ".join(r.incomplete_reasons)
     assert "Dose computed on: CPU" in lines and lines[-1] == "Warning: w1"

@@ -232,3 +232,48 @@ def test_engine_messages_name_the_panel_fields_not_command_line_options():
         check_required_inputs(pet, load_rules("hcc-glass"), "image", [])
     text = panel.in_panel_words(info.value)
     assert "'Hours since administration'" in text and "'Image already decay-corrected to administration'" in text and "--" not in text
+
+
+# -- what an image's header says; the unit of a dose map in the scene ---------------------------------------
+
+@pytest.mark.parametrize("units, calibration", [("BQML", "absolute"), ("bqml", "absolute"), ("CNTS", "relative"),
+                                                ("GML", "relative"), ("", None), (None, None)])
+def test_the_headers_units_decide_the_calibration_with_a_reason(units, calibration):
+    chosen, why = panel.calibration_from_units(units)
+    assert chosen == calibration and why
+    if units == "CNTS":
+        assert "counts (Units CNTS), not Bq/mL" in why
+
+
+def test_a_dose_volumes_unit_comes_from_its_attributes_or_the_panel_and_must_agree():
+    assert panel.dose_unit_of_volume("d", voxel_units="Gy") == ("Gy", "its voxel value units")
+    assert panel.dose_unit_of_volume("d", study_unit="GY") == ("Gy", "its study's DicomRtImport.DoseUnitName")
+    assert panel.dose_unit_of_volume("d", chosen="cGy") == ("cGy", "the panel's 'Dose unit'")
+    assert panel.dose_unit_of_volume("d", voxel_units="Gy", study_unit="GY", chosen="Gy")[0] == "Gy"
+    for kwargs, message in (({"study_unit": "RELATIVE"}, "RELATIVE: a relative dose cannot be judged in Gy"),
+                            ({"voxel_units": "Bq/ml"}, "not a dose unit"),
+                            ({"voxel_units": "mGy", "chosen": "Gy"}, "its voxel value units say mGy, the panel's 'Dose unit' say Gy"),
+                            ({}, "does not say its unit: choose Gy, cGy or mGy under 'Dose unit'")):
+        with pytest.raises(InputError, match=message):
+            panel.dose_unit_of_volume("d", **kwargs)
+
+
+def test_dicom_header_messages_name_the_panels_fields_not_command_line_options():
+    from TAREDosimetryLib.imaging.dicomactivity import check_radionuclide, check_units
+    from TAREDosimetryLib.imaging.dicomtiming import ActivityHeader
+
+    messages = []
+    for header, calibration in ((ActivityHeader(units="CNTS"), "absolute"), (ActivityHeader(units=""), "absolute")):
+        with pytest.raises(InputError) as err:
+            check_units(header, calibration)
+        messages.append(str(err.value))
+    messages += check_units(ActivityHeader(units=""), "absolute", quantitative_explicit=True)
+    messages += check_units(ActivityHeader(units="BQML"), "relative")
+    with pytest.raises(InputError) as err:
+        check_radionuclide(ActivityHeader(modality="PT", radionuclide="^18^Fluorine"), 64.05)
+    messages.append(str(err.value))
+    messages += check_radionuclide(ActivityHeader(modality="PT", radionuclide="^18^Fluorine"), 64.05, allow_other=True)
+    for message in messages:
+        said = panel.in_panel_words(message)
+        assert "--" not in said, said
+    assert "'Allow a radionuclide other than Y-90'" in panel.in_panel_words(messages[-2])

@@ -47,6 +47,9 @@ class FakeNode:
     def GetName(self):
         return self.name
 
+    def GetID(self):
+        return f"vtkMRMLScalarVolumeNode{id(self)}"
+
     def GetAttribute(self, key):
         return self.attributes.get(key)
 

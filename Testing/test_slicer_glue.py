@@ -171,7 +171,7 @@ def test_cancel_from_the_progress_stops_the_filter(mod, phantom):
 def _fake_pn(mod, node, activity=None, **changes):
     cls = mod.TAREDosimetryParameterNode
     values = {name: getattr(cls, name, None) for name in cls.__annotations__}
-    activity = activity or SimpleNamespace(GetImageData=lambda: object(), GetName=lambda: "SPECT", GetID=lambda: "vol1")
+    activity = activity or SimpleNamespace(GetImageData=lambda: object(), GetName=lambda: "SPECT", GetID=lambda: "vol1", GetAttribute=lambda key: None)
     values.update(activityVolume=activity, segmentation=node, administeredActivityGBq=1.8, lungShuntFractionPercent=8.0)
     values.update(changes)
     return SimpleNamespace(**values)
@@ -205,7 +205,8 @@ def test_changed_inputs_make_the_result_not_current(mod, phantom):
     record.SetText("{}")
     record.SetAttribute("TAREDosimetry.InputsSignature", logic.inputsSignature(pn))
     for change in ({"residualPercent": 5.0}, {"segmentRolesJson": '{"liver": "ignore"}'}, {"rulePreset": "hcc-resin"},
-                   {"activityVolume": SimpleNamespace(GetImageData=lambda: object(), GetName=lambda: "other", GetID=lambda: "vol9")}):
+                   {"activityVolume": SimpleNamespace(GetImageData=lambda: object(), GetName=lambda: "other", GetID=lambda: "vol9",
+                                                     GetAttribute=lambda key: None)}):
         assert "changed" in logic.whyResultNotCurrent(record, logic.inputsSignature(_fake_pn(mod, node, **change))), change
     assert "no result" in logic.whyResultNotCurrent(None, "x")
 

@@ -221,6 +221,25 @@ def _bound_widgets():
     return out
 
 
+def test_every_engine_parameter_and_input_option_has_a_widget_of_the_panel():
+    """Sampling, phase, allow_negative... and the dose-map, DICOM-header and export options are on the panel
+    (bound in TAREDosimetry.ui), not only in the parameter node."""
+    from TAREDosimetryLib import panel
+
+    bound = _bound_widgets()
+    wanted = [name for name, _engine, _to, _from in panel.PANEL_FIELDS]
+    wanted += ["inputIsDose", "doseUnit", "allowOtherRadionuclide", "exportPdf", "exportRtDose", "exportDicomSeg",
+               "exportDicomSr", "exportToDicomDatabase"]
+    missing = [name for name in wanted if name not in bound]
+    assert not missing, f"parameters without a widget in TAREDosimetry.ui: {missing}"
+    for name, cls in (("sampling", "QComboBox"), ("phase", "QComboBox"), ("allowNegative", "QCheckBox"), ("doseUnit", "QComboBox")):
+        assert bound[name][1] == cls, name
+    widgets, _ = _ui_widgets()
+    for name in ("readDicomTimingButton", "checkInputsButton", "exportSlicerRtButton"):
+        assert widgets.get(name) == "QPushButton", name
+    assert widgets.get("checkInputsText") == "QPlainTextEdit"
+
+
 def test_every_bound_widget_has_a_parameter_of_a_type_its_connector_accepts():
     fields, enums = _parameter_fields()
     bound = _bound_widgets()

@@ -133,11 +133,11 @@ def test_batch_summary_carries_the_status_and_its_reasons(tmp_path):
 
 
 def test_slicer_tables_and_panel_line_show_incomplete():
-    # The Slicer logic shows mc.summary_line(...) and the status / evaluation tables (mrmlconvert columns).
+    # The Slicer logic shows mc.status_lines(...) (the report banner's words) and the status / evaluation tables.
     act, seg = box_case()
     r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0), rules="hcc-resin")
     assert r.overall_status == "INCOMPLETE"
-    assert mc.summary_line(r.evaluations, r.input_reasons).startswith("INCOMPLETE")
+    assert mc.status_lines(r)[0].startswith("INCOMPLETE: ")
     status = dict(zip(*[c[2] for c in mc.case_status_columns(r)]))
     assert status["overall status"] == "INCOMPLETE"
     reasons = [v for k, v in zip(*[c[2] for c in mc.case_status_columns(r)]) if k.startswith("incomplete")]

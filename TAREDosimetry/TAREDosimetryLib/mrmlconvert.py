@@ -14,7 +14,6 @@ both ``slicer.util.arrayFromVolume`` and the engine, so voxel arrays need no tra
 """
 
 import json
-import math
 
 import numpy as np
 
@@ -42,7 +41,6 @@ __all__ = [
     "dose_window_gy",
     "segment_status",
     "status_colors",
-    "summary_line",
     "status_color",
     "STATUS_CSS_COLORS",
     "status_css_color",
@@ -326,44 +324,6 @@ def status_colors(evaluations, pass_color=PASS_COLOR, fail_color=FAIL_COLOR):
     return {name: (pass_color if s == "PASS" else fail_color) for name, s in segment_status(evaluations).items()}
 
 
-def _fmt(value, digits=3):
-    if value is None:
-        return "n/a"
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not math.isfinite(v):
-        return "n/a"
-    return f"{v:.{digits}g}"
-
-
-def summary_line(evaluations, input_reasons=(), with_reasons=True):
-    """One line for the panel, e.g. ``"FAIL: 1 of 3 rule evaluations failed (Tumor: mean_gy 65.2 (needs > 79.5 Gy))"``
-    or ``"INCOMPLETE: 2 rule evaluations passed; incomplete: ..."``.
-
-    The status is the engine's (:func:`.evaluation.status.overall_status`): an N/A rule that is
-    not optional, or an input not given (``input_reasons``), makes the case INCOMPLETE.
-    ``with_reasons=False`` leaves the incomplete reasons out (shown on their own lines).
-    """
-    from .evaluation.status import incomplete_reasons, overall_status
-
-    evs = [e for e in evaluations if e.status in ("PASS", "FAIL")]
-    status = overall_status(evaluations, input_reasons)
-    reasons = incomplete_reasons(evaluations, input_reasons)
-    tail = f"; incomplete: {' | '.join(reasons)}" if reasons and with_reasons else ""
-    failed = [e for e in evs if e.status == "FAIL"]
-    if failed:
-        parts = [
-            f"{e.segment_name}: {e.rule.metric} {_fmt(e.measured)} (needs {e.rule.comparison} {e.rule.threshold:g} {e.rule.unit})"
-            for e in failed
-        ]
-        return f"FAIL: {len(failed)} of {len(evs)} rule evaluations failed ({'; '.join(parts)}){tail}"
-    if status == "INCOMPLETE":
-        return f"INCOMPLETE: {len(evs)} rule evaluation(s) passed{tail}"
-    return f"PASS: all {len(evs)} rule evaluations passed"
-
-
 def status_color(status):
     """(r, g, b) of an overall status: PASS green, FAIL red, INCOMPLETE amber."""
     return {"PASS": PASS_COLOR, "FAIL": FAIL_COLOR}.get(status, INCOMPLETE_COLOR)
@@ -386,12 +346,17 @@ def status_css_color(status):
 
 
 def status_lines(result):
-    """Lines of the panel's result summary: the overall status and why it is INCOMPLETE, the
-    rules' one-line summary, explicit choices (an LSF of 0 given on purpose...), the device that
-    computed the dose, and the engine's warnings (scope warnings among them)."""
-    lines = [f"Overall: {getattr(result, 'overall_status', 'N/A')}"]
-    lines += [f"Not evaluated: {reason}" for reason in (getattr(result, "incomplete_reasons", None) or [])]
-    lines.append(summary_line(result.evaluations, getattr(result, "input_reasons", None) or (), with_reasons=False))
+    """Lines of the panel's result summary, in the engine's words (:func:`.reporting.wording.banner`,
+    as the report's banner and the console say it): the verdict ("FAIL: tumour 3 mean dose 48.3 Gy
+    < 79.5 Gy", "INCOMPLETE: <reasons>", "PASS: every rule met (...)"), what a FAIL would also lack,
+    the rule count and the treatment phase, explicit choices (an LSF of 0 given on purpose...), the
+    device that computed the dose, and the engine's warnings (scope and DICOM header warnings among them)."""
+    from .reporting.wording import banner
+
+    said = banner(result)
+    lines = [said["headline"]]
+    lines += [f"Also incomplete: {reason}" for reason in said["also_incomplete"]]
+    lines += said["lines"][:2]  # rule count and phase; each evaluation is in the thresholds table, in words
     lines += [f"Explicit choice: {c}" for c in (getattr(result, "explicit_choices", None) or [])]
     device = (getattr(result, "summary", None) or {}).get("dose_device")
     if device:
@@ -440,13 +405,16 @@ def metrics_columns(segment_results, status_by_segment=None):
 
 
 def evaluation_columns(evaluations):
-    """Columns of the rule-results table (strings and floats), one row per evaluation: the rule,
-    measured value and status, the reason of an N/A, the segment's warnings (partial volume),
+    """Columns of the rule-results table (strings and floats), one row per evaluation: the result in
+    words ("FAIL: tumour 3 mean dose 48.3 Gy < 79.5 Gy", :func:`.reporting.wording.evaluation_sentence`),
+    the rule, measured value and status, the reason of an N/A, the segment's warnings (partial volume),
     the rule's conditions, kind, source and table row."""
+    from .reporting.wording import evaluation_sentence
+
     rows = [e.to_dict() for e in evaluations]
     names = ("segment", "role", "rule", "metric", "comparison", "threshold", "unit", "measured", "status", "reason",
              "warnings", "conditions", "kind", "source", "row")
-    cols = []
+    cols = [("result", "", [f"{e.status}: {evaluation_sentence(e)}" for e in evaluations])]
     for n in names:
         values = [r.get(n) for r in rows]
         if n in ("threshold", "measured"):
@@ -461,9 +429,12 @@ def evaluation_columns(evaluations):
 
 def case_status_columns(result):
     """Columns ``item``, ``value`` of the case-status table: the overall status (PASS, FAIL or
-    INCOMPLETE), the rule set and how it was chosen, then one row per incomplete reason, explicit
+    INCOMPLETE), the verdict in words (the report's banner), the rule set and how it was chosen, then one row per incomplete reason, explicit
     choice and scope warning, and the clinical inputs (``not given`` when None)."""
-    rows = [("overall status", result.overall_status), ("rule set", f"{result.rules.name} ({result.rules_note or 'given'})")]
+    from .reporting.wording import banner
+
+    rows = [("overall status", result.overall_status), ("verdict", banner(result)["headline"]),
+            ("rule set", f"{result.rules.name} ({result.rules_note or 'given'})")]
     rows += [("incomplete: not evaluated or not given", r) for r in result.incomplete_reasons]
     rows += [("explicit choice", c) for c in result.explicit_choices]
     rows += [("outside the thresholds' scope", w) for w in result.scope_warnings]

@@ -32,6 +32,7 @@ from .params import DosimetryParams
 __all__ = [
     "NOT_GIVEN", "PANEL_FIELDS", "engine_fields", "engine_param_kwargs", "engine_params", "panel_values", "params_from_file",
     "parse_levels", "format_levels", "parse_rc_table", "format_rc_table", "in_panel_words",
+    "calibration_from_units", "dose_unit_of_volume",
     "pick_activity_volume", "case_name", "safe_folder_name", "case_export_folder",
     "inputs_signature", "toml_reader_available", "rule_file_filter", "RunProgress",
 ]
@@ -230,6 +231,19 @@ _OPTION_LABELS = (
     ("--treatment-approach", "Clinical inputs > 'Treatment approach'"),
     ("--bilirubin-mg-dl", "Clinical inputs > 'Bilirubin'"),
     ("--hepatic-reserve-pct", "Clinical inputs > 'Hepatic reserve'"),
+    ("(use --relative to scale counts to the administered activity)",
+     "(choose 'Relative (scale counts to administered activity)' calibration)"),
+    ("add --quantitative if they are, or --relative for counts",
+     "choose 'Absolute (image in Bq/mL)' if they are, or 'Relative' for counts"),
+    ("as --quantitative says", "as 'Absolute (image in Bq/mL)' says"),
+    ("(--quantitative would use the Bq/mL values)", "('Absolute (image in Bq/mL)' would use the Bq/mL values)"),
+    ("Refused; add --allow-other-radionuclide to compute it as Y-90 anyway",
+     "Refused; tick 'Allow a radionuclide other than Y-90' to compute it as Y-90 anyway"),
+    ("because --allow-other-radionuclide was given", "because 'Allow a radionuclide other than Y-90' is ticked"),
+    ("give --dose-unit Gy, cGy or mGy", "choose its unit under 'Dose unit'"),
+    ("--dose-unit says", "'Dose unit' says"),
+    ("--relative", "'Relative' calibration"),
+    ("--quantitative", "'Absolute (image in Bq/mL)'"),
 )
 
 
@@ -239,6 +253,66 @@ def in_panel_words(message):
     for option, label in _OPTION_LABELS:
         text = text.replace(option, label)
     return text
+
+
+# -- what an image's header says ------------------------------------------------------------------
+
+def calibration_from_units(units):
+    """(calibration, message) an activity image's DICOM Units (0054,1001) call for.
+
+    units : the header's Units code ('BQML', 'CNTS', ...; '' when absent).
+    Returns ``('absolute', ...)`` for Bq/mL, ``('relative', ...)`` for counts or any other unit,
+    ``(None, ...)`` when the header says nothing (the user chooses).
+    """
+    from .imaging.dicomtiming import UNIT_MEANINGS
+
+    code = str(units or "").strip().upper()
+    if code == "BQML":
+        return "absolute", "the header gives Bq/mL (Units BQML): absolute calibration"
+    if code:
+        meaning = UNIT_MEANINGS.get(code, code)
+        return "relative", (f"the header gives {meaning} (Units {code}), not Bq/mL: relative calibration "
+                            "(scaled to the administered activity)")
+    return None, "the header has no Units (0054,1001): choose the calibration (Bq/mL or counts)"
+
+
+#: Dose unit codes a volume's attributes may carry (voxel value units, SlicerRT's study DoseUnitName), as Gy, cGy, mGy.
+_DOSE_UNIT_CODES = {"gy": "Gy", "cgy": "cGy", "mgy": "mGy"}
+
+
+def dose_unit_of_volume(name, voxel_units="", study_unit="", chosen=""):
+    """(unit, where it came from) of a dose volume in the scene, checked.
+
+    name : the volume's name (for messages).
+    voxel_units : the code of the node's voxel value units (vtkCodedEntry, e.g. 'Gy'), '' when none.
+    study_unit : SlicerRT's ``DicomRtImport.DoseUnitName`` of the volume's study ('GY', 'RELATIVE'), '' when none.
+    chosen : the panel's 'Dose unit' ('Gy', 'cGy', 'mGy'; '' = from the volume).
+
+    Raises
+    ------
+    InputError : a relative dose, a unit that is not a dose unit, attributes that disagree with each
+        other or with the panel's choice, or no unit at all.
+    """
+    said = []
+    for source, code in (("its voxel value units", voxel_units), ("its study's DicomRtImport.DoseUnitName", study_unit)):
+        code = str(code or "").strip()
+        if not code:
+            continue
+        if code.upper() == "RELATIVE":
+            raise InputError(f"dose volume '{name}': {source} say RELATIVE: a relative dose cannot be judged in Gy")
+        unit = _DOSE_UNIT_CODES.get(code.lower())
+        if unit is None:
+            raise InputError(f"dose volume '{name}': {source} say {code!r}, which is not a dose unit (Gy, cGy, mGy): "
+                             "is it an activity image? Untick 'the selected volume is a dose map'")
+        said.append((unit, source))
+    if chosen:
+        said.append((_DOSE_UNIT_CODES[str(chosen).lower()], "the panel's 'Dose unit'"))
+    if not said:
+        raise InputError(f"dose volume '{name}' does not say its unit: choose Gy, cGy or mGy under 'Dose unit'")
+    units = {u for u, _ in said}
+    if len(units) > 1:
+        raise InputError(f"dose volume '{name}': " + ", ".join(f"{src} say {u}" for u, src in said) + "; they disagree")
+    return said[0]
 
 
 # -- which volume is the SPECT/PET ---------------------------------------------------------------

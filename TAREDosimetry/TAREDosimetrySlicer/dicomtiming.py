@@ -14,7 +14,7 @@ import slicer
 
 from TAREDosimetryLib.errors import InputError
 from TAREDosimetryLib.imaging.dicomactivity import activity_values, header_activity_params
-from TAREDosimetryLib.imaging.dicomtiming import activity_timing, read_activity_header
+from TAREDosimetryLib.imaging.dicomtiming import UNIT_MEANINGS, activity_timing, read_activity_header
 
 #: Node attribute set by Slicer's DICOMScalarVolumePlugin: the instance UIDs, one per slice (k order).
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
@@ -46,25 +46,76 @@ class DicomActivityHeader:
     def isFromDicom(volumeNode) -> bool:
         return bool(volumeNode is not None and (volumeNode.GetAttribute(INSTANCE_UIDS_ATTRIBUTE) or "").strip())
 
-    @staticmethod
-    def describeTiming(volumeNode, halfLifeH: float = 64.05) -> str:
-        """One line for the panel: the header's time since administration, or why there is none ('' when not DICOM)."""
-        files = DicomActivityHeader.dicomFilesOfVolume(volumeNode)
-        if not files:
-            return ""
-        try:
-            return "DICOM header: " + activity_timing(read_activity_header(files), halfLifeH).describe()
-        except InputError as exc:
-            return f"DICOM header: {exc}"
+    #: {(node ID, instance UIDs): ActivityHeader}: the panel redraws often; the files are read once per volume.
+    _headerCache = {}
 
     @staticmethod
-    def applyToActivity(volumeNode, activity, params, modality: str = "pet", timingOverridden: bool = False,
+    def headerOfVolume(volumeNode, reread: bool = False):
+        """The engine's ActivityHeader of a volume loaded from DICOM (read once per volume), or None."""
+        if not DicomActivityHeader.isFromDicom(volumeNode):
+            return None
+        key = (volumeNode.GetID(), volumeNode.GetAttribute(INSTANCE_UIDS_ATTRIBUTE))
+        cache = DicomActivityHeader._headerCache
+        if reread or key not in cache:
+            files = DicomActivityHeader.dicomFilesOfVolume(volumeNode)
+            try:
+                header = read_activity_header(files)
+            except InputError:
+                raise
+            except Exception as exc:  # a file moved, truncated or not DICOM: pydicom's own errors
+                raise InputError(f"volume '{volumeNode.GetName()}': its DICOM files could not be read ({exc}); "
+                                 "re-import the series") from None
+            DicomActivityHeader._headerCache = cache = {key: header}  # the selected volume's only
+        return cache[key]
+
+    @staticmethod
+    def describeTiming(volumeNode, halfLifeH: float = 64.05, reread: bool = False) -> str:
+        """One line for the panel: the header's units and time since administration, or why there is none
+        ('' when the volume was not loaded from DICOM)."""
+        try:
+            header = DicomActivityHeader.headerOfVolume(volumeNode, reread=reread)
+        except InputError as exc:
+            return f"DICOM header: {exc}"
+        if header is None:
+            return ""
+        units = UNIT_MEANINGS.get(header.units, header.units) if header.units else "no Units"
+        try:
+            timing = activity_timing(header, halfLifeH).describe()
+        except InputError as exc:
+            timing = f"no time since administration ({exc})"
+        return f"DICOM header ({header.modality or 'image'}, {units}): {timing}"
+
+    @staticmethod
+    def headerTimingHours(volumeNode, halfLifeH: float):
+        """(hours since administration, decay-corrected) from the volume's header, or None when it has no
+        usable timing (or was not loaded from DICOM)."""
+        try:
+            header = DicomActivityHeader.headerOfVolume(volumeNode)
+            timing = activity_timing(header, halfLifeH) if header is not None else None
+        except InputError:
+            return None
+        return None if timing is None else (timing.hours_since_administration, timing.image_decay_corrected)
+
+    @staticmethod
+    def withHeaderTiming(volumeNode, params):
+        """``params`` with the header's timing when the panel gives none for an absolute image (what the run
+        will use: the user's hours or 'decay corrected' override the header)."""
+        if params.calibration != "absolute" or params.hours_since_administration is not None or params.image_decay_corrected:
+            return params
+        found = DicomActivityHeader.headerTimingHours(volumeNode, params.half_life_h)
+        if found is None:
+            return params
+        return params.replace(hours_since_administration=found[0], image_decay_corrected=found[1])
+
+    @staticmethod
+    def applyToActivity(volumeNode, activity, params, modality=None, timingOverridden: bool = False,
                         quantitativeExplicit: bool = False, allowOtherRadionuclide: bool = False):
         """(activity, params, record, warnings) with what the DICOM header of ``volumeNode`` says.
 
         activity : the engine Volume made from ``volumeNode`` (same k order as the node's slices).
         params : DosimetryParams from the panel; ``timingOverridden`` when the user set the hours
             since administration or the decay-corrected box (they then win over the header).
+        modality : 'pet' or 'spect'; None: from the header (PT is PET, anything else SPECT).
         Returns ``(activity, params, None, [])`` unchanged for a volume that was not loaded from DICOM.
         The record belongs in the result's inputs (``result.inputs['activity_dicom']``), as the
         command line writes it into metrics.json.
@@ -72,7 +123,9 @@ class DicomActivityHeader:
         files = DicomActivityHeader.dicomFilesOfVolume(volumeNode)
         if not files:
             return activity, params, None, []
-        header = read_activity_header(files)
+        header = DicomActivityHeader.headerOfVolume(volumeNode)
+        if modality is None:
+            modality = "pet" if header.modality.upper() == "PT" else "spect"
         params, record, warnings, factors = header_activity_params(
             params, header, modality=modality, timing_overridden=timingOverridden,
             quantitative_explicit=quantitativeExplicit, allow_other_radionuclide=allowOtherRadionuclide)

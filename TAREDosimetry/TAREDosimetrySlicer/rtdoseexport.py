@@ -47,6 +47,20 @@ class RtDoseExport:
             raise InputError(f"the RT Dose was written to {folder} but could not be imported into the DICOM database")
 
     @staticmethod
+    def importDicomFiles(files) -> None:
+        """Add DICOM files written by the module to Slicer's DICOM database (referenced where they are, not
+        copied), so the DICOM module lists them under the patient and can send them to a PACS."""
+        import ctk
+
+        database = getattr(slicer, "dicomDatabase", None)
+        if database is None or not database.isOpen:
+            raise InputError("the DICOM files were written but Slicer's DICOM database is not open (open the DICOM "
+                             "module once), so they were not added to it: " + ", ".join(str(f) for f in files))
+        indexer = ctk.ctkDICOMIndexer()
+        indexer.addListOfFiles(database, [str(f) for f in files], False)
+        indexer.waitForImportFinished()
+
+    @staticmethod
     def writeEngineRtDose(doseVolume, outputFolder: str, referenceVolumeNode=None, activityVolumeNode=None,
                           importToDatabase: bool = True) -> str:
         """Write ``doseVolume`` (engine Volume in Gy, e.g. ``result.dose_gy``) as dose.dcm in ``outputFolder``.

@@ -57,7 +57,8 @@ class TAREDosimetryTest(ScriptedLoadableModuleTest):
                      self.test_failed_run_and_scene_close_leave_no_stale_result, self.test_several_cases_in_one_scene,
                      self.test_dose_is_a_slicerrt_dose_volume_in_gy, self.test_inputs_under_a_transform,
                      self.test_cancel_stops_the_run, self.test_dicom_folder_input, self.test_demo_patient_sample_data,
-                     self.test_default_activity_volume_is_never_the_ct, self.test_not_given_inputs_are_never_a_silent_pass):
+                     self.test_default_activity_volume_is_never_the_ct, self.test_not_given_inputs_are_never_a_silent_pass,
+                     self.test_an_existing_dose_volume_is_evaluated):
             self.setUp()
             test()
 
@@ -432,3 +433,19 @@ class TAREDosimetryTest(ScriptedLoadableModuleTest):
         spect = slicer.util.addVolumeFromArray(np.ones((3, 3, 3), np.float32), name="Y90 SPECT")
         self.assertIs(logic.defaultActivityVolume(), spect)
         self.assertEqual(json.loads(json.dumps(logic.activityCandidates()))[0]["name"], "CT abdomen")
+
+    def test_an_existing_dose_volume_is_evaluated(self):
+        self.delayDisplay("A dose volume in the scene (tagged as SlicerRT tags RT Dose) is evaluated, not computed")
+        case, activityNode, ctNode, segNode = self._phantomNodes()
+        logic, computed, outputs = self._run(case, activityNode, ctNode, segNode)
+        doseNode = outputs["doseVolume"]  # Gy voxel units, DicomRtImport.DoseVolume, study unit GY
+        self.assertTrue(logic.isDoseInput(doseNode))
+        self.assertEqual(logic.doseUnitOfNode(doseNode)[0], "Gy")
+        evaluated = TAREDosimetryLogic().run(doseNode, segNode, ctNode=ctNode, params=case.params.replace(density_from_ct=False),
+                                             roles=case.roles, outputs={}, show=False, doseInput=True)
+        self.assertEqual(evaluated.summary["dose_source"], "external")
+        for seg in computed.segments:
+            if seg.role in ("tumor", "liver", "normal_liver"):
+                self.assertAlmostEqual(evaluated.segment(seg.name).metrics["mean_gy"] / seg.metrics["mean_gy"], 1.0, places=5, msg=seg.name)
+        with self.assertRaises(InputError):  # a volume that does not say a dose unit (here the CT) is refused
+            TAREDosimetryLogic().run(ctNode, segNode, outputs={}, show=False, doseInput=True, doseUnit="")

@@ -21,7 +21,7 @@ from .filecheck import check_image_file_complete
 from .images import check_exists, itk_reason, strip_image_suffix
 from .rtdose import read_rtdose
 
-__all__ = ["DOSE_UNITS", "read_dose_map", "unit_factor"]
+__all__ = ["DOSE_UNITS", "read_dose_map", "dose_volume_in_gy", "unit_factor"]
 
 #: Dose units accepted, with their factor to Gy.
 DOSE_UNITS = {"gy": 1.0, "cgy": 0.01, "mgy": 0.001}
@@ -116,8 +116,34 @@ def read_dose_map(path, *, dose_unit=None, dose_scale=1.0, series_uids=(), what=
     unit = header_unit or dose_unit
     if not unit:
         raise InputError(f"{what}: {path} does not state its dose unit; give --dose-unit Gy, cGy or mGy")
-    factor = unit_factor(unit, what) * float(dose_scale)
-    gy = _checked_values(vol.with_array(np.asarray(vol.array, np.float64) * factor), what, notes)
+    dose, more = dose_volume_in_gy(vol, unit, dose_scale=dose_scale, what=what)
     record = {"dose_file": os.path.abspath(str(path)), "unit": unit, "unit_source": "header" if header_unit else "--dose-unit",
-              "factor_to_gy": factor, "dose_scale": float(dose_scale), "max_gy": float(gy.max())}
-    return Volume(gy, grid=vol.grid, name=vol.name, unit="Gy"), record, notes
+              "factor_to_gy": unit_factor(unit, what) * float(dose_scale), "dose_scale": float(dose_scale),
+              "max_gy": float(dose.array.max())}
+    return dose, record, notes + more
+
+
+def dose_volume_in_gy(volume, unit, *, dose_scale=1.0, what="dose map"):
+    """A dose map already in memory (e.g. a volume of the Slicer scene) in Gy, checked as
+    :func:`read_dose_map` checks a file's.
+
+    Parameters
+    ----------
+    volume : Volume, (Z, Y, X) dose values in ``unit``; not modified.
+    unit : 'Gy', 'cGy' or 'mGy'.
+    dose_scale : factor applied after the unit conversion.
+
+    Returns
+    -------
+    (Volume float32 in Gy on the same grid, notes list: negative voxels set to 0, an implausible maximum)
+
+    Raises
+    ------
+    InputError : unknown unit, NaN or infinite voxels, a map that is zero everywhere.
+    """
+    if not (np.isfinite(dose_scale) and dose_scale > 0):
+        raise InputError(f"{what}: the dose scale must be a positive number, got {dose_scale!r}")
+    factor = unit_factor(unit, what) * float(dose_scale)
+    notes = []
+    gy = _checked_values(volume.with_array(np.asarray(volume.array, np.float64) * factor), what, notes)
+    return Volume(gy, grid=volume.grid, name=volume.name, unit="Gy"), notes
