@@ -247,6 +247,57 @@ def test_calculator_plan_has_every_model_and_recommends_the_partition():
     assert len(d["what_if"]) == 7
 
 
+# -- targets a model cannot judge (review finding 6) -------------------------------------------------------------
+def test_a_model_that_cannot_evaluate_a_target_never_reads_reached(tmp_path):
+    """README's calculator example: the partition model has no perfused compartment, so the 120 Gy perfused-volume
+    target is N/A there; at its 1.183 GBq the perfused volume (1545 g) gets 49.67 x 1.183 x 0.92 / 1.545 = 35.0 Gy.
+    The plan said 'target_reached: true'.  Hand checks: partition D_N 25 Gy, A = 25 (4 x 0.206 + 1.339) / 45.696 =
+    1.1833 GBq; MIRD A = 120 x 1.545 / (49.67 x 0.92) = 4.057 GBq."""
+    out = tmp_path / "plan2"
+    assert cli_main(["plan", "--liver-volume-ml", "1500", "--tumor-volume-ml", "200", "--tn-ratio", "4", "--lung-shunt-fraction", "0.08",
+                     "--device", "resin", "--height-cm", "175", "--weight-kg", "80", "--target-gy", "120", "--out", str(out),
+                     "--quiet"]) == 0
+    d = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    part, mird = d["models"]["partition"], d["models"]["mird"]
+    assert part["activity_gbq"] == pytest.approx(25 * (4 * 0.206 + 1.339) / (49.67 * 0.92), rel=1e-4)
+    assert mird["activity_gbq"] == pytest.approx(120 * 1.545 / (49.67 * 0.92), rel=1e-9)
+    assert part["target_reached"] == "unknown" and part["targets_not_judged"] == ["perfused volume mean dose (MIRD target)"]
+    assert mird["target_reached"] == "unknown" and mird["targets_not_judged"] == ["tumour mean dose >= 100-120 Gy (lower end)"]
+    rec = d["recommended"]
+    assert rec["model"] == "partition" and rec["target_reached"] is not True  # neither model judges every target
+    assert rec["targets_not_judged"] == ["perfused volume mean dose (MIRD target)"]
+    assert any("not judged by the recommended partition model" in w and "mird 4.057 GBq" in w for w in d["warnings"])
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "every target reached" not in html and "cannot evaluate (not judged): perfused volume mean dose (MIRD target)" in html
+
+
+def test_a_model_that_judges_every_target_is_recommended_over_one_that_cannot():
+    """Targets on the perfused volume only: the partition model (first in the order) cannot judge them, MIRD can."""
+    from TAREDosimetryLib.evaluation.rules import RuleSet
+    from TAREDosimetryLib.planning.prescription import Prescription
+
+    inp = calculator_inputs(1500, tumor_volume_ml=200, tn_ratio=4, lung_shunt_fraction=0.08, density_g_ml=1.03)
+    rules = RuleSet("test", (parse_rule_text("perfused mean_gy>=120"), parse_rule_text("lung mean_gy<30")))
+    plan = make_plan(inp, DosimetryParams(), Prescription(rules, "test"), device="glass", which=("partition", "mird"))
+    d = json.loads(json.dumps(plan.to_dict()))
+    assert d["models"]["partition"]["target_reached"] == "unknown"
+    assert d["recommended"]["model"] == "mird" and d["recommended"]["target_reached"] is True
+    assert d["recommended"]["activity_gbq"] == pytest.approx(120 * 1.545 / (49.67 * 0.92), rel=1e-9)
+
+
+def test_choose_activity_says_which_targets_it_could_not_judge():
+    model = PartitionModel(0.2, 1.3, 4.0, 0.08, lung_mass_kg=1.0)
+    judged = choose_activity(model, [parse_rule_text("tumor mean_gy>=100"), parse_rule_text("lung mean_gy<30")])
+    assert judged.target_reached is True and judged.targets_not_judged == []
+    c = choose_activity(model, [parse_rule_text("tumor mean_gy>=100"), parse_rule_text("perfused mean_gy>=120"),
+                                parse_rule_text("tumor d70_gy>=100"), parse_rule_text("lung mean_gy<30")])
+    assert c.activity_gbq == pytest.approx(judged.activity_gbq, rel=1e-12)
+    assert c.target_reached == "unknown" and len(c.targets_not_judged) == 2
+    missed = choose_activity(model, [parse_rule_text("tumor mean_gy>=1000"), parse_rule_text("perfused mean_gy>=120"),
+                                     parse_rule_text("lung mean_gy<30")])
+    assert missed.target_reached is False
+
+
 def test_calculator_inputs_refuse_bad_values():
     with pytest.raises(InputError, match="--lung-shunt-fraction"):
         calculator_inputs(1500)

@@ -262,8 +262,12 @@ def _print_plan(plan, files, out):
     print(f"recommended: {rec['activity_gbq']:.3f} GBq ({rec['model']} model); binding constraint: {rec['binding_constraint']}")
     for name, a in (rec.get("activities_gbq") or {}).items():
         print(f"  territory {name}: {a:.3f} GBq")
+    if rec.get("targets_not_judged"):
+        print(f"  targets the {rec['model']} model cannot evaluate (not judged): {'; '.join(rec['targets_not_judged'])}")
     for name, m in plan.models.items():
-        print(f"  {name}: {m['activity_gbq'] if m['activity_gbq'] is None else round(m['activity_gbq'], 3)} GBq, {m['binding_constraint']}")
+        unjudged = f"; cannot judge: {'; '.join(m['targets_not_judged'])}" if m.get("targets_not_judged") else ""
+        print(f"  {name}: {m['activity_gbq'] if m['activity_gbq'] is None else round(m['activity_gbq'], 3)} GBq, {m['binding_constraint']}"
+              f"{unjudged}")
     for name, why in plan.skipped.items():
         print(f"  {name}: not computed ({why})")
     for w in plan.warnings:

@@ -211,7 +211,8 @@ def _territory_choice(territory, rules, strategy):
         raise InputError(f"territory {territory.name!r}: no target applies to its compartments (no tumour lies in it?): give it its "
                          f"own, e.g. --territory '{territory.name}: target_gy=120' (MIRD mean dose of the territory)")
     try:
-        return choose_activity(territory.model, RuleSet(f"territory {territory.name}", tuple(rules)).rules, strategy)
+        return choose_activity(territory.model, RuleSet(f"territory {territory.name}", tuple(rules)).rules, strategy,
+                               missing_compartment_unjudged=False)  # a territory is judged on the compartments it has
     except InputError as exc:
         raise InputError(f"territory {territory.name!r}: {exc}") from None
 
@@ -242,7 +243,8 @@ def plan_territories(territories, rules, *, strategy="target", prior_lung_dose_g
         c = _territory_choice(t, territory_rules(rules, t), strategy)
         chosen[t.name] = c.activity_gbq
         per[t.name] = {"activity_gbq": c.activity_gbq, "binding_constraint": c.binding_constraint, "target_reached": c.target_reached,
-                       "lung_shunt_fraction": t.lsf, "bounds": [b.to_dict() for b in c.bounds], "notes": list(c.notes)}
+                       "targets_not_judged": list(c.targets_not_judged), "lung_shunt_fraction": t.lsf,
+                       "bounds": [b.to_dict() for b in c.bounds], "notes": list(c.notes)}
     model = TerritoryModel(territories, chosen, prior_lung_dose_gy)
     limits, notes = _joint_limits(rules)
     scale, binding, values = _joint_scale(model, chosen, limits)
