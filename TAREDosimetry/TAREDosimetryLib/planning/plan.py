@@ -17,6 +17,7 @@ partition, mird, bsa among equals.  Each entry lists its ``targets_not_judged``;
 ``target_reached`` is then "unknown" (or false), never true.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from .. import physics
 from ..errors import InputError
 from ..evaluation.results import json_number
 from ..evaluation.rules import evaluate_rules
+from ..evaluation.status import overall_status
 from ..version import __version__
 from .bsa import EMPIRICAL_NOTE, bsa_activity_gbq
 from .models import MirdModel, PartitionModel
@@ -31,7 +33,7 @@ from .prescription import NO_INDICATION_NOTE
 from .search import choose_activity, reached_state
 
 __all__ = ["Plan", "json_clean", "MODEL_NAMES", "make_plan", "closed_form_models", "model_entry", "what_if_rows", "RECOMMENDATION_ORDER",
-           "prescription_warnings", "recommended_model", "unjudged_target_warnings"]
+           "prescription_warnings", "recommended_model", "unjudged_target_warnings", "evaluate_predicted"]
 
 MODEL_NAMES = ("mird", "partition", "bsa", "voxel")
 RECOMMENDATION_ORDER = ("voxel", "partition", "mird", "bsa")
@@ -108,7 +110,7 @@ def model_entry(model, prescription, strategy="target", activity_gbq=None, bindi
     else:
         reached, bounds, notes, not_judged = None, [], [], []
     predicted = model.predict(activity_gbq) if activity_gbq and activity_gbq > 0 else []
-    evaluations = evaluate_rules(prescription.rules, predicted) if predicted else []
+    evaluations = evaluate_predicted(prescription.rules, predicted) if predicted else []
     if not bounds and evaluations:  # an activity given (BSA): judged on the evaluations at that activity
         judged_reached, not_judged = _judged_from_evaluations(evaluations)
         reached = reached_state(judged_reached, not_judged)
@@ -123,6 +125,14 @@ def model_entry(model, prescription, strategy="target", activity_gbq=None, bindi
         "bounds": bounds,
         "notes": list(getattr(model, "notes", [])) + notes,
     }
+
+
+def evaluate_predicted(ruleset, compartments):
+    """Rule evaluations of predicted compartments; an N/A on a compartment whose value is not known
+    (``Compartment.missing``, e.g. a joint sum over territories that cannot be made exact) says why."""
+    missing = {c.name: c.missing for c in compartments if getattr(c, "missing", "")}
+    return [dataclasses.replace(e, reason=f"{e.reason}: {missing[e.segment_name]}") if e.status == "N/A" and e.segment_name in missing
+            else e for e in evaluate_rules(ruleset, compartments)]
 
 
 def recommended_model(entries):
@@ -173,16 +183,18 @@ def _bsa_entry(inputs, params, prescription, device):
 
 
 def what_if_rows(model, prescription, activities_gbq):
-    """Rows of the what-if table: activity -> predicted mean (and D70 where known) per compartment, status."""
+    """Rows of the what-if table: activity -> predicted mean (and D70 where known) per compartment, and
+    the status of the rules there (:func:`~TAREDosimetryLib.evaluation.status.overall_status`: FAIL,
+    INCOMPLETE when a rule could not be judged, PASS)."""
     rows = []
     for a in activities_gbq:
         comps = model.predict(a)
-        ev = evaluate_rules(prescription.rules, comps)
-        st = [e.status for e in ev if e.status != "N/A"]
-        rows.append({"activity_gbq": a, "status": "FAIL" if "FAIL" in st else ("PASS" if st else "N/A"),
+        ev = evaluate_predicted(prescription.rules, comps)
+        rows.append({"activity_gbq": a, "status": overall_status(ev),
                      "predicted": {c.name: {k: c.metrics.get(k) for k in ("mean_gy", "d70_gy", "v100_pct") if k in c.metrics}
                                    for c in comps},
-                     "failed_rules": sorted({e.rule.label for e in ev if e.status == "FAIL"})})
+                     "failed_rules": sorted({e.rule.label for e in ev if e.status == "FAIL"}),
+                     "not_evaluated_rules": sorted({e.rule.label for e in ev if e.makes_incomplete})})
     return rows
 
 

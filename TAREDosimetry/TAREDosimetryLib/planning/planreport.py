@@ -60,9 +60,11 @@ def _what_if_table(rows):
         cells = [_num("activity_gbq", r["activity_gbq"])]
         cells += [_num("mean_gy", (r["predicted"].get(n) or {}).get("mean_gy")) for n in names]
         cells.append(status_cell(r["status"]))
-        cells.append(f"<td>{_e(', '.join(r['failed_rules']))}</td>")
+        unjudged = r.get("not_evaluated_rules") or []
+        text = ", ".join(r["failed_rules"]) + (("; " if r["failed_rules"] else "") + "not evaluated: " + ", ".join(unjudged) if unjudged else "")
+        cells.append(f"<td>{_e(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return html_table(["activity (GBq)"] + [f"{n} mean (Gy)" for n in names] + ["status", "failed rules"], body)
+    return html_table(["activity (GBq)"] + [f"{n} mean (Gy)" for n in names] + ["status", "failed (and not evaluated) rules"], body)
 
 
 def _vials_table(vials):
