@@ -202,18 +202,24 @@ def image_territories(spect, segmentation, params, specs, *, roles=None, ct=None
     return out, bases
 
 
-def combined_case(spect, segmentation, params, bases, activities_gbq, *, roles=None, ct=None, rules=None, specs=()):
+def combined_case(spect, segmentation, params, bases, activities_gbq, *, roles=None, ct=None, rules=None, specs=(), inputs=None,
+                  assumptions=()):
     """The CaseResult of every territory's injection together: dose = sum of each territory's dose
     per GBq times its activity; administered activity the total, LSF the activity-weighted one (so
-    the lung dose is the sum of the territories')."""
+    the lung dose is the sum of the territories'); a prediction (phase 'pre' unless given).
+    ``inputs``: the input record (files, description); ``inputs.plan`` records the territories'
+    activities and ``assumptions`` (clinical inputs the plan assumed, each an INCOMPLETE reason)."""
     total = float(sum(activities_gbq.values()))
     if not total > 0:
         raise InputError("the territories' activities add up to 0 GBq")
     names = list(bases)
     dose = sum(bases[n].dose_gy.array.astype(np.float64) * (activities_gbq[n] / bases[n].params.administered_activity_gbq) for n in names)
     lsf = sum(activities_gbq[n] * bases[n].params.lung_shunt_fraction for n in names) / total
-    p = params.replace(calibration="relative", administered_activity_gbq=total, lung_shunt_fraction=lsf)
+    p = params.replace(calibration="relative", administered_activity_gbq=total, lung_shunt_fraction=lsf, phase=params.phase or "pre")
     all_roles = dict(roles or {}, **{n: "perfused" for n in names})
     dose_vol = bases[names[0]].dose_gy.with_array(dose.astype(np.float32), name="dose (all territories)", unit="Gy")
-    return run_case(spect, segmentation, params=p, roles=all_roles, ct=ct, rules=rules, dose_gy=dose_vol,
-                    inputs={"territories": {n: activities_gbq[n] for n in names}})
+    split = {n: activities_gbq[n] for n in names}
+    record = dict(inputs or {}, territories=split, plan={"model": "territories", "activities_gbq": split, "assumptions": list(assumptions)})
+    case = run_case(spect, segmentation, params=p, roles=all_roles, ct=ct, rules=rules, dose_gy=dose_vol, inputs=record)
+    case.input_reasons += [a for a in assumptions if a not in case.input_reasons]
+    return case

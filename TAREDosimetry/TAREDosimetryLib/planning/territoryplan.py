@@ -45,9 +45,11 @@ def make_territory_plan(inputs, params, prescription, territories, *, device, st
                                       prior_lung_dose_gy=params.prior_lung_dose_gy)
     own = tuple(r for t in territories for r in t.rules)
     if own:
-        rs = prescription.rules
+        rs, cs = prescription.rules, prescription.case_rules
         prescription = Prescription(RuleSet(rs.name, tuple(rs.rules) + own, rs.description, scope=rs.scope, origin=rs.origin),
-                                    prescription.origin + " and per-territory targets", prescription.not_applied)
+                                    prescription.origin + " and per-territory targets", prescription.not_applied,
+                                    RuleSet(cs.name, tuple(cs.rules) + own, cs.description, scope=cs.scope, origin=cs.origin),
+                                    prescription.assumptions)
     total = summary["total_activity_gbq"]
     binding = _binding(summary)
     entry = model_entry(model, prescription, activity_gbq=total, binding=binding)
