@@ -438,8 +438,24 @@ def test_unreachable_scheduler_is_exit_2(tmp_path, capsys):
     finally:
         daskcluster.CONNECT_TIMEOUT_S = old
     assert "cannot connect to a Dask scheduler" in capsys.readouterr().err
-    row = _rows(tmp_path / "out" / "batch_summary.csv")["p0"]
-    assert row["status"] == "not_run" and "cannot connect" in row["error"]
+    # README "When an input is wrong": nothing is written, so a corrected rerun writes batch_summary.csv itself
+    assert not (tmp_path / "out").exists()
+
+
+def test_unreachable_scheduler_leaves_an_existing_out_folder_untouched(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    manifest = _manifest(tmp_path, n=1)
+    (tmp_path / "out").mkdir()
+    from TAREDosimetryLib.batch import daskcluster
+
+    old = daskcluster.CONNECT_TIMEOUT_S
+    daskcluster.CONNECT_TIMEOUT_S = 2
+    try:
+        assert _batch(manifest, tmp_path / "out", "--scheduler", "tcp://127.0.0.1:9") == 2
+    finally:
+        daskcluster.CONNECT_TIMEOUT_S = old
+    assert os.listdir(tmp_path / "out") == []
+    assert capsys.readouterr().err.count("\n") == 1  # one line
 
 
 # -- the Slicer batch script reuses the engine's batch ---------------------------------------------

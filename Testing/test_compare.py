@@ -228,3 +228,63 @@ def test_compare_command_bad_inputs(tmp_path, capsys):
     bad.write_text("not a transform", encoding="utf-8")
     with pytest.raises(InputError, match="--transform"):
         read_transform(str(bad))
+
+
+# -- the planned column equals the result it reads (review finding 7) -------------------------------------------
+@pytest.fixture(scope="module")
+def phantom_no_ct():
+    """The synthetic patient without its CT (constant densities, as compare reads them): segments on a finer grid
+    than the activity, so that exact overlap and point sampling differ."""
+    from TAREDosimetryLib.imaging.phantom import make_phantom
+
+    case = make_phantom(analytic=False)
+    results = {s: run_case(case.activity, case.segmentation, params=case.params.replace(sampling=s)) for s in ("overlap", "nearest")}
+    return case, results
+
+
+@pytest.mark.parametrize("sampling", ["overlap", "nearest"])
+def test_compare_measures_each_dose_with_its_results_sampling(phantom_no_ct, sampling):
+    """The review found compare reading the planned dose by nearest point sampling while plan and run use exact overlap:
+    a 120 Gy prescription printed as 119.9.  Each column now equals its own result's metrics."""
+    case, results = phantom_no_ct
+    other = "nearest" if sampling == "overlap" else "overlap"
+    r, o = results[sampling], results[other]
+    c = compare_doses(r.dose_gy, o.dose_gy, case.segmentation, case.params, planned_sampling=sampling, delivered_sampling=other,
+                      gamma_options={"implementation": "engine"}, density_params=case.params)
+    differ = 0
+    measured = {s.name for s in r.segments}  # the lungs are the LSF model's, not measured on the image
+    assert len([s for s in c.segments if s["name"] in measured]) >= 5
+    for s in [s for s in c.segments if s["name"] in measured]:
+        for k in ("mean_gy", "d70_gy", "v100_pct"):
+            if k in s["metrics"]:
+                assert s["metrics"][k]["planned"] == pytest.approx(r.segment(s["name"]).metrics[k], rel=1e-6, abs=1e-9), (s["name"], k)
+                assert s["metrics"][k]["delivered"] == pytest.approx(o.segment(s["name"]).metrics[k], rel=1e-6, abs=1e-9), (s["name"], k)
+        p, d = results["overlap"].segment(s["name"]).metrics["mean_gy"], results["nearest"].segment(s["name"]).metrics["mean_gy"]
+        differ += abs(p - d) > 1e-4 * abs(p)
+    assert differ > 0  # the two samplings give different numbers here, so the test tells them apart
+
+
+def test_compare_command_reads_result_folders_with_their_recorded_sampling(tmp_path, phantom_no_ct):
+    """compare of two result folders (same images, so no registration): the planned and delivered columns are the
+    folders' own metrics.json values, whatever sampling each recorded."""
+    from TAREDosimetryLib.imaging.images import write_image
+    from TAREDosimetryLib import Volume
+    from TAREDosimetryLib.reporting.outputs import write_outputs
+
+    case, results = phantom_no_ct
+    seg_dir = tmp_path / "masks"
+    seg_dir.mkdir()
+    for name in case.segmentation.names:
+        write_image(Volume(case.segmentation.mask(name).astype(np.uint8), grid=case.segmentation.grid), str(seg_dir / f"{name}.nrrd"))
+    for s, r in results.items():
+        r.inputs["segmentation"] = str(seg_dir)
+        write_outputs(r, str(tmp_path / s), report=False)
+    rc = cli_main(["compare", "--planned", str(tmp_path / "overlap"), "--delivered", str(tmp_path / "nearest"),
+                   "--gamma-implementation", "engine", "--out", str(tmp_path / "cmp"), "--quiet"])
+    assert rc == 0
+    d = json.loads((tmp_path / "cmp" / "comparison.json").read_text(encoding="utf-8"))
+    recorded = {s: {g["name"]: g for g in json.loads((tmp_path / s / "metrics.json").read_text())["segments"]} for s in results}
+    for row in [r for r in d["segments"] if r["name"] in recorded["overlap"]]:
+        m = row["metrics"]["mean_gy"]
+        assert m["planned"] == pytest.approx(recorded["overlap"][row["name"]]["mean_gy"], rel=1e-6)
+        assert m["delivered"] == pytest.approx(recorded["nearest"][row["name"]]["mean_gy"], rel=1e-6)

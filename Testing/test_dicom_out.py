@@ -309,6 +309,100 @@ def test_run_writes_seg_and_sr_in_the_pet_study_and_the_sr_holds_the_mean_doses(
     assert kinds == ["segments.dcm", "metrics_sr.dcm"]
 
 
+def _sr_items(ds):
+    """Every content item of an SR, depth first, as (item, parent item or None)."""
+    out = []
+
+    def walk(items, parent):
+        for it in items:
+            out.append((it, parent))
+            if "ContentSequence" in it:
+                walk(it.ContentSequence, it)
+
+    walk(ds.ContentSequence, None)
+    return out
+
+
+def _children_text(item):
+    return {c.ConceptNameCodeSequence[0].CodeValue: c.TextValue for c in item.get("ContentSequence", []) if c.ValueType == "TEXT"}
+
+
+def test_sr_holds_every_entry_every_rule_and_the_overall_status(tmp_path):
+    """Review finding 18: a FAIL case (normal liver derived by the engine at 316 Gy > 75 Gy, lungs of the LSF model
+    at 70 Gy > 30 and > 50 Gy) read as a single tumour PASS in the PACS, the derived entries and the overall status
+    absent.  Now every metrics.json entry is a measurement group (derived ones without a SEG reference), every rule
+    evaluation is a qualitative evaluation with PASS/FAIL/N/A and its reason, and the case group holds the status."""
+    hd = pytest.importorskip("highdicom")
+    act, seg = box_case()
+    lung = np.zeros(act.shape, bool)
+    lung[1, :, :] = True  # a slab outside the liver box
+    lab = seg.mask("liver").astype(np.uint8)
+    lab[seg.mask("tumour")] = 2
+    lab[lung] = 3
+    write_image(act, str(tmp_path / "spect.nrrd"))
+    img = sitk.GetImageFromArray(lab)
+    img.SetSpacing(act.spacing_mm)
+    sitk.WriteImage(img, str(tmp_path / "labels.nii.gz"))
+    out = tmp_path / "out"
+    assert main(["run", "--spect", str(tmp_path / "spect.nrrd"), "--segmentation", str(tmp_path / "labels.nii.gz"),
+                 "--labels", "1=liver,2=tumour,3=lung", "--administered-activity-gbq", "6", "--residual-fraction", "0.05",
+                 "--lung-shunt-fraction", "0.3", "--lung-mass-g", "400", "--microsphere", "glass", "--indication", "hcc",
+                 "--treatment-approach", "unilobar", "--bilirubin-mg-dl", "0.8", "--hepatic-reserve-pct", "40",
+                 "--dicom-sr", "--no-report", "--quiet", "--out", str(out)]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["overall_status"] == "FAIL"
+    sr = hd.sr.srread(str(out / "metrics_sr.dcm"))
+    assert "FAIL" in sr.SeriesDescription
+    groups = {str(g.tracking_identifier): g for g in sr.content.get_volumetric_roi_measurement_groups()}
+    plain = {str(g.tracking_identifier): g for g in sr.content.get_image_measurement_groups()}
+    assert set(groups) == {"liver", "tumour"}  # the SEG's segments, referenced
+    names = {s["name"] for s in record["segments"]}
+    assert names - set(groups) == set(plain) - {"case"} and {"normal liver (derived)", "lungs (LSF model)"} <= set(plain)
+    for s in record["segments"]:  # every entry's mean dose, derived ones included
+        g = groups.get(s["name"]) or plain[s["name"]]
+        mean = [m.value for m in g.get_measurements() if m.name.value == "128513" and m.derivation and m.derivation.meaning == "Mean"]
+        assert float(mean[0]) == pytest.approx(s["mean_gy"], rel=1e-6), s["name"]
+    # every rule evaluation, read back with pydicom: (entry, rule text) -> status, reason
+    items = _sr_items(pydicom.dcmread(str(out / "metrics_sr.dcm")))
+    tracking = {}
+    for it, parent in items:
+        if it.ValueType == "TEXT" and it.ConceptNameCodeSequence[0].CodeMeaning == "Tracking Identifier":
+            tracking[id(parent)] = it.TextValue
+    found = []
+    for it, parent in items:
+        if it.ValueType == "CODE" and it.ConceptNameCodeSequence[0].CodeValue == "RULE":
+            texts = _children_text(it)
+            found.append((tracking[id(parent)], texts["RULETEXT"].split(":")[0], it.ConceptCodeSequence[0].CodeMeaning, texts.get("REASON", "")))
+    expected = [(e["segment"] or "case", e["rule"], e["status"], e["reason"]) for e in record["evaluations"]]
+    assert sorted(found) == sorted(expected)
+    assert {"PASS", "FAIL", "N/A"} <= {f[2] for f in found}
+    status = [it for it, _ in items if it.ValueType == "CODE" and it.ConceptNameCodeSequence[0].CodeValue == "OVERALL"]
+    assert len(status) == 1 and status[0].ConceptCodeSequence[0].CodeMeaning == "FAIL"
+
+
+def test_sr_of_an_incomplete_case_says_why(tmp_path):
+    hd = pytest.importorskip("highdicom")
+    act, seg = box_case()
+    write_image(act, str(tmp_path / "spect.nrrd"))
+    lab = seg.mask("liver").astype(np.uint8)
+    lab[seg.mask("tumour")] = 2
+    img = sitk.GetImageFromArray(lab)
+    img.SetSpacing(act.spacing_mm)
+    sitk.WriteImage(img, str(tmp_path / "labels.nii.gz"))
+    out = tmp_path / "out"
+    assert main(["run", "--spect", str(tmp_path / "spect.nrrd"), "--segmentation", str(tmp_path / "labels.nii.gz"),
+                 "--labels", "1=liver,2=tumour", "--administered-activity-gbq", "0.06", "--lung-shunt-fraction", "0.05",
+                 "--microsphere", "glass", "--indication", "hcc", "--dicom-sr", "--no-report", "--quiet", "--out", str(out)]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["overall_status"] == "INCOMPLETE" and record["incomplete_reasons"]
+    items = _sr_items(pydicom.dcmread(str(out / "metrics_sr.dcm")))
+    status = [it for it, _ in items if it.ValueType == "CODE" and it.ConceptNameCodeSequence[0].CodeValue == "OVERALL"][0]
+    assert status.ConceptCodeSequence[0].CodeMeaning == "INCOMPLETE"
+    reasons = [c.TextValue for c in status.ContentSequence if c.ConceptNameCodeSequence[0].CodeValue == "INCOMPLETE"]
+    assert reasons == [r[:1024] for r in record["incomplete_reasons"]]
+    assert "case" in {str(g.tracking_identifier) for g in hd.sr.srread(str(out / "metrics_sr.dcm")).content.get_image_measurement_groups()}
+
+
 def test_standalone_seg_brings_the_rt_dose_it_refers_to(tmp_path):
     pytest.importorskip("highdicom")
     out, spect, lab = _computed_case(tmp_path)

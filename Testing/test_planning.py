@@ -247,6 +247,57 @@ def test_calculator_plan_has_every_model_and_recommends_the_partition():
     assert len(d["what_if"]) == 7
 
 
+# -- targets a model cannot judge (review finding 6) -------------------------------------------------------------
+def test_a_model_that_cannot_evaluate_a_target_never_reads_reached(tmp_path):
+    """README's calculator example: the partition model has no perfused compartment, so the 120 Gy perfused-volume
+    target is N/A there; at its 1.183 GBq the perfused volume (1545 g) gets 49.67 x 1.183 x 0.92 / 1.545 = 35.0 Gy.
+    The plan said 'target_reached: true'.  Hand checks: partition D_N 25 Gy, A = 25 (4 x 0.206 + 1.339) / 45.696 =
+    1.1833 GBq; MIRD A = 120 x 1.545 / (49.67 x 0.92) = 4.057 GBq."""
+    out = tmp_path / "plan2"
+    assert cli_main(["plan", "--liver-volume-ml", "1500", "--tumor-volume-ml", "200", "--tn-ratio", "4", "--lung-shunt-fraction", "0.08",
+                     "--device", "resin", "--height-cm", "175", "--weight-kg", "80", "--target-gy", "120", "--out", str(out),
+                     "--quiet"]) == 0
+    d = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    part, mird = d["models"]["partition"], d["models"]["mird"]
+    assert part["activity_gbq"] == pytest.approx(25 * (4 * 0.206 + 1.339) / (49.67 * 0.92), rel=1e-4)
+    assert mird["activity_gbq"] == pytest.approx(120 * 1.545 / (49.67 * 0.92), rel=1e-9)
+    assert part["target_reached"] == "unknown" and part["targets_not_judged"] == ["perfused volume mean dose (MIRD target)"]
+    assert mird["target_reached"] == "unknown" and mird["targets_not_judged"] == ["tumour mean dose >= 100-120 Gy (lower end)"]
+    rec = d["recommended"]
+    assert rec["model"] == "partition" and rec["target_reached"] is not True  # neither model judges every target
+    assert rec["targets_not_judged"] == ["perfused volume mean dose (MIRD target)"]
+    assert any("not judged by the recommended partition model" in w and "mird 4.057 GBq" in w for w in d["warnings"])
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "every target reached" not in html and "cannot evaluate (not judged): perfused volume mean dose (MIRD target)" in html
+
+
+def test_a_model_that_judges_every_target_is_recommended_over_one_that_cannot():
+    """Targets on the perfused volume only: the partition model (first in the order) cannot judge them, MIRD can."""
+    from TAREDosimetryLib.evaluation.rules import RuleSet
+    from TAREDosimetryLib.planning.prescription import Prescription
+
+    inp = calculator_inputs(1500, tumor_volume_ml=200, tn_ratio=4, lung_shunt_fraction=0.08, density_g_ml=1.03)
+    rules = RuleSet("test", (parse_rule_text("perfused mean_gy>=120"), parse_rule_text("lung mean_gy<30")))
+    plan = make_plan(inp, DosimetryParams(), Prescription(rules, "test"), device="glass", which=("partition", "mird"))
+    d = json.loads(json.dumps(plan.to_dict()))
+    assert d["models"]["partition"]["target_reached"] == "unknown"
+    assert d["recommended"]["model"] == "mird" and d["recommended"]["target_reached"] is True
+    assert d["recommended"]["activity_gbq"] == pytest.approx(120 * 1.545 / (49.67 * 0.92), rel=1e-9)
+
+
+def test_choose_activity_says_which_targets_it_could_not_judge():
+    model = PartitionModel(0.2, 1.3, 4.0, 0.08, lung_mass_kg=1.0)
+    judged = choose_activity(model, [parse_rule_text("tumor mean_gy>=100"), parse_rule_text("lung mean_gy<30")])
+    assert judged.target_reached is True and judged.targets_not_judged == []
+    c = choose_activity(model, [parse_rule_text("tumor mean_gy>=100"), parse_rule_text("perfused mean_gy>=120"),
+                                parse_rule_text("tumor d70_gy>=100"), parse_rule_text("lung mean_gy<30")])
+    assert c.activity_gbq == pytest.approx(judged.activity_gbq, rel=1e-12)
+    assert c.target_reached == "unknown" and len(c.targets_not_judged) == 2
+    missed = choose_activity(model, [parse_rule_text("tumor mean_gy>=1000"), parse_rule_text("perfused mean_gy>=120"),
+                                     parse_rule_text("lung mean_gy<30")])
+    assert missed.target_reached is False
+
+
 def test_calculator_inputs_refuse_bad_values():
     with pytest.raises(InputError, match="--lung-shunt-fraction"):
         calculator_inputs(1500)
@@ -380,3 +431,80 @@ def test_published_dose_per_activity_and_device_facts():
     tnr, mt, mn = 3.5, 0.25, 1.4
     d = cm.partition_doses_gy(a, mt, mn, tnr, f, 1.0, k_gy_kg_per_gbq=50.0)
     assert d["tumor"] == pytest.approx(50 * a * (1 - f) * tnr / (tnr * mt + mn), rel=1e-12)
+
+
+# -- the case a plan writes is judged as run judges it, and reruns (review findings 5 and 12) ---------------------
+def _plan_of_the_box_case(tmp_path, *extra):
+    from test_resultfolder import case_files
+
+    spect, labels = case_files(tmp_path)
+    out = tmp_path / "plan"
+    assert cli_main(["plan", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--device", "glass",
+                     "--lung-shunt-fraction", "0.05", "--out", str(out), "--quiet", "--no-report", *extra]) == 0
+    return spect, labels, out, json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+
+
+def test_the_plans_case_has_the_status_and_reasons_run_gives_at_that_activity(tmp_path, capsys):
+    """Finding 5: the plan dropped the hcc-glass rules whose clinical input was not given (bilirubin, hepatic reserve,
+    treatment approach) from the case it wrote, which then read PASS where run read INCOMPLETE."""
+    spect, labels, out, m = _plan_of_the_box_case(tmp_path, "--indication", "hcc", "--target", "tumor d70_gy>=150")
+    # the binding target is met exactly at the plan's activity (float64 scaling); run recomputes the dose in float32 (1e-7
+    # relative), so it is run a hair above it, where the binding rule is met by both and every other status is the same
+    a = m["parameters"]["administered_activity_gbq"] * (1 + 1e-6)
+    assert cli_main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--administered-activity-gbq", repr(a),
+                     "--lung-shunt-fraction", "0.05", "--microsphere", "glass", "--indication", "hcc", "--out", str(tmp_path / "run"),
+                     "--quiet", "--no-report"]) == 0
+    r = json.loads((tmp_path / "run" / "metrics.json").read_text(encoding="utf-8"))
+    assert r["overall_status"] == "INCOMPLETE" and m["overall_status"] == "INCOMPLETE"
+    assert m["incomplete_reasons"] == r["incomplete_reasons"]
+    runs = {(e["segment"], e["rule"]): e["status"] for e in r["evaluations"]}
+    plans = {(e["segment"], e["rule"]): e["status"] for e in m["evaluations"]}
+    assert {k: v for k, v in plans.items() if k in runs} == runs  # every rule of run, judged alike
+    assert [k for k in plans if k not in runs] == [("tumour", next(e["rule"] for e in m["evaluations"] if e["metric"] == "d70_gy"))]
+    for s in r["segments"]:
+        planned = next(p for p in m["segments"] if p["name"] == s["name"])
+        assert planned["mean_gy"] == pytest.approx(s["mean_gy"], rel=3e-6)  # run at (1 + 1e-6) times the plan's activity
+    assert m["phase"]["phase"] == "pre" and "given (--phase)" not in m["phase"]["basis"] and "plan" in m["phase"]["basis"]
+    # run --params plan/metrics.json inherits the whole rule set, not a trimmed one
+    assert cli_main(["run", "--spect", spect, "--segmentation", labels, "--params", str(out / "metrics.json"),
+                     "--out", str(tmp_path / "fromplan"), "--quiet", "--no-report"]) == 0
+    f = json.loads((tmp_path / "fromplan" / "metrics.json").read_text(encoding="utf-8"))
+    assert f["rules"] == m["rules"] and len(f["evaluations"]) == len(m["evaluations"])
+    assert f["incomplete_reasons"] == m["incomplete_reasons"]  # (its status may read FAIL: the binding target recomputed in float32)
+
+
+def test_a_plan_without_indication_says_it_assumed_the_hcc_preset(tmp_path):
+    from TAREDosimetryLib.planning.prescription import NO_INDICATION_NOTE
+
+    _spect, _labels, _out, m = _plan_of_the_box_case(tmp_path)
+    assert m["overall_status"] in ("INCOMPLETE", "FAIL") and NO_INDICATION_NOTE in m["incomplete_reasons"]
+    assert len(m["rules"]["rules"]) >= len(load_preset("hcc-glass").rules)
+
+
+def load_preset(name):
+    from TAREDosimetryLib.evaluation.rules import PRESETS
+
+    return PRESETS[name]
+
+
+def test_rerun_of_a_plan_folder_reproduces_its_case(tmp_path, capsys):
+    """Finding 12: rerun of a plan folder crashed on the display label 'MAA SPECT (planning)' recorded as modality."""
+    _spect, _labels, out, m = _plan_of_the_box_case(tmp_path, "--indication", "hcc")
+    assert m["inputs"]["modality"] == "spect" and m["inputs"]["sha256"]
+    assert m["inputs"]["plan"]["model"] == "voxel" and m["inputs"]["plan"]["reference_activity_gbq"] == 1.0
+    capsys.readouterr()
+    assert cli_main(["rerun", str(out), "--quiet"]) == 0
+    assert "reproduced" in capsys.readouterr().out
+
+
+def test_rerun_refuses_a_multi_territory_plan_case_and_an_old_plan_label_in_one_line(tmp_path, capsys):
+    from TAREDosimetryLib import DosimetryParams as P
+
+    for inputs, words in (({"plan": {"model": "territories", "activities_gbq": {"a": 1.0, "b": 0.5}}}, "run the plan again"),
+                          ({"modality": "MAA SPECT (planning)"}, "'MAA SPECT (planning)'")):
+        rec = tmp_path / f"{len(words)}.json"
+        rec.write_text(json.dumps({"parameters": P(administered_activity_gbq=1.0, lung_shunt_fraction=0.05).to_dict(),
+                                   "inputs": dict(inputs, activity_image=str(tmp_path / "s.nrrd"), segmentation=str(tmp_path / "l.nii.gz"))}))
+        assert cli_main(["rerun", str(rec), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1 and "internal error" not in err

@@ -34,7 +34,10 @@ def _calculator_plan(specs, lsf=0.06, lung_limit_gy=None, device="glass", **pres
 
 
 def test_two_mird_territories_get_their_own_activities_and_the_lung_dose_adds_up():
-    plan, p = _calculator_plan(["right lobe: perfused_ml=1000, target_gy=150", "segment 4: perfused_ml=150, lsf=0.02, target_gy=400"])
+    # no tumour typed in: both territories are normal liver (1.6 kg): 150 x 1.0 / 1.6 + 400 x 0.15 / 1.6 = 131 Gy, above the
+    # preset's 75 Gy, so the whole-normal-liver limit is raised here to test the MIRD activities alone
+    plan, p = _calculator_plan(["right lobe: perfused_ml=1000, target_gy=150", "segment 4: perfused_ml=150, lsf=0.02, target_gy=400"],
+                               normal_liver_limit_gy=200)
     a_r = cm.mird_activity_gbq(150, 1.0, 0.06, 0.02)
     a_4 = cm.mird_activity_gbq(400, 0.15, 0.02, 0.02)
     t = plan.territories
@@ -55,7 +58,7 @@ def test_two_mird_territories_get_their_own_activities_and_the_lung_dose_adds_up
 def test_a_joint_lung_limit_scales_every_territory_and_binds():
     """Each territory alone keeps the lungs under 30 Gy; together they would not: both are scaled by one factor."""
     plan, _ = _calculator_plan(["right lobe: perfused_ml=1000, target_gy=150", "left lobe: perfused_ml=500, target_gy=150"],
-                               lsf=0.12, lung_limit_gy=30)
+                               lsf=0.12, lung_limit_gy=30, normal_liver_limit_gy=200)
     t = plan.territories
     alone = {n: cm.mird_activity_gbq(150, m, 0.12, 0.02) for n, m in (("right lobe", 1.0), ("left lobe", 0.5))}
     assert all(cm.lung_dose_gy(a, 0.12, 1.0, 0.02) < 30 for a in alone.values())
@@ -65,6 +68,52 @@ def test_a_joint_lung_limit_scales_every_territory_and_binds():
     assert ratio["right lobe"] == pytest.approx(ratio["left lobe"], rel=1e-12) == pytest.approx(t["scale"], rel=1e-12)
     assert plan.recommended["target_reached"] is False
     assert all("sum of all territories" in e["binding_constraint"] for e in t["territories"].values())
+
+
+def test_a_mird_territory_without_tumour_counts_as_normal_liver_in_the_joint_sum(tmp_path):
+    """Review finding 13, README's example: segment 4 (150 mL, no tumour, 400 Gy MIRD target) is normal liver inside the
+    1600 mL liver.  Hand calculation (K 49.67, density 1.03, LSF 6 %, R 0): right lobe 1.9597 GBq = 205 (3 x 0.1545 +
+    0.8755) / (49.67 x 0.94 x 3), of which 1.2045 GBq in its normal liver; segment 4 1.3236 GBq = 400 x 0.1545 / (49.67 x
+    0.94), all 1.2442 GBq of its liver activity normal.  Whole normal liver (1450 mL, 1493.5 g): 49.67 x 2.4487 / 1.4935
+    = 81.4 Gy > 75 Gy.  The plan said 40.1 Gy PASS (right lobe only, 'underestimated').  Now the sum is 81.4 Gy, the
+    75 Gy limit binds and scales both territories by 75 / 81.44."""
+    out = tmp_path / "plan4"
+    assert cli_main(["plan", "--liver-volume-ml", "1600", "--lung-shunt-fraction", "0.06", "--device", "glass",
+                     "--territory", "right lobe: perfused_ml=1000, tumor_ml=150, tn=3",
+                     "--territory", "segment 4: perfused_ml=150, target_gy=400", "--out", str(out), "--quiet"]) == 0
+    d = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    t = d["territories"]
+    a_r = 205 * (3 * 0.1545 + 0.8755) / (K * 0.94 * 3)
+    a_4 = 400 * 0.1545 / (K * 0.94)
+    a_n = a_r * 0.94 * 0.8755 / (3 * 0.1545 + 0.8755) + a_4 * 0.94
+    unscaled = K * a_n / 1.4935
+    assert unscaled == pytest.approx(81.44, abs=0.01)
+    scale = 75 / unscaled * (1 - 1e-9)
+    assert t["scale"] == pytest.approx(scale, rel=1e-9)
+    assert t["activities_gbq"]["right lobe"] == pytest.approx(a_r * scale, rel=1e-9)
+    assert t["activities_gbq"]["segment 4"] == pytest.approx(a_4 * scale, rel=1e-9)
+    assert "normal_liver mean_gy < 75" in t["binding_constraint"]
+    joint = {j["text"]: j for j in t["joint_limits"]}
+    assert joint["normal_liver mean_gy < 75 Gy"]["value"] == pytest.approx(75, rel=1e-8)
+    pred = d["models"]["territories"]["predicted"]
+    assert pred["whole normal liver"]["mean_gy"] == pytest.approx(75, rel=1e-8)
+    assert pred["whole liver"]["mean_gy"] == pytest.approx(K * (a_r + a_4) * scale * 0.94 / (1600 * 1.03e-3), rel=1e-9)
+    assert not any("underestimated" in n for n in t["notes"])
+    assert d["recommended"]["target_reached"] is False  # the scaled territories miss their targets: said
+
+
+def test_a_joint_sum_that_cannot_be_made_exact_is_na_never_pass():
+    """A territory with a tumour volume but no T/N: its share of the normal liver is unknown, so the whole-normal-liver
+    sum is not known: the rule is N/A with the reason (INCOMPLETE in the what-if table), the limit does not scale."""
+    plan, _ = _calculator_plan(["right lobe: perfused_ml=1000, tumor_ml=150, target_gy=120", "segment 4: perfused_ml=150, target_gy=400"])
+    d = json.loads(json.dumps(plan.to_dict()))
+    ev = [e for e in d["models"]["territories"]["evaluations"] if e["role"] == "normal_liver"]
+    assert ev and all(e["status"] == "N/A" and "without T/N" in e["reason"] and e["counts_as_incomplete"] for e in ev)
+    joint = {j["text"]: j for j in d["territories"]["joint_limits"]}
+    assert joint["normal_liver mean_gy < 75 Gy"]["status"] == "N/A" and joint["normal_liver mean_gy < 75 Gy"]["value"] is None
+    assert d["territories"]["scale"] == 1.0
+    assert all(r["status"] in ("INCOMPLETE", "FAIL") for r in d["what_if"])
+    assert any("not evaluated (N/A)" in n for n in d["territories"]["notes"])
 
 
 def test_partition_territories_share_the_whole_normal_liver():
@@ -79,9 +128,14 @@ def test_partition_territories_share_the_whole_normal_liver():
     assert t["right lobe"]["predicted"]["whole normal liver"]["mean_gy"] == pytest.approx(d_n["right lobe"] * 0.9 / 1.45, rel=1e-9)
 
 
-def test_a_mird_territory_next_to_a_partition_one_says_the_normal_liver_sum_is_partial():
+def test_a_mird_territory_next_to_a_partition_one_adds_its_energy_to_the_normal_liver():
+    """Density 1: right lobe partition (tumour 205 Gy, T/N 4: normal 51.25 Gy over 0.9 kg = 46.125 J) and segment 4 (400 Gy
+    over 0.15 kg = 60 J, no tumour): whole normal liver (1.5 kg) 106.125 / 1.5 = 70.75 Gy (it read 30.75 Gy, the right
+    lobe's alone, noted as underestimated)."""
     plan, _ = _calculator_plan(["right lobe: perfused_ml=1000, tumor_ml=100, tn=4", "segment 4: perfused_ml=150, target_gy=400"])
-    assert any("normal_liver mean dose sums the injections of right lobe only" in n for n in plan.territories["notes"])
+    pred = plan.to_dict()["models"]["territories"]["predicted"]
+    assert pred["whole normal liver"]["mean_gy"] == pytest.approx((205 / 4 * 0.9 + 400 * 0.15) / 1.5, rel=1e-9)
+    assert plan.territories["scale"] == 1.0 and not any("underestimated" in n for n in plan.territories["notes"])
 
 
 def test_voxel_territories_on_uniform_uptake_match_the_closed_form_and_the_combined_case():

@@ -6,7 +6,10 @@ files with their SHA-256 (:mod:`.imaging.provenance`).  :func:`rerun_record` rea
 again (refusing any whose hash changed), runs the case with the recorded parameters, rules, roles
 and labels, and returns the new result, whose metrics.json equals the old one apart from the
 entries in :data:`VARYING_KEYS` (the date and the computing times).  The demo's synthetic patient
-is rebuilt from its seed.
+is rebuilt from its seed.  The MAA case a ``plan`` wrote (``inputs.plan``) is reproduced the way the
+plan made it: the case at the plan's reference activity, scaled to the planned activity
+(:func:`~.planning.imageplan.plan_case`); the combined case of a multi-territory plan is refused
+with what to do (run the plan again).
 """
 
 import json
@@ -134,6 +137,8 @@ def rerun_record(record, progress=None):
     inputs = record.get("inputs") or {}
     if "demo_seed" in inputs:
         return _rerun_demo(record, params, rules, progress)
+    if isinstance(inputs.get("plan"), dict):
+        return _rerun_plan(record, params, rules, progress)
     if not (inputs.get("activity_image") or inputs.get("dose_file")) or not inputs.get("segmentation"):
         raise InputError("this result does not record its input files (made by an older version?); it cannot be rerun")
     check_inputs_unchanged(record)
@@ -146,7 +151,35 @@ def rerun_record(record, progress=None):
         unit = dose_map.get("unit") if dose_map.get("unit_source") == "--dose-unit" else None
         return evaluate_dose_files(inputs["dose_file"], inputs["segmentation"], dose_unit=unit,
                                    dose_scale=float(dose_map.get("dose_scale", 1.0)), **common)
-    return run_case_files(inputs["activity_image"], inputs["segmentation"], modality=inputs.get("modality") or "spect", **common)
+    modality = inputs.get("modality") or "spect"
+    if modality not in ("spect", "pet"):  # e.g. 'MAA SPECT (planning)', the display label older plan folders recorded
+        raise InputError(f"this result records the modality {modality!r}, not 'spect' or 'pet' (a plan folder made by an older "
+                         "version?): it cannot be rerun; run the plan (or run) again with the same inputs")
+    return run_case_files(inputs["activity_image"], inputs["segmentation"], modality=modality, **common)
+
+
+def _rerun_plan(record, params, rules, progress):
+    """The MAA case of a plan folder, computed as the plan computed it (see module docstring)."""
+    from .planning.imageplan import base_case, plan_case, read_maa_inputs
+    from .planning.voxel import VoxelDoseModel
+
+    inputs = record["inputs"]
+    plan = inputs["plan"]
+    if plan.get("model") == "territories" or "reference_activity_gbq" not in plan:
+        raise InputError("this is the combined MAA case of a multi-territory plan: it cannot be rerun on its own; run the plan "
+                         "again (tare-dosimetry plan ... --territory ...) with the same inputs to reproduce it")
+    if not inputs.get("activity_image") or not inputs.get("segmentation"):
+        raise InputError("this plan's case does not record its input files (made by an older version?): run the plan again")
+    check_inputs_unchanged(record)
+    case_in = read_maa_inputs(inputs["activity_image"], inputs["segmentation"], ct=inputs.get("ct"), labels=record_labels(record),
+                              params=params.replace(administered_activity_gbq=float(plan["reference_activity_gbq"])),
+                              dicom=_record_dicom_options(inputs), progress=progress)
+    recorded = {k: inputs[k] for k in ("description", "phase_basis") if k in inputs}
+    base = base_case(case_in, case_in.params, roles=record_roles(record), rules=rules, inputs=dict(case_in.info, **recorded),
+                     progress=progress)
+    case = plan_case(VoxelDoseModel(base), float(plan["activity_gbq"]), base.rules, assumptions=plan.get("assumptions") or (),
+                     plan={k: v for k, v in plan.items() if k not in ("activity_gbq", "reference_activity_gbq", "assumptions")})
+    return case, {"activity": case_in.activity, "segmentation": case_in.segmentation, "ct": case_in.ct, "sources": case_in.sources}
 
 
 def _record_dicom_options(inputs):

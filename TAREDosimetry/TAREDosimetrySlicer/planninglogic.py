@@ -60,7 +60,7 @@ class PlanningLogic:
         seg = self.main.segmentationFromNode(segmentationNode)
         ct = self.main.volumeFromNode(ctNode, unit="HU") if ctNode is not None else None
         lsf = LsfEstimate(params.lung_shunt_fraction or 0.0, "given (panel)")
-        model, inputs, p = voxel_model_from_images(spect, seg, params, roles=roles, ct=ct, rules=prescription.rules, lsf=lsf,
+        model, inputs, p = voxel_model_from_images(spect, seg, params, roles=roles, ct=ct, rules=prescription.case_rules, lsf=lsf,
                                                    progress=progress)
         if modelName != "voxel":
             skipped = {}

@@ -37,6 +37,14 @@ def _cell(value, digits=4):
     return f"{value:.{digits}g}" if value == value else "n/a"
 
 
+def _reached_words(choice):
+    """The recommendation's words on the targets: reached, NOT reached, or not judged (a target the model cannot evaluate)."""
+    words = {True: "; targets reached", False: "; targets NOT reached"}.get(choice.target_reached, "")
+    if choice.targets_not_judged:
+        words += "; not judged (the model cannot evaluate them): " + "; ".join(choice.targets_not_judged)
+    return words
+
+
 class PlanningPanel:
     """Loads the planning .ui under the main panel and wires it to :class:`PlanningLogic`.
 
@@ -124,8 +132,7 @@ class PlanningPanel:
             slider.blockSignals(False)
             slider.enabled = True
             self._recommendation = (f"Recommended {choice.activity_gbq:.3f} GBq ({explorer.model.name}); binding constraint: "
-                                    f"{choice.binding_constraint}" + ("" if choice.target_reached is None else
-                                                                      ("; targets reached" if choice.target_reached else "; targets NOT reached")))
+                                    f"{choice.binding_constraint}" + _reached_words(choice))
             slider.value = choice.activity_gbq
             self.onActivityChanged(choice.activity_gbq)
         self._run("Planning failed.", job)

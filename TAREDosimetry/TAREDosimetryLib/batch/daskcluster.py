@@ -13,7 +13,7 @@ import uuid
 from ..errors import InputError
 from .tasks import new_entry, run_one_case
 
-__all__ = ["run_on_dask", "require_distributed"]
+__all__ = ["run_on_dask", "require_distributed", "connect_scheduler"]
 
 CONNECT_TIMEOUT_S = 20
 
@@ -45,6 +45,12 @@ def _client(distributed, scheduler, workers, max_memory_bytes):
     return distributed.Client(cluster), cluster
 
 
+def connect_scheduler(scheduler):
+    """A ``distributed.Client`` connected to the scheduler at ``scheduler``; InputError naming the
+    address when none answers within :data:`CONNECT_TIMEOUT_S` (checked before a batch writes anything)."""
+    return _client(require_distributed(), scheduler, 1, None)[0]
+
+
 def _lost_entry(task, exc, retries):
     entry = new_entry(task["case"]["case_id"], task["dest"], "failed")
     if type(exc).__name__ == "KilledWorker":
@@ -56,7 +62,7 @@ def _lost_entry(task, exc, retries):
     return entry
 
 
-def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_memory_bytes=None, log=None):
+def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_memory_bytes=None, log=None, client=None):
     """Run the tasks on a Dask cluster; ``on_done(entry)`` is called here for each finished case.
 
     Parameters
@@ -64,6 +70,8 @@ def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_
     scheduler : str, address of a running scheduler (``tcp://host:8786``); None starts a LocalCluster
         of ``workers`` processes (one thread each) with ``max_memory_bytes`` per worker.
     retries : int, how many times a case whose worker died is run again.
+    client : ``distributed.Client`` already connected to ``scheduler`` (:func:`connect_scheduler`),
+        optional; the caller closes it.
     """
     import dask
 
@@ -71,7 +79,11 @@ def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_
     log = log or (lambda m: None)
     with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
         tasks = list(tasks)
-        client, cluster = _client(distributed, scheduler, max(1, min(int(workers or 1), len(tasks))), max_memory_bytes)
+        given = client is not None
+        if not given:
+            client, cluster = _client(distributed, scheduler, max(1, min(int(workers or 1), len(tasks))), max_memory_bytes)
+        else:
+            cluster = None
         futures = {}
         try:
             log(f"Dask: {len(client.scheduler_info().get('workers', {}))} worker(s) at {client.scheduler.address}")
@@ -87,6 +99,7 @@ def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_
         finally:
             if futures:
                 client.cancel(list(futures))
-            client.close()
+            if not given:
+                client.close()
             if cluster is not None:
                 cluster.close()

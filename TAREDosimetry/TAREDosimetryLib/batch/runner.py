@@ -70,7 +70,7 @@ def plan_execution(workers=None, dask=False, scheduler=None, runner=None):
     return mode
 
 
-def _execute(mode, tasks, on_done, workers, scheduler, retries, max_memory_bytes, log):
+def _execute(mode, tasks, on_done, workers, scheduler, retries, max_memory_bytes, log, client=None):
     if mode == "serial":
         for t in tasks:
             on_done(run_one_case(t))
@@ -82,7 +82,7 @@ def _execute(mode, tasks, on_done, workers, scheduler, retries, max_memory_bytes
         from .daskcluster import run_on_dask
 
         run_on_dask(tasks, on_done, scheduler=scheduler, workers=workers or os.cpu_count() or 1, retries=retries,
-                    max_memory_bytes=max_memory_bytes, log=log)
+                    max_memory_bytes=max_memory_bytes, log=log, client=client)
 
 
 def _threads_per_case(mode, workers, threads_per_case):
@@ -181,20 +181,38 @@ def run_manifest(manifest_path, out_dir, *, defaults=None, rules=None, overwrite
     if max_memory_gb is not None and not float(max_memory_gb) > 0:
         raise InputError(f"--max-memory-gb must be > 0, got {max_memory_gb!r}")
     cases = read_manifest(manifest_path)
-    out_dir = check_batch_out_dir(out_dir)
     options = dict(defaults=defaults or DosimetryParams(), rules=rules, overwrite=overwrite, rerun=rerun, report=report,
                    runner=runner, debug=debug, threads=_threads_per_case(mode, workers, threads_per_case),
                    outputs=dict(exports=exports, pdf=bool(pdf), dicom=dicom, send=send))
+    execution = dict(workers=workers, scheduler=scheduler, retries=int(retries), log=log,
+                     max_memory_bytes=float(max_memory_gb) * 2**30 if max_memory_gb else None)
+    execution["client"] = _scheduler_client(mode, scheduler)  # an unreachable scheduler is refused before --out is made
+    try:
+        return _run_in(check_batch_out_dir(out_dir), cases, mode, options, execution)
+    finally:
+        if execution["client"] is not None:
+            execution["client"].close()
+
+
+def _scheduler_client(mode, scheduler):
+    """A client connected to ``--scheduler`` (InputError when none answers), or None."""
+    if mode != "dask" or not scheduler:
+        return None
+    from .daskcluster import connect_scheduler
+
+    return connect_scheduler(scheduler)
+
+
+def _run_in(out_dir, cases, mode, options, execution):
+    """The batch in ``out_dir`` (created), once its arguments are checked and the scheduler, if any, answered."""
     with batch_lock(out_dir):
-        summary = BatchSummary([], summary_path(out_dir, overwrite))
+        summary = BatchSummary([], summary_path(out_dir, options["overwrite"]))
         tasks, entries = _tasks_and_entries(cases, out_dir, options)
         write_summary(summary.path, entries.values())
-        progress = BatchProgress(len(cases), log)
+        progress = BatchProgress(len(cases), execution["log"])
         for e in entries.values():
             if e["status"] == "skipped":
                 progress.update(e)
-        execution = dict(workers=workers, scheduler=scheduler, retries=int(retries), log=log,
-                         max_memory_bytes=float(max_memory_gb) * 2**30 if max_memory_gb else None)
         _run_all(mode, tasks, entries, summary, progress, execution)
         write_summary(summary.path, entries.values())
     return BatchSummary(entries.values(), summary.path)

@@ -73,14 +73,16 @@ def _read_dose_file(option, path, what, dose_unit, dose_scale):
 
 
 def _read_result(option, path, what, dose_unit=None, dose_scale=1.0):
-    """{'dose', 'activity_gbq', 'segmentation', 'image', 'notes'} of a result folder or dose map."""
+    """{'dose', 'activity_gbq', 'segmentation', 'image', 'notes', 'sampling', 'record'} of a result folder or
+    dose map (``sampling``: the one the result's metrics were computed with, ``record`` its metrics.json;
+    None for a dose map)."""
     from ..errors import InputError
     from ..imaging.images import read_image
     from .common import read_json
 
     if os.path.isdir(path) and not any(os.path.exists(os.path.join(path, f)) for f in _RESULT_MARKERS):
         dose, notes = _read_dose_file(option, path, what, dose_unit, dose_scale)  # a DICOM folder holding an RT Dose
-        return {"dose": dose, "activity_gbq": None, "segmentation": None, "image": None, "notes": notes}
+        return {"dose": dose, "activity_gbq": None, "segmentation": None, "image": None, "notes": notes, "sampling": None, "record": None}
     if os.path.isdir(path):
         dose_path = os.path.join(path, "dose.nrrd")
         rec_path = next((os.path.join(path, f) for f in ("plan.json", "metrics.json") if os.path.isfile(os.path.join(path, f))), None)
@@ -90,7 +92,7 @@ def _read_result(option, path, what, dose_unit=None, dose_scale=1.0):
         metrics = read_json(option, os.path.join(path, "metrics.json")) if os.path.isfile(os.path.join(path, "metrics.json")) else record
     elif os.path.isfile(path):
         dose, notes = _read_dose_file(option, path, what, dose_unit, dose_scale)
-        return {"dose": dose, "activity_gbq": None, "segmentation": None, "image": None, "notes": notes}
+        return {"dose": dose, "activity_gbq": None, "segmentation": None, "image": None, "notes": notes, "sampling": None, "record": None}
     else:
         raise InputError(f"{option} {path}: no such file or folder")
     inputs = metrics.get("inputs") or {}
@@ -98,7 +100,16 @@ def _read_result(option, path, what, dose_unit=None, dose_scale=1.0):
     if activity is None and (metrics.get("parameters") or {}).get("calibration") == "absolute":
         activity = (metrics.get("summary") or {}).get("image_activity_gbq")
     return {"dose": read_image(dose_path, what=f"{what} dose"), "activity_gbq": activity, "segmentation": inputs.get("segmentation"),
-            "image": inputs.get("ct") or inputs.get("activity_image"), "notes": []}
+            "image": inputs.get("ct") or inputs.get("activity_image"), "notes": [],
+            "sampling": (metrics.get("parameters") or {}).get("sampling") or "overlap",  # measured as the result was
+            "record": metrics if isinstance(metrics.get("parameters"), dict) else None}
+
+
+def _same_file(a, b):
+    try:
+        return bool(a and b) and os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _register(args, planned, delivered, progress):
@@ -111,6 +122,8 @@ def _register(args, planned, delivered, progress):
         return reg.read_transform(args.transform), {"method": f"given transform {args.transform}"}, None, None
     fixed_path, moving_path = args.planned_image or planned["image"], args.delivered_image or delivered["image"]
     mode = args.registration
+    if mode == "auto" and _same_file(fixed_path, moving_path):
+        return None, {"method": "none: the planning and post-treatment images are the same file"}, None, None
     if mode == "auto":
         mode = "rigid" if fixed_path and moving_path and os.path.exists(fixed_path) and os.path.exists(moving_path) else "none"
     if mode == "none":
@@ -150,20 +163,47 @@ def _compare(args):
     if not seg_path:
         raise InputError("--segmentation (the planning segments) is required: the planned result does not record one")
     seg = read_segmentation(seg_path, label_names=args.labels)
+    roles = _planning_roles(args, planned["record"], seg_path)
+    density_params, ct = _planning_density(planned, progress)
     dd_pct, dta = _floats("--gamma", args.gamma, 2)
     tfm, reg_info, fixed, moved = _register(args, planned, delivered, progress)
     progress(0.6, "mapping the delivered dose onto the planning segments; Dice; gamma")
-    comp = compare_doses(planned["dose"], delivered["dose"], seg, params, transform=tfm, roles=roles_from_args(args),
+    comp = compare_doses(planned["dose"], delivered["dose"], seg, params, transform=tfm, roles=roles, density_params=density_params, ct=ct,
                          dice_levels_gy=_floats("--dice-levels-gy", args.dice_levels_gy),
                          gamma_options={"dose_pct": dd_pct, "dta_mm": dta, "cutoff_pct": args.gamma_cutoff_pct, "local": args.gamma_local,
                                         "implementation": args.gamma_implementation},
                          planned_activity_gbq=args.planned_activity_gbq or planned["activity_gbq"],
-                         delivered_activity_gbq=args.delivered_activity_gbq or delivered["activity_gbq"], registration=reg_info)
+                         delivered_activity_gbq=args.delivered_activity_gbq or delivered["activity_gbq"], registration=reg_info,
+                         planned_sampling=planned["sampling"], delivered_sampling=delivered["sampling"])
     comp.warnings.extend(planned["notes"] + delivered["notes"])
     files = write_compare_folder(comp, args.out, transform=tfm, fixed_image=fixed, moved_image=moved, overwrite=args.overwrite,
                                  report=not args.no_report)
     _print_summary(comp.to_dict(), files, args.out)
     return 0
+
+
+def _planning_roles(args, record, seg_path):
+    """Segment roles: the planned result's (when it used this segmentation), then the command line's."""
+    from ..reproduce import record_roles
+    from .common import same_input
+
+    recorded = record_roles(record) if record is not None and same_input(record, "segmentation", seg_path) else {}
+    return dict(recorded, **roles_from_args(args))
+
+
+def _planning_density(planned, progress):
+    """(parameters, CT Volume or None) of the planned result's density map; (None, None) for a dose map of another tool."""
+    from ..imaging.images import read_image
+    from ..params import DosimetryParams
+
+    record = planned["record"]
+    if record is None:
+        return None, None
+    ct_path = (record.get("inputs") or {}).get("ct")
+    ct = read_image(ct_path, what="planning CT") if ct_path and os.path.exists(ct_path) else None
+    if ct is not None:
+        progress(0.15, f"density of the planned result from its CT {ct_path}")
+    return DosimetryParams.from_dict(record["parameters"]), ct
 
 
 def _print_summary(d, files, out):

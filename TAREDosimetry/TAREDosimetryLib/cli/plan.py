@@ -124,20 +124,15 @@ def _lsf_estimate(args):
 
 
 def _image_inputs(args, params, prescription, progress):
-    from ..imaging.images import read_image
-    from ..imaging.segmentation_io import read_segmentation
-    from ..planning.imageplan import voxel_model_from_images
+    from ..planning.imageplan import maa_inputs_record, read_maa_inputs, voxel_model_from_images
 
-    progress(0.0, f"reading MAA SPECT {args.spect}")
-    spect = read_image(args.spect, what="MAA SPECT image")
-    seg = read_segmentation(args.segmentation, label_names=args.labels)
-    ct = read_image(args.ct, what="CT image") if args.ct else None
+    case_in = read_maa_inputs(args.spect, args.segmentation, ct=args.ct, labels=args.labels, params=params, progress=progress)
     progress(0.1, "MAA case at 1 GBq (voxel model)")
     model, inputs, p = voxel_model_from_images(
-        spect, seg, params, roles=roles_from_args(args), ct=ct, rules=prescription.rules, lsf_source=args.lsf_from or "given",
+        None, None, case_in.params, roles=roles_from_args(args), rules=prescription.case_rules, lsf_source=args.lsf_from or "given",
         lsf=_lsf_estimate(args), height_cm=args.height_cm, weight_kg=args.weight_kg,
-        inputs={"activity_image": args.spect, "segmentation": args.segmentation, "ct": args.ct, "modality": "MAA SPECT (planning)"})
-    return model, inputs, p, {"background": ct or spect, "segmentation": seg}
+        inputs=maa_inputs_record(case_in.info, params.phase is not None), case_inputs=case_in)
+    return model, inputs, p, {"background": case_in.ct or case_in.activity, "segmentation": case_in.segmentation}
 
 
 def _calculator_inputs(args, params):
@@ -175,26 +170,26 @@ def _territory_plan(args, params, prescription, progress):
 
 def _image_territory_plan(args, params, prescription, specs, what_if, progress):
     from ..errors import InputError
-    from ..imaging.images import read_image
-    from ..imaging.segmentation_io import read_segmentation
-    from ..planning.imageplan import case_lsf
+    from ..planning.imageplan import case_lsf, maa_inputs_record, read_maa_inputs
     from ..planning.inputs import inputs_from_case
     from ..planning.territorymodels import combined_case, image_territories
     from ..planning.territoryplan import make_territory_plan
 
-    spect = read_image(args.spect, what="MAA SPECT image")
-    seg = read_segmentation(args.segmentation, label_names=args.labels)
-    ct = read_image(args.ct, what="CT image") if args.ct else None
+    case_in = read_maa_inputs(args.spect, args.segmentation, ct=args.ct, labels=args.labels, params=params, progress=progress)
+    spect, seg, ct, params = case_in.activity, case_in.segmentation, case_in.ct, case_in.params
     roles = roles_from_args(args)
     lsf = _lsf_estimate(args)
     if lsf is None and (args.lsf_from == "images" or args.lung_shunt_fraction is not None):
         lsf = case_lsf(spect, seg, roles, params, args.lsf_from or "given")
-    territories, bases = image_territories(spect, seg, params, specs, roles=roles, ct=ct, rules=prescription.rules,
+    territories, bases = image_territories(spect, seg, params, specs, roles=roles, ct=ct, rules=prescription.case_rules,
                                            lsf_default=lsf.value if lsf else None, progress=lambda f, m: progress(0.1 + 0.5 * f, m))
     plan = make_territory_plan(None, params, prescription, territories, device=args.microsphere, strategy=args.strategy,
                                what_if_gbq=what_if, vial_calibration=args.vial_calibration)
     progress(0.7, "all territories together at the planned activities")
-    case = combined_case(spect, seg, params, bases, plan.recommended["activities_gbq"], roles=roles, ct=ct, rules=prescription.rules)
+    case = combined_case(spect, seg, params, bases, plan.recommended["activities_gbq"], roles=roles, ct=ct,
+                         rules=plan.prescription.case_rules, inputs=maa_inputs_record(case_in.info, params.phase is not None),
+                         assumptions=prescription.assumptions)
+    case.warnings[0:0] = case_in.warnings
     try:
         plan.inputs = inputs_from_case(case, lsf or _weighted_lsf(plan), height_cm=args.height_cm, weight_kg=args.weight_kg)
     except InputError as exc:
@@ -253,7 +248,12 @@ def _single_plan(args, params, prescription, progress):
     what_if = _floats("--what-if-gbq", args.what_if_gbq) if args.what_if_gbq else None
     plan = make_plan(inputs, params, prescription, device=args.microsphere, which=_which_models(args.model), strategy=args.strategy,
                      voxel_model=model, what_if_gbq=what_if)
-    case = model.case_at(plan.recommended["activity_gbq"], rules=prescription.rules) if model is not None else None
+    case = None
+    if model is not None:  # the MAA case at the recommended activity, judged as run would judge it
+        from ..planning.imageplan import plan_case
+
+        case = plan_case(model, plan.recommended["activity_gbq"], prescription.case_rules, assumptions=prescription.assumptions,
+                         plan={"model": plan.recommended["model"]})
     return plan, case, extras
 
 
@@ -262,8 +262,12 @@ def _print_plan(plan, files, out):
     print(f"recommended: {rec['activity_gbq']:.3f} GBq ({rec['model']} model); binding constraint: {rec['binding_constraint']}")
     for name, a in (rec.get("activities_gbq") or {}).items():
         print(f"  territory {name}: {a:.3f} GBq")
+    if rec.get("targets_not_judged"):
+        print(f"  targets the {rec['model']} model cannot evaluate (not judged): {'; '.join(rec['targets_not_judged'])}")
     for name, m in plan.models.items():
-        print(f"  {name}: {m['activity_gbq'] if m['activity_gbq'] is None else round(m['activity_gbq'], 3)} GBq, {m['binding_constraint']}")
+        unjudged = f"; cannot judge: {'; '.join(m['targets_not_judged'])}" if m.get("targets_not_judged") else ""
+        print(f"  {name}: {m['activity_gbq'] if m['activity_gbq'] is None else round(m['activity_gbq'], 3)} GBq, {m['binding_constraint']}"
+              f"{unjudged}")
     for name, why in plan.skipped.items():
         print(f"  {name}: not computed ({why})")
     for w in plan.warnings:

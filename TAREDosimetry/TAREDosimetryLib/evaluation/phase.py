@@ -66,7 +66,8 @@ def case_phase(params, inputs):
     Parameters
     ----------
     params : DosimetryParams (its ``phase``, when not None, decides).
-    inputs : dict, the result's ``inputs`` record (modality, activity_image, description).
+    inputs : dict, the result's ``inputs`` record (modality, activity_image, description, and
+        ``phase_basis``: why a phase that the user did not give was set, e.g. by ``plan``).
 
     Returns
     -------
@@ -76,8 +77,8 @@ def case_phase(params, inputs):
     """
     inputs = inputs or {}
     given = getattr(params, "phase", None)
-    if given is not None:
-        phase, basis = given, "given (--phase)"
+    if given is not None:  # a command that sets the phase itself (an MAA plan) records why in inputs['phase_basis']
+        phase, basis = given, inputs.get("phase_basis") or "given (--phase)"
     elif inputs.get("modality") == "pet":
         phase, basis = "post", "the activity image is a PET (Y-90 PET)"
     elif _dicom_phase(inputs)[0] is not None:

@@ -30,6 +30,8 @@ class Compartment:
     dvh: object = None
     rules_by_role: bool = True
     note: str = ""
+    #: Why a metric of this compartment is NaN (not known), e.g. a joint sum that cannot be made exact.
+    missing: str = ""
 
     def to_dict(self):
         return {"role": self.role, **{k: v for k, v in self.metrics.items()}}

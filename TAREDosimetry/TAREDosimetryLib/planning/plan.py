@@ -10,10 +10,14 @@ recommended activity, a what-if table, and the activity accounting (``plan.json`
 
 Models: ``voxel`` (MAA dose map per GBq; images only), ``partition`` (tumour, normal liver, lung;
 needs tumour volume and T/N), ``mird`` (perfused volume; needs a target on role perfused, ``--target-gy``), ``bsa`` (resin;
-needs height and weight).  The recommended model is the first of voxel, partition, mird, bsa that
-gave an activity.
+needs height and weight).  The recommended model is, among those that gave an activity, one that
+judges the most targets (a model that cannot evaluate a target, e.g. the partition model and a
+perfused-volume ``--target-gy``, is never recommended over one that can), the first of voxel,
+partition, mird, bsa among equals.  Each entry lists its ``targets_not_judged``; its
+``target_reached`` is then "unknown" (or false), never true.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -21,14 +25,15 @@ from .. import physics
 from ..errors import InputError
 from ..evaluation.results import json_number
 from ..evaluation.rules import evaluate_rules
+from ..evaluation.status import overall_status
 from ..version import __version__
 from .bsa import EMPIRICAL_NOTE, bsa_activity_gbq
 from .models import MirdModel, PartitionModel
 from .prescription import NO_INDICATION_NOTE
-from .search import choose_activity
+from .search import choose_activity, reached_state
 
 __all__ = ["Plan", "json_clean", "MODEL_NAMES", "make_plan", "closed_form_models", "model_entry", "what_if_rows", "RECOMMENDATION_ORDER",
-           "prescription_warnings"]
+           "prescription_warnings", "recommended_model", "unjudged_target_warnings", "evaluate_predicted"]
 
 MODEL_NAMES = ("mird", "partition", "bsa", "voxel")
 RECOMMENDATION_ORDER = ("voxel", "partition", "mird", "bsa")
@@ -80,30 +85,63 @@ def json_clean(v):
     return json_number(v)
 
 
+def _judged_from_evaluations(evaluations):
+    """(judged targets reached: True/False/None, labels of the targets every evaluation left N/A)."""
+    tgt = [e for e in evaluations if e.rule.comparison in (">", ">=")]
+    judged = [e for e in tgt if e.status != "N/A"]
+    labels = {e.rule.label or e.rule.text for e in judged}
+    not_judged = []
+    for e in tgt:
+        label = e.rule.label or e.rule.text
+        if e.status == "N/A" and label not in labels and label not in not_judged:
+            not_judged.append(label)
+    return (all(e.status == "PASS" for e in judged) if judged else None), not_judged
+
+
 def model_entry(model, prescription, strategy="target", activity_gbq=None, binding=None):
     """plan.json entry of one model: its activity (searched, or the given ``activity_gbq``), the
-    binding constraint, the predicted metrics and the rule evaluations at that activity."""
+    binding constraint, the predicted metrics and the rule evaluations at that activity, and the
+    targets it could not judge."""
     if activity_gbq is None:
         choice = choose_activity(model, prescription.rules.rules, strategy)
         activity_gbq, binding, reached, bounds, notes = (choice.activity_gbq, choice.binding_constraint, choice.target_reached,
                                                          [b.to_dict() for b in choice.bounds], choice.notes)
+        not_judged = list(choice.targets_not_judged)
     else:
-        reached, bounds, notes = None, [], []
+        reached, bounds, notes, not_judged = None, [], [], []
     predicted = model.predict(activity_gbq) if activity_gbq and activity_gbq > 0 else []
-    evaluations = evaluate_rules(prescription.rules, predicted) if predicted else []
-    if reached is None and evaluations:
-        tgt = [e for e in evaluations if e.rule.comparison in (">", ">=") and e.status != "N/A"]
-        reached = all(e.status == "PASS" for e in tgt) if tgt else None
+    evaluations = evaluate_predicted(prescription.rules, predicted) if predicted else []
+    if not bounds and evaluations:  # an activity given (BSA): judged on the evaluations at that activity
+        judged_reached, not_judged = _judged_from_evaluations(evaluations)
+        reached = reached_state(judged_reached, not_judged)
     return {
         "activity_gbq": activity_gbq,
         "binding_constraint": binding,
         "target_reached": reached,
+        "targets_not_judged": not_judged,
         "strategy": strategy,
         "predicted": {c.name: {"role": c.role, **{k: v for k, v in c.metrics.items()}} for c in predicted},
         "evaluations": [e.to_dict() for e in evaluations],
         "bounds": bounds,
         "notes": list(getattr(model, "notes", [])) + notes,
     }
+
+
+def evaluate_predicted(ruleset, compartments):
+    """Rule evaluations of predicted compartments; an N/A on a compartment whose value is not known
+    (``Compartment.missing``, e.g. a joint sum over territories that cannot be made exact) says why."""
+    missing = {c.name: c.missing for c in compartments if getattr(c, "missing", "")}
+    return [dataclasses.replace(e, reason=f"{e.reason}: {missing[e.segment_name]}") if e.status == "N/A" and e.segment_name in missing
+            else e for e in evaluate_rules(ruleset, compartments)]
+
+
+def recommended_model(entries):
+    """Name of the model to recommend among ``entries`` {name: plan.json entry}: of those with an
+    activity, the one with the fewest targets it could not judge, the first of
+    :data:`RECOMMENDATION_ORDER` among equals; None when no model gave an activity."""
+    ranked = [(len(entries[n].get("targets_not_judged") or []), i, n) for i, n in enumerate(RECOMMENDATION_ORDER)
+              if n in entries and entries[n]["activity_gbq"]]
+    return min(ranked)[2] if ranked else None
 
 
 def _has_perfused_target(prescription):
@@ -145,16 +183,18 @@ def _bsa_entry(inputs, params, prescription, device):
 
 
 def what_if_rows(model, prescription, activities_gbq):
-    """Rows of the what-if table: activity -> predicted mean (and D70 where known) per compartment, status."""
+    """Rows of the what-if table: activity -> predicted mean (and D70 where known) per compartment, and
+    the status of the rules there (:func:`~TAREDosimetryLib.evaluation.status.overall_status`: FAIL,
+    INCOMPLETE when a rule could not be judged, PASS)."""
     rows = []
     for a in activities_gbq:
         comps = model.predict(a)
-        ev = evaluate_rules(prescription.rules, comps)
-        st = [e.status for e in ev if e.status != "N/A"]
-        rows.append({"activity_gbq": a, "status": "FAIL" if "FAIL" in st else ("PASS" if st else "N/A"),
+        ev = evaluate_predicted(prescription.rules, comps)
+        rows.append({"activity_gbq": a, "status": overall_status(ev),
                      "predicted": {c.name: {k: c.metrics.get(k) for k in ("mean_gy", "d70_gy", "v100_pct") if k in c.metrics}
                                    for c in comps},
-                     "failed_rules": sorted({e.rule.label for e in ev if e.status == "FAIL"})})
+                     "failed_rules": sorted({e.rule.label for e in ev if e.status == "FAIL"}),
+                     "not_evaluated_rules": sorted({e.rule.label for e in ev if e.makes_incomplete})})
     return rows
 
 
@@ -182,11 +222,11 @@ def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strate
         else:
             entries["bsa"] = entry
     ordered = {n: entries[n] for n in MODEL_NAMES if n in entries}
-    rec = next((n for n in RECOMMENDATION_ORDER if n in ordered and ordered[n]["activity_gbq"]), None)
+    rec = recommended_model(ordered)
     if rec is None:
         raise InputError("no planning model could give an activity: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     recommended = {"model": rec, "activity_gbq": ordered[rec]["activity_gbq"], "binding_constraint": ordered[rec]["binding_constraint"],
-                   "target_reached": ordered[rec]["target_reached"]}
+                   "target_reached": ordered[rec]["target_reached"], "targets_not_judged": list(ordered[rec]["targets_not_judged"])}
     plan = Plan(device, prescription, inputs, ordered, recommended, params=params, skipped=skipped, voxel_model=voxel_model)
     model_for_table = objects.get(rec) or MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0,
                                                      params.residual_fraction, params.k_gy_kg_per_gbq, params.prior_lung_dose_gy)
@@ -194,7 +234,19 @@ def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strate
     plan.what_if = what_if_rows(model_for_table, prescription, what_if_gbq or _default_what_if(a))
     plan.warnings += list(inputs.lsf.warnings) if inputs.lsf else []
     plan.warnings += prescription_warnings(prescription)
+    plan.warnings += unjudged_target_warnings(ordered, rec)
     return plan
+
+
+def unjudged_target_warnings(entries, rec):
+    """Warnings on each target the recommended model cannot evaluate, naming the models that can."""
+    out = []
+    for label in entries[rec].get("targets_not_judged") or []:
+        others = [f"{n} {e['activity_gbq']:.3f} GBq" for n, e in entries.items()
+                  if n != rec and e["activity_gbq"] and label not in (e.get("targets_not_judged") or [])]
+        out.append(f"target {label!r} is not judged by the recommended {rec} model (it has no compartment or metric for it)"
+                   + (f"; judged by: {', '.join(others)}" if others else "; no model judges it"))
+    return out
 
 
 def prescription_warnings(prescription):

@@ -12,8 +12,20 @@ def _num(key, v):
     return f'<td class="num">{_e(format_metric(key, v))}</td>'
 
 
-def _yes_no(v):
-    return "\u2013" if v is None else ("yes" if v else "no")
+def _yes_no(v, not_judged=()):
+    """Cell text of ``target_reached``: yes, no, unknown (with the targets the model could not judge), or a dash."""
+    text = "\u2013" if v is None else (v if isinstance(v, str) else ("yes" if v else "no"))
+    return text + (f" (not judged: {'; '.join(not_judged)})" if not_judged else "")
+
+
+def _reached_text(rec):
+    """The banner's words on the targets of the recommended model."""
+    reached, not_judged = rec.get("target_reached"), rec.get("targets_not_judged") or []
+    text = "" if reached is None else ("; every target reached" if reached is True else
+                                       "; the targets are NOT reached within the limits" if reached is False else "")
+    if not_judged:
+        text += f"; targets the {rec['model']} model cannot evaluate (not judged): " + "; ".join(not_judged)
+    return text
 
 
 def _models_table(d):
@@ -23,7 +35,7 @@ def _models_table(d):
         key = "; ".join(f"{c}: {format_metric('mean_gy', v.get('mean_gy'))} Gy" for c, v in pred.items() if v.get("mean_gy") is not None)
         rec = " (recommended)" if name == d["recommended"]["model"] else ""
         rows.append(f"<tr><td>{_e(name + rec)}</td>{_num('activity_gbq', m['activity_gbq'])}<td>{_e(m['binding_constraint'] or '')}</td>"
-                    f"<td>{_e(_yes_no(m.get('target_reached')))}</td><td>{_e(key)}</td></tr>")
+                    f"<td>{_e(_yes_no(m.get('target_reached'), m.get('targets_not_judged')))}</td><td>{_e(key)}</td></tr>")
     for name, why in (d.get("skipped_models") or {}).items():
         rows.append(f"<tr><td>{_e(name)}</td><td class=\"num\">\u2013</td><td colspan=\"3\">{_e('not computed: ' + why)}</td></tr>")
     return html_table(["model", "activity (GBq)", "binding constraint", "targets reached", "predicted mean doses"], rows)
@@ -48,9 +60,11 @@ def _what_if_table(rows):
         cells = [_num("activity_gbq", r["activity_gbq"])]
         cells += [_num("mean_gy", (r["predicted"].get(n) or {}).get("mean_gy")) for n in names]
         cells.append(status_cell(r["status"]))
-        cells.append(f"<td>{_e(', '.join(r['failed_rules']))}</td>")
+        unjudged = r.get("not_evaluated_rules") or []
+        text = ", ".join(r["failed_rules"]) + (("; " if r["failed_rules"] else "") + "not evaluated: " + ", ".join(unjudged) if unjudged else "")
+        cells.append(f"<td>{_e(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return html_table(["activity (GBq)"] + [f"{n} mean (Gy)" for n in names] + ["status", "failed rules"], body)
+    return html_table(["activity (GBq)"] + [f"{n} mean (Gy)" for n in names] + ["status", "failed (and not evaluated) rules"], body)
 
 
 def _vials_table(vials):
@@ -63,13 +77,12 @@ def _vials_table(vials):
 def plan_section_html(plan_dict):
     """HTML of the plan (``Plan.to_dict()``), to place under the report's banner."""
     d, rec = plan_dict, plan_dict["recommended"]
-    reached = rec.get("target_reached")
     split = rec.get("activities_gbq") or {}
     split_text = (" = " + " + ".join(f"{n} {a:.3f} GBq" for n, a in split.items()) + "; ") if split else ""
     p = ["<h2>Treatment plan</h2>",
          f'<div class="banner" style="background:#e8f0fb;color:#123a6b;border:2px solid #123a6b"><b>{rec["activity_gbq"]:.3f} GBq</b>'
          f'{_e(split_text)}{_e(rec["model"])} model ({_e(d["device"])} microspheres); binding constraint: {_e(rec["binding_constraint"])}'
-         f'{"" if reached is None else ("; every target reached" if reached else "; the targets are NOT reached within the limits")}</div>',
+         f'{_e(_reached_text(rec))}</div>',
          '<p class="note">Predicted doses: the MAA distribution stands for the microspheres\'. The activity is the net activity '
          'administered to the patient (residual excluded); the vial must hold activity / (1 - residual).</p>',
          "<h3>Models</h3>", _models_table(d), "<h3>Prescription</h3>", f'<p class="meta">{_e(d["prescription"]["origin"])}</p>',
@@ -96,7 +109,8 @@ def plan_section_html(plan_dict):
 
 def _territories_html(t):
     rows = [f"<tr><td>{_e(name)}</td>{_num('activity_gbq', e['activity_gbq'])}<td class=\"num\">{100 * e['lung_shunt_fraction']:.1f}</td>"
-            f"<td>{_e(e['binding_constraint'])}</td><td>{_e(_yes_no(e.get('target_reached')))}</td>{_num('mean_gy', e['lung_mean_gy'])}</tr>"
+            f"<td>{_e(e['binding_constraint'])}</td><td>{_e(_yes_no(e.get('target_reached'), e.get('targets_not_judged')))}</td>"
+            f"{_num('mean_gy', e['lung_mean_gy'])}</tr>"
             for name, e in t["territories"].items()]
     rows.append(f"<tr><th>total</th>{_num('activity_gbq', t['total_activity_gbq'])}<td></td><td>{_e(t.get('binding_constraint') or '')}</td>"
                 f"<td></td>{_num('mean_gy', t['total_lung_mean_gy'])}</tr>")

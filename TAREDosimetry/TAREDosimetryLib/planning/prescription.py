@@ -5,8 +5,14 @@ an indication the HCC preset of the device, said in the plan's origin and warnin
 conditional rules (``when``: treatment approach, bilirubin, hepatic reserve) are selected for the
 case's clinical inputs: a rule whose condition does not hold is left out, and one whose clinical
 input is not given is left out of the search and listed in ``not_applied`` with what to give
-(a plan never aims at a rule it could not judge).  ``--target-gy`` (MIRD: mean dose to the perfused volume), ``--tumor-target-gy``,
-``--normal-liver-limit-gy`` and ``--lung-limit-gy`` replace the matching default rule, and
+(a plan never aims at a rule it could not judge).  The case the plan writes (the MAA case at the
+recommended activity) is judged by ``case_rules`` instead: every rule of the preset with its
+condition, as ``run`` would judge the same inputs (a rule whose clinical input is not given is N/A
+and makes the case INCOMPLETE), with the same command-line replacements and additions.
+``--target-gy`` (MIRD: mean dose to the perfused volume), ``--tumor-target-gy``,
+``--normal-liver-limit-gy`` and ``--lung-limit-gy`` replace the matching default rules that
+apply to the case (in ``case_rules`` a conditional rule that does not apply, or whose clinical
+input is not given, stays: N/A there, as in ``run``), and
 rules given as text (``"tumor d70_gy>=100"``, ``"normal_liver mean_gy<40"``,
 ``"segment=Tumor 1 mean_gy>=150"``) are added.  A rule with ``>``/``>=`` is a target (it sets a
 lower bound on the activity), one with ``<``/``<=`` a limit (an upper bound).
@@ -74,6 +80,15 @@ class Prescription:
     origin: str
     #: (rule label, why) of the preset's rules left out: condition false, or a clinical input not given.
     not_applied: tuple = ()
+    #: The rules the written case is judged by (the preset's conditional rules kept); None: ``rules``.
+    case_ruleset: object = None
+    #: Clinical inputs the plan assumed (e.g. the indication): each makes the written case INCOMPLETE.
+    assumptions: tuple = ()
+
+    @property
+    def case_rules(self):
+        """RuleSet of the written case: every rule ``run`` would judge it by, conditions unresolved."""
+        return self.case_ruleset if self.case_ruleset is not None else self.rules
 
     @property
     def targets(self):
@@ -142,12 +157,17 @@ def build_prescription(device, indication=None, *, preset=None, target_gy=None, 
     base, not_applied = select_case_rules(ruleset.rules, clinical)
     preset_normal = next((r.role for r in base if r.role in ("normal_liver", "perfused_normal") and not is_target(r)), "normal_liver")
     simple = _simple_rules(target_gy, tumor_target_gy, normal_liver_limit_gy, lung_limit_gy, normal_role or preset_normal)
-    rules = [r for r in base if (r.role, r.metric, is_target(r)) not in simple]
-    rules += list(simple.values())
-    rules += [r if isinstance(r, Rule) else parse_rule_text(r) for r in extra_rules]
+    added = list(simple.values()) + [r if isinstance(r, Rule) else parse_rule_text(r) for r in extra_rules]
+    rules = [r for r in base if (r.role, r.metric, is_target(r)) not in simple] + added
+    case_rules = [r for r in ruleset.rules if (r.role, r.metric, is_target(r)) not in simple
+                  or cond.check(r.when, clinical)[0] != cond.APPLIES] + added  # a rule not judged now stays, N/A as in run
     what = f"preset {ruleset.name}" if name in PRESETS else f"rule file {name}"
     origin = f"{what} ({ruleset.description})" + (" with command-line changes" if simple or extra_rules else "")
-    if preset is None and indication is None:
+    assumed = (NO_INDICATION_NOTE,) if preset is None and indication is None else ()
+    if assumed:
         origin += f"; {NO_INDICATION_NOTE}"
-    return Prescription(RuleSet(f"plan ({ruleset.name})", tuple(rules), ruleset.description, scope=ruleset.scope,
-                                origin=ruleset.origin), origin, tuple(not_applied))
+
+    def named(rs):
+        return RuleSet(f"plan ({ruleset.name})", tuple(rs), ruleset.description, scope=ruleset.scope, origin=ruleset.origin)
+
+    return Prescription(named(rules), origin, tuple(not_applied), named(case_rules), assumed)

@@ -9,6 +9,11 @@ comparisons (``>``, ``<``) are met with a relative margin of 1e-9.
 
 Strategy ``target`` (default): the least activity that reaches every target, unless that exceeds
 the largest safe activity, which then binds.  Strategy ``max-safe``: the largest safe activity.
+
+A target the model cannot evaluate (no compartment with its role, e.g. the perfused-volume target
+of the partition model, or a DVH metric of a compartment model) is listed in
+``targets_not_judged``, and ``target_reached`` is then never True: ``False`` when a judged target is
+missed, else :data:`UNKNOWN` ("unknown").
 """
 
 import math
@@ -19,9 +24,12 @@ from ..errors import InputError
 from ..evaluation.rules import evaluate_rules
 from .prescription import is_target
 
-__all__ = ["RuleBound", "ActivityChoice", "rule_bounds", "choose_activity", "STRATEGIES", "A_MIN_GBQ", "A_MAX_GBQ"]
+__all__ = ["RuleBound", "ActivityChoice", "rule_bounds", "choose_activity", "STRATEGIES", "A_MIN_GBQ", "A_MAX_GBQ", "UNKNOWN",
+           "reached_state", "unjudged_targets"]
 
 STRATEGIES = ("target", "max-safe")
+#: ``target_reached`` of a model that reaches every target it can judge but cannot judge them all.
+UNKNOWN = "unknown"
 A_MIN_GBQ, A_MAX_GBQ = 1e-4, 100.0
 _LINEAR = re.compile(r"^(mean_gy|mean_gy_rc_corrected|median_gy|sd_gy|min_gy|max_gy|activity_gbq|d\d+(\.\d+)?_gy|D\d+(\.\d+)?(%|cc|ml)?)$", re.IGNORECASE)
 _CONSTANT = {"volume_ml", "mass_g", "tn_ratio", "activity_pct", "recovery_coefficient", "activity_voxels", "equivalent_diameter_mm"}
@@ -133,10 +141,40 @@ class ActivityChoice:
     strategy: str
     bounds: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    #: Labels of the targets this model cannot evaluate (no compartment, metric not available).
+    targets_not_judged: list = field(default_factory=list)
 
 
-def choose_activity(model, rules, strategy="target"):
-    """:class:`ActivityChoice` for ``model`` under ``rules`` (targets and limits)."""
+def reached_state(judged_reached, not_judged):
+    """``target_reached`` from whether the judged targets are reached (None: no judged target) and the
+    targets that could not be judged: False when one judged target is missed, :data:`UNKNOWN` when some
+    target could not be judged, None when there is no target at all, else True."""
+    if judged_reached is False:
+        return False
+    if not_judged:
+        return UNKNOWN
+    return judged_reached
+
+
+def unjudged_targets(bounds, missing_compartment=True):
+    """Labels (in order, no repeats) of the targets among ``bounds`` that have no usable bound on any
+    compartment; ``missing_compartment`` False leaves out those that match no compartment at all
+    (a territory without a tumour is not judged on the tumour target)."""
+    judged = {id(b.rule) for b in bounds if b.target and not math.isnan(b.gbq)}
+    out = []
+    for b in bounds:
+        label = b.rule.label or b.text
+        if not missing_compartment and not b.compartment:
+            continue
+        if b.target and id(b.rule) not in judged and label not in out:
+            out.append(label)
+    return out
+
+
+def choose_activity(model, rules, strategy="target", missing_compartment_unjudged=True):
+    """:class:`ActivityChoice` for ``model`` under ``rules`` (targets and limits); a target that
+    matches no compartment of the model counts as not judged unless ``missing_compartment_unjudged``
+    is False (see :func:`unjudged_targets`)."""
     if strategy not in STRATEGIES:
         raise InputError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
     bounds = rule_bounds(model, rules)
@@ -160,5 +198,6 @@ def choose_activity(model, rules, strategy="target"):
         chosen, binding = a_safe, safe
     if chosen <= 0:
         notes.append(f"limit {binding.text} is exceeded at any activity")
+    not_judged = unjudged_targets(bounds, missing_compartment_unjudged)
     reached = None if need is None else bool(math.isfinite(a_need) and chosen >= a_need * (1 - 1e-12))
-    return ActivityChoice(chosen, binding.text, reached, strategy, bounds, notes)
+    return ActivityChoice(chosen, binding.text, reached_state(reached, not_judged), strategy, bounds, notes, not_judged)

@@ -9,7 +9,10 @@ found as in a single-territory plan, from the targets and the limits of its own 
 Organs that span territories (lungs, whole liver, whole normal liver: :data:`JOINT_ROLES`) receive
 from every injection.  Their mean doses add up (every injection's mean is energy over the same
 organ mass), so the limits on their means are checked on the sum:
-``D_lung = sum_t K A_t (1 - R) LSF_t / M_lung`` (plus earlier treatments for the cumulative dose).
+``D_lung = sum_t K A_t (1 - R) LSF_t / M_lung`` (plus earlier treatments for the cumulative dose);
+a territory without tumour puts all its liver activity in the whole normal liver.  A sum that
+cannot be made exact (a territory's model lacks the organ, or its share of it is unknown, e.g. a
+tumour volume without T/N) is NaN with the reason: its rule is N/A, never judged on a partial sum.
 When a joint limit is exceeded, every territory's activity is scaled down by the same factor
 ``f = (limit - prior) / (sum - prior)``, and that joint limit becomes the binding constraint of
 the plan (a stated policy: the user may instead lower one territory's activity and re-check with
@@ -94,17 +97,34 @@ def _joint(c):
 
 
 def _sum_joint(joint, c, prior_lung_gy):
-    """Add compartment ``c`` of one injection into ``joint`` {role: Compartment} (additive metrics only)."""
+    """Add compartment ``c`` of one injection into ``joint`` {role: Compartment} (additive metrics only;
+    a NaN contribution makes the sum NaN, with the contributor's reason in ``missing``)."""
     if c.role not in joint:
         kept = {k: v for k, v in c.metrics.items() if k in ("mass_g", "volume_ml")}
         joint[c.role] = Compartment(c.name, c.role, dict(kept, mean_gy=0.0, activity_gbq=0.0), None, c.rules_by_role,
                                     "sum of every territory's injection")
-    m = joint[c.role].metrics
+    j = joint[c.role]
     for k in ADDITIVE_METRICS:
         if c.metrics.get(k) is not None:
-            m[k] = m.get(k, 0.0) + c.metrics[k]
+            j.metrics[k] = j.metrics.get(k, 0.0) + c.metrics[k]
+    if c.missing and c.missing not in j.missing:
+        j.missing = "; ".join(x for x in (j.missing, c.missing) if x)
     if c.role == "lung":
-        m["cumulative_mean_gy"] = m["mean_gy"] + prior_lung_gy
+        j.metrics["cumulative_mean_gy"] = j.metrics["mean_gy"] + prior_lung_gy
+
+
+def _not_summable(joint, roles_of_territory):
+    """Joint organs that only some territories' models hold: their sums would miss the others'
+    share (underestimated), so they are made NaN with the reason (their rules are then N/A)."""
+    for role, comp in joint.items():
+        have = [n for n, roles in roles_of_territory.items() if role in roles]
+        if len(have) < len(roles_of_territory):
+            lacking = [n for n in roles_of_territory if n not in have]
+            for k in ADDITIVE_METRICS + ("cumulative_mean_gy",):
+                if k in comp.metrics:
+                    comp.metrics[k] = float("nan")
+            comp.missing = "; ".join(x for x in (comp.missing, f"the {role} dose of territory {', '.join(lacking)} is not modelled "
+                                                 f"(its model has no {role} compartment), so the sum over territories is not known") if x)
 
 
 class TerritoryModel:
@@ -126,16 +146,20 @@ class TerritoryModel:
         self.notes = [n for t in self.territories for n in t.notes]
 
     def predict_split(self, activities):
-        """Compartments at the activities {territory: GBq}."""
-        per, joint = [], {}
+        """Compartments at the activities {territory: GBq}; a joint organ's sum that cannot be made
+        exact (a territory's model lacks it, or its share is not known) has NaN metrics and says why
+        in ``missing``."""
+        per, joint, roles_of = [], {}, {}
         for t in self.territories:
             a = float(activities[t.name])
             comps = t.model.predict(a) if a > 0 else _zero(t.model.predict(1.0))
+            roles_of[t.name] = {c.role for c in comps}
             for c in comps:
                 if _joint(c):
                     _sum_joint(joint, c, self.prior_lung_dose_gy)
                 else:
                     per.append((t.name, c))
+        _not_summable(joint, roles_of)
         names = [c.name for _, c in per]
         out = []
         for tname, c in per:
@@ -149,7 +173,8 @@ class TerritoryModel:
 
 def _zero(comps):
     return [Compartment(c.name, c.role, {k: (0.0 if k in ("mean_gy", "activity_gbq") else v) for k, v in c.metrics.items()
-                                         if k in ("mean_gy", "activity_gbq", "mass_g", "volume_ml")}, None, c.rules_by_role, c.note)
+                                         if k in ("mean_gy", "activity_gbq", "mass_g", "volume_ml")}, None, c.rules_by_role, c.note,
+                        c.missing)
             for c in comps]
 
 
@@ -176,18 +201,24 @@ def _joint_limits(rules):
     return limits, notes
 
 
+def _joint_comp(model, activities, rule):
+    return next((c for c in model.predict_split(activities) if c.role == rule.role), None)
+
+
 def _joint_value(model, activities, rule):
-    comp = next((c for c in model.predict_split(activities) if c.role == rule.role), None)
+    """The joint organ's value of ``rule`` (None: no such organ; NaN: its sum is not known)."""
+    comp = _joint_comp(model, activities, rule)
     return None if comp is None else comp.metrics.get(rule.metric)
 
 
 def _joint_scale(model, activities, limits):
-    """(scale <= 1 meeting every additive joint limit, the binding rule or None, joint value per rule)."""
+    """(scale <= 1 meeting every additive joint limit, the binding rule or None, joint value per rule).
+    A limit whose sum is not known (NaN) cannot bind: it is left N/A (said in the evaluations)."""
     scale, binding, values = 1.0, None, {}
     for r in limits:
         v = _joint_value(model, activities, r)
         values[r.label] = v
-        if v is None:
+        if v is None or v != v:
             continue
         prior = model.prior_lung_dose_gy if r.metric == "cumulative_mean_gy" else 0.0
         strict = r.comparison == "<"
@@ -211,7 +242,8 @@ def _territory_choice(territory, rules, strategy):
         raise InputError(f"territory {territory.name!r}: no target applies to its compartments (no tumour lies in it?): give it its "
                          f"own, e.g. --territory '{territory.name}: target_gy=120' (MIRD mean dose of the territory)")
     try:
-        return choose_activity(territory.model, RuleSet(f"territory {territory.name}", tuple(rules)).rules, strategy)
+        return choose_activity(territory.model, RuleSet(f"territory {territory.name}", tuple(rules)).rules, strategy,
+                               missing_compartment_unjudged=False)  # a territory is judged on the compartments it has
     except InputError as exc:
         raise InputError(f"territory {territory.name!r}: {exc}") from None
 
@@ -242,7 +274,8 @@ def plan_territories(territories, rules, *, strategy="target", prior_lung_dose_g
         c = _territory_choice(t, territory_rules(rules, t), strategy)
         chosen[t.name] = c.activity_gbq
         per[t.name] = {"activity_gbq": c.activity_gbq, "binding_constraint": c.binding_constraint, "target_reached": c.target_reached,
-                       "lung_shunt_fraction": t.lsf, "bounds": [b.to_dict() for b in c.bounds], "notes": list(c.notes)}
+                       "targets_not_judged": list(c.targets_not_judged), "lung_shunt_fraction": t.lsf,
+                       "bounds": [b.to_dict() for b in c.bounds], "notes": list(c.notes)}
     model = TerritoryModel(territories, chosen, prior_lung_dose_gy)
     limits, notes = _joint_limits(rules)
     scale, binding, values = _joint_scale(model, chosen, limits)
@@ -257,20 +290,18 @@ def plan_territories(territories, rules, *, strategy="target", prior_lung_dose_g
     return model, _summary(model, territories, per, final, scale, binding, limits, notes)
 
 
-def _partial_joint_notes(territories):
-    """Notes on joint organs that only some territories' models hold (their sums miss the others' share)."""
-    roles = {t.name: {c.role for c in t.model.predict(1.0)} for t in territories}
+def _partial_joint_notes(model, activities, limits):
+    """Notes on the joint limits that are not evaluated because their sum over territories is not known."""
     notes = []
-    for role in JOINT_ROLES:
-        have = [n for n, r in roles.items() if role in r]
-        if have and len(have) < len(territories):
-            notes.append(f"the {role} mean dose sums the injections of {', '.join(have)} only: the other territories' models "
-                         f"have no {role} compartment (MIRD: give tumor_ml and tn for a partition model), so it is underestimated")
+    for r in limits:
+        comp = _joint_comp(model, activities, r)
+        if comp is not None and comp.missing and comp.metrics.get(r.metric) != comp.metrics.get(r.metric):
+            notes.append(f"rule {r.label!r} is not evaluated (N/A): {comp.missing}")
     return notes
 
 
 def _summary(model, territories, per, final, scale, binding, limits, notes):
-    notes = notes + _partial_joint_notes(territories)
+    notes = notes + _partial_joint_notes(model, final, limits)
     for t in territories:
         comps = t.model.predict(final[t.name]) if final[t.name] > 0 else []
         lung = next((c for c in comps if c.role == "lung"), None)
@@ -282,9 +313,22 @@ def _summary(model, territories, per, final, scale, binding, limits, notes):
     return {"territories": per, "total_activity_gbq": total, "activities_gbq": dict(final),
             "total_lung_mean_gy": lung.get("mean_gy"), "lung_cumulative_mean_gy": lung.get("cumulative_mean_gy"),
             "binding_constraint": _rule_text(binding, " (sum of all territories)") if binding is not None else None,
-            "scale": scale, "joint_limits": [{"rule": r.label, "text": _rule_text(r), "value": _joint_value(model, final, r)}
-                                             for r in limits if total > 0],
+            "scale": scale, "joint_limits": [_joint_limit_entry(model, final, r) for r in limits if total > 0],
             "notes": notes}
+
+
+def _joint_limit_entry(model, activities, rule):
+    comp = _joint_comp(model, activities, rule)
+    value = None if comp is None else comp.metrics.get(rule.metric)
+    entry = {"rule": rule.label, "text": _rule_text(rule), "value": value}
+    if comp is None:
+        entry["status"], entry["reason"] = "N/A", f"no territory's model has a {rule.role} compartment"
+    elif value != value:
+        entry["status"], entry["reason"] = "N/A", comp.missing
+    else:
+        ok = {"<": value < rule.threshold, "<=": value <= rule.threshold}[rule.comparison]
+        entry["status"] = "PASS" if ok else "FAIL"
+    return entry
 
 
 def territory_rule(territory_name, target_gy):

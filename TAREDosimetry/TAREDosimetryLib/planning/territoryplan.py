@@ -12,6 +12,7 @@ the joint limits).  The what-if table scales every territory's activity together
 from ..evaluation.rules import RuleSet
 from .plan import Plan, _default_what_if, model_entry, prescription_warnings, what_if_rows
 from .prescription import Prescription
+from .search import UNKNOWN
 from .territories import plan_territories
 from .vials import glass_vial_schedule
 
@@ -26,6 +27,16 @@ def _binding(summary):
     return "; ".join(f"{n}: {e['binding_constraint']}" for n, e in summary["territories"].items())
 
 
+def _all_reached(summary):
+    """The plan's ``target_reached`` from the territories': False if one is False, "unknown" if one is, None if none has a target."""
+    reached = [e["target_reached"] for e in summary["territories"].values() if e["target_reached"] is not None]
+    if not reached:
+        return None
+    if False in reached:
+        return False
+    return UNKNOWN if UNKNOWN in reached else True
+
+
 def make_territory_plan(inputs, params, prescription, territories, *, device, strategy="target", what_if_gbq=None,
                         vial_calibration=None):
     """:class:`~.plan.Plan` of several territories (list of :class:`~.territories.Territory`); the
@@ -34,17 +45,19 @@ def make_territory_plan(inputs, params, prescription, territories, *, device, st
                                       prior_lung_dose_gy=params.prior_lung_dose_gy)
     own = tuple(r for t in territories for r in t.rules)
     if own:
-        rs = prescription.rules
+        rs, cs = prescription.rules, prescription.case_rules
         prescription = Prescription(RuleSet(rs.name, tuple(rs.rules) + own, rs.description, scope=rs.scope, origin=rs.origin),
-                                    prescription.origin + " and per-territory targets", prescription.not_applied)
+                                    prescription.origin + " and per-territory targets", prescription.not_applied,
+                                    RuleSet(cs.name, tuple(cs.rules) + own, cs.description, scope=cs.scope, origin=cs.origin),
+                                    prescription.assumptions)
     total = summary["total_activity_gbq"]
     binding = _binding(summary)
     entry = model_entry(model, prescription, activity_gbq=total, binding=binding)
-    reached = [e["target_reached"] for e in summary["territories"].values() if e["target_reached"] is not None]
-    entry.update(target_reached=all(reached) if reached else None, strategy=strategy, activities_gbq=summary["activities_gbq"],
-                 notes=entry["notes"] + summary["notes"])
+    not_judged = [f"{n}: {label}" for n, e in summary["territories"].items() for label in e.get("targets_not_judged", [])]
+    entry.update(target_reached=_all_reached(summary), targets_not_judged=not_judged, strategy=strategy,
+                 activities_gbq=summary["activities_gbq"], notes=entry["notes"] + summary["notes"])
     recommended = {"model": TERRITORY_MODEL_NAME, "activity_gbq": total, "activities_gbq": summary["activities_gbq"],
-                   "binding_constraint": binding, "target_reached": entry["target_reached"]}
+                   "binding_constraint": binding, "target_reached": entry["target_reached"], "targets_not_judged": not_judged}
     if device == "glass":
         for e in summary["territories"].values():
             if e["activity_gbq"] > 0:

@@ -1,17 +1,27 @@
 """Per-segment dose metrics as a DICOM Structured Report (``metrics_sr.dcm``), with highdicom.
 
-A Comprehensive 3D SR holding a TID 1500 Measurement Report: for every segment of the DICOM SEG one
-"volumetric ROI measurements" group (TID 1411) that refers to that segment, with
+A Comprehensive 3D SR holding a TID 1500 Measurement Report with one measurement group per entry
+of the result, so that a PACS viewer shows what metrics.json holds:
+
+* every segment of the DICOM SEG: a "volumetric ROI measurements" group (TID 1411) that refers
+  to that segment;
+* every entry the engine adds (the whole liver and normal liver it derives, the lungs of the LSF
+  model): a "measurements" group (TID 1501) with the entry's name as tracking identifier and no
+  SEG reference (there is no segment to refer to);
+* the case itself: a TID 1501 group tracked as :data:`CASE_TRACKING_ID` holding the overall status
+  (PASS, FAIL or INCOMPLETE, with every reason the case is incomplete as TEXT) and the rules that
+  were judged on no entry (N/A: a condition that does not hold, a clinical input or a segment
+  missing).
+
+Each group holds
 
 * Volume (SCT 118565006, mL) and Mass (SCT 4147007, g);
 * Absorbed Dose (DCM 128513, Gy) with the derivations Mean, Median, Minimum and Maximum, so that a
   PACS viewer shows the mean dose of each structure;
 * D70, D90, V100Gy, EUD and BED, which have no standard code, under the private coding scheme
   ``99TAREDOS`` (the value names what it is: "D70: minimum dose to the hottest 70 % of the volume");
-* one qualitative evaluation per rule judged on the segment: the rule, and PASS, FAIL or N/A.
-
-Entries the engine adds (derived normal liver, lungs as a whole) have no segment in the SEG and are
-left out; metrics.json and metrics.csv hold them.
+* one qualitative evaluation per rule judged on the entry: the rule, and PASS, FAIL or N/A, with
+  TEXT children giving the rule in full, the measured value and, for N/A, the reason.
 """
 
 import math
@@ -20,9 +30,14 @@ from ..imaging.dicomseg import require_highdicom
 from ..version import __version__
 from .dicomref import MANUFACTURER, new_uid, save_dataset
 
-__all__ = ["write_metrics_sr", "PRIVATE_SCHEME", "sr_measurements"]
+__all__ = ["write_metrics_sr", "PRIVATE_SCHEME", "CASE_TRACKING_ID", "sr_measurements"]
 
 PRIVATE_SCHEME = "99TAREDOS"
+#: Tracking identifier of the group holding the overall status and the rules judged on no entry.
+CASE_TRACKING_ID = "case"
+#: TEXT children of a qualitative evaluation (private codes): the rule in full, the value measured, the reason.
+_TEXT_CODES = {"rule": ("RULETEXT", "Rule"), "measured": ("MEASURED", "Measured value"), "reason": ("REASON", "Reason"),
+               "incomplete": ("INCOMPLETE", "Reason the case is incomplete")}
 _PRIVATE = {
     "d70_gy": ("D70", "D70: minimum dose to the hottest 70 % of the volume"),
     "d90_gy": ("D90", "D90: minimum dose to the hottest 90 % of the volume"),
@@ -61,15 +76,45 @@ def sr_measurements(hd, metrics):
     return out
 
 
-def _evaluations(hd, result, segment_name):
+def _text_items(hd, pairs):
+    """TEXT content items (relationship HAS PROPERTIES) from (key of :data:`_TEXT_CODES`, text) pairs; empty texts left out."""
     out = []
-    for ev in result.evaluations:
-        if ev.segment_name != segment_name:
-            continue
-        name = hd.sr.CodedConcept("RULE", PRIVATE_SCHEME, f"{ev.rule.label} {ev.rule.comparison} {ev.rule.threshold:g} {ev.rule.unit}"[:64])
-        value = hd.sr.CodedConcept(ev.status.replace("/", ""), PRIVATE_SCHEME, ev.status)
-        out.append(hd.sr.QualitativeEvaluation(name=name, value=value))
+    for key, text in pairs:
+        if text:
+            value, meaning = _TEXT_CODES[key]
+            out.append(hd.sr.TextContentItem(name=hd.sr.CodedConcept(value, PRIVATE_SCHEME, meaning), value=str(text)[:1024],
+                                             relationship_type=hd.sr.RelationshipTypeValues.HAS_PROPERTIES))
     return out
+
+
+def _qualitative(hd, name, status, texts):
+    """A QualitativeEvaluation ``name`` = ``status`` ('PASS', 'FAIL', 'N/A', 'INCOMPLETE') with TEXT children."""
+    item = hd.sr.QualitativeEvaluation(name=name, value=hd.sr.CodedConcept(status.replace("/", ""), PRIVATE_SCHEME, status))
+    children = _text_items(hd, texts)
+    if children:  # a QualitativeEvaluation is a template holding one CODE content item: the children go there
+        item[0].ContentSequence = hd.sr.ContentSequence(children, is_root=False)
+    return item
+
+
+def _rule_evaluation(hd, ev):
+    r = ev.rule
+    rule_text = f"{r.label or r.text}: {r.metric} {r.comparison} {r.threshold:g} {r.unit}".strip()
+    measured = f"{ev.measured:.6g} {r.unit}".strip() if isinstance(ev.measured, (int, float)) and math.isfinite(ev.measured) else ""
+    name = hd.sr.CodedConcept("RULE", PRIVATE_SCHEME, rule_text[:64])
+    return _qualitative(hd, name, ev.status, (("rule", rule_text), ("measured", measured), ("reason", ev.reason)))
+
+
+def _evaluations(hd, result, segment_name):
+    return [_rule_evaluation(hd, ev) for ev in result.evaluations if ev.segment_name == segment_name]
+
+
+def _case_group(hd, result):
+    """The TID 1501 group of the case: overall status with its reasons, and the rules judged on no entry."""
+    status = _qualitative(hd, hd.sr.CodedConcept("OVERALL", PRIVATE_SCHEME, "Overall status"), result.overall_status,
+                          [("incomplete", reason) for reason in result.incomplete_reasons])
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid(), identifier=CASE_TRACKING_ID),
+        qualitative_evaluations=[status] + _evaluations(hd, result, ""))
 
 
 def _groups(hd, result, seg_ds):
@@ -78,16 +123,17 @@ def _groups(hd, result, seg_ds):
     numbers = {str(d.SegmentLabel): int(d.SegmentNumber) for d in seg_ds.SegmentSequence}
     groups = []
     for s in result.segments:
-        if s.name[:64] not in numbers:
+        common = dict(tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid(), identifier=s.name[:64]),
+                      finding_type=codes.SCT.Neoplasm if s.role == "tumor" else codes.SCT.AnatomicalStructure,
+                      measurements=sr_measurements(hd, s.metrics) or None, qualitative_evaluations=_evaluations(hd, result, s.name) or None)
+        if s.name[:64] not in numbers:  # an entry the engine derived: no segment of the SEG to refer to
+            groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(**common))
             continue
         ref = hd.sr.ReferencedSegment(sop_class_uid=seg_ds.SOPClassUID, sop_instance_uid=seg_ds.SOPInstanceUID,
                                       segment_number=numbers[s.name[:64]],
                                       source_series=hd.sr.SourceSeriesForSegmentation(seg_ds.ReferencedSeriesSequence[0].SeriesInstanceUID))
-        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=new_uid(), identifier=s.name[:64]), referenced_segment=ref,
-            finding_type=codes.SCT.Neoplasm if s.role == "tumor" else codes.SCT.AnatomicalStructure,
-            measurements=sr_measurements(hd, s.metrics), qualitative_evaluations=_evaluations(hd, result, s.name) or None))
-    return groups
+        groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(referenced_segment=ref, **common))
+    return groups + [_case_group(hd, result)]
 
 
 def write_metrics_sr(result, seg_ds, path, ctx):
