@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .labelboxes import label_boxes
 
 __all__ = ["SegmentInfo", "Segmentation"]
 
@@ -155,21 +156,16 @@ class Segmentation:
         return layer == s.label_value
 
     def bbox(self, name_or_info):
-        """Tuple of slices (z, y, x) of the segment's bounding box, or None when empty."""
+        """Tuple of slices (z, y, x) of the segment's bounding box, or None when empty.
+
+        The first call finds the boxes of every segment at once (:func:`.labelboxes.label_boxes`:
+        one pass over the voxels, not several per segment); they are cached.
+        """
         s = self.info(name_or_info)
         key = (s.layer, s.label_value)
         if key not in self._bbox_cache:
-            m = self.layers[s.layer] == s.label_value
-            box = []
-            for axis in range(3):
-                other = tuple(a for a in range(3) if a != axis)
-                idx = np.flatnonzero(m.any(axis=other))
-                if idx.size == 0:
-                    self._bbox_cache[key] = None
-                    break
-                box.append(slice(int(idx[0]), int(idx[-1]) + 1))
-            else:
-                self._bbox_cache[key] = tuple(box)
+            wanted = {(t.layer, t.label_value) for t in self.segments} - set(self._bbox_cache)
+            self._bbox_cache.update(label_boxes(self.layers, wanted | {key}))
         return self._bbox_cache[key]
 
     def voxel_count(self, name_or_info):
@@ -188,12 +184,14 @@ class Segmentation:
         info = SegmentInfo(name, segment_id or name, color, layers.shape[0] - 1, 1)
         out = Segmentation(layers, self.grid, self.segments + [info], source=self.source)
         out.notes = list(self.notes)
+        out._bbox_cache = dict(self._bbox_cache)  # the old layers keep their indices and voxels
         return out
 
     def subset(self, names):
         """Same layers, only the named segments (in the given order)."""
         out = Segmentation(self.layers, self.grid, [self.info(n) for n in names], source=self.source)
         out.notes = list(self.notes)
+        out._bbox_cache = self._bbox_cache  # same layers: the boxes are shared
         return out
 
     def __repr__(self):
