@@ -74,3 +74,16 @@ def test_segmentation_boxes_are_shared_by_subsets_and_kept_by_new_segments():
     more = seg.with_segment("extra", extra)
     assert more.bbox("extra") == (slice(3, 5), slice(1, 2), slice(2, 9))
     assert more.bbox("s11") == seg.bbox("s11")
+
+
+def test_many_labels_use_one_scan_and_agree_with_the_definition(monkeypatch):
+    import TAREDosimetryLib.imaging.labelboxes as lb
+
+    rng = np.random.default_rng(11)
+    layers = _random_layers(rng, 1, (15, 16, 17), tuple(range(1, 13)), interleaved=False)
+    wanted = [(0, v) for v in range(1, 14)]
+    for few in (0, 100):  # labelled-object scan; one comparison per label
+        monkeypatch.setattr(lb, "_FEW_LABELS", few)
+        got = label_boxes(layers, wanted)
+        for key in wanted:
+            assert got[key] == _definition(layers[0], key[1]), (few, key)

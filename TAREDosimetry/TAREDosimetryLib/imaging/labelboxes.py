@@ -8,8 +8,8 @@ projection per axis), :func:`label_boxes` finds
    over planes, then rows, then columns), each over the part left by the previous one, so the
    first, over the whole grid, is the only full pass; a .seg.nrrd's layers interleaved in memory
    (z, y, x, layer) are read together in that pass;
-2. inside that box, the box of every label of a layer with one labelled-object scan per layer
-   (:func:`scipy.ndimage.find_objects`).
+2. inside that box, the box of every label of a layer: one comparison per label for a few
+   labels, else one labelled-object scan per layer (:func:`scipy.ndimage.find_objects`).
 
 The result equals, label by label, the box of ``layer == label`` (tested against that
 definition).  Arrays are (z, y, x); a box is a tuple of three slices (z, y, x).
@@ -22,6 +22,8 @@ __all__ = ["occupied_box", "label_boxes"]
 #: Largest label value found by a labelled-object scan (it keeps one entry per value up to the
 #: largest); layers with larger label values are scanned label by label.
 _MAX_SCANNED_LABEL = 1 << 16
+#: Up to this many labels in a layer, each is found by its own comparison (NumPy only).
+_FEW_LABELS = 8
 
 
 def _nonzero_span(projection):
@@ -60,23 +62,21 @@ def _interleaved(layers):
 
 
 def _boxes_of_layer(crop, labels, offset):
-    """{label: box of the grid} of ``labels`` in ``crop`` (Z, Y, X), a part starting at ``offset``."""
-    out = {}
+    """{label: box of the grid} of ``labels`` in ``crop`` (Z, Y, X), a part starting at ``offset``.
+
+    A few labels: one comparison and :func:`occupied_box` per label (NumPy only).  Many labels:
+    one labelled-object scan of the crop for all of them (scipy.ndimage, imported only then).
+    """
     top = max(labels)
-    if crop.dtype.kind in "ui" and min(labels) > 0 and top <= _MAX_SCANNED_LABEL:
-        from scipy.ndimage import find_objects  # lazy: scipy.ndimage costs ~0.1 s to import
+    if crop.dtype.kind in "ui" and len(labels) > _FEW_LABELS and min(labels) > 0 and top <= _MAX_SCANNED_LABEL:
+        from scipy.ndimage import find_objects  # lazy: scipy.ndimage costs ~0.1-0.3 s to import
 
         found = find_objects(np.ascontiguousarray(crop), max_label=top)
         local = {v: (found[v - 1] if 0 < v <= len(found) else None) for v in labels}
-    else:  # huge label values: one mask per label
-        local = {}
-        for v in labels:
-            m = crop == v
-            spans = [_nonzero_span(m.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
-            local[v] = None if spans[0] is None else tuple(spans)
-    for v, box in local.items():
-        out[v] = None if box is None else tuple(slice(s.start + o, s.stop + o) for s, o in zip(box, offset))
-    return out
+    else:
+        local = {v: occupied_box((crop == v)[..., np.newaxis]) for v in labels}
+    return {v: None if box is None else tuple(slice(s.start + o, s.stop + o) for s, o in zip(box, offset))
+            for v, box in local.items()}
 
 
 def label_boxes(layers, wanted):
