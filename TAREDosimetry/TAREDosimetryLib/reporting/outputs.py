@@ -117,12 +117,14 @@ def _write_files(result, tmp, report, background, segmentation, progress, dicom=
 
         if progress:
             progress(0.4, "writing dvh.png and report.html")
+        dvh_png = None
         try:
-            plot_dvh(result, os.path.join(tmp, "dvh.png"))
+            dvh_png = plot_dvh(result, os.path.join(tmp, "dvh.png"))  # drawn once: dvh.png and the report
             names.append("dvh.png")
         except ImportError as exc:
             result.warnings.append(f"dvh.png not written: {exc}")
-        write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation)
+        write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation,
+                          dvh_png=dvh_png)
         names.append("report.html")
     names += _write_extra_outputs(result, tmp, dicom=dicom, pdf=pdf, background=background,
                                   segmentation=segmentation, progress=progress)
