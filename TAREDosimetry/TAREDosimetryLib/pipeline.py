@@ -44,7 +44,7 @@ from .evaluation.rules import evaluate_rules, select_rules
 from .evaluation.sampling import fraction_on_grid, lung_mask_on_grid, make_sampler
 from .evaluation.scope import scope_warnings
 from .params import DosimetryParams
-from .volume import Volume
+from .volume import Volume, uniform_array, uniform_value
 
 __all__ = [
     "run_case",
@@ -475,13 +475,33 @@ def dose_method_check(params, inputs, warnings):
 
 @dataclass
 class SampledMaps:
-    """Dose (Gy), density (g/mL) and activity concentration (GBq/mL) on the metrics grid."""
+    """Dose (Gy), density (g/mL) and activity on the metrics grid.
+
+    ``activity_gbq_ml`` divided by ``activity_divisor`` is the activity concentration (GBq/mL):
+    with the overlap sampler the metrics grid is a crop of the activity grid and the maps are
+    views of the activity-grid arrays (no copy); the division by the voxel volume is then done on
+    the voxels read (the same float32 values as dividing the whole map first).
+    """
 
     dose_gy: np.ndarray
     density_g_ml: np.ndarray
     activity_gbq_ml: np.ndarray
     voxel_volume_ml: float
     total_activity_gbq: float
+    activity_divisor: float = 1.0
+
+    def read_activity_gbq_ml(self, sampler, region):
+        """Activity concentration (GBq/mL) of the region's voxels (float32)."""
+        values = sampler.read(self.activity_gbq_ml, region)[0]
+        return values if self.activity_divisor == 1.0 else values / np.float32(self.activity_divisor)
+
+
+def _per_ml(activity, voxel_volume_ml):
+    """Activity per voxel / voxel volume (float32); a constant map stays a constant map."""
+    one = uniform_value(activity)
+    if one is not None:
+        return uniform_array(np.float32(one) / np.float32(voxel_volume_ml), activity.shape)
+    return activity / np.float32(voxel_volume_ml)
 
 
 def sample_maps(sampler, dose, density, activity_gbq, params, total_activity_gbq):
@@ -490,10 +510,13 @@ def sample_maps(sampler, dose, density, activity_gbq, params, total_activity_gbq
     interp = params.sampling
     other = "nearest" if interp == "nearest" else "linear"
     agrid = activity_gbq.grid
+    if sampler.sampling == "overlap":
+        return SampledMaps(sampler.sample(dose), sampler.sample(density), sampler.sample(activity_gbq),
+                           sampler.voxel_volume_ml, total_activity_gbq, activity_divisor=float(np.float32(agrid.voxel_volume_ml)))
     return SampledMaps(
         sampler.sample(dose, interp),
         sampler.sample(density, other),
-        sampler.sample(Volume(activity_gbq.array / np.float32(agrid.voxel_volume_ml), grid=agrid), other),
+        sampler.sample(Volume(_per_ml(activity_gbq.array, agrid.voxel_volume_ml), grid=agrid), other),
         sampler.voxel_volume_ml,
         total_activity_gbq,
     )
@@ -502,7 +525,7 @@ def sample_maps(sampler, dose, density, activity_gbq, params, total_activity_gbq
 def _region_result(sampler, maps, region, name, role, params):
     dose, weights = sampler.read(maps.dose_gy, region)
     metrics, dvh = segment_metrics(
-        dose, sampler.read(maps.density_g_ml, region)[0], sampler.read(maps.activity_gbq_ml, region)[0],
+        dose, sampler.read(maps.density_g_ml, region)[0], maps.read_activity_gbq_ml(sampler, region),
         maps.voxel_volume_ml, role, params, name=name, weights=weights,
     )
     total = maps.total_activity_gbq
@@ -760,7 +783,7 @@ def evaluate_dose_case(dose, segmentation, *, params=None, roles=None, ct=None, 
     clock.lap("geometry", since_start=True)
     summary = {"dose_source": "external"}
     density, _lung, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
-    unknown = Volume(np.full(dose.shape, np.nan, np.float32), grid=dose.grid, name="activity (unknown)", unit="GBq")
+    unknown = Volume(uniform_array(np.nan, dose.shape), grid=dose.grid, name="activity (unknown)", unit="GBq")
     _progress(progress, 0.7, "metrics and DVH")
     maps = sample_maps(sampler, Volume(np.asarray(dose.array, np.float32), grid=dose.grid), density, unknown, params,
                        float("nan"))

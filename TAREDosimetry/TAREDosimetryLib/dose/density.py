@@ -17,7 +17,7 @@ import numpy as np
 from .. import physics
 from ..overlap import axis_alignment, coverage, overlap_sum
 from ..resample import inside_mask, resample_volume
-from ..volume import Volume
+from ..volume import Volume, uniform_array
 
 __all__ = ["density_map_g_ml", "averaged_density_map_g_ml", "MIN_DENSITY_G_ML"]
 
@@ -40,8 +40,10 @@ def density_map_g_ml(grid, params, ct=None, lung_mask=None):
     (Volume float32 g/mL, outside_ct (Z, Y, X) bool ndarray or None, description str)
     """
     if ct is None or not params.density_from_ct:
-        rho = np.full(grid.shape, np.float32(params.tissue_density_g_ml), np.float32)
-        if lung_mask is not None:
+        if lung_mask is None or not np.any(lung_mask):
+            rho = uniform_array(params.tissue_density_g_ml, grid.shape)  # no memory: one number
+        else:
+            rho = np.full(grid.shape, np.float32(params.tissue_density_g_ml), np.float32)
             rho[lung_mask] = np.float32(params.lung_density_g_ml)
         text = "constant (tissue %.3g g/mL, lung %.3g g/mL)" % (params.tissue_density_g_ml, params.lung_density_g_ml)
         return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text
@@ -107,6 +109,19 @@ def _ct_average_on_grid(ct, grid, params, lung_mask_ct):
     return total, np.clip(covered, 0.0, 1.0)
 
 
+def _tissue_and_lung_g_ml(grid, params, lung_fraction):
+    """Density without a CT: tissue, and lung in proportion to each voxel's lung fraction
+    (float64 per slab of planes, stored float32); without lungs one number (:func:`uniform_array`)."""
+    if lung_fraction is None or not np.any(lung_fraction):
+        return uniform_array(params.tissue_density_g_ml, grid.shape)
+    f = np.asarray(lung_fraction)
+    rho = np.empty(grid.shape, np.float32)
+    for z0 in range(0, grid.shape[0], _CT_SLAB_SLICES):
+        part = f[z0:z0 + _CT_SLAB_SLICES].astype(np.float64)
+        rho[z0:z0 + _CT_SLAB_SLICES] = params.tissue_density_g_ml * (1.0 - part) + params.lung_density_g_ml * part
+    return rho
+
+
 def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_mask_ct=None):
     """Mass density on ``grid`` (g/mL) as the volume average over each voxel (exact voxel masses).
 
@@ -128,8 +143,7 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
     :func:`density_map_g_ml`, and the description says so.
     """
     if ct is None or not params.density_from_ct:
-        f = np.zeros(grid.shape) if lung_fraction is None else np.asarray(lung_fraction, np.float64)
-        rho = (params.tissue_density_g_ml * (1.0 - f) + params.lung_density_g_ml * f).astype(np.float32)
+        rho = _tissue_and_lung_g_ml(grid, params, lung_fraction)
         text = ("constant (tissue %.3g g/mL, lung %.3g g/mL), volume-averaged over each voxel (lung fraction)"
                 % (params.tissue_density_g_ml, params.lung_density_g_ml))
         return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text

@@ -45,7 +45,7 @@ from . import kernels
 from .backend import get_backend, next_fast_len
 from ..errors import InputError
 from ..params import DVK_LUNG_MODES as LUNG_MODES
-from ..volume import Volume
+from ..volume import Volume, uniform_value
 
 __all__ = [
     "LOW_DENSITY_CLASS_G_ML",
@@ -225,6 +225,11 @@ def _density_input(activity_gbq, density_g_ml):
                 f"density_g_ml must be on the activity grid (resample it first); got shape {density_g_ml.shape}, "
                 f"spacing {density_g_ml.spacing_mm} for activity shape {activity_gbq.shape}, spacing {activity_gbq.spacing_mm}"
             )
+        one = uniform_value(density_g_ml.array)
+        if one is not None:
+            if not (math.isfinite(one) and one > 0):
+                raise InputError(f"density_g_ml must be positive, got a map of {one!r}")
+            return float(np.float32(one))
         rho = np.asarray(density_g_ml.array, dtype=np.float32)
         if not np.all(np.isfinite(rho)) or rho.min() < 0:
             raise InputError("density_g_ml holds negative or non-finite values")

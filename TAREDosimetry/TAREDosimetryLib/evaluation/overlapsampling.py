@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..overlap import overlap_sum
+from ..volume import uniform_value
 from .sampling import union_box, union_mask
 
 __all__ = ["Region", "OverlapSampler"]
@@ -135,12 +136,16 @@ class OverlapSampler:
         return True
 
     def sample(self, volume, interpolation=None):
-        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid (its crop)."""
+        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid (its crop;
+        a view, no copy, when the volume is float32)."""
         return np.asarray(volume.array[self._crop], dtype=np.float32)
 
     @staticmethod
     def read(array, region):
         """(values of the region's voxels, their fractions f)."""
+        one = uniform_value(array)
+        if one is not None:  # a constant map (no memory): the number, repeated
+            return np.full(region.index.size, one, np.asarray(array).dtype), region.weight
         return array.reshape(-1)[region.index], region.weight
 
     def extensive(self, volume):

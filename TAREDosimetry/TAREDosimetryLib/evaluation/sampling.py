@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import GeometryError, InputError
 from ..overlap import overlap_sum
 from ..resample import grid_inside, inside_mask, resample_mask, resample_volume
-from ..volume import Volume
+from ..volume import Volume, uniform_value
 
 __all__ = ["MetricsSampler", "make_sampler", "union_box", "union_mask", "lung_mask_on_grid", "fraction_on_grid"]
 
@@ -123,9 +123,15 @@ class MetricsSampler:
         return self.grid.voxel_volume_ml
 
     def sample(self, volume, interpolation="nearest"):
-        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid."""
+        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid.  A constant
+        map (:func:`~TAREDosimetryLib.volume.uniform_array`) is not resampled: its value inside
+        the activity image's field of view, 0 outside (as the resampling reads it)."""
         if self._crop is not None:
             return np.asarray(volume.array[self._crop], dtype=np.float32)
+        one = uniform_value(volume.array)
+        if one is not None:
+            inside = inside_mask(volume.grid, self.grid)
+            return np.where(inside, np.float32(one), np.float32(0.0))
         return resample_volume(volume, self.grid, interpolation).array
 
     def union(self, names):

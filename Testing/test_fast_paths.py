@@ -1,0 +1,103 @@
+"""Fast paths of issue 14 against the straightforward computation they replace.
+
+Each test computes the same quantity both ways in the same run: reading without a copy vs
+SimpleITK's copying reader, a constant density as one number vs a full map, the LDM dose in one
+pass vs the element-wise expression of the engine before the speed work.
+"""
+
+import gc
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from TAREDosimetryLib import DosimetryParams, Volume, run_case
+from TAREDosimetryLib.dose.ldm import ldm_dose_gy
+from TAREDosimetryLib.resample import array_from_sitk
+from TAREDosimetryLib.volume import Grid, uniform_array, uniform_value
+
+
+def test_array_from_sitk_shares_the_buffer_and_keeps_the_image_alive():
+    rng = np.random.default_rng(0)
+    ref = rng.random((7, 8, 9)).astype(np.float32)
+    img = sitk.GetImageFromArray(ref)
+    arr = array_from_sitk(img)
+    assert np.array_equal(arr, sitk.GetArrayFromImage(img))
+    assert np.shares_memory(arr, sitk.GetArrayViewFromImage(img))  # no copy
+    del img
+    gc.collect()
+    part = arr[2:4]
+    del arr
+    gc.collect()
+    assert np.array_equal(part, ref[2:4])  # the buffer outlives the image variable
+    part[0, 0, 0] = 5.0  # writable: the buffer belongs to the array alone
+    assert part[0, 0, 0] == 5.0
+
+
+def test_uniform_arrays_take_no_memory_and_say_their_value():
+    a = uniform_array(1.03, (400, 400, 400))
+    assert a.nbytes > 0 and a.base is not None and a.strides == (0, 0, 0)
+    assert uniform_value(a) == pytest.approx(1.03) and a.dtype == np.float32
+    assert uniform_value(np.full((3, 3, 3), 1.03, np.float32)) is None  # an ordinary array is read as one
+    assert uniform_value(np.ones((1, 1, 1))) == 1.0
+
+
+def _reference_ldm(activity, rho, k):
+    """The engine's LDM before issue 14: element-wise float32 expression on full arrays."""
+    mass_kg = np.asarray(rho, dtype=np.float32) * np.float32(activity.voxel_volume_ml * 1e-3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dose = np.float32(k) * np.asarray(activity.array, np.float32) / mass_kg
+    return np.where(np.isfinite(dose), dose, np.float32(0)).astype(np.float32)
+
+
+@pytest.mark.parametrize("block", [1 << 22, 1000])
+def test_ldm_in_one_pass_is_bit_identical_to_the_elementwise_expression(block, monkeypatch):
+    import TAREDosimetryLib.dose.ldm as ldm
+
+    monkeypatch.setattr(ldm, "_BLOCK", block)
+    rng = np.random.default_rng(1)
+    act = Volume((rng.random((13, 17, 19)) * 1e-3).astype(np.float32), (2.0, 3.0, 2.5))
+    rho = (rng.random(act.shape) * 1.5).astype(np.float32)
+    rho[0, 0, :4] = 0.0  # zero density: zero dose
+    k = 49.67
+    for density in (1.03, Volume(uniform_array(1.03, act.shape), grid=act.grid), Volume(rho, grid=act.grid)):
+        r = density.array if isinstance(density, Volume) else np.full(act.shape, density, np.float32)
+        got = ldm_dose_gy(act, density, k).array
+        assert np.array_equal(got, _reference_ldm(act, r, k))
+
+
+def test_constant_density_case_equals_the_case_with_a_full_density_map(monkeypatch):
+    """A case without CT and lungs: the density is one number; the metrics equal those of the
+    same case with the density map materialised."""
+    import TAREDosimetryLib.dose.density as density
+
+    from conftest import box_case
+
+    act, seg = box_case()
+    params = DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05)
+    fast = run_case(act, seg, params=params)
+    assert uniform_value(fast.density_g_ml.array) == pytest.approx(params.tissue_density_g_ml)
+    monkeypatch.setattr(density, "uniform_array", lambda v, shape: np.full(shape, np.float32(v), np.float32))
+    slow = run_case(act, seg, params=params)
+    assert uniform_value(slow.density_g_ml.array) is None
+    assert np.array_equal(fast.dose_gy.array, slow.dose_gy.array)
+    for a, b in zip(fast.segments, slow.segments):
+        assert a.metrics == b.metrics or all(
+            (np.isnan(a.metrics[k]) and np.isnan(b.metrics[k])) or a.metrics[k] == b.metrics[k] for k in a.metrics)
+
+
+def test_point_sampling_of_a_constant_map_reads_it_inside_the_image_and_0_outside():
+    from TAREDosimetryLib.evaluation.sampling import MetricsSampler
+    from TAREDosimetryLib.resample import resample_volume
+    from TAREDosimetryLib.imaging.segmentation import Segmentation
+
+    agrid = Grid((10, 12, 14), (3.0, 3.0, 3.0), (0.0, 0.0, 0.0))
+    sgrid = Grid((40, 30, 30), (1.0, 1.0, 1.0), (20.0, 15.0, 10.0))  # reaches beyond the activity image in z
+    m = np.zeros(sgrid.shape, bool)
+    m[2:39, 3:25, 4:26] = True
+    sampler = MetricsSampler(Segmentation.from_masks({"s": m}, sgrid), agrid, ["s"], interpolation="linear")
+    const = Volume(uniform_array(1.04, agrid.shape), grid=agrid)
+    full = Volume(np.full(agrid.shape, 1.04, np.float32), grid=agrid)
+    expected = resample_volume(full, sampler.grid, "linear").array
+    got = sampler.sample(const, "linear")
+    assert np.allclose(got, expected, rtol=1e-7, atol=0) and np.array_equal(got == 0, expected == 0)
