@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..overlap import overlap_sum
-from ..volume import uniform_value
+from ..volume import uniform_array, uniform_value
 from .sampling import union_box, union_mask
 
 __all__ = ["Region", "OverlapSampler"]
@@ -144,8 +144,8 @@ class OverlapSampler:
     def read(array, region):
         """(values of the region's voxels, their fractions f)."""
         one = uniform_value(array)
-        if one is not None:  # a constant map (no memory): the number, repeated
-            return np.full(region.index.size, one, np.asarray(array).dtype), region.weight
+        if one is not None:  # a constant map (no memory): the number, repeated (a broadcast view)
+            return uniform_array(one, (region.index.size,), np.asarray(array).dtype), region.weight
         return array.reshape(-1)[region.index], region.weight
 
     def extensive(self, volume):
