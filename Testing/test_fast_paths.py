@@ -170,3 +170,29 @@ def test_searching_a_float32_dvh_rounds_the_dose_up_not_to_nearest():
     q = float(below) + 1e-12  # between two float32 values
     assert h.volume_pct_at_dose(q) == 75.0 and h.volume_pct_at_dose(float(below)) == 100.0
     assert list(_first_not_below(np.sort(d), [q, 100.0, 1e40, -1e40])) == [1, 1, 4, 0]
+
+
+@pytest.mark.parametrize("calibration", ["relative", "absolute"])
+def test_overwriting_the_activity_image_gives_the_same_case(calibration):
+    """``overwrite_activity=True`` turns the image's array into the activity map: same results,
+    the image changed only when asked (with negative voxels clipped in it)."""
+    from conftest import box_case
+
+    act, seg = box_case()
+    arr = act.array.copy()
+    arr[0, 0, :3] = -1.0  # negative voxels are clipped
+    params = (DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05, allow_negative=True)
+              if calibration == "relative" else
+              DosimetryParams(calibration="absolute", image_decay_corrected=True, lung_shunt_fraction=0.05,
+                              administered_activity_gbq=1.0))
+    kept = Volume(arr.copy(), grid=act.grid)
+    plain = run_case(kept, seg, params=params)
+    assert np.array_equal(kept.array, arr)  # not asked: not changed
+    used = Volume(arr.copy(), grid=act.grid)
+    fast = run_case(used, seg, params=params, overwrite_activity=True)
+    assert np.shares_memory(fast.activity_gbq.array, used.array)
+    assert np.array_equal(fast.activity_gbq.array, plain.activity_gbq.array)
+    assert np.array_equal(fast.dose_gy.array, plain.dose_gy.array)
+    assert fast.summary == plain.summary and fast.warnings == plain.warnings
+    for a, b in zip(fast.segments, plain.segments):
+        assert a.metrics == pytest.approx(b.metrics, nan_ok=True)

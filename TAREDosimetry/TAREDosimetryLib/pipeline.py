@@ -311,15 +311,16 @@ def _reference_names(roles, params):
     return names
 
 
-def _calibrate(values, counts_m, sampler, roles, params, total_image, summary):
-    """Activity array (GBq per voxel) from clipped image values, relative or absolute."""
+def _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=None):
+    """Activity array (GBq per voxel) from clipped image values, relative or absolute (into ``out``
+    when given: ``values`` itself when the caller owns them)."""
     if params.calibration == "relative":
         if params.reference_region == "image":
             ref_counts, ref_names = total_image, []
         else:
             ref_names = _reference_names(roles, params)
             ref_counts = sampler.integrate(counts_m, sampler.region(ref_names))
-        act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params)
+        act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params, out=out)
         summary.update(
             reference_region=params.reference_region,
             reference_region_segments=", ".join(ref_names) if ref_names else "whole image",
@@ -332,7 +333,7 @@ def _calibrate(values, counts_m, sampler, roles, params, total_image, summary):
             activity_pct_of="reference region activity A_adm (1 - residual) (1 - LSF)",
         )
     else:
-        act_arr, factor = act.absolute_activity_gbq(values, sampler.activity_grid.voxel_volume_ml, params)  # Bq/mL
+        act_arr, factor = act.absolute_activity_gbq(values, sampler.activity_grid.voxel_volume_ml, params, out=out)  # Bq/mL
         summary.update(decay_correction_factor=factor, activity_pct_of="image activity")
     return act_arr
 
@@ -348,11 +349,15 @@ def _activity_warnings(summary, params, what, warnings):
         )
 
 
-def _uptake_outside_liver_and_lungs(counts_m, sampler, roles, total_image, summary, warnings):
+def _counts_in_liver_and_lungs(counts_m, sampler, roles):
+    """Counts of the image inside the whole liver (or liver segments) and the lungs; None without them."""
     names = (roles.whole_liver or roles.liver_names) + roles.lung_names
-    if not names:
+    return sampler.integrate(counts_m, sampler.region(names)) if names else None
+
+
+def _uptake_outside_liver_and_lungs(inside, total_image, summary, warnings):
+    if inside is None:
         return
-    inside = sampler.integrate(counts_m, sampler.region(names))
     outside_frac = max(0.0, 1.0 - inside / total_image)
     summary["fraction_outside_liver_and_lungs"] = outside_frac
     if outside_frac > 0.20:
@@ -362,7 +367,7 @@ def _uptake_outside_liver_and_lungs(counts_m, sampler, roles, total_image, summa
         )
 
 
-def activity_step(activity, sampler, roles, params, what, warnings):
+def activity_step(activity, sampler, roles, params, what, warnings, overwrite=False):
     """(activity Volume in GBq per voxel on the activity grid, summary dict).
 
     Negative voxels are clipped to 0 (reported); relative calibration spreads
@@ -370,16 +375,16 @@ def activity_step(activity, sampler, roles, params, what, warnings):
     default), absolute calibration reads Bq/mL with decay correction (:mod:`.dose.activity`).
     With relative calibration the counts outside the reference region are reported as a
     fraction (their activity is not a measured quantity), with absolute calibration the
-    image's activity in GBq.
+    image's activity in GBq.  ``overwrite``: the image's float32 array becomes the activity map
+    (no second image in memory; see :func:`run_case`).
     """
     agrid = activity.grid
-    values, n_neg, neg_frac = act.clip_negative(activity)
-    clipped = act.negative_voxels_warning(n_neg, neg_frac, float(values.sum(dtype=np.float64)), what,
-                                          allow=params.allow_negative)
+    values, n_neg, neg_frac = act.clip_negative(activity, in_place=overwrite)
+    total_image = float(values.sum(dtype=np.float64))
+    clipped = act.negative_voxels_warning(n_neg, neg_frac, total_image, what, allow=params.allow_negative)
     if clipped:
         warnings.append(clipped)
     counts_m = sampler.extensive(Volume(values, grid=agrid))
-    total_image = float(values.sum(dtype=np.float64))
     if not total_image > 0:
         raise InputError(f"the {what} holds no positive counts")
     summary = {"image_total": total_image, "negative_voxels_clipped": n_neg}
@@ -389,11 +394,13 @@ def activity_step(activity, sampler, roles, params, what, warnings):
             f"({params.image_decay_corrected}) are ignored with relative calibration: the counts are scaled to the "
             "administered activity (use --quantitative for an image in Bq/mL)"
         )
-    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary)
+    inside = _counts_in_liver_and_lungs(counts_m, sampler, roles)  # before the counts become GBq (in place)
+    own = values is not activity.array or (overwrite and values.flags.writeable)
+    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=values if own else None)
     if params.calibration == "absolute":
         summary["image_activity_gbq"] = float(act_arr.sum(dtype=np.float64))
     _activity_warnings(summary, params, what, warnings)
-    _uptake_outside_liver_and_lungs(counts_m, sampler, roles, total_image, summary, warnings)
+    _uptake_outside_liver_and_lungs(inside, total_image, summary, warnings)
     return Volume(act_arr, grid=agrid, name="activity", unit="GBq"), summary
 
 
@@ -679,6 +686,7 @@ def run_case(
     dose_function=None,
     inputs=None,
     progress=None,
+    overwrite_activity=False,
 ):
     """Full dosimetry of one case.
 
@@ -701,6 +709,11 @@ def run_case(
         :class:`~TAREDosimetryLib.dose.vtkfilter.TAREDoseFilter`).
     inputs : dict, descriptions of the inputs (file names) recorded in the result.
     progress : callable(fraction, message), optional.
+    overwrite_activity : bool, default False.  True lets the case turn the activity image's
+        float32 array into the activity map (GBq per voxel; ``result.activity_gbq`` then shares
+        it) instead of holding both: one image less in memory, for a caller that read the image
+        for this case alone and does not use it afterwards (the command line).  Inputs are
+        otherwise never modified.
 
     Returns
     -------
@@ -722,7 +735,7 @@ def run_case(
     case_roles = derive_normal_liver(sampler, case_roles, warnings)
     case_roles = derive_perfused_normal(sampler, case_roles, warnings)
     _progress(progress, 0.15, "activity map")
-    activity_gbq, summary = activity_step(activity, sampler, case_roles, params, what, warnings)
+    activity_gbq, summary = activity_step(activity, sampler, case_roles, params, what, warnings, overwrite=overwrite_activity)
     clock.lap("activity")
     density, lung_mask_act, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
     clock.lap("density")
