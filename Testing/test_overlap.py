@@ -454,3 +454,18 @@ def test_banded_box_overlap_equals_the_voxel_pair_sum(seed, block, monkeypatch):
             full[got.box] = got.values
         exp = expected if v.dtype != bool else _brute_force_overlap(v.astype(float), src, dst)
         assert_allclose(full, exp, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_destination_box_from_the_geometry_is_the_box_of_the_overlap(seed):
+    from TAREDosimetryLib.overlap import destination_box
+
+    rng = np.random.default_rng(seed)
+    c, s = np.cos(0.2), np.sin(0.2)
+    direction = (c, -s, 0, s, c, 0, 0, 0, 1) if seed == 4 else (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    src = Grid((5, 6, 7), tuple(rng.choice([0.8, 1.0, 3.0], 3)), tuple(rng.uniform(-20, 20, 3)), direction)
+    dst = Grid((9, 10, 11), (2.0, 2.5, 3.0), (-10.0, -12.0, -9.0))
+    got = overlap_sum(np.ones(src.shape, bool), src, dst)
+    assert destination_box(src, dst) == got.box
+    far = Grid((3, 3, 3), (1.0, 1.0, 1.0), (500.0, 500.0, 500.0))
+    assert destination_box(far, dst) is None and overlap_sum(np.ones(far.shape, bool), far, dst).box is None

@@ -39,6 +39,7 @@ from .errors import GeometryError, InputError
 __all__ = [
     "OverlapResult",
     "overlap_sum",
+    "destination_box",
     "coverage",
     "axis_alignment",
     "SUPERSAMPLING_TOLERANCE",
@@ -235,6 +236,21 @@ def overlap_sum(values, src_grid, dst_grid, *, dtype=np.float64, method="auto"):
     if alignment is not None:
         return _box_overlap_sum(values, src_grid, dst_grid, alignment, dtype)
     return _supersampled_converged(values, src_grid, dst_grid)
+
+
+def destination_box(src_grid, dst_grid):
+    """The box (z, y, x slices of ``dst_grid``) of :func:`overlap_sum`'s result for a source on
+    ``src_grid`` (None when the grids do not meet), from the geometry alone (no voxel values)."""
+    alignment = axis_alignment(src_grid, dst_grid)
+    if alignment is None:
+        return _dst_box_of(src_grid, dst_grid, _src_to_dst_index(src_grid, dst_grid))
+    box = [None, None, None]
+    for a, (b, scale, offset) in enumerate(alignment):
+        j0, band = _overlap_band_1d(src_grid.shape[a], scale, offset, dst_grid.shape[b])
+        if band is None:
+            return None
+        box[b] = slice(j0, j0 + band.n_out)
+    return tuple(box)
 
 
 def coverage(src_grid, dst_grid):

@@ -41,7 +41,7 @@ from .evaluation.requirements import check_required_inputs
 from .evaluation.results import CaseResult, SegmentResult
 from .evaluation.roles import assign_roles, unrecognised_names
 from .evaluation.rules import evaluate_rules, select_rules
-from .evaluation.sampling import fraction_on_grid, lung_mask_on_grid, make_sampler
+from .evaluation.sampling import fraction_in_box, lung_mask_on_grid, make_sampler
 from .evaluation.scope import scope_warnings
 from .params import DosimetryParams
 from .volume import Volume, uniform_array, uniform_value
@@ -421,11 +421,14 @@ def density_step(segmentation, sampler, roles, params, ct, warnings):
     agrid = sampler.activity_grid
     lung_names = roles.lung_names
     if params.sampling == "overlap":
-        lung_fraction = fraction_on_grid(segmentation, lung_names, agrid) if lung_names else None
+        lung_fraction = fraction_in_box(segmentation, lung_names, agrid) if lung_names else None  # on its box only
         with_ct = ct is not None and params.density_from_ct
         lung_ct = lung_mask_on_grid(segmentation, lung_names, ct.grid) if (lung_names and with_ct) else None
         density, outside_ct, source = averaged_density_map_g_ml(agrid, params, ct, lung_fraction, lung_ct)
-        lung_mask_act = None if lung_fraction is None else lung_fraction >= 0.5
+        lung_mask_act = None
+        if lung_fraction is not None and lung_fraction.box is not None and params.method == "dvk":  # only DVK uses it
+            lung_mask_act = np.zeros(agrid.shape, bool)
+            lung_mask_act[lung_fraction.box] = lung_fraction.values >= 0.5
     else:
         lung_mask_act = lung_mask_on_grid(segmentation, lung_names, agrid) if lung_names else None
         density, outside_ct, source = density_map_g_ml(agrid, params, ct=ct, lung_mask=lung_mask_act)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import GeometryError, InputError
-from ..overlap import overlap_sum
+from ..overlap import destination_box, overlap_sum
 from ..volume import uniform_array, uniform_value
 from .sampling import union_box, union_mask
 
@@ -33,15 +33,48 @@ _FLOAT32_ABOVE_VOXELS = 1 << 24
 
 @dataclass
 class Region:
-    """Voxels of the metrics grid (flat C-order indices) and the fraction f of each inside the region."""
+    """Voxels of the metrics grid (flat C-order indices) and the fraction f of each inside the region.
+
+    index : (N,) int32 (int64 on grids of 2**31 voxels or more); weight : (N,) float64 (float32
+    for the fractions of large masks, computed in float32), or None when every voxel lies
+    wholly inside (f = 1 to within rounding: the same grid, or a crop of it).
+    """
 
     index: np.ndarray
-    weight: np.ndarray
+    weight: np.ndarray = None
 
     @property
     def volume_voxels(self):
         """sum_j f_j: the region's volume in activity voxels."""
-        return float(self.weight.sum())
+        return float(self.index.size) if self.weight is None else float(self.weight.sum(dtype=np.float64))
+
+
+#: Fractions this close to 1 (4 units of rounding of their float type) are whole voxels.
+_WHOLE_TOLERANCE = {np.float64: 4 * np.finfo(np.float64).eps, np.float32: 4 * np.finfo(np.float32).eps}
+
+
+def _region_of_fractions(values, start, shape):
+    """:class:`Region` of the voxels with fraction > 0 in ``values`` (Z, Y, X), a box at ``start``
+    (z, y, x) of a grid of ``shape``: plane by plane, so that no index triplets of the whole box
+    are ever held (only the region's own flat indices)."""
+    index_type = np.int32 if int(np.prod(shape, dtype=np.int64)) < 2**31 else np.int64
+    ny, nx = values.shape[1:]
+    parts_i, parts_w = [], []
+    for kz in range(values.shape[0]):
+        plane = values[kz].reshape(-1)
+        flat = np.flatnonzero(plane > 0)
+        if flat.size == 0:
+            continue
+        j, i = np.divmod(flat, nx)
+        parts_i.append((((kz + start[0]) * shape[1] + (j + start[1])) * shape[2] + (i + start[2])).astype(index_type))
+        parts_w.append(plane[flat])
+    if not parts_i:
+        return Region(np.zeros(0, index_type))
+    weight = np.concatenate(parts_w)
+    tol = _WHOLE_TOLERANCE[weight.dtype.type]
+    if float(weight.min()) >= 1.0 - tol and float(weight.max()) <= 1.0 + tol:
+        weight = None  # every voxel whole: no weights to store or to read
+    return Region(np.concatenate(parts_i), weight)
 
 
 class OverlapSampler:
@@ -65,21 +98,23 @@ class OverlapSampler:
         present = [n for n in names if boxes[n] is not None]
         if not present:
             raise InputError("every segment is empty: nothing to measure")
-        self._infos, parts, counts = [], {}, {}
-        for n in present:
-            mask = segmentation.mask(n, boxes[n])
-            counts[n] = int(np.count_nonzero(mask))
-            parts[n] = self._fractions(mask, boxes[n])
-        placed = [r.box for r in parts.values() if r.box is not None]
+        self._infos = []
+        # The metrics grid (the union of the segments' boxes on the activity grid) from the geometry
+        # alone, then one segment at a time: its fractions are dropped once its region is made.
+        placed = [destination_box(segmentation.grid.crop(boxes[n]), activity_grid) for n in present]
+        placed = [b for b in placed if b is not None]
         if not placed:
             raise GeometryError("no segment voxel lies inside the activity image")
         self._crop = union_box(placed)
         self.grid = activity_grid.crop(self._crop)
         self.inside_fraction, self.regions = {}, {}
         for n in present:
-            self.regions[n] = self._region(parts[n])
+            mask = segmentation.mask(n, boxes[n])
+            count = int(np.count_nonzero(mask))
+            self.regions[n] = self._region(self._fractions(mask, boxes[n]))
+            del mask
             inside = self.regions[n].volume_voxels * activity_grid.voxel_volume_ml
-            self.inside_fraction[n] = min(1.0, inside / (counts[n] * segmentation.grid.voxel_volume_ml))
+            self.inside_fraction[n] = min(1.0, inside / (count * segmentation.grid.voxel_volume_ml))
         self._cache = {}
 
     # -- fractions ------------------------------------------------------------------------------
@@ -93,13 +128,9 @@ class OverlapSampler:
     def _region(self, result):
         """:class:`Region` of the metrics grid from an OverlapResult on the activity grid."""
         if result.box is None:
-            return Region(np.zeros(0, np.int64), np.zeros(0, np.float64))
-        k, j, i = np.nonzero(result.values > 0)
-        weight = result.values[k, j, i].astype(np.float64)
-        k = k + (result.box[0].start - self._crop[0].start)
-        j = j + (result.box[1].start - self._crop[1].start)
-        i = i + (result.box[2].start - self._crop[2].start)
-        return Region(np.ravel_multi_index((k, j, i), self.grid.shape), weight)
+            return Region(np.zeros(0, np.int32))
+        start = [result.box[a].start - self._crop[a].start for a in range(3)]
+        return _region_of_fractions(result.values, start, self.grid.shape)
 
     # -- the interface shared with MetricsSampler ---------------------------------------------
     @property
@@ -122,7 +153,7 @@ class OverlapSampler:
             else:
                 box, mask = union_mask(self.segmentation, names, minus)
                 if box is None or not mask.any():
-                    self._cache[key] = Region(np.zeros(0, np.int64), np.zeros(0, np.float64))
+                    self._cache[key] = Region(np.zeros(0, np.int32))
                 else:
                     self._cache[key] = self._region(self._fractions(mask, box))
         return self._cache[key]
@@ -154,7 +185,10 @@ class OverlapSampler:
 
     def integrate(self, prepared, region):
         """sum_j f_j x_j: the amount of an :meth:`extensive` quantity inside ``region``."""
-        return float(np.dot(prepared.reshape(-1)[region.index].astype(np.float64), region.weight))
+        values = prepared.reshape(-1)[region.index]
+        if region.weight is None:
+            return float(values.sum(dtype=np.float64))
+        return float(np.dot(values.astype(np.float64), region.weight.astype(np.float64, copy=False)))
 
     def describe(self):
         methods = sorted({i["method"] for i in self._infos})
