@@ -40,6 +40,7 @@ __all__ = [
     "OverlapResult",
     "overlap_sum",
     "destination_box",
+    "unit_mapping",
     "coverage",
     "axis_alignment",
     "SUPERSAMPLING_TOLERANCE",
@@ -236,6 +237,29 @@ def overlap_sum(values, src_grid, dst_grid, *, dtype=np.float64, method="auto"):
     if alignment is not None:
         return _box_overlap_sum(values, src_grid, dst_grid, alignment, dtype)
     return _supersampled_converged(values, src_grid, dst_grid)
+
+
+#: Largest distance (in voxels) between a source voxel and a destination voxel for the grids to
+#: count as the same voxels (:func:`unit_mapping`).
+UNIT_TOLERANCE_VOXELS = 1e-9
+
+
+def unit_mapping(src_grid, dst_grid):
+    """Per source array axis (z, y, x), (sign, offset) with destination index = offset + sign x
+    source index, when every source voxel is a destination voxel (same spacing, same axis order,
+    whole-voxel shifts, axes possibly reversed: the same grid, or a crop of it); else None.
+
+    Then the overlap of a mask is the mask itself: each voxel lies wholly in or out.
+    """
+    alignment = axis_alignment(src_grid, dst_grid)
+    if alignment is None:
+        return None
+    out = []
+    for a, (b, scale, offset) in enumerate(alignment):
+        if b != a or abs(abs(scale) - 1.0) > UNIT_TOLERANCE_VOXELS or abs(offset - round(offset)) > UNIT_TOLERANCE_VOXELS:
+            return None
+        out.append((1 if scale > 0 else -1, int(round(offset))))
+    return out
 
 
 def destination_box(src_grid, dst_grid):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import GeometryError, InputError
-from ..overlap import destination_box, overlap_sum
+from ..overlap import destination_box, overlap_sum, unit_mapping
 from ..volume import uniform_array, uniform_value
 from .sampling import union_box, union_mask
 
@@ -77,6 +77,34 @@ def _region_of_fractions(values, start, shape):
     return Region(np.concatenate(parts_i), weight)
 
 
+def _region_of_unit_mask(mask, mapping, image_shape, crop_start, shape):
+    """:class:`Region` (whole voxels) of a mask whose voxels are activity voxels: destination index
+    = offset + sign x mask index per axis (``mapping``); voxels outside the activity image are
+    left out; indices relative to the metrics grid (``shape``, at ``crop_start``), in C order."""
+    index_type = np.int32 if int(np.prod(shape, dtype=np.int64)) < 2**31 else np.int64
+    (sz, oz), (sy, oy), (sx, ox) = mapping
+    ny, nx = mask.shape[1:]
+    parts = []
+    for kz in range(mask.shape[0]):
+        z = oz + sz * kz
+        if not 0 <= z < image_shape[0]:
+            continue
+        flat = np.flatnonzero(mask[kz])
+        if flat.size == 0:
+            continue
+        j, i = np.divmod(flat, nx)
+        y, x = oy + sy * j, ox + sx * i
+        keep = (y >= 0) & (y < image_shape[1]) & (x >= 0) & (x < image_shape[2])
+        y, x = y[keep] - crop_start[1], x[keep] - crop_start[2]
+        parts.append((((z - crop_start[0]) * shape[1] + y) * shape[2] + x).astype(index_type))
+    if not parts:
+        return Region(np.zeros(0, index_type))
+    index = np.concatenate(parts)
+    if any(sign < 0 for sign, _ in mapping):
+        index.sort()  # C order of the metrics grid, as from the fractions
+    return Region(index)
+
+
 class OverlapSampler:
     """Segments as fractional regions of the activity grid (see module docstring).
 
@@ -111,7 +139,7 @@ class OverlapSampler:
         for n in present:
             mask = segmentation.mask(n, boxes[n])
             count = int(np.count_nonzero(mask))
-            self.regions[n] = self._region(self._fractions(mask, boxes[n]))
+            self.regions[n] = self._region_of_mask(mask, boxes[n])
             del mask
             inside = self.regions[n].volume_voxels * activity_grid.voxel_volume_ml
             self.inside_fraction[n] = min(1.0, inside / (count * segmentation.grid.voxel_volume_ml))
@@ -124,6 +152,17 @@ class OverlapSampler:
         result = overlap_sum(mask, self.segmentation.grid.crop(box), self.activity_grid, dtype=dtype)
         self._infos.append(result.info)
         return result
+
+    def _region_of_mask(self, mask, box):
+        """:class:`Region` of a mask given on ``box`` of the segmentation grid: straight from the
+        mask when its voxels are activity voxels (:func:`~TAREDosimetryLib.overlap.unit_mapping`:
+        the same grid or a crop of it; no fractions to compute), else from its overlap fractions."""
+        src = self.segmentation.grid.crop(box)
+        mapping = unit_mapping(src, self.activity_grid)
+        if mapping is None:
+            return self._region(self._fractions(mask, box))
+        self._infos.append({"method": "box overlap"})
+        return _region_of_unit_mask(mask, mapping, self.activity_grid.shape, [c.start for c in self._crop], self.grid.shape)
 
     def _region(self, result):
         """:class:`Region` of the metrics grid from an OverlapResult on the activity grid."""
@@ -155,7 +194,7 @@ class OverlapSampler:
                 if box is None or not mask.any():
                     self._cache[key] = Region(np.zeros(0, np.int32))
                 else:
-                    self._cache[key] = self._region(self._fractions(mask, box))
+                    self._cache[key] = self._region_of_mask(mask, box)
         return self._cache[key]
 
     def add_region(self, name, names, minus=()):
