@@ -196,3 +196,25 @@ def test_overwriting_the_activity_image_gives_the_same_case(calibration):
     assert fast.summary == plain.summary and fast.warnings == plain.warnings
     for a, b in zip(fast.segments, plain.segments):
         assert a.metrics == pytest.approx(b.metrics, nan_ok=True)
+
+
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (1, 0, 0, 0, 1, 0, 0, 0, -1), (0, 1, 0, -1, 0, 0, 0, 0, 1)])
+def test_streamed_nrrd_reads_back_as_simpleitks_own(tmp_path, direction, monkeypatch):
+    """dose.nrrd written plane by plane reads back (ITK) with the voxels, geometry and header
+    entries that SimpleITK's own writer gives."""
+    import TAREDosimetryLib.imaging.nrrdwrite as nw
+    from TAREDosimetryLib.imaging.images import write_image
+
+    monkeypatch.setattr(nw, "_CHUNK_BYTES", 100)  # many slabs
+    rng = np.random.default_rng(2)
+    vol = Volume(rng.random((7, 5, 6)).astype(np.float32), (0.97656, 1.5, 2.5), (-249.51159668, 3.0, 932.8), direction)
+    meta = {"NRRD_content": "Y-90 absorbed dose in Gy (LDM)", "unit": "Gy", "software": "TAREDosimetry x"}
+    ours, theirs = str(tmp_path / "a.nrrd"), str(tmp_path / "b.nrrd")
+    nw.write_nrrd(vol, ours, metadata=meta)
+    write_image(vol, theirs, metadata=meta)
+    a, b = sitk.ReadImage(ours), sitk.ReadImage(theirs)
+    assert np.array_equal(sitk.GetArrayFromImage(a), vol.array)
+    assert np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-15) and np.allclose(a.GetOrigin(), b.GetOrigin(), rtol=1e-15)
+    assert np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-15)
+    for key in ("NRRD_content", "unit", "software"):
+        assert a.GetMetaData(key) == b.GetMetaData(key)

@@ -20,7 +20,7 @@ import shutil
 
 import numpy as np
 
-from ..imaging.images import write_image
+from ..imaging.nrrdwrite import write_nrrd
 from .resultfolder import RESULT_FILES, check_output_dir, make_partial_dir, place_errors, reserve_output_dir, swap_into
 from .tables import metrics_table_rows
 
@@ -107,7 +107,7 @@ def _write_files(result, tmp, report, background, segmentation, progress, dicom=
     """Write every result file into the folder ``tmp``; returns their names (metrics.json last)."""
     if progress:
         progress(0.0, "writing dose.nrrd")
-    write_image(result.dose_gy, os.path.join(tmp, "dose.nrrd"), metadata=dose_header(result))
+    write_nrrd(result.dose_gy, os.path.join(tmp, "dose.nrrd"), metadata=dose_header(result))  # streamed: no copy of the map
     _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
     _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
     names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
