@@ -443,7 +443,7 @@ def density_step(segmentation, sampler, roles, params, ct, warnings):
     return density, lung_mask_act, source
 
 
-def dose_step(activity_gbq, density, params, lung_mask, *, dose_gy=None, dose_function=None, progress=None):
+def dose_step(activity_gbq, density, params, lung_mask, *, dose_gy=None, dose_function=None, progress=None, warnings=None):
     """Dose map in Gy on the activity grid: computed (:func:`dose_map_gy`, or ``dose_function``),
     or a given ``dose_gy`` checked for grid and finiteness."""
     agrid = activity_gbq.grid
@@ -451,7 +451,7 @@ def dose_step(activity_gbq, density, params, lung_mask, *, dose_gy=None, dose_fu
         raise InputError("give either dose_gy or dose_function, not both")
     if dose_gy is None:
         _progress(progress, 0.35, f"dose map ({params.method})")
-        compute = dose_function or (lambda a, d, p, m: dose_map_gy(a, d, p, lung_mask=m))
+        compute = dose_function or (lambda a, d, p, m: dose_map_gy(a, d, p, lung_mask=m, notes=warnings))
         dose = compute(activity_gbq, density, params, lung_mask)
         if not isinstance(dose, Volume) or not dose.grid.same_as(agrid):
             raise GeometryError("the dose function must return a Volume on the activity image's grid")
@@ -742,7 +742,8 @@ def run_case(
     clock.lap("activity")
     density, lung_mask_act, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
     clock.lap("density")
-    dose = dose_step(activity_gbq, density, params, lung_mask_act, dose_gy=dose_gy, dose_function=dose_function, progress=progress)
+    dose = dose_step(activity_gbq, density, params, lung_mask_act, dose_gy=dose_gy, dose_function=dose_function, progress=progress,
+                     warnings=warnings)
     dose_method_check(params, inputs, warnings)
     clock.lap("dose")
     _progress(progress, 0.7, "metrics and DVH")

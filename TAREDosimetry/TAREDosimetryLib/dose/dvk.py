@@ -255,13 +255,32 @@ def _kernel_density(rho_values, weights):
     return round(max(mean, MIN_KERNEL_DENSITY_G_ML), 2)
 
 
+def _class_kernel(spacing, kd, radius_mm):
+    """(energy-fraction kernel, description) of a density class: truncated at ``radius_mm / rho``
+    (water-equivalent), or at the largest radius whose box stays within the kernel size limit
+    (fine voxels, low densities), which the description states with the energy held there."""
+    wanted = radius_mm / min(kd, 1.0)
+    r = kernels.radius_within_limit(spacing, wanted)
+    f = kernels.voxel_energy_fractions(spacing, kd, radius_mm=r)
+    info = {"density_g_ml": kd, "kernel_shape_zyx": list(f.shape), "radius_mm": r}
+    if r < wanted:
+        held = 100.0 * kernels.energy_within_mev(r, kd) / kernels.DPK_TOTAL_ENERGY_MEV
+        info["truncated"] = (
+            f"the DVK kernel of density {kd:g} g/mL was truncated at {r:.1f} mm (not {wanted:.1f} mm) to stay within "
+            f"{kernels.MAX_KERNEL_VOXELS} voxels at {min(spacing):g} mm voxels: the point kernel deposits {held:.1f} % of "
+            f"its energy within {r:.1f} mm; the rest ({100 - held:.1f} %) is deposited within the kernel (normalised), "
+            "not further away"
+        )
+    return f, info
+
+
 def _source_classes(a, rho, spacing, radius_mm):
     """[(source activity array, energy-fraction kernel, description)] per density class."""
     r = kernels.DEFAULT_RADIUS_MM if radius_mm is None else float(radius_mm)
     if np.isscalar(rho):
         kd = round(float(rho), 4)
-        f = kernels.voxel_energy_fractions(spacing, kd, radius_mm=r / min(kd, 1.0))
-        return [(a, f, {"class": "uniform", "density_g_ml": kd, "kernel_shape_zyx": list(f.shape)})]
+        f, info = _class_kernel(spacing, kd, r)
+        return [(a, f, dict(info, **{"class": "uniform"}))]
     low = rho < LOW_DENSITY_CLASS_G_ML
     out = []
     for name, mask in (("tissue", ~low), ("low-density", low)):
@@ -269,8 +288,8 @@ def _source_classes(a, rho, spacing, radius_mm):
         if not np.any(w):
             continue
         kd = _kernel_density(rho[mask].astype(np.float64), np.abs(a[mask]).astype(np.float64))
-        f = kernels.voxel_energy_fractions(spacing, kd, radius_mm=r / min(kd, 1.0))
-        out.append((w, f, {"class": name, "density_g_ml": kd, "kernel_shape_zyx": list(f.shape)}))
+        f, info = _class_kernel(spacing, kd, r)
+        out.append((w, f, dict(info, **{"class": name})))
     return out
 
 
@@ -327,6 +346,7 @@ def dvk_dose_gy(
     lung_mode="kernel",
     progress=None,
     radius_mm=None,
+    notes=None,
 ):
     """Absorbed dose by dose-voxel-kernel convolution, LDM-consistent (see module docstring).
 
@@ -349,7 +369,9 @@ def dvk_dose_gy(
         is low-density and lung limits (30 Gy) come from LDM / partition-model lung doses.
     progress : callable(fraction, message), optional.
     radius_mm : float, optional; kernel truncation in water-equivalent mm (default 12 mm; a
-        class of density rho < 1 uses radius_mm / rho).
+        class of density rho < 1 uses radius_mm / rho, within :data:`~.kernels.MAX_KERNEL_VOXELS`
+        voxels: a kernel that would be larger is truncated further, and said in ``notes``).
+    notes : list, optional; sentences about the computation (kernel truncations) are appended.
 
     Returns
     -------
@@ -378,7 +400,9 @@ def dvk_dose_gy(
     a_conv = np.where(lung, np.float32(0), a) if lung is not None else a
     _report(progress, 0.2, "DVK: FFT convolution")
     stage = None if progress is None else (lambda f, m: progress(0.2 + 0.7 * f, "DVK: " + m))
-    dose, _ = _convolved_activity(a_conv, rho, activity_gbq.spacing_mm, radius_mm, backend, keep_out_of=lung, progress=stage)
+    dose, classes = _convolved_activity(a_conv, rho, activity_gbq.spacing_mm, radius_mm, backend, keep_out_of=lung, progress=stage)
+    if notes is not None:
+        notes.extend(c["truncated"] for c in classes if "truncated" in c)
     del a_conv
     _report(progress, 0.9, "DVK: dose from energy")
 
