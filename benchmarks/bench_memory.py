@@ -5,8 +5,8 @@ tumours, a lung; 5 bytes of input per voxel: float32 activity + uint8 labels) is
 NRRD files at several sizes and run with ``tare-dosimetry run --no-report`` in a fresh process
 per size and method.  Each process reports
 
-* ``peak_mb_over_imports``: peak resident memory (``ru_maxrss``) minus the resident memory once
-  the engine is imported, i.e. what reading the inputs and computing the case add;
+* ``peak_mb_over_imports``: peak resident memory (VmHWM, reset once the engine is imported)
+  minus the resident memory then (VmRSS), i.e. what reading the inputs and computing the case add;
 * ``bytes_per_voxel``: that, divided by the voxels of the largest grid;
 * the wall time of ``main()``.
 
@@ -36,13 +36,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
 
 _CHILD = r"""
-import resource, sys, time
+import sys, time
 from TAREDosimetryLib.cli import main
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+def status(key):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(key + ":"))
+
+with open("/proc/self/clear_refs", "w") as fh:  # reset the peak (VmHWM): a forked process inherits its parent's
+    fh.write("5")
+base = status("VmRSS")
 t = time.perf_counter()
 rc = main(sys.argv[1:])
 wall = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = status("VmHWM")
 print("RESULT", rc, base, peak, wall)
 """
 
@@ -56,8 +63,8 @@ def _write_nrrd(array, spacing, origin, path):
     sitk.WriteImage(img, path, useCompression=False)
 
 
-def _shapes(seg_shape, spacing):
-    """Liver, tumour and lung label map (uint8) of ``seg_shape`` (z, y, x) at ``spacing`` mm, slab by slab."""
+def _shapes(seg_shape, spacing, lung=True):
+    """Liver, tumour (and lung) label map (uint8) of ``seg_shape`` (z, y, x) at ``spacing`` mm, slab by slab."""
     nz, ny, nx = seg_shape
     labels = np.zeros(seg_shape, np.uint8)
     y = (np.arange(ny) - ny / 2) * spacing
@@ -69,25 +76,27 @@ def _shapes(seg_shape, spacing):
         liver = (xx / (0.6 * ext[0])) ** 2 + (yy / (0.6 * ext[1])) ** 2 + (z / (0.5 * ext[2])) ** 2 <= 1
         t1 = (xx + 0.2 * ext[0]) ** 2 + yy**2 + z**2 <= (0.15 * ext.min()) ** 2
         t2 = (xx - 0.25 * ext[0]) ** 2 + (yy - 0.1 * ext[1]) ** 2 + (z - 0.1 * ext[2]) ** 2 <= (0.08 * ext.min()) ** 2
-        lung = ((xx / (0.5 * ext[0])) ** 2 + (yy / (0.5 * ext[1])) ** 2 <= 1) & (z > 0.65 * ext[2])
+        lung_part = ((xx / (0.5 * ext[0])) ** 2 + (yy / (0.5 * ext[1])) ** 2 <= 1) & (z > 0.65 * ext[2])
         sl = labels[k]
         sl[liver] = 1
         sl[t1 & liver] = 2
         sl[t2 & liver] = 3
-        sl[lung] = 4
+        if lung:
+            sl[lung_part] = 4
     return labels
 
 
-def make_case(folder, n, spacing=1.5):
-    """(activity path, label map path, labels json) of an n^3 case on one grid."""
+def make_case(folder, n, spacing=1.5, lung=False):
+    """(activity path, label map path) of an n^3 case on one grid (liver, two tumours, optionally a lung)."""
     shape = (n, n, n)
-    labels = _shapes(shape, spacing)
+    labels = _shapes(shape, spacing, lung)
     act = np.full(shape, 0.02, np.float32)
     uptake = np.array([0.02, 1.0, 6.0, 3.0, 0.1], np.float32)
     for k in range(n):  # slab by slab: no float64 temporaries
         act[k] = uptake[labels[k]]
     origin = (0.0, 0.0, 0.0)
-    a, s = os.path.join(folder, f"act{n}.nrrd"), os.path.join(folder, f"seg{n}.nrrd")
+    tag = f"{n}{'lung' if lung else ''}"
+    a, s = os.path.join(folder, f"act{tag}.nrrd"), os.path.join(folder, f"seg{tag}.nrrd")
     _write_nrrd(act, (spacing,) * 3, origin, a)
     _write_nrrd(labels, (spacing,) * 3, origin, s)
     return a, s
@@ -104,25 +113,27 @@ def run_child(args):
             "wall_s": float(wall)}
 
 
-def case_args(act, seg, out, method):
-    return ["run", "--spect", act, "--segmentation", seg, "--labels", "1=liver,2=tumour 1,3=tumour 2,4=lung",
+def case_args(act, seg, out, method, lung=True):
+    labels = "1=liver,2=tumour 1,3=tumour 2" + (",4=lung" if lung else "")
+    return ["run", "--spect", act, "--segmentation", seg, "--labels", labels,
             "--administered-activity-gbq", "2", "--lung-shunt-fraction", "0.05", "--method", method,
             "--out", out, "--no-report", "--quiet", "--overwrite"]
 
 
-def bench_sizes(sizes, methods, repeat):
+def bench_sizes(sizes, methods, repeat, lung=False):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            act, seg = make_case(tmp, n)
+            act, seg = make_case(tmp, n, lung=lung)
             for method in methods:
-                runs = [run_child(case_args(act, seg, os.path.join(tmp, "out"), method)) for _ in range(repeat)]
+                runs = [run_child(case_args(act, seg, os.path.join(tmp, "out"), method, lung)) for _ in range(repeat)]
                 ok = [r for r in runs if "error" not in r]
                 if not ok:
-                    rows.append({"n": n, "voxels": n**3, "method": method, "error": runs[0]["error"]})
+                    rows.append({"n": n, "voxels": n**3, "method": method, "lung": lung, "error": runs[0]["error"]})
+                    print(json.dumps(rows[-1]), flush=True)
                     continue
                 peak = min(r["peak_mb_over_imports"] for r in ok)
-                rows.append({"n": n, "voxels": n**3, "method": method, "peak_mb_over_imports": peak,
+                rows.append({"n": n, "voxels": n**3, "method": method, "lung": lung, "peak_mb_over_imports": peak,
                              "bytes_per_voxel": peak * 2**20 / n**3, "wall_s_median": float(np.median([r["wall_s"] for r in ok])),
                              "wall_s_range": [min(r["wall_s"] for r in ok), max(r["wall_s"] for r in ok)]})
                 print(json.dumps(rows[-1]), flush=True)
@@ -132,7 +143,7 @@ def bench_sizes(sizes, methods, repeat):
 def bench_large(seg_shape, seg_spacing, pet_spacing, folder):
     """A label map of ``seg_shape`` (z, y, x) at ``seg_spacing`` mm over a PET grid of ``pet_spacing`` mm."""
     t0 = time.perf_counter()
-    labels = _shapes(seg_shape, seg_spacing)
+    labels = _shapes(seg_shape, seg_spacing, lung=True)
     extent = np.array(seg_shape[::-1]) * seg_spacing  # x, y, z mm
     pet_shape = tuple(int(np.ceil(e / pet_spacing)) for e in extent[::-1])
     origin_seg = (0.0, 0.0, 0.0)
@@ -165,6 +176,7 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[200, 300, 400])
     ap.add_argument("--methods", nargs="+", default=["ldm", "dvk"])
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--lung", action="store_true", help="add a lung segment (a density map of tissue and lung: +4 bytes per voxel)")
     ap.add_argument("--large", action="store_true", help="the 1e9-voxel segmentation over a PET grid")
     ap.add_argument("--seg-shape", type=int, nargs=3, default=[1000, 1024, 1024], help="z y x of the large label map")
     ap.add_argument("--seg-spacing", type=float, default=0.5)
@@ -178,7 +190,7 @@ def main(argv=None):
             res["large"] = bench_large(tuple(args.seg_shape), args.seg_spacing, args.pet_spacing, tmp)
         print(json.dumps(res["large"], indent=1))
     else:
-        res["sizes"] = bench_sizes(args.sizes, args.methods, args.repeat)
+        res["sizes"] = bench_sizes(args.sizes, args.methods, args.repeat, args.lung)
     path = args.json or os.path.join(REPO, "benchmarks", "results", "memory_large.json" if args.large else "memory.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:

@@ -24,6 +24,7 @@ tested and timed alone::
 The metrics grid and its sampling are described in :mod:`.evaluation.sampling`.
 """
 
+import copy
 import time
 from dataclasses import dataclass, field, replace
 
@@ -500,10 +501,21 @@ class SampledMaps:
     total_activity_gbq: float
     activity_divisor: float = 1.0
 
+    def activity_sum_gbq_ml(self, sampler, region):
+        """sum f a over the region's voxels, a the activity concentration (GBq/mL): read in blocks
+        with the overlap sampler (no copy of the region's values), else from the values read."""
+        if sampler.sampling == "overlap":
+            return sampler.integrate(self.activity_gbq_ml, region) / self.activity_divisor
+        return self.read_activity_gbq_ml(sampler, region)
+
     def read_activity_gbq_ml(self, sampler, region):
         """Activity concentration (GBq/mL) of the region's voxels (float32)."""
         values = sampler.read(self.activity_gbq_ml, region)[0]
-        return values if self.activity_divisor == 1.0 else values / np.float32(self.activity_divisor)
+        if self.activity_divisor == 1.0:
+            return values
+        if values.flags.writeable and values.dtype == np.float32:  # the values read are ours: divided in place
+            return np.divide(values, np.float32(self.activity_divisor), out=values)
+        return values / np.float32(self.activity_divisor)
 
 
 def _per_ml(activity, voxel_volume_ml):
@@ -532,12 +544,19 @@ def sample_maps(sampler, dose, density, activity_gbq, params, total_activity_gbq
     )
 
 
-def _region_result(sampler, maps, region, name, role, params):
+def _region_result(sampler, maps, region, name, role, params, dvhs=None):
+    """(metrics, DVH) of one region; ``dvhs`` {id(region): DVH} shares the DVH of entries with the same region."""
     dose, weights = sampler.read(maps.dose_gy, region)
+    shared = None if dvhs is None else dvhs.get(id(region))
+    if shared is not None:
+        shared = copy.copy(shared)  # the same sorted doses, its own name
+        shared.name = name
     metrics, dvh = segment_metrics(
-        dose, sampler.read(maps.density_g_ml, region)[0], maps.read_activity_gbq_ml(sampler, region),
-        maps.voxel_volume_ml, role, params, name=name, weights=weights,
+        dose, sampler.read(maps.density_g_ml, region)[0], maps.activity_sum_gbq_ml(sampler, region),
+        maps.voxel_volume_ml, role, params, name=name, weights=weights, overwrite_dose=True, dvh=shared,  # values read are ours
     )
+    if dvhs is not None:
+        dvhs.setdefault(id(region), dvh)
     total = maps.total_activity_gbq
     metrics["activity_pct"] = 100.0 * metrics["activity_gbq"] / total if total > 0 else float("nan")
     return metrics, dvh
@@ -546,13 +565,13 @@ def _region_result(sampler, maps, region, name, role, params):
 def segment_results_step(segmentation, sampler, maps, roles, params, progress=None):
     """One :class:`SegmentResult` per measured segment (the lungs of the LSF model excepted).
     ``progress(fraction, message)`` is called before each segment (a caller may stop there)."""
-    results = []
+    results, dvhs = [], {}
     for i, n in enumerate(roles.used):
         _progress(progress, i / max(len(roles.used), 1), f"metrics and DVH: {n}")
         role = roles.role_of[n]
         if roles.lung_from == "lsf" and role == "lung":
             continue
-        metrics, dvh = _region_result(sampler, maps, sampler.regions[n], n, role, params)
+        metrics, dvh = _region_result(sampler, maps, sampler.regions[n], n, role, params, dvhs)
         info = segmentation.info(n) if n not in roles.notes else None
         note = roles.notes.get(n, "")
         if n in roles.parts_of_whole:

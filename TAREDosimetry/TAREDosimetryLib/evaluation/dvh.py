@@ -69,6 +69,9 @@ class DVH:
     name : str
     weights : (N,) array_like of float >= 0, optional: the fraction of each voxel's volume that
         belongs to the region (exact partial-voxel sampling); voxels of weight 0 are dropped.
+    overwrite_dose : bool, default False; True lets the DVH sort ``dose_gy`` in place (when it
+        is a float32 or float64 array and no weights are given) instead of sorting a copy: for a
+        caller whose array of the region's doses is its own and not needed in voxel order.
 
     Notes
     -----
@@ -79,7 +82,7 @@ class DVH:
     region whose voxels are all whole is the unweighted DVH).
     """
 
-    def __init__(self, dose_gy, voxel_volume_ml=1.0, bin_width_gy=None, name="", weights=None):
+    def __init__(self, dose_gy, voxel_volume_ml=1.0, bin_width_gy=None, name="", weights=None, overwrite_dose=False):
         d = np.asarray(dose_gy).ravel()
         self._part = None
         if weights is not None:
@@ -97,7 +100,11 @@ class DVH:
         self.name = name
         self.voxel_volume_ml = float(voxel_volume_ml)
         self.bin_width_gy = None if bin_width_gy is None else float(bin_width_gy)
-        self._asc = np.sort(d)
+        if overwrite_dose and weights is None and d.flags.writeable:
+            d.sort()  # the caller's own array (or our float64 copy of it): sorted where it is
+            self._asc = d
+        else:
+            self._asc = np.sort(d)
         self._sorted_desc = self._asc[::-1]  # a view
         self.n_voxels = d.size
         if weights is not None:

@@ -19,17 +19,23 @@ from .radiobiology import bed_parameters, eud_alpha_per_gy
 __all__ = ["segment_metrics", "uniform_metrics"]
 
 
-def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml, role, params, name="", weights=None):
+def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml, role, params, name="", weights=None,
+                    overwrite_dose=False, dvh=None):
     """Metrics of one region from its voxel values on the metrics grid.
 
     Parameters
     ----------
-    dose_gy, density_g_ml, activity_gbq_per_ml : (N,) arrays of the region's voxels.
+    dose_gy, density_g_ml, activity_gbq_per_ml : (N,) arrays of the region's voxels
+        (``activity_gbq_per_ml`` may instead be a float: the region's sum of f a, already taken).
     voxel_volume_ml : float
     role : str, selects the BED alpha/beta (tumour or normal tissue).
     params : DosimetryParams
     weights : (N,) array of float in [0, 1], optional: fraction of each voxel inside the region
         (exact partial-voxel sampling); None when every voxel lies wholly inside.
+    overwrite_dose : bool, default False; True lets the DVH sort ``dose_gy`` in place once the
+        sums are taken (a caller's own copy of the region's doses: no second copy).
+    dvh : DVH, optional; the DVH of these very voxels, already made (another entry with the same
+        region): used as it is.
 
     Returns
     -------
@@ -37,10 +43,12 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     under LDM); the DVH, its D/V metrics and ``eud_gy`` are volume-based.  ``eud_gy`` is NaN for
     roles other than tumour (no radiosensitivity defined for them).
     """
-    dvh = DVH(dose_gy, voxel_volume_ml, params.dvh_bin_width_gy, name=name, weights=weights)
     ab, t_repair_h = bed_parameters(role, params)
     alpha = eud_alpha_per_gy(role, params)
-    sums = _region_sums(dose_gy, density_g_ml, activity_gbq_per_ml, weights, voxel_volume_ml, alpha, dvh.min_gy)
+    dmin = float(np.min(dose_gy)) if np.size(dose_gy) else 0.0  # shift of the EUD's exponentials (any value: stability)
+    sums = _region_sums(dose_gy, density_g_ml, activity_gbq_per_ml, weights, voxel_volume_ml, alpha, dmin)
+    if dvh is None:
+        dvh = DVH(dose_gy, voxel_volume_ml, params.dvh_bin_width_gy, name=name, weights=weights, overwrite_dose=overwrite_dose)
     g = physics.bed_coefficient_per_gy(ab, t_repair_h, params.half_life_h)
     mass_g = sums["m"]
     m = {
@@ -60,7 +68,7 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
         m[f"v{x:g}_ml"] = dvh.volume_ml_at_dose(x)
     # EUD is over the volume (each voxel 1/N, or f_j V_j / sum f V), like the DVH it summarises;
     # only a tumour alpha is defined, so other roles get no EUD (evaluation.radiobiology).
-    m["eud_gy"] = dvh.min_gy - math.log(sums["e"] / sums["w"]) / alpha if alpha else float("nan")
+    m["eud_gy"] = dmin - math.log(sums["e"] / sums["w"]) / alpha if alpha else float("nan")
     # BED = D (1 + g D): its mass-weighted mean is (sum m D + g sum m D^2) / sum m.
     m["bed_gy"] = ((sums["md"] + g * sums["mdd"]) / mass_g if mass_g > 0
                    else (sums["d"] + g * sums["dd"]) / dose_gy.size)
@@ -93,12 +101,15 @@ def _region_sums(dose, density, activity, weights, voxel_volume_ml, alpha, dmin)
             w = buf_w[:n]
             np.copyto(w, weights[sl], casting="unsafe")
         _block_sums(out, d, w, None if rho is not None else density[sl], m, voxel_volume_ml)
-        out["a"] += float(activity[sl].sum(dtype=np.float64)) if w is None else float(np.dot(w, activity[sl]))
+        if not np.isscalar(activity):
+            out["a"] += float(activity[sl].sum(dtype=np.float64)) if w is None else float(np.dot(w, activity[sl]))
         if alpha:
             np.subtract(d, dmin, out=d)
             np.multiply(d, -alpha, out=d)
             np.exp(d, out=d)
             out["e"] += float(d.sum()) if w is None else float(np.dot(w, d))
+    if np.isscalar(activity):
+        out["a"] = float(activity)
     if rho is not None:
         scale = rho * voxel_volume_ml
         for k in ("m", "md", "mdd"):

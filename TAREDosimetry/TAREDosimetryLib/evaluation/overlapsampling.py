@@ -29,6 +29,8 @@ __all__ = ["Region", "OverlapSampler"]
 #: Masks larger than this (voxels) are contracted in float32 (half the memory; the fractions
 #: then carry ~1e-7 relative round-off).
 _FLOAT32_ABOVE_VOXELS = 1 << 24
+#: Region voxels read at a time by :meth:`OverlapSampler.integrate`.
+_READ_BLOCK = 1 << 16
 
 
 @dataclass
@@ -55,36 +57,38 @@ _WHOLE_TOLERANCE = {np.float64: 4 * np.finfo(np.float64).eps, np.float32: 4 * np
 
 def _region_of_fractions(values, start, shape):
     """:class:`Region` of the voxels with fraction > 0 in ``values`` (Z, Y, X), a box at ``start``
-    (z, y, x) of a grid of ``shape``: plane by plane, so that no index triplets of the whole box
-    are ever held (only the region's own flat indices)."""
+    (z, y, x) of a grid of ``shape``: plane by plane into arrays of the region's size, so that no
+    index triplets of the whole box are ever held."""
     index_type = np.int32 if int(np.prod(shape, dtype=np.int64)) < 2**31 else np.int64
-    ny, nx = values.shape[1:]
-    parts_i, parts_w = [], []
+    nx = values.shape[2]
+    n = int(np.count_nonzero(values > 0))
+    index, weight, filled = np.empty(n, index_type), np.empty(n, values.dtype), 0
     for kz in range(values.shape[0]):
         plane = values[kz].reshape(-1)
         flat = np.flatnonzero(plane > 0)
         if flat.size == 0:
             continue
         j, i = np.divmod(flat, nx)
-        parts_i.append((((kz + start[0]) * shape[1] + (j + start[1])) * shape[2] + (i + start[2])).astype(index_type))
-        parts_w.append(plane[flat])
-    if not parts_i:
-        return Region(np.zeros(0, index_type))
-    weight = np.concatenate(parts_w)
+        index[filled:filled + flat.size] = ((kz + start[0]) * shape[1] + (j + start[1])) * shape[2] + (i + start[2])
+        weight[filled:filled + flat.size] = plane[flat]
+        filled += flat.size
+    if n == 0:
+        return Region(index)
     tol = _WHOLE_TOLERANCE[weight.dtype.type]
     if float(weight.min()) >= 1.0 - tol and float(weight.max()) <= 1.0 + tol:
         weight = None  # every voxel whole: no weights to store or to read
-    return Region(np.concatenate(parts_i), weight)
+    return Region(index, weight)
 
 
 def _region_of_unit_mask(mask, mapping, image_shape, crop_start, shape):
     """:class:`Region` (whole voxels) of a mask whose voxels are activity voxels: destination index
     = offset + sign x mask index per axis (``mapping``); voxels outside the activity image are
-    left out; indices relative to the metrics grid (``shape``, at ``crop_start``), in C order."""
+    left out; indices relative to the metrics grid (``shape``, at ``crop_start``), in C order.
+    The indices are written plane by plane into one array of the mask's voxel count."""
     index_type = np.int32 if int(np.prod(shape, dtype=np.int64)) < 2**31 else np.int64
     (sz, oz), (sy, oy), (sx, ox) = mapping
-    ny, nx = mask.shape[1:]
-    parts = []
+    nx = mask.shape[2]
+    index, filled = np.empty(int(np.count_nonzero(mask)), index_type), 0
     for kz in range(mask.shape[0]):
         z = oz + sz * kz
         if not 0 <= z < image_shape[0]:
@@ -96,10 +100,9 @@ def _region_of_unit_mask(mask, mapping, image_shape, crop_start, shape):
         y, x = oy + sy * j, ox + sx * i
         keep = (y >= 0) & (y < image_shape[1]) & (x >= 0) & (x < image_shape[2])
         y, x = y[keep] - crop_start[1], x[keep] - crop_start[2]
-        parts.append((((z - crop_start[0]) * shape[1] + y) * shape[2] + x).astype(index_type))
-    if not parts:
-        return Region(np.zeros(0, index_type))
-    index = np.concatenate(parts)
+        index[filled:filled + y.size] = ((z - crop_start[0]) * shape[1] + y) * shape[2] + x
+        filled += y.size
+    index = index[:filled] if filled == index.size else index[:filled].copy()
     if any(sign < 0 for sign, _ in mapping):
         index.sort()  # C order of the metrics grid, as from the fractions
     return Region(index)
@@ -194,8 +197,18 @@ class OverlapSampler:
                 if box is None or not mask.any():
                     self._cache[key] = Region(np.zeros(0, np.int32))
                 else:
-                    self._cache[key] = self._region_of_mask(mask, box)
+                    self._cache[key] = self._same_as_known(self._region_of_mask(mask, box))
         return self._cache[key]
+
+    def _same_as_known(self, region):
+        """``region``, or the region already known with the same voxels and fractions (a label
+        map's liver is its whole liver minus the tumours): one copy of the indices, one DVH."""
+        for known in list(self.regions.values()) + list(self._cache.values()):
+            if known.index.size == region.index.size and np.array_equal(known.index, region.index) and (
+                    (known.weight is None and region.weight is None)
+                    or (known.weight is not None and region.weight is not None and np.array_equal(known.weight, region.weight))):
+                return known
+        return region
 
     def add_region(self, name, names, minus=()):
         """Register the region ``names`` less ``minus`` as ``name``; False when it is empty."""
@@ -223,11 +236,16 @@ class OverlapSampler:
         return np.asarray(volume.array[self._crop])
 
     def integrate(self, prepared, region):
-        """sum_j f_j x_j: the amount of an :meth:`extensive` quantity inside ``region``."""
-        values = prepared.reshape(-1)[region.index]
-        if region.weight is None:
-            return float(values.sum(dtype=np.float64))
-        return float(np.dot(values.astype(np.float64), region.weight.astype(np.float64, copy=False)))
+        """sum_j f_j x_j: the amount of an :meth:`extensive` quantity inside ``region`` (float64,
+        read in blocks of the region: no copy of the whole region)."""
+        flat, total = prepared.reshape(-1), 0.0
+        for s in range(0, region.index.size, _READ_BLOCK):
+            values = flat[region.index[s:s + _READ_BLOCK]]
+            if region.weight is None:
+                total += float(values.sum(dtype=np.float64))
+            else:
+                total += float(np.dot(values.astype(np.float64), region.weight[s:s + _READ_BLOCK].astype(np.float64)))
+        return total
 
     def describe(self):
         methods = sorted({i["method"] for i in self._infos})
