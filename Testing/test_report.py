@@ -347,3 +347,28 @@ def test_maa_case_report_is_written_and_tumour_contours_lie_on_the_hot_spots(tmp
     text = path.read_text(encoding="utf-8")
     assert "Tumor 1" in text and "Tumor 2" in text and "lungs (LSF model)" in text
     assert text.count("data:image/png;base64,") == 2
+
+
+def test_plane_image_composes_background_wash_isodose_and_outlines(case):
+    """The dose slices are drawn as one RGB image per plane: grey background, the dose wash from the
+    threshold, white dashes on the isodose, segment outlines in the segment's colour."""
+    result, seg = case
+    planes = figures.dose_slice_planes(result, None, seg, views=("axial",), fov_mm=41, pixel_mm=2.0)
+    p = planes[0]
+    cmap = figures._dose_colormap()
+    d_max = float(p.dose_gy.max())
+    level = 0.5 * d_max
+    rgb = figures.plane_rgb(p, cmap, 0.1 * d_max, d_max, [level])
+    assert rgb.shape == p.dose_gy.shape + (3,) and rgb.min() >= 0 and rgb.max() <= 1
+    near_any = np.zeros(p.dose_gy.shape, bool)
+    for m in p.masks.values():
+        near_any |= figures._grown(m)
+    quiet = (p.dose_gy < 0.1 * d_max) & ~near_any
+    if quiet.any():  # no wash, no outline: grey
+        assert np.allclose(rgb[quiet].std(axis=1), 0)
+    washed = (p.dose_gy >= 0.1 * d_max) & ~near_any & ~figures._grown(p.dose_gy >= level)
+    if washed.any():  # the wash colours the background
+        assert rgb[washed].std(axis=1).max() > 0.01
+    own = p.masks[p.segment]
+    edge = own & ~figures._shrunk(figures._shrunk(own))
+    assert np.allclose(rgb[edge], p.colors[p.segment])  # the plane's own segment outlined, 2 pixels

@@ -158,6 +158,24 @@ def _overlap_band_1d(n_src, scale, offset, n_dst):
     return j0, _Band(start, weights, n_src)
 
 
+#: Largest band (source x destination voxels along one axis) contracted as a dense matrix product.
+_DENSE_MAX = 1 << 18
+
+
+def _contract_last_axis_dense(arr, band, dtype):
+    """The last (memory-contiguous) axis contracted by one dense matrix product per block of rows:
+    no transposed copy of the source (a small band: the zeros cost less than moving the data)."""
+    dense = np.zeros((band.n_src, band.n_out), dtype)
+    for j, (a, w) in enumerate(zip(band.start, band.weights)):
+        dense[a:a + w.size, j] = w
+    rows = arr.reshape(-1, band.n_src)
+    out = np.empty((rows.shape[0], band.n_out), dtype)
+    step = max(1, _BLOCK // band.n_src)
+    for s in range(0, rows.shape[0], step):
+        np.matmul(np.asarray(rows[s:s + step], dtype=dtype), dense, out=out[s:s + step])
+    return out.reshape(arr.shape[:-1] + (band.n_out,))
+
+
 def _contract_axis(arr, band, axis, dtype):
     """``arr`` with ``axis`` contracted against ``band``: out[.., j, ..] = sum_i arr[.., i, ..] overlap(i, j).
 
@@ -165,6 +183,8 @@ def _contract_axis(arr, band, axis, dtype):
     consecutive source slabs it meets.  Works block by block along the first remaining axis,
     so a large boolean source is never converted to floating point all at once.
     """
+    if axis == arr.ndim - 1 and arr.flags.c_contiguous and band.n_src * band.n_out <= _DENSE_MAX:
+        return _contract_last_axis_dense(arr, band, dtype)
     weights = [w.astype(dtype) for w in band.weights]
     if axis == 0 and arr.dtype == dtype and arr.flags.c_contiguous:  # no conversion, no copy needed
         flat = arr.reshape(arr.shape[0], -1)
@@ -199,7 +219,7 @@ def _box_overlap_sum(values, src_grid, dst_grid, alignment, dtype):
     # A source already in the working dtype is contracted along its first axis without a copy:
     # start there unless another axis shrinks it much more.
     shrink = [mats[a].n_out / max(1, mats[a].n_src) for a in range(3)]
-    order = sorted(range(3), key=lambda a: shrink[a])
+    order = sorted(range(3), key=lambda a: (round(shrink[a], 9), -a))  # ties: the memory-contiguous axis first
     if values.dtype == dtype and values.flags.c_contiguous and shrink[0] <= 1.25 * shrink[order[0]]:
         order = [0] + [a for a in order if a != 0]
     out = values

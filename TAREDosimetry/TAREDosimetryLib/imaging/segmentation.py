@@ -150,10 +150,28 @@ class Segmentation:
     def mask(self, name_or_info, bbox=None):
         """Boolean mask (Z, Y, X) of one segment, or of the ``bbox`` part (tuple of slices)."""
         s = self.info(name_or_info)
-        layer = self.layers[s.layer]
         if bbox is not None:
-            layer = layer[bbox]
-        return layer == s.label_value
+            compact = self._compact_layers()
+            if compact is not None and all(c.start <= b.start and b.stop <= c.stop for b, c in zip(bbox, compact[0])):
+                shifted = tuple(slice(b.start - c.start, b.stop - c.start) for b, c in zip(bbox, compact[0]))
+                return compact[1][s.layer][shifted] == s.label_value
+            return self.layers[s.layer][bbox] == s.label_value
+        return self.layers[s.layer] == s.label_value
+
+    def _compact_layers(self):
+        """(box, (L, z, y, x) C-contiguous copy of the layers in it) when the layers are interleaved
+        in memory (a .seg.nrrd: each layer's voxels 1 byte in L) and the box of every segment is
+        under half the grid: masks are then read from compact memory (made once); else None."""
+        if not hasattr(self, "_compact"):
+            self._compact = None
+            if self.layers.shape[0] > 1 and not self.layers[0].flags.c_contiguous:
+                boxes = [self.bbox(t) for t in self.segments]
+                boxes = [b for b in boxes if b is not None]
+                if boxes:
+                    box = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
+                    if np.prod([b.stop - b.start for b in box]) * 2 <= np.prod(self.grid.shape):
+                        self._compact = (box, np.ascontiguousarray(self.layers[(slice(None),) + box]))
+        return self._compact
 
     def bbox(self, name_or_info):
         """Tuple of slices (z, y, x) of the segment's bounding box, or None when empty.

@@ -40,6 +40,7 @@ __all__ = [
     "figure_colors",
     "SlicePlane",
     "dose_slice_planes",
+    "plane_rgb",
     "plot_dose_slices",
     "require_matplotlib",
     "png_bytes",
@@ -297,8 +298,8 @@ _VIEWS = {
 }
 _VIEW_LETTERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I")}  # left, right, top, bottom
 _VIEW_AXES = {
-    "axial": ("mm from centroid (patient right \u2190 \u2192 left)", "mm (anterior \u2191 \u2193 posterior)"),
-    "coronal": ("mm from centroid (patient right \u2190 \u2192 left)", "mm (superior \u2191 \u2193 inferior)"),
+    "axial": ("patient right \u2190 \u2192 left", "anterior \u2191 \u2193 posterior"),
+    "coronal": ("patient right \u2190 \u2192 left", "superior \u2191 \u2193 inferior"),
 }
 
 
@@ -656,35 +657,84 @@ _OUTLINE_WIDTH = 2.2
 
 
 def _draw_dose_plane(ax, p, cmap, threshold, d_max, isodoses, legend):
-    """Background, dose wash, isodose lines and segment contours of one plane; returns the wash image."""
+    """Background, dose wash, isodose lines and segment outlines of one plane, composed as one RGB
+    image (:func:`plane_rgb`); returns the colour scale of the wash (for the colour bar)."""
     from matplotlib import patheffects
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
 
     outline = [patheffects.withStroke(linewidth=_OUTLINE_WIDTH, foreground="black")]
-    grey = np.ma.masked_invalid(p.background)
-    lo, hi = _background_window(p)
-    ax.imshow(grey, cmap="gray", vmin=lo, vmax=hi, extent=p.extent_mm, origin="upper", interpolation="nearest")
-    dose = np.ma.masked_less(p.dose_gy, threshold)
-    im = ax.imshow(dose, cmap=cmap, vmin=threshold, vmax=d_max, alpha=0.55, extent=p.extent_mm, origin="upper", interpolation="nearest")
-    ny, nx = p.dose_gy.shape
-    xs = np.linspace(p.extent_mm[0], p.extent_mm[1], nx + 1)
-    xs = (xs[:-1] + xs[1:]) / 2
-    ys = np.linspace(p.extent_mm[3], p.extent_mm[2], ny + 1)  # top to bottom = row order
-    ys = (ys[:-1] + ys[1:]) / 2
+    ax.imshow(plane_rgb(p, cmap, threshold, d_max, isodoses), extent=p.extent_mm, origin="upper", interpolation="nearest")
     for level in isodoses:
         if p.dose_gy.max() >= level:
-            ax.contour(xs, ys, p.dose_gy, levels=[level], colors="white", linewidths=1.0, linestyles="--")
             legend[f"{level:g} Gy isodose (tumour threshold)"] = Line2D([], [], color="white", ls="--", lw=1.0, path_effects=outline)
     for n, m in p.masks.items():
+        if m.any():
+            legend.setdefault(n, Line2D([], [], color=p.colors[n], lw=2.2 if p.roles.get(n) == "tumor" else 1.4))
+    return ScalarMappable(norm=Normalize(threshold, d_max), cmap=cmap)
+
+
+def _shrunk(mask):
+    """``mask`` less its voxels that touch the outside across a face (4-neighbourhood, in plane)."""
+    out = mask.copy()
+    out[1:, :] &= mask[:-1, :]
+    out[:-1, :] &= mask[1:, :]
+    out[:, 1:] &= mask[:, :-1]
+    out[:, :-1] &= mask[:, 1:]
+    out[0, :] = out[-1, :] = False
+    out[:, 0] = out[:, -1] = False
+    return out
+
+
+def _grown(mask):
+    out = mask.copy()
+    out[1:, :] |= mask[:-1, :]
+    out[:-1, :] |= mask[1:, :]
+    out[:, 1:] |= mask[:, :-1]
+    out[:, :-1] |= mask[:, 1:]
+    return out
+
+
+def _outline(mask, width):
+    """The band of ``width`` pixels inside the edge of ``mask``."""
+    inner = mask
+    for _ in range(width):
+        inner = _shrunk(inner)
+    return mask & ~inner
+
+
+def plane_rgb(p, cmap, threshold, d_max, isodoses):
+    """(ny, nx, 3) float RGB image of one :class:`SlicePlane`, composed pixel by pixel.
+
+    The background in grey (CT window or the image's 99.5th percentile), the dose from
+    ``threshold`` to ``d_max`` Gy in ``cmap`` over it (opacity 0.55; above ``d_max`` the top
+    colour), each isodose level of ``isodoses`` as a dashed white line, and the segments'
+    outlines in their colours (2 pixels for the plane's own segment, tumours with a dark edge).
+    Drawing the planes as images instead of contour lines is most of the speed of the report.
+    """
+    lo, hi = _background_window(p)
+    grey = np.clip((np.asarray(p.background, np.float64) - lo) / (hi - lo), 0.0, 1.0)
+    rgb = np.repeat(np.where(np.isfinite(grey), grey, 0.0)[..., None], 3, axis=2)
+    dose = np.asarray(p.dose_gy, np.float64)
+    wash = dose >= threshold
+    if wash.any():
+        colours = np.asarray(cmap(np.clip((dose[wash] - threshold) / max(d_max - threshold, 1e-12), 0.0, 1.0)))[:, :3]
+        rgb[wash] = 0.45 * rgb[wash] + 0.55 * colours
+    rows, cols = np.indices(dose.shape)
+    dashes = ((rows + cols) // 3) % 2 == 0
+    for level in isodoses:
+        rgb[_outline(dose >= level, 1) & dashes] = 1.0
+    order = sorted(p.masks, key=lambda n: (n == p.segment, p.roles.get(n) == "tumor"))  # the row's segment on top
+    for n in order:
+        m = p.masks[n]
         if not m.any():
             continue
-        role = p.roles.get(n)
-        lw = 2.6 if n == p.segment else (1.8 if role == "tumor" else 1.2)
-        cs = ax.contour(xs, ys, m.astype(np.float32), levels=[0.5], colors=[p.colors[n]], linewidths=lw)
-        if role == "tumor":  # a dark edge keeps pale tumour colours visible on the dose wash
-            _set_path_effects(cs, [patheffects.Stroke(linewidth=lw + 1.6, foreground="black"), patheffects.Normal()])
-        legend.setdefault(n, Line2D([], [], color=p.colors[n], lw=2.2 if role == "tumor" else 1.4))
-    return im
+        band = _outline(m, 2 if n == p.segment else 1)
+        if p.roles.get(n) == "tumor":  # a dark edge keeps pale tumour colours visible on the dose wash
+            rgb[_grown(band) & ~band] = 0.0
+        rgb[band] = p.colors[n]
+    return rgb
 
 
 def _label_plane(ax, p, mean_gy):
@@ -696,13 +746,11 @@ def _label_plane(ax, p, mean_gy):
     ax.set_ylim(p.extent_mm[2], p.extent_mm[3])
     ax.set_aspect("equal")
     ax.set_facecolor("black")
-    ax.tick_params(labelsize=7)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(6))
-    ax.yaxis.set_major_locator(MaxNLocator(6))
+    ax.set_xticks([])  # a scale bar instead of tick labels: a tenth of the drawing time
+    ax.set_yticks([])
     ax.set_xlabel(p.axis_labels[0], fontsize=7.5)
     ax.set_ylabel(p.axis_labels[1], fontsize=7.5)
+    _scale_bar(ax, p.extent_mm, outline)
     left, right, top, bottom = p.letters
     for text, (x, y, ha, va) in zip(
         (left, right, top, bottom),
@@ -717,9 +765,13 @@ def _label_plane(ax, p, mean_gy):
     ax.set_title(_mpl_text(head), fontsize=9)
 
 
-def _set_path_effects(contour_set, effects):
-    if hasattr(contour_set, "collections") and not hasattr(contour_set, "get_paths"):  # matplotlib < 3.8
-        for c in contour_set.collections:
-            c.set_path_effects(effects)
-    else:
-        contour_set.set_path_effects(effects)
+def _scale_bar(ax, extent_mm, outline):
+    """A white bar of a round length (about a quarter of the plane) at the bottom right, labelled in mm."""
+    width = abs(extent_mm[1] - extent_mm[0])
+    length = next((v for v in (100, 50, 20, 10, 5) if v <= 0.3 * width), 5)
+    up = 1.0 if extent_mm[3] > extent_mm[2] else -1.0  # the y limits are (bottom, top) = extent_mm[2:4]
+    x1 = max(extent_mm[0], extent_mm[1]) - 0.05 * width
+    y = extent_mm[2] + up * 0.07 * width
+    ax.plot([x1 - length, x1], [y, y], color="white", lw=2.5, solid_capstyle="butt", path_effects=outline)
+    ax.text(x1 - length / 2, y + up * 0.015 * width, f"{length:g} mm", color="white", fontsize=8, ha="center", va="bottom",
+            path_effects=outline)

@@ -46,12 +46,12 @@ def metrics_csv_rows(result):
 
 def dvh_csv_rows(result):
     """(header, rows) of the cumulative DVH curves, every ``params.dvh_curve_step_gy`` Gy."""
-    rows = []
+    rows, dose_text = [], {}  # the dose columns repeat from one segment to the next: formatted once
     for s in result.segments:
         if s.dvh is None:
             continue
         dose, vol = s.dvh.curve(result.params.dvh_curve_step_gy)
-        rows.extend([s.name, f"{d:.6g}", f"{v:.6g}"] for d, v in zip(dose, vol))
+        rows.extend([s.name, dose_text.get(d) or dose_text.setdefault(d, f"{d:.6g}"), f"{v:.6g}"] for d, v in zip(dose.tolist(), vol.tolist()))
     return ["segment", "dose_gy", "volume_pct"], rows
 
 
@@ -105,12 +105,29 @@ def _write_extra_outputs(result, tmp, *, dicom, pdf, background, segmentation, p
 
 def _write_files(result, tmp, report, background, segmentation, progress, dicom=None, pdf=False):
     """Write every result file into the folder ``tmp``; returns their names (metrics.json last)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     if progress:
         progress(0.0, "writing dose.nrrd")
-    write_nrrd(result.dose_gy, os.path.join(tmp, "dose.nrrd"), metadata=dose_header(result))  # streamed: no copy of the map
+    with ThreadPoolExecutor(max_workers=1) as pool:  # zlib compresses dose.nrrd while the rest is written
+        dose_file = pool.submit(write_nrrd, result.dose_gy, os.path.join(tmp, "dose.nrrd"), metadata=dose_header(result))
+        names = _write_tables_and_report(result, tmp, report, background, segmentation, progress)
+        dose_file.result()  # its error, if any, is raised here
+    names = ["dose.nrrd"] + names
+    names += _write_extra_outputs(result, tmp, dicom=dicom, pdf=pdf, background=background,
+                                  segmentation=segmentation, progress=progress)
+    # metrics.json last: its presence marks a complete result.
+    with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
+    names.append("metrics.json")
+    return names
+
+
+def _write_tables_and_report(result, tmp, report, background, segmentation, progress):
+    """metrics.csv, dvh.csv and, with ``report``, dvh.png and report.html; returns their names."""
     _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
     _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
-    names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
+    names = ["metrics.csv", "dvh.csv"]
     if report:
         from .figures import plot_dvh
         from .html import write_report_html
@@ -126,12 +143,6 @@ def _write_files(result, tmp, report, background, segmentation, progress, dicom=
         write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation,
                           dvh_png=dvh_png)
         names.append("report.html")
-    names += _write_extra_outputs(result, tmp, dicom=dicom, pdf=pdf, background=background,
-                                  segmentation=segmentation, progress=progress)
-    # metrics.json last: its presence marks a complete result.
-    with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
-        json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
-    names.append("metrics.json")
     return names
 
 
