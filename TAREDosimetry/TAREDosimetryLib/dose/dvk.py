@@ -29,7 +29,7 @@ the 1/rho artefact there (energy is not conserved in such voxels).
 
 Convolution: zero-padded real FFTs (no wrap-around: each axis is padded to a fast length >=
 n + kernel half-width, the kernel is placed wrapped around index 0), float32 data and spectra,
-scipy.fft on all cores or cupyx.scipy.fft on a GPU.  For the symmetric voxel kernels the
+numpy.fft (small grids) or scipy.fft on all cores, or cupyx.scipy.fft on a GPU.  For the symmetric voxel kernels the
 spectrum is real and computed directly by separable cosine sums (no kernel FFT).
 
 Axis order: activity arrays are (z, y, x), spacing (x, y, z).  The kernel is built in voxel
