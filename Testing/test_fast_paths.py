@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from TAREDosimetryLib import DosimetryParams, Volume, run_case
+from TAREDosimetryLib import DosimetryParams, Segmentation, Volume, run_case
 from TAREDosimetryLib.dose.ldm import ldm_dose_gy
 from TAREDosimetryLib.resample import array_from_sitk
 from TAREDosimetryLib.volume import Grid, uniform_array, uniform_value
@@ -218,3 +218,24 @@ def test_streamed_nrrd_reads_back_as_simpleitks_own(tmp_path, direction, monkeyp
     assert np.allclose(a.GetDirection(), b.GetDirection(), atol=1e-15)
     for key in ("NRRD_content", "unit", "software"):
         assert a.GetMetaData(key) == b.GetMetaData(key)
+
+
+def test_dvh_csv_written_line_by_line_equals_the_csv_module(tmp_path):
+    """dvh.csv: the same bytes as csv.writer gives, names with commas and quotes included."""
+    import csv
+
+    from TAREDosimetryLib.reporting.outputs import _write_dvh_csv, dvh_csv_rows
+    from conftest import box_case
+
+    act, seg = box_case()
+    seg = Segmentation.from_masks({'liver, "whole"': seg.mask("liver"), "tumour": seg.mask("tumour")}, seg.grid)
+    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05),
+                 roles={'liver, "whole"': "liver", "tumour": "tumor"})
+    ours, theirs = tmp_path / "a.csv", tmp_path / "b.csv"
+    _write_dvh_csv(str(ours), r)
+    header, rows = dvh_csv_rows(r)
+    with open(theirs, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    assert ours.read_bytes() == theirs.read_bytes() and b'"liver, ""whole"""' in ours.read_bytes()

@@ -7,6 +7,7 @@ Slicer write and read (NRRD0004, LPS space, ``space directions`` = spacing x dir
 ``key:=value`` lines for metadata), see http://teem.sourceforge.net/nrrd/format.html.
 """
 
+import os
 import sys
 import zlib
 
@@ -82,13 +83,43 @@ def write_nrrd(volume, path, *, metadata=None, dtype=np.float32, compress_level=
     array = volume.array
     plane_bytes = max(1, int(np.prod(array.shape[1:])) * dtype.itemsize)
     step = max(1, _CHUNK_BYTES // plane_bytes)
-    packer = zlib.compressobj(int(compress_level), zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+    slabs = [(z0, min(array.shape[0], z0 + step)) for z0 in range(0, array.shape[0], step)]
+    # Consecutive runs of slabs are compressed on every core (zlib releases the GIL), each run a
+    # gzip member of its own; gzip readers (zlib's gzread in ITK/teem, Python's gzip) read the
+    # members one after the other as one stream.
+    n_parts = max(1, min(len(slabs), _compress_threads()))
+    parts = [slabs[i * len(slabs) // n_parts:(i + 1) * len(slabs) // n_parts] for i in range(n_parts)]
     with open(path, "wb") as fh:
         fh.write(_header(volume, dtype, metadata))
-        for z0 in range(0, array.shape[0], step):
-            slab = np.ascontiguousarray(array[z0:z0 + step], dtype=dtype)
-            if sys.byteorder != "little":
-                slab = slab.byteswap()
-            fh.write(packer.compress(memoryview(slab).cast("B")))
-        fh.write(packer.flush())
+        if n_parts == 1:
+            _compress_part(array, parts[0], dtype, compress_level, fh.write)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            def run(part):
+                pieces = []
+                _compress_part(array, part, dtype, compress_level, pieces.append)
+                return pieces
+
+            with ThreadPoolExecutor(max_workers=n_parts) as pool:
+                for pieces in pool.map(run, parts):
+                    fh.writelines(pieces)
     return str(path)
+
+
+def _compress_threads():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _compress_part(array, slabs, dtype, level, emit):
+    """One gzip member of the planes ``slabs`` [(z0, z1), ...] of ``array``, given piece by piece to ``emit``."""
+    packer = zlib.compressobj(int(level), zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+    for z0, z1 in slabs:
+        slab = np.ascontiguousarray(array[z0:z1], dtype=dtype)
+        if sys.byteorder != "little":
+            slab = slab.byteswap()
+        emit(packer.compress(memoryview(slab).cast("B")))
+    emit(packer.flush())

@@ -83,6 +83,25 @@ def _write_csv(path, header, rows):
         w.writerows(rows)
 
 
+def _write_dvh_csv(path, result):
+    """dvh.csv as :func:`_write_csv` writes :func:`dvh_csv_rows` (same bytes), a segment's lines at a time."""
+    import io
+
+    def csv_line(cells):
+        buf = io.StringIO()
+        csv.writer(buf).writerow(cells)
+        return buf.getvalue()
+
+    header, rows = dvh_csv_rows(result)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        fh.write(csv_line(header))
+        name, prefix = None, ""
+        for row in rows:  # the numbers need no quoting; the segment's name may (commas, quotes)
+            if row[0] != name:
+                name, prefix = row[0], csv_line([row[0]])[:-2]
+            fh.write(f"{prefix},{row[1]},{row[2]}\r\n")
+
+
 def _write_extra_outputs(result, tmp, *, dicom, pdf, background, segmentation, progress):
     """report.pdf and the DICOM exports (dose.dcm, segments.dcm, metrics_sr.dcm); their record goes
     into ``result.summary['exports']``.  Returns the file names written."""
@@ -126,7 +145,7 @@ def _write_files(result, tmp, report, background, segmentation, progress, dicom=
 def _write_tables_and_report(result, tmp, report, background, segmentation, progress):
     """metrics.csv, dvh.csv and, with ``report``, dvh.png and report.html; returns their names."""
     _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
-    _write_csv(os.path.join(tmp, "dvh.csv"), *dvh_csv_rows(result))
+    _write_dvh_csv(os.path.join(tmp, "dvh.csv"), result)
     names = ["metrics.csv", "dvh.csv"]
     if report:
         from .figures import plot_dvh
