@@ -102,8 +102,11 @@ def make_case(folder, n, spacing=1.5, lung=False):
     return a, s
 
 
+ENGINE = REPO  # the checkout whose engine runs the cases (--repo)
+
+
 def run_child(args):
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "TAREDosimetry"))
+    env = dict(os.environ, PYTHONPATH=os.path.join(ENGINE, "TAREDosimetry"))
     r = subprocess.run([sys.executable, "-c", _CHILD] + args, capture_output=True, text=True, env=env)
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]
     if r.returncode != 0 or not line or line[0].split()[1] != "0":
@@ -183,8 +186,12 @@ def main(argv=None):
     ap.add_argument("--pet-spacing", type=float, default=4.0)
     ap.add_argument("--folder", default=None, help="where the large case is written (default: a temporary folder)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--repo", default=REPO, help="checkout whose engine runs the cases (default: this one)")
     args = ap.parse_args(argv)
-    res = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__}}
+    global ENGINE
+    ENGINE = os.path.abspath(args.repo)
+    res = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
+           "engine": ENGINE}
     if args.large:
         with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
             res["large"] = bench_large(tuple(args.seg_shape), args.seg_spacing, args.pet_spacing, tmp)

@@ -125,13 +125,31 @@ def _symmetric_spectrum(k, padded, backend, dtype):
     t = np.einsum("gy,zyf->zgf", cy, t)  # (hz+1, Ly, Fx), small
     t_dev = backend.asarray(t.reshape(hz + 1, -1).astype(dtype))
     cz_dev = backend.asarray(cz.astype(dtype))
-    spec = cz_dev @ t_dev  # (Lz, Ly * Fx): the only full-size product
-    return spec.reshape(lz, ly, lx // 2 + 1)
+    return cz_dev, t_dev  # the spectrum is cz @ t, (Lz, Ly * Fx): made a slab of planes at a time by the caller
+
+
+#: Planes of the kernel spectrum made at a time when it multiplies a data spectrum.
+_SPECTRUM_SLAB = 16
+
+
+def _multiply_by_kernel_spectrum(spec, k, padded, backend, dtype):
+    """``spec`` (rfftn layout) times the kernel's spectrum, in place; a mirror-symmetric kernel's
+    real spectrum is made a slab of planes at a time (no second full-size spectrum)."""
+    if not _is_mirror_symmetric(k):
+        kspec = _kernel_spectrum(k, padded, backend, dtype)
+        backend.xp.multiply(spec, kspec, out=spec)
+        return spec
+    cz, t = _symmetric_spectrum(k, padded, backend, dtype)
+    flat = spec.reshape(spec.shape[0], -1)
+    for z0 in range(0, flat.shape[0], _SPECTRUM_SLAB):
+        flat[z0:z0 + _SPECTRUM_SLAB] *= cz[z0:z0 + _SPECTRUM_SLAB] @ t
+    return spec
 
 
 def _kernel_spectrum(k, padded, backend, dtype):
     if _is_mirror_symmetric(k):
-        return _symmetric_spectrum(k, padded, backend, dtype)
+        cz, t = _symmetric_spectrum(k, padded, backend, dtype)
+        return (cz @ t).reshape(padded[0], padded[1], padded[2] // 2 + 1)
     wrapped = np.zeros(padded, dtype=dtype)
     hz, hy, hx = (s // 2 for s in k.shape)
     zi = np.arange(-hz, hz + 1) % padded[0]
@@ -141,12 +159,14 @@ def _kernel_spectrum(k, padded, backend, dtype):
     return backend.rfftn(backend.asarray(wrapped), padded)
 
 
-def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None):
+def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None, shape=None):
     """sum_c kernel_c (*) array_c, 'same' size, zero-padded; returns a NumPy array of dtype.
+
+    ``arrays`` may hold zero-argument callables returning the array (made only when transformed).
 
     ``progress(fraction, message)`` is called before each class's transforms and before the
     inverse transform (fraction of this convolution, in [0, 1)); it may raise to stop the work."""
-    shape = arrays[0].shape
+    shape = tuple(shape) if shape is not None else arrays[0].shape
     ks = [_crop_kernel(_check_kernel(k), shape) for k in kernel_list]
     halves = tuple(max(k.shape[a] // 2 for k in ks) for a in range(3))
     padded = _padded_shape(shape, halves)
@@ -154,12 +174,10 @@ def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None)
     acc = None
     for n, (a, k) in enumerate(zip(arrays, ks)):
         _report(progress, n / (len(ks) + 1), f"FFT of density class {n + 1} of {len(ks)}")
-        spec = _forward(backend.asarray(a, dtype=dtype), padded, backend)
+        spec = _forward(backend.asarray(a() if callable(a) else a, dtype=dtype), padded, backend)  # a class made when needed
         if spec.dtype != cdtype:
             spec = spec.astype(cdtype)
-        kspec = _kernel_spectrum(k, padded, backend, dtype)
-        backend.xp.multiply(spec, kspec, out=spec)
-        del kspec
+        spec = _multiply_by_kernel_spectrum(spec, k, padded, backend, dtype)
         if acc is None:
             acc = spec
         else:
@@ -284,13 +302,35 @@ def _source_classes(a, rho, spacing, radius_mm):
     low = rho < LOW_DENSITY_CLASS_G_ML
     out = []
     for name, mask in (("tissue", ~low), ("low-density", low)):
-        w = np.where(mask, a, np.float32(0))
-        if not np.any(w):
+        stats = _class_sums(rho, a, mask)
+        if not stats["any_activity"]:
             continue
-        kd = _kernel_density(rho[mask].astype(np.float64), np.abs(a[mask]).astype(np.float64))
+        kd = _kernel_density_of(stats)
         f, info = _class_kernel(spacing, kd, r)
-        out.append((w, f, dict(info, **{"class": name})))
+        out.append((lambda m=mask: np.where(m, a, np.float32(0)), f, dict(info, **{"class": name})))  # made when needed
     return out
+
+
+def _class_sums(rho, a, mask):
+    """Sums over a density class (``mask``) for its kernel density, plane slab by slab (no
+    float64 copies of the class): sum rho |a|, sum |a|, sum rho, voxel count, any activity."""
+    out = {"rho_a": 0.0, "a": 0.0, "rho": 0.0, "n": 0, "any_activity": False}
+    for z0 in range(0, a.shape[0], 16):
+        m = mask[z0:z0 + 16]
+        r = rho[z0:z0 + 16][m].astype(np.float64)
+        w = np.abs(a[z0:z0 + 16][m]).astype(np.float64)
+        out["rho_a"] += float(np.dot(r, w))
+        out["a"] += float(w.sum())
+        out["rho"] += float(r.sum())
+        out["n"] += int(r.size)
+        out["any_activity"] = out["any_activity"] or bool(np.any(a[z0:z0 + 16][m]))
+    return out
+
+
+def _kernel_density_of(stats):
+    """Activity-weighted mean density of a class (:func:`_class_sums`), as :func:`_kernel_density`."""
+    mean = stats["rho_a"] / stats["a"] if stats["a"] > 0 else stats["rho"] / max(stats["n"], 1)
+    return round(max(mean, MIN_KERNEL_DENSITY_G_ML), 2)
 
 
 def _activity_input(activity_gbq):
@@ -315,11 +355,11 @@ def _convolved_activity(a, rho, spacing, radius_mm, backend, keep_out_of=None, p
     classes = _source_classes(a, rho, spacing, radius_mm)
     if not classes:
         return np.zeros(a.shape, np.float32), []
-    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32, progress=progress)
+    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32, progress=progress, shape=a.shape)
     if keep_out_of is not None:
         mask = keep_out_of.astype(np.float32)
         for source, fractions, _ in classes:
-            out += source * _convolve_sum([mask], [fractions], backend, np.float32)
+            out += (source() if callable(source) else source) * _convolve_sum([mask], [fractions], backend, np.float32)
     return out, [c[2] for c in classes]
 
 
