@@ -704,16 +704,28 @@ def _outline(mask, width):
     return mask & ~inner
 
 
+#: Pixels across a plane's image (upsampled from the plane's own by a whole factor): about the
+#: size it is drawn at, so that outlines one or two pixels wide look like lines.
+_PLANE_PIXELS = 480
+
+
+def _upsampled(a, factor):
+    """``a`` (rows, columns[, channels]) with each pixel repeated ``factor`` times along both axes."""
+    return a if factor == 1 else np.repeat(np.repeat(a, factor, axis=0), factor, axis=1)
+
+
 def plane_rgb(p, cmap, threshold, d_max, isodoses):
-    """(ny, nx, 3) float RGB image of one :class:`SlicePlane`, composed pixel by pixel.
+    """(u ny, u nx, 3) float RGB image of one :class:`SlicePlane`, composed pixel by pixel (u: a whole
+    upsampling factor bringing the image to about :data:`_PLANE_PIXELS` pixels across).
 
     The background in grey (CT window or the image's 99.5th percentile), the dose from
     ``threshold`` to ``d_max`` Gy in ``cmap`` over it (opacity 0.55; above ``d_max`` the top
     colour), each isodose level of ``isodoses`` as a dashed white line, and the segments'
-    outlines in their colours (2 pixels for the plane's own segment, tumours with a dark edge).
+    outlines in their colours (4 pixels for the plane's own segment, 3 for tumours with a dark edge, 2 others).
     Drawing the planes as images instead of contour lines is most of the speed of the report.
     """
     lo, hi = _background_window(p)
+    up = max(1, int(round(_PLANE_PIXELS / max(p.dose_gy.shape))))  # lines thin against the image, as drawn
     grey = np.clip((np.asarray(p.background, np.float64) - lo) / (hi - lo), 0.0, 1.0)
     rgb = np.repeat(np.where(np.isfinite(grey), grey, 0.0)[..., None], 3, axis=2)
     dose = np.asarray(p.dose_gy, np.float64)
@@ -721,18 +733,20 @@ def plane_rgb(p, cmap, threshold, d_max, isodoses):
     if wash.any():
         colours = np.asarray(cmap(np.clip((dose[wash] - threshold) / max(d_max - threshold, 1e-12), 0.0, 1.0)))[:, :3]
         rgb[wash] = 0.45 * rgb[wash] + 0.55 * colours
-    rows, cols = np.indices(dose.shape)
-    dashes = ((rows + cols) // 3) % 2 == 0
+    rgb = _upsampled(rgb, up)
+    rows, cols = np.indices(rgb.shape[:2])
+    dashes = ((rows + cols) // 8) % 2 == 0
     for level in isodoses:
-        rgb[_outline(dose >= level, 1) & dashes] = 1.0
+        rgb[_outline(_upsampled(dose >= level, up), 2) & dashes] = 1.0
     order = sorted(p.masks, key=lambda n: (n == p.segment, p.roles.get(n) == "tumor"))  # the row's segment on top
     for n in order:
-        m = p.masks[n]
+        m = _upsampled(p.masks[n], up)
         if not m.any():
             continue
-        band = _outline(m, 2 if n == p.segment else 1)
-        if p.roles.get(n) == "tumor":  # a dark edge keeps pale tumour colours visible on the dose wash
-            rgb[_grown(band) & ~band] = 0.0
+        tumour = p.roles.get(n) == "tumor"
+        band = _outline(m, 4 if n == p.segment else (3 if tumour else 2))
+        if tumour:  # a dark edge keeps pale tumour colours visible on the dose wash
+            rgb[_grown(_grown(band)) & ~band] = 0.0
         rgb[band] = p.colors[n]
     return rgb
 
