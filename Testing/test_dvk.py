@@ -362,3 +362,17 @@ def test_no_nvidia_smi_means_no_driver(monkeypatch):
         assert backend.nvidia_driver_cuda_version() is None
     finally:
         backend.nvidia_driver_cuda_version.cache_clear()
+
+
+def test_small_grids_use_numpy_fft_and_agree_with_scipy_fft(monkeypatch):
+    """Below NUMPY_FFT_MAX_VOXELS the CPU transforms go through numpy.fft (no scipy.fft import);
+    both paths give the same convolution to float32 round-off."""
+    rng = np.random.default_rng(4)
+    a = rng.random((20, 24, 28)).astype(np.float32)
+    k = kernels.voxel_energy_fractions((2.0, 2.0, 2.0), 1.04)
+    small = dvk.convolve_fft(a, k, "cpu")
+    monkeypatch.setattr(backend, "NUMPY_FFT_MAX_VOXELS", 0)  # every transform through scipy.fft
+    large = dvk.convolve_fft(a, k, "cpu")
+    assert small.dtype == large.dtype == np.float32
+    assert np.abs(small - large).max() <= 1e-6 * np.abs(large).max()
+    assert all(backend.next_fast_len(n) >= n for n in range(1, 300))

@@ -240,3 +240,53 @@ def test_density_scaled_kernel_against_lanconelli_bone(size_mm):
     assert -0.04 < dev[(0, 1, 1)] < -0.015
     assert -0.08 < dev[(1, 1, 1)] < -0.045
     assert -0.45 < dev[(0, 0, 2)] < -0.12
+
+
+# -- issue 14: the quadrature's fast paths against the direct evaluation -------------------------
+def _direct_moments(s_mm, density):
+    """M_k(s) straight from the shells (np.searchsorted on the table), as before issue 14."""
+    r_in, r_out, e_density, before = kernels._moment_tables()
+    s = np.minimum(np.asarray(s_mm, dtype=np.float64) * density, r_out[-1])
+    j = np.minimum(np.searchsorted(r_out, s), r_out.size - 1)
+    return np.stack([(before[k][j] + e_density[j] * (s ** (k + 1) - r_in[j] ** (k + 1)) / (k + 1)) / density**k
+                     for k in range(4)])
+
+
+@pytest.mark.parametrize("density", [1.0, 0.3, 1.92])
+def test_moments_by_shell_polynomials_equal_the_direct_integral(density):
+    rng = np.random.default_rng(0)
+    r_out = kernels._moment_tables()[1]
+    s = np.concatenate([rng.uniform(0, 200, 5000), r_out[:50] / density, r_out[990:1010] / density, [0.0, 1e6]])
+    assert_allclose(kernels._moments(s, density), _direct_moments(s, density), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 2.0, 3.0), (1.0, 1.5, 2.0)])
+def test_symmetric_offsets_share_one_s_value(spacing):
+    """Offsets whose components are exchanged between axes of equal spacing get S computed once;
+    the values equal the quadrature of every offset."""
+    half = (3, 3, 3)
+    idx = np.stack([g.ravel() for g in np.meshgrid(*(np.arange(n + 1) for n in half), indexing="ij")], axis=1)
+    distinct, inverse = kernels._distinct_offsets(idx, spacing)
+    assert distinct.shape[0] <= idx.shape[0]
+    if len(set(spacing)) == 1:
+        assert distinct.shape[0] == 20  # 4^3 offsets, 20 up to permutation
+    h = np.asarray(spacing, float)
+    every = kernels._s_values_mev_per_g(h, idx.astype(float), 0.3, 6)
+    shared = kernels._s_values_mev_per_g(h, distinct.astype(float), 0.3, 6)[inverse.reshape(-1)]
+    assert_allclose(shared, every, rtol=1e-12, atol=1e-18)
+
+
+def test_lung_kernel_at_1_mm_is_built_and_fine_voxels_are_truncated_not_refused():
+    """The 40 mm (12 mm / 0.3) lung kernel at 1 mm voxels is built; at 0.5 mm it would exceed the
+    size limit: the DVK truncates it and says how much energy the truncation radius holds."""
+    from TAREDosimetryLib.dose.dvk import _class_kernel
+
+    f, info = _class_kernel((1.0, 1.0, 1.0), 0.3, 12.0)
+    assert f.shape == (81, 81, 81) and "truncated" not in info and f.sum() == pytest.approx(1.0)
+    f, info = _class_kernel((0.5, 0.5, 0.5), 0.3, 12.0)
+    assert f.size <= kernels.MAX_KERNEL_VOXELS and info["radius_mm"] < 40.0
+    assert "truncated at" in info["truncated"] and "% of its energy" in info["truncated"]
+    held = kernels.energy_within_mev(info["radius_mm"], 0.3) / kernels.DPK_TOTAL_ENERGY_MEV
+    assert 0.95 < held < 0.999
+    assert kernels.radius_within_limit((0.5, 0.5, 0.5), 40.0) == pytest.approx(info["radius_mm"])
+    assert kernels.radius_within_limit((3.0, 3.0, 3.0), 12.0) == 12.0

@@ -347,3 +347,35 @@ def test_maa_case_report_is_written_and_tumour_contours_lie_on_the_hot_spots(tmp
     text = path.read_text(encoding="utf-8")
     assert "Tumor 1" in text and "Tumor 2" in text and "lungs (LSF model)" in text
     assert text.count("data:image/png;base64,") == 2
+
+
+def test_plane_image_composes_background_wash_isodose_and_outlines(case):
+    """The dose slices are drawn as one RGB image per plane: grey background, the dose wash from the
+    threshold, white dashes on the isodose, segment outlines in the segment's colour."""
+    result, seg = case
+    planes = figures.dose_slice_planes(result, None, seg, views=("axial",), fov_mm=41, pixel_mm=2.0)
+    p = planes[0]
+    cmap = figures._dose_colormap()
+    d_max = float(p.dose_gy.max())
+    level = 0.5 * d_max
+    rgb = figures.plane_rgb(p, cmap, 0.1 * d_max, d_max, [level])
+    up = rgb.shape[0] // p.dose_gy.shape[0]
+    assert rgb.shape == (p.dose_gy.shape[0] * up, p.dose_gy.shape[1] * up, 3) and up >= 1
+    assert rgb.min() >= 0 and rgb.max() <= 1
+    p.dose_gy, p.background = figures._upsampled(p.dose_gy, up), figures._upsampled(p.background, up)
+    p.masks = {n: figures._upsampled(m, up) for n, m in p.masks.items()}
+    level_mask = p.dose_gy >= level
+    near_any = np.zeros(p.dose_gy.shape, bool)
+    for m in p.masks.values():
+        near_any |= figures._grown(m)
+    quiet = (p.dose_gy < 0.1 * d_max) & ~near_any
+    if quiet.any():  # no wash, no outline: grey
+        assert np.allclose(rgb[quiet].std(axis=1), 0)
+    washed = (p.dose_gy >= 0.1 * d_max) & ~near_any & ~figures._grown(level_mask)
+    if washed.any():  # the wash colours the background
+        assert rgb[washed].std(axis=1).max() > 0.01
+    own = p.masks[p.segment]
+    inner = own
+    for _ in range(4):
+        inner = figures._shrunk(inner)
+    assert np.allclose(rgb[own & ~inner], p.colors[p.segment])  # the plane's own segment outlined, 4 pixels

@@ -132,3 +132,13 @@ def test_report_known_limits_follow_the_dose_method_and_sampling():
     assert any("energy conserved" in t for t in dvk_ldm)
     nearest = known_limits(run_case(activity, overlapping, params=p.replace(sampling="nearest")))
     assert any("Point sampling ('nearest')" in t for t in nearest)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numpy_dilation_equals_scipy_binary_dilation(seed):
+    from scipy import ndimage
+
+    from TAREDosimetryLib.evaluation.liver import _dilated
+
+    m = np.random.default_rng(seed).random((5, 7, 6)) < 0.15
+    assert np.array_equal(_dilated(m), ndimage.binary_dilation(m))

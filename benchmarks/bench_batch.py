@@ -11,13 +11,16 @@ median per-case time in the workers and the largest per-case peak resident memor
 summary's ``peak_rss_mb``), and the median CPU time of a case (``cpu_s``, all threads), the cost
 from which a cluster's throughput per node follows.  The ratio is what counts when the cores are
 free; on a loaded machine (the 1-minute load average is recorded) the CPU time per case is the
-figure that carries over.
+figure that carries over.  ``speedup_workers_vs_1`` is the ratio of the cases per minute of
+``--workers`` processes to one worker process (issue 14's goal: >= 1.8 with 2 workers on 2 free cores).
+``--repo`` runs the engine of another checkout (e.g. main, to compare before and after a change).
 
 The modes alternate within each of ``--repeat`` rounds and the best wall time of each mode is kept
 (best of N, as the other benchmarks), so a change of the machine's load during the run does not
 favour one mode.
 
-Usage: python benchmarks/bench_batch.py [--cases 8] [--workers 2] [--repeat 3] [--no-report] [--json benchmarks/results/batch.json]
+Usage: python benchmarks/bench_batch.py [--repo CHECKOUT] [--cases 8] [--workers 2] [--repeat 3] [--no-report]
+       [--json benchmarks/results/batch.json]
 """
 
 import argparse
@@ -33,16 +36,19 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
 
-from TAREDosimetryLib import Volume  # noqa: E402
-from TAREDosimetryLib.batch import run_manifest  # noqa: E402
-from TAREDosimetryLib.imaging.images import write_image  # noqa: E402
-from TAREDosimetryLib.imaging.phantom import make_phantom  # noqa: E402
+
+def use_engine(repo):
+    """Put the engine of checkout ``repo`` first on the path (worker processes inherit it)."""
+    sys.path.insert(0, os.path.join(os.path.abspath(repo), "TAREDosimetry"))
 
 
 def make_cases(folder, n):
     """n synthetic cases (files) and their manifest; returns the manifest path."""
+    from TAREDosimetryLib import Volume
+    from TAREDosimetryLib.imaging.images import write_image
+    from TAREDosimetryLib.imaging.phantom import make_phantom
+
     rows = ["case_id,spect,ct,segmentation,administered_activity_gbq,lung_shunt_fraction"]
     for i in range(n):
         case = make_phantom(analytic=False, seed=i)
@@ -61,6 +67,8 @@ def make_cases(folder, n):
 
 
 def run_mode(manifest, out, report, **kw):
+    from TAREDosimetryLib.batch import run_manifest
+
     t0 = time.perf_counter()
     summary = run_manifest(manifest, out, report=report, **kw)
     wall = time.perf_counter() - t0
@@ -86,12 +94,14 @@ def _best(runs):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repo", default=REPO, help="checkout whose engine runs the batch (default: this one)")
     ap.add_argument("--cases", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the modes alternate within a round (best of N)")
     ap.add_argument("--no-report", action="store_true")
     ap.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results", "batch.json"))
     args = ap.parse_args(argv)
+    use_engine(args.repo)
     report = not args.no_report
     modes = {"serial": {}, "processes_1": {"workers": 1}, "processes": {"workers": args.workers},
              "dask_local": {"workers": args.workers, "dask": True}}
@@ -111,8 +121,10 @@ def main(argv=None):
     for k in ("processes_1", "processes", "dask_local"):
         if "wall_s" in res[k]:
             res[k]["speedup_vs_serial"] = round(res["serial"]["wall_s"] / res[k]["wall_s"], 2)
+    if "wall_s" in res["processes_1"] and "wall_s" in res["processes"]:  # cases per minute, N workers / 1 worker
+        res["speedup_workers_vs_1"] = round(res["processes_1"]["wall_s"] / res["processes"]["wall_s"], 2)
     out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
-           "cases": args.cases, "workers": args.workers, "report": report, "repeat": args.repeat,
+           "repo": os.path.abspath(args.repo), "cases": args.cases, "workers": args.workers, "report": report, "repeat": args.repeat,
            "note": "best of the rounds (modes alternate within a round); load averages of the shared VM beside",
            "results": res}
     os.makedirs(os.path.dirname(args.json), exist_ok=True)

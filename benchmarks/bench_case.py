@@ -1,16 +1,23 @@
-"""Benchmark of one whole case and of the per-segment metrics, on the shared MAA case.
+"""Benchmark of one whole case on the shared MAA case against its floor (issue 14).
 
-Measures, in one run on this machine:
+Each measure is a fresh Python process (as a user runs it), repeated ``--repeat`` times in
+interleaved rounds (so that the load of a shared machine falls on every variant alike); the
+JSON keeps every run, the README quotes medians and ranges:
 
-1. ``tare-dosimetry run ... --no-report`` on the MAA case (SPECT 128x128x160, segmentation
-   512x512x161 with 7 overlapping segments): wall time and peak resident memory of the process
-   (a fresh Python process per repetition, peak RSS from ``resource.getrusage``).
-2. Per-segment metrics (dose read on the segment voxels, sort, D/V metrics): the engine's path
-   (segment bounding-box metrics grid, one resampling) against the naive baseline "dose resampled
-   to the full CT grid, then a full-size boolean mask and a sort per segment", in the same
-   process, on the same dose map.  The ratio is what counts.
+* ``floor``: import NumPy and SimpleITK, read both inputs (the gzip'd 42-Mvoxel .seg.nrrd is most
+  of it), one pass over their voxels: what any tool pays before computing anything;
+* ``report`` / ``no_report``: ``tare-dosimetry run`` with the arguments of the issue (SPECT,
+  segmentation, ``--administered-activity-gbq 1.8 --lung-shunt-fraction 0.06``), with the HTML
+  report and dvh.png, and with ``--no-report``;
+* ``dvk_report`` / ``dvk_no_report``: the same with ``--method dvk``;
+* with ``--baseline-repo`` (a checkout of the engine before the speed work, e.g.
+  ``git archive 5513721 | tar -x -C /tmp/base``), the same runs of that engine, in the same rounds.
 
-Usage: python benchmarks/bench_case.py [--repeat 3] [--json benchmarks/results/case.json]
+Python bytecode is compiled once into a cache (``PYTHONPYCACHEPREFIX``) as an installed package
+has it; a first, untimed run of each variant fills it.  Wall time of the whole process, its CPU
+time (user + system) and its peak resident memory (VmHWM) are recorded.
+
+Usage: python benchmarks/bench_case.py [--repeat 5] [--baseline-repo /tmp/base] [--json ...]
 Data: TARE_DOSIMETRY_TEST_DATA (default ../shared/data next to the checkout).
 """
 
@@ -18,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -26,13 +34,29 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
 
-from TAREDosimetryLib import DosimetryParams, imaging, run_case  # noqa: E402
-from TAREDosimetryLib.evaluation.dvh import DVH  # noqa: E402
-from TAREDosimetryLib.evaluation.metrics import segment_metrics  # noqa: E402
-from TAREDosimetryLib.evaluation.sampling import MetricsSampler  # noqa: E402
-from TAREDosimetryLib.resample import resample_volume  # noqa: E402
+_FLOOR = r"""
+import sys
+import numpy as np
+import SimpleITK as sitk
+images = [sitk.ReadImage(p) for p in sys.argv[1:3]]
+arrays = [sitk.GetArrayViewFromImage(i) for i in images]
+total = sum(float(a.sum(dtype=np.float64)) for a in arrays)
+"""
+_RUN = r"""
+import sys
+from TAREDosimetryLib.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+_PEAK = r"""
+import atexit
+def _peak():
+    with open("/proc/self/status") as fh:
+        kb = next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:"))
+    with open(__PEAK_FILE__, "w") as fh:
+        fh.write(str(kb))
+atexit.register(_peak)
+"""
 
 
 def _data():
@@ -44,93 +68,92 @@ def _data():
     return spect, seg
 
 
-def bench_cli(spect, seg, repeat):
-    runs = []
-    code = (
-        "import resource, sys, time; t=time.perf_counter();"
-        "from TAREDosimetryLib.cli import main; rc=main(sys.argv[1:]);"
-        "print('WALL', time.perf_counter()-t); print('RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
-    )
-    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "TAREDosimetry"))
-    for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            r = subprocess.run(
-                [sys.executable, "-c", code, "run", "--spect", spect, "--segmentation", seg, "--administered-activity-gbq", "1.8",
-                 "--lung-shunt-fraction", "0.06", "--out", os.path.join(tmp, "o"), "--no-report", "--quiet"],
-                capture_output=True, text=True, env=env,
-            )
-            wall_outer = time.perf_counter() - t0
-            if r.returncode != 0:
-                sys.exit(f"run failed: {r.stderr}")
-            vals = dict(line.split() for line in r.stdout.splitlines() if line.startswith(("WALL", "RSS_KB")))
-            runs.append({"process_wall_s": wall_outer, "main_wall_s": float(vals["WALL"]), "peak_rss_mb": int(vals["RSS_KB"]) / 1024})
-    best = min(runs, key=lambda x: x["process_wall_s"])
-    return {"runs": runs, "best_process_wall_s": best["process_wall_s"], "best_main_wall_s": best["main_wall_s"],
-            "peak_rss_mb": max(x["peak_rss_mb"] for x in runs)}
-
-
-def naive_metrics(dose, seg, names, params):
-    """Baseline: dose on the full CT grid, a full-size mask and a sort per segment."""
-    full = resample_volume(dose, seg.grid, "nearest").array
-    out = {}
-    for n in names:
-        mask = seg.layers[seg.info(n).layer] == seg.info(n).label_value  # full-size boolean mask
-        h = DVH(full[mask], seg.grid.voxel_volume_ml)  # one sort per segment, as in the engine
-        out[n] = {"mean_gy": h.mean_gy, "d70_gy": h.dose_at_volume_pct(70), "v100_pct": h.volume_pct_at_dose(100)}
-        for x in params.d_levels_pct:
-            h.dose_at_volume_pct(x)
-        for x in params.v_levels_gy:
-            h.volume_pct_at_dose(x)
+def _variants(spect, seg, tmp, baseline):
+    base = ["run", "--spect", spect, "--segmentation", seg, "--administered-activity-gbq", "1.8",
+            "--lung-shunt-fraction", "0.06", "--quiet", "--overwrite"]
+    runs = {"report": [], "no_report": ["--no-report"], "dvk_report": ["--method", "dvk"],
+            "dvk_no_report": ["--method", "dvk", "--no-report"]}
+    out = {"floor": (None, _FLOOR, [spect, seg])}
+    engines = [("", REPO)] + ([("baseline_", baseline)] if baseline else [])
+    for prefix, repo in engines:
+        for name, extra in runs.items():
+            out[prefix + name] = (repo, _RUN, base + extra + ["--out", os.path.join(tmp, prefix + name)])
     return out
 
 
-def engine_metrics(dose, density, seg, names, params):
-    sampler = MetricsSampler(seg, dose.grid, names)
-    dm = sampler.sample(dose)
-    rm = sampler.sample(density)
-    out = {}
-    for n in names:
-        m = sampler.masks[n]
-        met, _ = segment_metrics(dm[m], rm[m], rm[m], sampler.voxel_volume_ml, "tumor", params)
-        out[n] = {"mean_gy": met["mean_gy"], "d70_gy": met["d70_gy"], "v100_pct": met["v100_pct"]}
-    return out
+def _child(repo, code, args, cache, tmp):
+    env = dict(os.environ, PYTHONPYCACHEPREFIX=cache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if repo is not None:
+        env["PYTHONPATH"] = os.path.join(repo, "TAREDosimetry")
+    peak_file = os.path.join(tmp, "peak.txt")
+    prelude = _PEAK.replace("__PEAK_FILE__", repr(peak_file))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", prelude + code] + args, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(f"benchmark run failed ({args[:1]}): {r.stderr.strip()[-500:]}")
+    with open(peak_file) as fh:
+        peak_mb = int(fh.read()) / 1024
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mb": peak_mb}
 
 
-def bench_metrics(spect_path, seg_path, repeat):
-    spect = imaging.read_image(spect_path)
-    seg = imaging.read_segmentation(seg_path)
-    params = DosimetryParams(administered_activity_gbq=1.8, lung_shunt_fraction=0.06)
-    r = run_case(spect, seg, params=params)
-    names = seg.names
-    t_naive, t_engine = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        a = naive_metrics(r.dose_gy, seg, names, params)
-        t_naive.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        b = engine_metrics(r.dose_gy, r.density_g_ml, seg, names, params)
-        t_engine.append(time.perf_counter() - t0)
-    worst = max(abs(a[n]["mean_gy"] - b[n]["mean_gy"]) / a[n]["mean_gy"] for n in names)
-    return {"naive_s": min(t_naive), "engine_s": min(t_engine), "speedup": min(t_naive) / min(t_engine),
-            "max_rel_diff_mean_gy": worst, "segments": len(names), "pipeline_timings_s": r.timings_s}
+def _summary(runs):
+    walls = [r["wall_s"] for r in runs]
+    return {"runs": runs, "wall_s_median": float(np.median(walls)), "wall_s_range": [min(walls), max(walls)],
+            "cpu_s_median": float(np.median([r["cpu_s"] for r in runs])),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+
+
+def bench(repeat, baseline):
+    spect, seg = _data()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = os.path.join(tmp, "pycache")
+        variants = _variants(spect, seg, tmp, baseline)
+        for repo, code, args in variants.values():  # untimed: compiles the bytecode cache, warms the files
+            _child(repo, code, args, cache, tmp)
+        for _ in range(repeat):
+            for name, (repo, code, args) in variants.items():
+                results.setdefault(name, []).append(_child(repo, code, args, cache, tmp))
+    return {name: _summary(runs) for name, runs in results.items()}
+
+
+def _ratios(res, prefix=""):
+    floor = res["floor"]["wall_s_median"]
+    m = {k: res[prefix + k]["wall_s_median"] for k in ("report", "no_report", "dvk_report", "dvk_no_report")}
+    return {"report_over_floor": m["report"] / floor, "no_report_over_floor": m["no_report"] / floor,
+            "dvk_adds_s_with_report": m["dvk_report"] - m["report"], "dvk_adds_s_no_report": m["dvk_no_report"] - m["no_report"]}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--baseline-repo", default=None, help="checkout of the engine before the speed work")
     ap.add_argument("--json", default=os.path.join(REPO, "benchmarks", "results", "case.json"))
     args = ap.parse_args(argv)
-    spect, seg = _data()
-    res = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform()},
-        "cli_run_maa_no_report": bench_cli(spect, seg, args.repeat),
-        "per_segment_metrics": bench_metrics(spect, seg, args.repeat),
+    load_start = os.getloadavg()[0]
+    res = bench(args.repeat, args.baseline_repo)
+    out = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+                    "platform": platform.platform(), "load_1min": [load_start, os.getloadavg()[0]]},
+        "case": "MAA SPECT 128x128x160 + segmentation 512x512x161x4 layers (7 segments); --administered-activity-gbq 1.8 "
+                "--lung-shunt-fraction 0.06",
+        "repeat": args.repeat, "results": res, "ratios": _ratios(res),
     }
+    if args.baseline_repo:
+        out["baseline_repo"] = os.path.abspath(args.baseline_repo)
+        out["baseline_ratios"] = _ratios(res, "baseline_")
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as fh:
-        json.dump(res, fh, indent=2)
-    print(json.dumps(res, indent=2))
+        json.dump(out, fh, indent=2)
+    brief = {k: (round(v["wall_s_median"], 3), [round(x, 3) for x in v["wall_s_range"]], round(v["cpu_s_median"], 3))
+             for k, v in res.items()}
+    print(json.dumps({"median, range, cpu (s)": brief, "ratios": out["ratios"], "baseline_ratios": out.get("baseline_ratios")},
+                     indent=1))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ Two methods
   a permutation of the axes and sign flips, e.g. a z-reversed SPECT over a CT; the tolerance is
   1e-3 destination voxel of displacement over the source's extent).  ``|B_i ∩ B_j|`` is then
   the product of three 1-D interval overlaps, so the sum is applied separably, one axis at a
-  time, with sparse banded 1-D overlap matrices (a source voxel meets at most
+  time, with banded 1-D overlap matrices (a source voxel meets at most
   ``ceil(h_src / h_dst) + 1`` destination voxels per axis).  Exact to floating-point round-off.
 * **supersampling** (oblique grids): every non-zero source voxel is split into ``n`` points per
   axis (``n >= 5``, more when a source voxel spans several destination voxels), each carrying
@@ -33,13 +33,14 @@ Arrays are (z, y, x); spacing and origin (x, y, z); the grids' ``ijk_to_lps`` ma
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.sparse
 
 from .errors import GeometryError, InputError
 
 __all__ = [
     "OverlapResult",
     "overlap_sum",
+    "destination_box",
+    "unit_mapping",
     "coverage",
     "axis_alignment",
     "SUPERSAMPLING_TOLERANCE",
@@ -109,8 +110,30 @@ def axis_alignment(src_grid, dst_grid):
     return out
 
 
-def _overlap_matrix_1d(n_src, scale, offset, n_dst):
-    """(first destination index, CSR matrix (n_src, n_out)) of 1-D overlaps in destination voxel lengths."""
+@dataclass
+class _Band:
+    """1-D overlaps between the voxels of a source axis and a destination axis (a banded matrix).
+
+    Destination voxel j meets the source voxels ``start[j] .. start[j] + len(weights[j]) - 1``
+    (consecutive: the axes map by an affine function), with overlaps ``weights[j]`` in
+    destination voxel lengths; destination indices start at 0 (= ``j0`` of the caller).
+    """
+
+    start: list
+    weights: list
+    n_src: int
+
+    @property
+    def n_out(self):
+        return len(self.start)
+
+    def column_sums(self):
+        """(n_out,) the sum of each destination voxel's overlaps."""
+        return np.array([w.sum() for w in self.weights])
+
+
+def _overlap_band_1d(n_src, scale, offset, n_dst):
+    """(first destination index j0, :class:`_Band`) of 1-D overlaps in destination voxel lengths; (None, None) when none."""
     centre = offset + scale * np.arange(n_src, dtype=np.float64)
     half = abs(scale) / 2.0
     lo, hi = centre - half, centre + half
@@ -123,31 +146,63 @@ def _overlap_matrix_1d(n_src, scale, offset, n_dst):
         rows.append(np.flatnonzero(keep))
         cols.append(j[keep])
         vals.append(ov[keep])
-    cols = np.concatenate(cols)
+    rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
     if cols.size == 0:
         return None, None
-    j0, j1 = int(cols.min()), int(cols.max()) + 1
-    mat = scipy.sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), cols - j0)), shape=(n_src, j1 - j0))
-    return j0, mat
+    order = np.lexsort((rows, cols))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    j0, j1 = int(cols[0]), int(cols[-1]) + 1
+    cuts = np.searchsorted(cols, np.arange(j0, j1 + 1))
+    start = [int(rows[cuts[j]]) for j in range(j1 - j0)]
+    weights = [vals[cuts[j]:cuts[j + 1]] for j in range(j1 - j0)]
+    return j0, _Band(start, weights, n_src)
 
 
-def _contract_axis(arr, mat, axis, dtype):
-    """``arr`` with ``axis`` contracted against ``mat`` (n_src, n_out): out[.., j, ..] = sum_i arr[.., i, ..] mat[i, j].
+#: Largest band (source x destination voxels along one axis) contracted as a dense matrix product.
+_DENSE_MAX = 1 << 18
 
-    Works block by block along the first remaining axis, so a large boolean source is never
-    converted to floating point all at once.
+
+def _contract_last_axis_dense(arr, band, dtype):
+    """The last (memory-contiguous) axis contracted by one dense matrix product per block of rows:
+    no transposed copy of the source (a small band: the zeros cost less than moving the data)."""
+    dense = np.zeros((band.n_src, band.n_out), dtype)
+    for j, (a, w) in enumerate(zip(band.start, band.weights)):
+        dense[a:a + w.size, j] = w
+    rows = arr.reshape(-1, band.n_src)
+    out = np.empty((rows.shape[0], band.n_out), dtype)
+    step = max(1, _BLOCK // band.n_src)
+    for s in range(0, rows.shape[0], step):
+        np.matmul(np.asarray(rows[s:s + step], dtype=dtype), dense, out=out[s:s + step])
+    return out.reshape(arr.shape[:-1] + (band.n_out,))
+
+
+def _contract_axis(arr, band, axis, dtype):
+    """``arr`` with ``axis`` contracted against ``band``: out[.., j, ..] = sum_i arr[.., i, ..] overlap(i, j).
+
+    Each destination slab is one matrix-vector product (BLAS) of its overlaps with the
+    consecutive source slabs it meets.  Works block by block along the first remaining axis,
+    so a large boolean source is never converted to floating point all at once.
     """
-    mt = mat.T.tocsr().astype(dtype)
+    if axis == arr.ndim - 1 and arr.flags.c_contiguous and band.n_src * band.n_out <= _DENSE_MAX:
+        return _contract_last_axis_dense(arr, band, dtype)
+    weights = [w.astype(dtype) for w in band.weights]
     if axis == 0 and arr.dtype == dtype and arr.flags.c_contiguous:  # no conversion, no copy needed
-        return (mt @ arr.reshape(arr.shape[0], -1)).reshape((mt.shape[0],) + arr.shape[1:])
+        flat = arr.reshape(arr.shape[0], -1)
+        out = np.empty((band.n_out, flat.shape[1]), dtype)
+        for j, (a, w) in enumerate(zip(band.start, weights)):
+            np.dot(w, flat[a:a + w.size], out=out[j])
+        return out.reshape((band.n_out,) + arr.shape[1:])
     moved = np.moveaxis(arr, axis, 0)
     n_src, rest = moved.shape[0], moved.shape[1:]
-    out = np.empty((mt.shape[0],) + rest, dtype)
+    out = np.empty((band.n_out,) + rest, dtype)
     inner = int(np.prod(rest[1:], dtype=np.int64))
     step = max(1, _BLOCK // max(1, n_src * inner))
     for s in range(0, rest[0], step):
         block = np.ascontiguousarray(moved[:, s:s + step], dtype=dtype).reshape(n_src, -1)
-        out[:, s:s + step] = (mt @ block).reshape((mt.shape[0], -1) + rest[1:])
+        part = np.empty((band.n_out, block.shape[1]), dtype)
+        for j, (a, w) in enumerate(zip(band.start, weights)):
+            np.dot(w, block[a:a + w.size], out=part[j])
+        out[:, s:s + step] = part.reshape((band.n_out, -1) + rest[1:])
     return np.moveaxis(out, 0, axis)
 
 
@@ -155,16 +210,16 @@ def _box_overlap_sum(values, src_grid, dst_grid, alignment, dtype):
     """:class:`OverlapResult` by separable 1-D interval overlaps (axis-aligned grids)."""
     mats, box = [], [None, None, None]
     for a, (b, scale, offset) in enumerate(alignment):
-        j0, mat = _overlap_matrix_1d(values.shape[a], scale, offset, dst_grid.shape[b])
-        if mat is None:
+        j0, band = _overlap_band_1d(values.shape[a], scale, offset, dst_grid.shape[b])
+        if band is None:
             return OverlapResult(None, np.zeros((0, 0, 0), dtype), {"method": "box overlap"})
-        mats.append(mat)
-        box[b] = slice(j0, j0 + mat.shape[1])
+        mats.append(band)
+        box[b] = slice(j0, j0 + band.n_out)
     # Contract the axis that shrinks most first: the later passes then work on small arrays.
     # A source already in the working dtype is contracted along its first axis without a copy:
     # start there unless another axis shrinks it much more.
-    shrink = [mats[a].shape[1] / max(1, mats[a].shape[0]) for a in range(3)]
-    order = sorted(range(3), key=lambda a: shrink[a])
+    shrink = [mats[a].n_out / max(1, mats[a].n_src) for a in range(3)]
+    order = sorted(range(3), key=lambda a: (round(shrink[a], 9), -a))  # ties: the memory-contiguous axis first
     if values.dtype == dtype and values.flags.c_contiguous and shrink[0] <= 1.25 * shrink[order[0]]:
         order = [0] + [a for a in order if a != 0]
     out = values
@@ -204,6 +259,44 @@ def overlap_sum(values, src_grid, dst_grid, *, dtype=np.float64, method="auto"):
     return _supersampled_converged(values, src_grid, dst_grid)
 
 
+#: Largest distance (in voxels) between a source voxel and a destination voxel for the grids to
+#: count as the same voxels (:func:`unit_mapping`).
+UNIT_TOLERANCE_VOXELS = 1e-9
+
+
+def unit_mapping(src_grid, dst_grid):
+    """Per source array axis (z, y, x), (sign, offset) with destination index = offset + sign x
+    source index, when every source voxel is a destination voxel (same spacing, same axis order,
+    whole-voxel shifts, axes possibly reversed: the same grid, or a crop of it); else None.
+
+    Then the overlap of a mask is the mask itself: each voxel lies wholly in or out.
+    """
+    alignment = axis_alignment(src_grid, dst_grid)
+    if alignment is None:
+        return None
+    out = []
+    for a, (b, scale, offset) in enumerate(alignment):
+        if b != a or abs(abs(scale) - 1.0) > UNIT_TOLERANCE_VOXELS or abs(offset - round(offset)) > UNIT_TOLERANCE_VOXELS:
+            return None
+        out.append((1 if scale > 0 else -1, int(round(offset))))
+    return out
+
+
+def destination_box(src_grid, dst_grid):
+    """The box (z, y, x slices of ``dst_grid``) of :func:`overlap_sum`'s result for a source on
+    ``src_grid`` (None when the grids do not meet), from the geometry alone (no voxel values)."""
+    alignment = axis_alignment(src_grid, dst_grid)
+    if alignment is None:
+        return _dst_box_of(src_grid, dst_grid, _src_to_dst_index(src_grid, dst_grid))
+    box = [None, None, None]
+    for a, (b, scale, offset) in enumerate(alignment):
+        j0, band = _overlap_band_1d(src_grid.shape[a], scale, offset, dst_grid.shape[b])
+        if band is None:
+            return None
+        box[b] = slice(j0, j0 + band.n_out)
+    return tuple(box)
+
+
 def coverage(src_grid, dst_grid):
     """:class:`OverlapResult`: the fraction of each destination voxel inside the source grid's field of view."""
     alignment = axis_alignment(src_grid, dst_grid)
@@ -212,11 +305,11 @@ def coverage(src_grid, dst_grid):
     # The field of view is a box: its overlap is the outer product of three 1-D coverages.
     box, parts = [None, None, None], [None, None, None]
     for a, (b, scale, offset) in enumerate(alignment):
-        j0, mat = _overlap_matrix_1d(src_grid.shape[a], scale, offset, dst_grid.shape[b])
-        if mat is None:
+        j0, band = _overlap_band_1d(src_grid.shape[a], scale, offset, dst_grid.shape[b])
+        if band is None:
             return OverlapResult(None, np.zeros((0, 0, 0)), {"method": "box overlap"})
-        box[b] = slice(j0, j0 + mat.shape[1])
-        parts[b] = np.asarray(mat.sum(axis=0)).ravel()
+        box[b] = slice(j0, j0 + band.n_out)
+        parts[b] = band.column_sums()
     out = parts[0][:, None, None] * parts[1][None, :, None] * parts[2][None, None, :]
     return OverlapResult(tuple(box), out, {"method": "box overlap"})
 

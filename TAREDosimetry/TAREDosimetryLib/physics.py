@@ -121,12 +121,17 @@ def bed_permanent_implant_gy(dose_gy, alpha_beta_gy, t_repair_h, half_life_h=Y90
     BED = D [1 + D T_rep / ((T_rep + T_half) (alpha/beta))], with T_rep the repair half-time.
     Works element-wise on arrays; the mean BED of a region is the mean of voxel BEDs.
     """
+    d = np.asarray(dose_gy, dtype=np.float64)
+    return d * (1.0 + d * bed_coefficient_per_gy(alpha_beta_gy, t_repair_h, half_life_h))
+
+
+def bed_coefficient_per_gy(alpha_beta_gy, t_repair_h, half_life_h=Y90_HALF_LIFE_H):
+    """g in BED = D (1 + g D) of :func:`bed_permanent_implant_gy`: T_rep / ((T_rep + T_half) (alpha/beta)), 1/Gy."""
     if not alpha_beta_gy > 0:
         raise ValueError(f"alpha_beta_gy must be positive, got {alpha_beta_gy!r}")
     if not t_repair_h >= 0:
         raise ValueError(f"t_repair_h must be >= 0, got {t_repair_h!r}")
-    d = np.asarray(dose_gy, dtype=np.float64)
-    return d * (1.0 + d * t_repair_h / ((t_repair_h + half_life_h) * alpha_beta_gy))
+    return t_repair_h / ((t_repair_h + half_life_h) * alpha_beta_gy)
 
 
 def eud_gy(dose_gy, alpha_per_gy, weights=None):

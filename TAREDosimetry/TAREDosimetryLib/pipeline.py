@@ -25,6 +25,7 @@ tested and timed alone::
 The metrics grid and its sampling are described in :mod:`.evaluation.sampling`.
 """
 
+import copy
 import time
 from dataclasses import dataclass, field, replace
 
@@ -42,11 +43,11 @@ from .evaluation.requirements import check_required_inputs
 from .evaluation.results import CaseResult, SegmentResult
 from .evaluation.roles import assign_roles, unrecognised_names
 from .evaluation.rules import evaluate_rules, select_rules
-from .evaluation.sampling import fraction_on_grid, lung_mask_on_grid, make_sampler
+from .evaluation.sampling import fraction_in_box, lung_mask_on_grid, make_sampler
 from .evaluation.scope import scope_warnings
 from .params import DosimetryParams
 from .resample import grid_inside, inside_mask
-from .volume import Volume
+from .volume import Volume, uniform_array, uniform_value
 
 __all__ = [
     "run_case",
@@ -314,15 +315,16 @@ def _reference_names(roles, params):
     return names
 
 
-def _calibrate(values, counts_m, sampler, roles, params, total_image, summary):
-    """Activity array (GBq per voxel) from clipped image values, relative or absolute."""
+def _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=None):
+    """Activity array (GBq per voxel) from clipped image values, relative or absolute (into ``out``
+    when given: ``values`` itself when the caller owns them)."""
     if params.calibration == "relative":
         if params.reference_region == "image":
             ref_counts, ref_names = total_image, []
         else:
             ref_names = _reference_names(roles, params)
             ref_counts = sampler.integrate(counts_m, sampler.region(ref_names))
-        act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params)
+        act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params, out=out)
         summary.update(
             reference_region=params.reference_region,
             reference_region_segments=", ".join(ref_names) if ref_names else "whole image",
@@ -335,7 +337,7 @@ def _calibrate(values, counts_m, sampler, roles, params, total_image, summary):
             activity_pct_of="reference region activity A_adm (1 - residual) (1 - LSF)",
         )
     else:
-        act_arr, factor = act.absolute_activity_gbq(values, sampler.activity_grid.voxel_volume_ml, params)  # Bq/mL
+        act_arr, factor = act.absolute_activity_gbq(values, sampler.activity_grid.voxel_volume_ml, params, out=out)  # Bq/mL
         summary.update(decay_correction_factor=factor, activity_pct_of="image activity")
     return act_arr
 
@@ -351,11 +353,15 @@ def _activity_warnings(summary, params, what, warnings):
         )
 
 
-def _uptake_outside_liver_and_lungs(counts_m, sampler, roles, total_image, summary, warnings):
+def _counts_in_liver_and_lungs(counts_m, sampler, roles):
+    """Counts of the image inside the whole liver (or liver segments) and the lungs; None without them."""
     names = (roles.whole_liver or roles.liver_names) + roles.lung_names
-    if not names:
+    return sampler.integrate(counts_m, sampler.region(names)) if names else None
+
+
+def _uptake_outside_liver_and_lungs(inside, total_image, summary, warnings):
+    if inside is None:
         return
-    inside = sampler.integrate(counts_m, sampler.region(names))
     outside_frac = max(0.0, 1.0 - inside / total_image)
     summary["fraction_outside_liver_and_lungs"] = outside_frac
     if outside_frac > 0.20:
@@ -365,7 +371,7 @@ def _uptake_outside_liver_and_lungs(counts_m, sampler, roles, total_image, summa
         )
 
 
-def activity_step(activity, sampler, roles, params, what, warnings):
+def activity_step(activity, sampler, roles, params, what, warnings, overwrite=False):
     """(activity Volume in GBq per voxel on the activity grid, summary dict).
 
     Negative voxels are clipped to 0 (reported); relative calibration spreads
@@ -373,16 +379,16 @@ def activity_step(activity, sampler, roles, params, what, warnings):
     default), absolute calibration reads Bq/mL with decay correction (:mod:`.dose.activity`).
     With relative calibration the counts outside the reference region are reported as a
     fraction (their activity is not a measured quantity), with absolute calibration the
-    image's activity in GBq.
+    image's activity in GBq.  ``overwrite``: the image's float32 array becomes the activity map
+    (no second image in memory; see :func:`run_case`).
     """
     agrid = activity.grid
-    values, n_neg, neg_frac = act.clip_negative(activity)
-    clipped = act.negative_voxels_warning(n_neg, neg_frac, float(values.sum(dtype=np.float64)), what,
-                                          allow=params.allow_negative)
+    values, n_neg, neg_frac = act.clip_negative(activity, in_place=overwrite)
+    total_image = float(values.sum(dtype=np.float64))
+    clipped = act.negative_voxels_warning(n_neg, neg_frac, total_image, what, allow=params.allow_negative)
     if clipped:
         warnings.append(clipped)
     counts_m = sampler.extensive(Volume(values, grid=agrid))
-    total_image = float(values.sum(dtype=np.float64))
     if not total_image > 0:
         raise InputError(f"the {what} holds no positive counts")
     summary = {"image_total": total_image, "negative_voxels_clipped": n_neg}
@@ -392,11 +398,13 @@ def activity_step(activity, sampler, roles, params, what, warnings):
             f"({params.image_decay_corrected}) are ignored with relative calibration: the counts are scaled to the "
             "administered activity (use --quantitative for an image in Bq/mL)"
         )
-    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary)
+    inside = _counts_in_liver_and_lungs(counts_m, sampler, roles)  # before the counts become GBq (in place)
+    own = values is not activity.array or (overwrite and values.flags.writeable)
+    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=values if own else None)
     if params.calibration == "absolute":
         summary["image_activity_gbq"] = float(act_arr.sum(dtype=np.float64))
     _activity_warnings(summary, params, what, warnings)
-    _uptake_outside_liver_and_lungs(counts_m, sampler, roles, total_image, summary, warnings)
+    _uptake_outside_liver_and_lungs(inside, total_image, summary, warnings)
     return Volume(act_arr, grid=agrid, name="activity", unit="GBq"), summary
 
 
@@ -417,11 +425,14 @@ def density_step(segmentation, sampler, roles, params, ct, warnings):
     agrid = sampler.activity_grid
     lung_names = roles.lung_names
     if params.sampling == "overlap":
-        lung_fraction = fraction_on_grid(segmentation, lung_names, agrid) if lung_names else None
+        lung_fraction = fraction_in_box(segmentation, lung_names, agrid) if lung_names else None  # on its box only
         with_ct = ct is not None and params.density_from_ct
         lung_ct = lung_mask_on_grid(segmentation, lung_names, ct.grid) if (lung_names and with_ct) else None
         density, outside_ct, source = averaged_density_map_g_ml(agrid, params, ct, lung_fraction, lung_ct)
-        lung_mask_act = None if lung_fraction is None else lung_fraction >= 0.5
+        lung_mask_act = None
+        if lung_fraction is not None and lung_fraction.box is not None and params.method == "dvk":  # only DVK uses it
+            lung_mask_act = np.zeros(agrid.shape, bool)
+            lung_mask_act[lung_fraction.box] = lung_fraction.values >= 0.5
     else:
         lung_mask_act = lung_mask_on_grid(segmentation, lung_names, agrid) if lung_names else None
         density, outside_ct, source = density_map_g_ml(agrid, params, ct=ct, lung_mask=lung_mask_act)
@@ -464,7 +475,7 @@ def _segment_outside_grid(segmentation, name, grid):
     return bool(np.any(segmentation.mask(name, box) & ~inside_mask(grid, crop)))
 
 
-def dose_step(activity_gbq, density, params, lung_mask, *, dose_gy=None, dose_function=None, progress=None):
+def dose_step(activity_gbq, density, params, lung_mask, *, dose_gy=None, dose_function=None, progress=None, warnings=None):
     """Dose map in Gy on the activity grid: computed (:func:`dose_map_gy`, or ``dose_function``),
     or a given ``dose_gy`` checked for grid and finiteness."""
     agrid = activity_gbq.grid
@@ -472,7 +483,7 @@ def dose_step(activity_gbq, density, params, lung_mask, *, dose_gy=None, dose_fu
         raise InputError("give either dose_gy or dose_function, not both")
     if dose_gy is None:
         _progress(progress, 0.35, f"dose map ({params.method})")
-        compute = dose_function or (lambda a, d, p, m: dose_map_gy(a, d, p, lung_mask=m))
+        compute = dose_function or (lambda a, d, p, m: dose_map_gy(a, d, p, lung_mask=m, notes=warnings))
         dose = compute(activity_gbq, density, params, lung_mask)
         if not isinstance(dose, Volume) or not dose.grid.same_as(agrid):
             raise GeometryError("the dose function must return a Volume on the activity image's grid")
@@ -506,13 +517,44 @@ def dose_method_check(params, inputs, warnings):
 
 @dataclass
 class SampledMaps:
-    """Dose (Gy), density (g/mL) and activity concentration (GBq/mL) on the metrics grid."""
+    """Dose (Gy), density (g/mL) and activity on the metrics grid.
+
+    ``activity_gbq_ml`` divided by ``activity_divisor`` is the activity concentration (GBq/mL):
+    with the overlap sampler the metrics grid is a crop of the activity grid and the maps are
+    views of the activity-grid arrays (no copy); the division by the voxel volume is then done on
+    the voxels read (the same float32 values as dividing the whole map first).
+    """
 
     dose_gy: np.ndarray
     density_g_ml: np.ndarray
     activity_gbq_ml: np.ndarray
     voxel_volume_ml: float
     total_activity_gbq: float
+    activity_divisor: float = 1.0
+
+    def activity_sum_gbq_ml(self, sampler, region):
+        """sum f a over the region's voxels, a the activity concentration (GBq/mL): read in blocks
+        with the overlap sampler (no copy of the region's values), else from the values read."""
+        if sampler.sampling == "overlap":
+            return sampler.integrate(self.activity_gbq_ml, region) / self.activity_divisor
+        return self.read_activity_gbq_ml(sampler, region)
+
+    def read_activity_gbq_ml(self, sampler, region):
+        """Activity concentration (GBq/mL) of the region's voxels (float32)."""
+        values = sampler.read(self.activity_gbq_ml, region)[0]
+        if self.activity_divisor == 1.0:
+            return values
+        if values.flags.writeable and values.dtype == np.float32:  # the values read are ours: divided in place
+            return np.divide(values, np.float32(self.activity_divisor), out=values)
+        return values / np.float32(self.activity_divisor)
+
+
+def _per_ml(activity, voxel_volume_ml):
+    """Activity per voxel / voxel volume (float32); a constant map stays a constant map."""
+    one = uniform_value(activity)
+    if one is not None:
+        return uniform_array(np.float32(one) / np.float32(voxel_volume_ml), activity.shape)
+    return activity / np.float32(voxel_volume_ml)
 
 
 def sample_maps(sampler, dose, density, activity_gbq, params, total_activity_gbq):
@@ -521,21 +563,31 @@ def sample_maps(sampler, dose, density, activity_gbq, params, total_activity_gbq
     interp = params.sampling
     other = "nearest" if interp == "nearest" else "linear"
     agrid = activity_gbq.grid
+    if sampler.sampling == "overlap":
+        return SampledMaps(sampler.sample(dose), sampler.sample(density), sampler.sample(activity_gbq),
+                           sampler.voxel_volume_ml, total_activity_gbq, activity_divisor=float(np.float32(agrid.voxel_volume_ml)))
     return SampledMaps(
         sampler.sample(dose, interp),
         sampler.sample(density, other),
-        sampler.sample(Volume(activity_gbq.array / np.float32(agrid.voxel_volume_ml), grid=agrid), other),
+        sampler.sample(Volume(_per_ml(activity_gbq.array, agrid.voxel_volume_ml), grid=agrid), other),
         sampler.voxel_volume_ml,
         total_activity_gbq,
     )
 
 
-def _region_result(sampler, maps, region, name, role, params):
+def _region_result(sampler, maps, region, name, role, params, dvhs=None):
+    """(metrics, DVH) of one region; ``dvhs`` {id(region): DVH} shares the DVH of entries with the same region."""
     dose, weights = sampler.read(maps.dose_gy, region)
+    shared = None if dvhs is None else dvhs.get(id(region))
+    if shared is not None:
+        shared = copy.copy(shared)  # the same sorted doses, its own name
+        shared.name = name
     metrics, dvh = segment_metrics(
-        dose, sampler.read(maps.density_g_ml, region)[0], sampler.read(maps.activity_gbq_ml, region)[0],
-        maps.voxel_volume_ml, role, params, name=name, weights=weights,
+        dose, sampler.read(maps.density_g_ml, region)[0], maps.activity_sum_gbq_ml(sampler, region),
+        maps.voxel_volume_ml, role, params, name=name, weights=weights, overwrite_dose=True, dvh=shared,  # values read are ours
     )
+    if dvhs is not None:
+        dvhs.setdefault(id(region), dvh)
     total = maps.total_activity_gbq
     metrics["activity_pct"] = 100.0 * metrics["activity_gbq"] / total if total > 0 else float("nan")
     return metrics, dvh
@@ -544,13 +596,13 @@ def _region_result(sampler, maps, region, name, role, params):
 def segment_results_step(segmentation, sampler, maps, roles, params, progress=None):
     """One :class:`SegmentResult` per measured segment (the lungs of the LSF model excepted).
     ``progress(fraction, message)`` is called before each segment (a caller may stop there)."""
-    results = []
+    results, dvhs = [], {}
     for i, n in enumerate(roles.used):
         _progress(progress, i / max(len(roles.used), 1), f"metrics and DVH: {n}")
         role = roles.role_of[n]
         if roles.lung_from == "lsf" and role == "lung":
             continue
-        metrics, dvh = _region_result(sampler, maps, sampler.regions[n], n, role, params)
+        metrics, dvh = _region_result(sampler, maps, sampler.regions[n], n, role, params, dvhs)
         info = segmentation.info(n) if n not in roles.notes else None
         note = roles.notes.get(n, "")
         if n in roles.parts_of_whole:
@@ -717,6 +769,7 @@ def run_case(
     dose_function=None,
     inputs=None,
     progress=None,
+    overwrite_activity=False,
 ):
     """Full dosimetry of one case.
 
@@ -739,6 +792,11 @@ def run_case(
         :class:`~TAREDosimetryLib.dose.vtkfilter.TAREDoseFilter`).
     inputs : dict, descriptions of the inputs (file names) recorded in the result.
     progress : callable(fraction, message), optional.
+    overwrite_activity : bool, default False.  True lets the case turn the activity image's
+        float32 array into the activity map (GBq per voxel; ``result.activity_gbq`` then shares
+        it) instead of holding both: one image less in memory, for a caller that read the image
+        for this case alone and does not use it afterwards (the command line).  Inputs are
+        otherwise never modified.
 
     Returns
     -------
@@ -760,11 +818,12 @@ def run_case(
     case_roles = derive_normal_liver(sampler, case_roles, warnings)
     case_roles = derive_perfused_normal(sampler, case_roles, warnings)
     _progress(progress, 0.15, "activity map")
-    activity_gbq, summary = activity_step(activity, sampler, case_roles, params, what, warnings)
+    activity_gbq, summary = activity_step(activity, sampler, case_roles, params, what, warnings, overwrite=overwrite_activity)
     clock.lap("activity")
     density, lung_mask_act, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
     clock.lap("density")
-    dose = dose_step(activity_gbq, density, params, lung_mask_act, dose_gy=dose_gy, dose_function=dose_function, progress=progress)
+    dose = dose_step(activity_gbq, density, params, lung_mask_act, dose_gy=dose_gy, dose_function=dose_function, progress=progress,
+                     warnings=warnings)
     dose_method_check(params, inputs, warnings)
     clock.lap("dose")
     _progress(progress, 0.7, "metrics and DVH")
@@ -822,7 +881,7 @@ def evaluate_dose_case(dose, segmentation, *, params=None, roles=None, ct=None, 
     clock.lap("geometry", since_start=True)
     summary = {"dose_source": "external"}
     density, _lung, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
-    unknown = Volume(np.full(dose.shape, np.nan, np.float32), grid=dose.grid, name="activity (unknown)", unit="GBq")
+    unknown = Volume(uniform_array(np.nan, dose.shape), grid=dose.grid, name="activity (unknown)", unit="GBq")
     _progress(progress, 0.7, "metrics and DVH")
     maps = sample_maps(sampler, Volume(np.asarray(dose.array, np.float32), grid=dose.grid), density, unknown, params,
                        float("nan"))

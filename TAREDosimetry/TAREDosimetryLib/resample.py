@@ -11,6 +11,7 @@ import SimpleITK as sitk
 from .volume import Volume
 
 __all__ = [
+    "array_from_sitk",
     "volume_to_sitk",
     "volume_from_sitk",
     "with_geometry",
@@ -22,9 +23,33 @@ __all__ = [
 
 
 # -- SimpleITK <-> Volume ---------------------------------------------------------------------
+class _ImageBuffer:
+    """Keeps a SimpleITK image alive while a NumPy array uses its voxel buffer (the array's base)."""
+
+    __slots__ = ("image", "__array_interface__")
+
+    def __init__(self, image, view):
+        self.image = image
+        interface = dict(view.__array_interface__)
+        interface["data"] = (interface["data"][0], False)  # writable: the buffer is unique to ``image``
+        self.__array_interface__ = interface
+
+
+def array_from_sitk(image):
+    """(Z, Y, X[, C]) ndarray on the voxel buffer of ``image``, without a copy.
+
+    SimpleITK's ``GetArrayFromImage`` copies the buffer (a second image's worth of memory and a
+    pass over it); here the array shares it and keeps the image alive as its ``base``, so the
+    buffer lives exactly as long as the array (or a view of it).  The image is made unique first,
+    so no other SimpleITK image shares the buffer; the caller should not use ``image`` afterwards.
+    """
+    view = sitk.GetArrayViewFromImage(image)  # makes the buffer unique to ``image``
+    return np.asarray(_ImageBuffer(image, view))
+
+
 def volume_from_sitk(image, name="", unit=""):
-    """Volume from a 3-D scalar SimpleITK image (array copied out of ITK's buffer)."""
-    arr = sitk.GetArrayFromImage(image)
+    """Volume from a 3-D scalar SimpleITK image (the array uses ITK's buffer: :func:`array_from_sitk`)."""
+    arr = array_from_sitk(image)
     return Volume(arr, image.GetSpacing(), image.GetOrigin(), image.GetDirection(), name=name, unit=unit)
 
 
@@ -55,7 +80,7 @@ def resample_volume(volume, grid, interpolation="linear", default=0.0):
     interp = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}[interpolation]
     src = volume_to_sitk(volume, dtype=np.float32)
     out = sitk.Resample(src, _grid_reference(grid), sitk.Transform(), interp, float(default), sitk.sitkFloat32)
-    return Volume(sitk.GetArrayFromImage(out), grid=grid, name=volume.name, unit=volume.unit)
+    return Volume(array_from_sitk(out), grid=grid, name=volume.name, unit=volume.unit)
 
 
 def resample_mask(mask, src_grid, grid):

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import GeometryError, InputError
 
-__all__ = ["Volume", "Grid"]
+__all__ = ["Volume", "Grid", "uniform_array", "uniform_value"]
 
 
 def _as_triplet(value, name, positive=False):
@@ -184,3 +184,20 @@ class Volume:
             f"Volume(name={self.name!r}, shape={self.shape}, spacing_mm={self.spacing_mm}, "
             f"unit={self.unit!r}, dtype={self.array.dtype})"
         )
+
+
+def uniform_array(value, shape, dtype=np.float32):
+    """A read-only (Z, Y, X) array of one value that takes no memory (a broadcast view).
+
+    For maps that are constant (the density without a CT and without lungs): every reader sees
+    an ordinary array; :func:`uniform_value` lets the engine use the number instead.
+    """
+    return np.broadcast_to(np.asarray(value, dtype=dtype), tuple(shape))
+
+
+def uniform_value(array):
+    """The value of an array made by :func:`uniform_array` (all strides 0), else None."""
+    a = np.asarray(array)
+    if a.size == 0 or any(st != 0 for st, n in zip(a.strides, a.shape) if n > 1):
+        return None
+    return float(a.reshape(-1)[:1][0]) if a.ndim else float(a)

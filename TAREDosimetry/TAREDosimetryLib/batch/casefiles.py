@@ -23,14 +23,16 @@ def run_case_files(image, segmentation, *, ct=None, labels=None, roles=None, par
     -------
     (CaseResult, inputs) where inputs holds the read Volumes/Segmentation for reports and exports:
     {'activity', 'segmentation', 'ct', 'sources'} (sources: the DICOM series of the activity image
-    and the CT, or None).
+    and the CT, or None).  'activity' is the activity map (GBq per voxel): the image read was
+    turned into it (``run_case(..., overwrite_activity=True)``).
     """
     case = read_case_inputs(image, segmentation, ct=ct, labels=labels, modality=modality,
                             params=params or DosimetryParams(), dicom=dicom, progress=progress)
+    # The image was read for this case alone: its array becomes the activity map (one image less in memory).
     result = run_case(case.activity, case.segmentation, params=case.params, roles=roles, ct=case.ct, rules=rules,
-                      inputs=case.info, progress=progress)
+                      inputs=case.info, progress=progress, overwrite_activity=True)
     result.warnings[0:0] = case.warnings
-    return result, {"activity": case.activity, "segmentation": case.segmentation, "ct": case.ct, "sources": case.sources}
+    return result, {"activity": result.activity_gbq, "segmentation": case.segmentation, "ct": case.ct, "sources": case.sources}
 
 
 def evaluate_dose_files(dose, segmentation, *, ct=None, labels=None, roles=None, params=None, rules=None,

@@ -44,6 +44,10 @@ def _demo(args):
     from ..reproduce import record_roles, record_rules_spec
 
     exports = exports_from_args(args)  # the demo's DICOM exports form a standalone study
+    if not args.no_report or args.pdf:
+        from ..reporting.figures import preload_matplotlib
+
+        preload_matplotlib()  # the figures' import overlaps reading and computing the case
     progress = progress_printer(args.quiet)
     progress(0.0, "building the synthetic patient")
     case = make_phantom(analytic=False, seed=args.seed)

@@ -144,6 +144,10 @@ def _run(args):
     exports_from_args(args)  # refuse --send without an export before any work
     _refuse_same_file(args)
     params = params_from_args(args)
+    if not args.no_report or args.pdf:
+        from ..reporting.figures import preload_matplotlib
+
+        preload_matplotlib()  # the figures' import overlaps reading and computing the case
     progress = progress_printer(args.quiet)
     rules, roles, labels = _case_choices(args, progress)
     select_rules(rules, params)  # a bad preset or rule file fails before the images are read

@@ -30,32 +30,39 @@ __all__ = [
 
 
 def check_finite(image, what="activity image"):
-    """Raise InputError when the image holds NaN or infinite voxels."""
+    """Raise InputError when the image holds NaN or infinite voxels (two passes, no mask unless it does)."""
     a = image.array
-    if a.dtype.kind == "f":
-        bad = ~np.isfinite(a)
-        n = int(np.count_nonzero(bad))
-        if n:
-            named = what if not image.name or image.name in what else f"{what} {image.name}"  # the file once
-            raise InputError(f"{named} holds {n} NaN or infinite voxel(s); fix or mask the image first")
+    if a.dtype.kind == "f" and a.size and not (math.isfinite(float(a.min())) and math.isfinite(float(a.max()))):
+        n = int(np.count_nonzero(~np.isfinite(a)))
+        named = what if not image.name or image.name in what else f"{what} {image.name}"  # the file once
+        raise InputError(f"{named} holds {n} NaN or infinite voxel(s); fix or mask the image first")
 
 
-def clip_negative(image):
+def clip_negative(image, in_place=False):
     """Counts with negative voxels set to zero.
+
+    Parameters
+    ----------
+    image : Volume
+    in_place : bool; True: when the image's array is float32, its negative voxels are set to 0
+        in it (the image is changed; for a caller that owns it), instead of in a copy.
 
     Returns
     -------
     (array float32, n_negative, negative_fraction) where negative_fraction is the sum of the
-    negative values over the sum of the positive ones (what clipping removes).
+    negative values over the sum of the positive ones (what clipping removes).  The array is
+    the image's own when nothing was clipped (or ``in_place``), else a new one.
     """
     a = np.asarray(image.array, dtype=np.float32)
+    if a.size == 0 or not float(a.min()) < 0:
+        return a, 0, 0.0
     neg = a < 0
     n = int(np.count_nonzero(neg))
-    if n == 0:
-        return a, 0, 0.0
-    pos_sum = float(a[~neg].sum(dtype=np.float64))
     neg_sum = float(-a[neg].sum(dtype=np.float64))
-    return np.where(neg, np.float32(0), a), n, (neg_sum / pos_sum if pos_sum > 0 else math.inf)
+    pos_sum = float(a.sum(dtype=np.float64)) + neg_sum
+    out = a if (in_place or a is not image.array) and a.flags.writeable else a.copy()
+    out[neg] = 0.0
+    return out, n, (neg_sum / pos_sum if pos_sum > 0 else math.inf)
 
 
 #: Negative voxels summing to more than this fraction of the positive total stop the run (unless
@@ -115,7 +122,14 @@ def lung_activity_gbq(params):
     return params.administered_activity_gbq * (1.0 - params.residual_fraction) * params.lung_shunt_fraction
 
 
-def scale_counts_to_gbq(counts, reference_counts, params):
+def _scaled(values, factor, out=None):
+    """float32 ``values * float32(factor)``, into ``out`` when given (may be ``values`` itself)."""
+    if out is None:
+        return (values * np.float32(factor)).astype(np.float32, copy=False)
+    return np.multiply(values, np.float32(factor), out=out, dtype=np.float32)
+
+
+def scale_counts_to_gbq(counts, reference_counts, params, out=None):
     """Relative calibration: counts (array) times A_ref / reference_counts.
 
     Parameters
@@ -123,6 +137,7 @@ def scale_counts_to_gbq(counts, reference_counts, params):
     counts : (Z, Y, X) float32 ndarray, non-negative counts per voxel.
     reference_counts : float, counts of the reference region (same counts, same units).
     params : DosimetryParams
+    out : float32 ndarray of the shape of ``counts``, optional (``counts`` itself: scaled in place).
 
     Returns
     -------
@@ -135,13 +150,14 @@ def scale_counts_to_gbq(counts, reference_counts, params):
             "check that the segments lie on the uptake, or choose another --reference-region"
         )
     factor = a_ref / reference_counts
-    return (counts * np.float32(factor)).astype(np.float32, copy=False), factor
+    return _scaled(counts, factor, out), factor
 
 
-def absolute_activity_gbq(concentration_bq_ml, voxel_volume_ml, params):
+def absolute_activity_gbq(concentration_bq_ml, voxel_volume_ml, params, out=None):
     """Absolute calibration: GBq per voxel at administration time.
 
     concentration_bq_ml : (Z, Y, X) ndarray, Bq/mL (negative values already clipped).
+    out : float32 ndarray, optional (``concentration_bq_ml`` itself: converted in place).
     """
     if params.image_decay_corrected:
         factor = 1.0
@@ -153,4 +169,4 @@ def absolute_activity_gbq(concentration_bq_ml, voxel_volume_ml, params):
         )
     else:
         factor = 1.0 / physics.decay_factor(params.hours_since_administration, params.half_life_h)
-    return (concentration_bq_ml * np.float32(voxel_volume_ml * 1e-9 * factor)).astype(np.float32, copy=False), factor
+    return _scaled(concentration_bq_ml, voxel_volume_ml * 1e-9 * factor, out), factor

@@ -1,5 +1,10 @@
 """One switch between the CPU (NumPy + scipy.fft) and an NVIDIA GPU (CuPy + cupyx.scipy.fft).
 
+On the CPU, transforms of up to :data:`NUMPY_FFT_MAX_VOXELS` values go through ``numpy.fft``
+(float32 kept, one thread), larger ones through ``scipy.fft`` on every core: importing
+scipy.fft costs about 0.2 s, more than a small grid's whole convolution.  The choice depends
+on the array sizes alone, so a grid is always transformed the same way.
+
 ``get_backend(device)`` returns a :class:`Backend` whose ``xp`` is the array module and whose
 methods do the few things the engine needs on either device: move arrays to and from the
 device (the only place where transfers happen), real FFTs, matrix products and freeing memory.
@@ -16,15 +21,24 @@ import shutil
 import subprocess
 
 import numpy as np
-import scipy.fft
 
 from ..errors import GPUUnavailableError, InputError
 from ..params import DEVICES
 
 __all__ = [
-    "DEVICES", "Backend", "get_backend", "gpu_status", "cpu_workers", "next_fast_len", "reset_gpu_probe",
+    "DEVICES", "Backend", "get_backend", "gpu_status", "cpu_workers", "next_fast_len", "reset_gpu_probe", "NUMPY_FFT_MAX_VOXELS",
     "parse_nvidia_smi_cuda_version", "nvidia_driver_cuda_version", "cupy_requirement",
 ]
+
+
+#: Largest array (values) transformed by numpy.fft on the CPU; larger ones use scipy.fft.
+NUMPY_FFT_MAX_VOXELS = 4_000_000
+
+
+def _scipy_fft():
+    import scipy.fft  # lazy: about 0.2 s, paid only by large transforms
+
+    return scipy.fft
 
 
 def cpu_workers():
@@ -117,33 +131,44 @@ class Backend:
     def rfftn(self, array, shape):
         """Real N-D FFT of ``array`` zero-padded to ``shape``."""
         if self.name == "cpu":
-            return self._fft.rfftn(array, s=shape, workers=self.workers)
+            if int(np.prod(shape)) <= NUMPY_FFT_MAX_VOXELS:
+                return np.fft.rfftn(array, s=shape)
+            return _scipy_fft().rfftn(array, s=shape, workers=self.workers)
         return self._fft.rfftn(array, s=shape)
 
     def irfftn(self, spectrum, shape):
         """Inverse of :meth:`rfftn` (real output of ``shape``); may overwrite ``spectrum``."""
         if self.name == "cpu":
-            return self._fft.irfftn(spectrum, s=shape, workers=self.workers, overwrite_x=True)
+            if int(np.prod(shape)) <= NUMPY_FFT_MAX_VOXELS:
+                return np.fft.irfftn(spectrum, s=shape)
+            return _scipy_fft().irfftn(spectrum, s=shape, workers=self.workers, overwrite_x=True)
         return self._fft.irfftn(spectrum, s=shape, overwrite_x=True)
 
-    def _kw(self):
-        return {"workers": self.workers} if self.name == "cpu" else {}
+    def _transform(self, name, array, **kw):
+        """``name`` ('rfft', 'fft', 'ifft', 'irfft') of the module for this array: numpy.fft for
+        a small CPU array, else scipy.fft on every core (or cupyx on the GPU)."""
+        extra = {} if name == "rfft" else {"overwrite_x": True}  # the input of rfft is the caller's
+        if self.name != "cpu":
+            return getattr(self._fft, name)(array, **kw, **extra)
+        if array.size <= NUMPY_FFT_MAX_VOXELS:
+            return getattr(np.fft, name)(array, **kw)
+        return getattr(_scipy_fft(), name)(array, workers=self.workers, **kw, **extra)
 
     def rfft(self, array, n, axis):
         """1-D real FFT along ``axis``, zero-padded to ``n``."""
-        return self._fft.rfft(array, n=n, axis=axis, **self._kw())
+        return self._transform("rfft", array, n=n, axis=axis)
 
     def fft(self, array, n, axis):
         """1-D complex FFT along ``axis``, zero-padded to ``n``; may overwrite ``array``."""
-        return self._fft.fft(array, n=n, axis=axis, overwrite_x=True, **self._kw())
+        return self._transform("fft", array, n=n, axis=axis)
 
     def ifft(self, array, axis):
         """1-D inverse complex FFT along ``axis``; may overwrite ``array``."""
-        return self._fft.ifft(array, axis=axis, overwrite_x=True, **self._kw())
+        return self._transform("ifft", array, axis=axis)
 
     def irfft(self, array, n, axis):
         """1-D inverse real FFT along ``axis`` with real output length ``n``."""
-        return self._fft.irfft(array, n=n, axis=axis, overwrite_x=True, **self._kw())
+        return self._transform("irfft", array, n=n, axis=axis)
 
     def synchronize(self):
         """Wait for queued device work (for timing)."""
@@ -157,15 +182,31 @@ class Backend:
             self.xp.get_default_pinned_memory_pool().free_all_blocks()
 
 
+@functools.lru_cache(maxsize=4096)
 def next_fast_len(n):
-    """Smallest size >= n for which real FFTs are fast (2, 3, 5 smooth; good for cuFFT too)."""
-    return scipy.fft.next_fast_len(int(n), real=True)
+    """Smallest size >= n for which real FFTs are fast: a product of 2, 3 and 5 (good for cuFFT
+    too; the sizes ``scipy.fft.next_fast_len(n, real=True)`` gives)."""
+    n = int(n)
+    if n <= 6:
+        return max(n, 1)
+    best = 2 ** int(np.ceil(np.log2(n)))
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            quotient = -(-n // p35)  # ceil(n / p35): the smallest power of 2 above it
+            p2 = 1 << max(0, (quotient - 1).bit_length())
+            best = min(best, p2 * p35)
+            p35 *= 3
+        p5 *= 5
+    return best
 
 
 @functools.lru_cache(maxsize=1)
 def _cpu_backend():
     workers = cpu_workers()
-    return Backend("cpu", np, scipy.fft, f"CPU (NumPy {np.__version__}, scipy.fft, {workers} workers)", workers=workers)
+    return Backend("cpu", np, None, f"CPU (NumPy {np.__version__}: numpy.fft up to {NUMPY_FFT_MAX_VOXELS} values, "
+                   f"scipy.fft on {workers} workers above)", workers=workers)
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ import numpy as np
 from .. import physics
 from ..overlap import axis_alignment, coverage, overlap_sum
 from ..resample import inside_mask, resample_volume
-from ..volume import Volume
+from ..volume import Volume, uniform_array
 
 __all__ = ["density_map_g_ml", "averaged_density_map_g_ml", "MIN_DENSITY_G_ML"]
 
@@ -40,8 +40,10 @@ def density_map_g_ml(grid, params, ct=None, lung_mask=None):
     (Volume float32 g/mL, outside_ct (Z, Y, X) bool ndarray or None, description str)
     """
     if ct is None or not params.density_from_ct:
-        rho = np.full(grid.shape, np.float32(params.tissue_density_g_ml), np.float32)
-        if lung_mask is not None:
+        if lung_mask is None or not np.any(lung_mask):
+            rho = uniform_array(params.tissue_density_g_ml, grid.shape)  # no memory: one number
+        else:
+            rho = np.full(grid.shape, np.float32(params.tissue_density_g_ml), np.float32)
             rho[lung_mask] = np.float32(params.lung_density_g_ml)
         text = "constant (tissue %.3g g/mL, lung %.3g g/mL)" % (params.tissue_density_g_ml, params.lung_density_g_ml)
         return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text
@@ -107,6 +109,40 @@ def _ct_average_on_grid(ct, grid, params, lung_mask_ct):
     return total, np.clip(covered, 0.0, 1.0)
 
 
+def _full_mask(grid, fraction):
+    """(Z, Y, X) bool on ``grid``: voxels at least half inside (a full array or a (box, values) result)."""
+    box, f = _box_and_values(grid, fraction)
+    out = np.zeros(grid.shape, bool)
+    if box is not None:
+        out[box] = f >= 0.5
+    return out
+
+
+def _tissue_and_lung_g_ml(grid, params, lung_fraction):
+    """Density without a CT: tissue, and lung in proportion to each voxel's lung fraction
+    (float64 per slab of planes, stored float32); without lungs one number (:func:`uniform_array`).
+    ``lung_fraction``: a (Z, Y, X) array, or a result with ``box`` and ``values`` (the fractions
+    on a box of the grid, 0 outside)."""
+    box, f = _box_and_values(grid, lung_fraction)
+    if box is None or not np.any(f):
+        return uniform_array(params.tissue_density_g_ml, grid.shape)
+    rho = np.full(grid.shape, np.float32(params.tissue_density_g_ml), np.float32)  # outside the box: no lung
+    target = rho[box]
+    for z0 in range(0, f.shape[0], _CT_SLAB_SLICES):
+        part = f[z0:z0 + _CT_SLAB_SLICES].astype(np.float64)
+        target[z0:z0 + _CT_SLAB_SLICES] = params.tissue_density_g_ml * (1.0 - part) + params.lung_density_g_ml * part
+    return rho
+
+
+def _box_and_values(grid, fraction):
+    """(box, values) of a fraction given as a full array or as a (box, values) result; (None, None) when absent."""
+    if fraction is None:
+        return None, None
+    if hasattr(fraction, "box"):
+        return (None, None) if fraction.box is None else (fraction.box, np.asarray(fraction.values))
+    return tuple(slice(0, n) for n in grid.shape), np.asarray(fraction)
+
+
 def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_mask_ct=None):
     """Mass density on ``grid`` (g/mL) as the volume average over each voxel (exact voxel masses).
 
@@ -115,8 +151,9 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
     grid : Grid of the activity image.
     params : DosimetryParams (tissue and lung densities, ``density_from_ct``).
     ct : Volume in HU, optional (any grid).
-    lung_fraction : (Z, Y, X) float array on ``grid``, optional: fraction of each voxel inside the
-        lung segments (without a CT the lung part has ``params.lung_density_g_ml``).
+    lung_fraction : (Z, Y, X) float array on ``grid``, or an OverlapResult (fractions on a box of
+        ``grid``), optional: fraction of each voxel inside the lung segments (without a CT the lung
+        part has ``params.lung_density_g_ml``).
     lung_mask_ct : (Z, Y, X) bool array on the CT grid, optional: the lung segments there (Kao
         formula in those CT voxels).
 
@@ -128,14 +165,13 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
     :func:`density_map_g_ml`, and the description says so.
     """
     if ct is None or not params.density_from_ct:
-        f = np.zeros(grid.shape) if lung_fraction is None else np.asarray(lung_fraction, np.float64)
-        rho = (params.tissue_density_g_ml * (1.0 - f) + params.lung_density_g_ml * f).astype(np.float32)
+        rho = _tissue_and_lung_g_ml(grid, params, lung_fraction)
         text = ("constant (tissue %.3g g/mL, lung %.3g g/mL), volume-averaged over each voxel (lung fraction)"
                 % (params.tissue_density_g_ml, params.lung_density_g_ml))
         return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text
     if axis_alignment(ct.grid, grid) is None:
         # An oblique CT would need every CT voxel supersampled: read it at the voxel centres instead.
-        lung = None if lung_fraction is None else np.asarray(lung_fraction) >= 0.5
+        lung = None if lung_fraction is None else _full_mask(grid, lung_fraction)
         density, outside_ct, text = density_map_g_ml(grid, params, ct=ct, lung_mask=lung)
         return density, outside_ct, text + "; the CT is oblique to the activity grid: read at the voxel centres, not volume-averaged"
     total, covered = _ct_average_on_grid(ct, grid, params, lung_mask_ct)

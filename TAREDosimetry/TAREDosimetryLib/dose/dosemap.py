@@ -5,7 +5,7 @@ from .ldm import ldm_dose_gy
 __all__ = ["dose_map_gy", "dose_computation_record"]
 
 
-def dose_map_gy(activity_gbq, density_g_ml, params, lung_mask=None, progress=None):
+def dose_map_gy(activity_gbq, density_g_ml, params, lung_mask=None, progress=None, notes=None):
     """Dose map by the method in ``params.method`` ('ldm' or 'dvk').
 
     Parameters
@@ -15,6 +15,7 @@ def dose_map_gy(activity_gbq, density_g_ml, params, lung_mask=None, progress=Non
     params : DosimetryParams
     lung_mask : (Z, Y, X) bool ndarray on the activity grid, optional; used by DVK when
         ``params.dvk_lung_mode == 'ldm'``.
+    notes : list, optional; DVK appends what it had to say about its kernels (truncations).
     """
     if params.method == "ldm":
         return ldm_dose_gy(activity_gbq, density_g_ml, params.k_gy_kg_per_gbq)
@@ -29,6 +30,7 @@ def dose_map_gy(activity_gbq, density_g_ml, params, lung_mask=None, progress=Non
         lung_mode=params.dvk_lung_mode,
         progress=progress,
         radius_mm=params.dvk_radius_mm,
+        notes=notes,
     )
 
 

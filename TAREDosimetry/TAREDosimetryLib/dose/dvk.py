@@ -29,7 +29,7 @@ the 1/rho artefact there (energy is not conserved in such voxels).
 
 Convolution: zero-padded real FFTs (no wrap-around: each axis is padded to a fast length >=
 n + kernel half-width, the kernel is placed wrapped around index 0), float32 data and spectra,
-scipy.fft on all cores or cupyx.scipy.fft on a GPU.  For the symmetric voxel kernels the
+numpy.fft (small grids) or scipy.fft on all cores, or cupyx.scipy.fft on a GPU.  For the symmetric voxel kernels the
 spectrum is real and computed directly by separable cosine sums (no kernel FFT).
 
 Axis order: activity arrays are (z, y, x), spacing (x, y, z).  The kernel is built in voxel
@@ -45,7 +45,7 @@ from . import kernels
 from .backend import get_backend, next_fast_len
 from ..errors import InputError
 from ..params import DVK_LUNG_MODES as LUNG_MODES
-from ..volume import Volume
+from ..volume import Volume, uniform_value
 
 __all__ = [
     "LOW_DENSITY_CLASS_G_ML",
@@ -125,13 +125,31 @@ def _symmetric_spectrum(k, padded, backend, dtype):
     t = np.einsum("gy,zyf->zgf", cy, t)  # (hz+1, Ly, Fx), small
     t_dev = backend.asarray(t.reshape(hz + 1, -1).astype(dtype))
     cz_dev = backend.asarray(cz.astype(dtype))
-    spec = cz_dev @ t_dev  # (Lz, Ly * Fx): the only full-size product
-    return spec.reshape(lz, ly, lx // 2 + 1)
+    return cz_dev, t_dev  # the spectrum is cz @ t, (Lz, Ly * Fx): made a slab of planes at a time by the caller
+
+
+#: Planes of the kernel spectrum made at a time when it multiplies a data spectrum.
+_SPECTRUM_SLAB = 16
+
+
+def _multiply_by_kernel_spectrum(spec, k, padded, backend, dtype):
+    """``spec`` (rfftn layout) times the kernel's spectrum, in place; a mirror-symmetric kernel's
+    real spectrum is made a slab of planes at a time (no second full-size spectrum)."""
+    if not _is_mirror_symmetric(k):
+        kspec = _kernel_spectrum(k, padded, backend, dtype)
+        backend.xp.multiply(spec, kspec, out=spec)
+        return spec
+    cz, t = _symmetric_spectrum(k, padded, backend, dtype)
+    flat = spec.reshape(spec.shape[0], -1)
+    for z0 in range(0, flat.shape[0], _SPECTRUM_SLAB):
+        flat[z0:z0 + _SPECTRUM_SLAB] *= cz[z0:z0 + _SPECTRUM_SLAB] @ t
+    return spec
 
 
 def _kernel_spectrum(k, padded, backend, dtype):
     if _is_mirror_symmetric(k):
-        return _symmetric_spectrum(k, padded, backend, dtype)
+        cz, t = _symmetric_spectrum(k, padded, backend, dtype)
+        return (cz @ t).reshape(padded[0], padded[1], padded[2] // 2 + 1)
     wrapped = np.zeros(padded, dtype=dtype)
     hz, hy, hx = (s // 2 for s in k.shape)
     zi = np.arange(-hz, hz + 1) % padded[0]
@@ -141,12 +159,14 @@ def _kernel_spectrum(k, padded, backend, dtype):
     return backend.rfftn(backend.asarray(wrapped), padded)
 
 
-def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None):
+def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None, shape=None):
     """sum_c kernel_c (*) array_c, 'same' size, zero-padded; returns a NumPy array of dtype.
+
+    ``arrays`` may hold zero-argument callables returning the array (made only when transformed).
 
     ``progress(fraction, message)`` is called before each class's transforms and before the
     inverse transform (fraction of this convolution, in [0, 1)); it may raise to stop the work."""
-    shape = arrays[0].shape
+    shape = tuple(shape) if shape is not None else arrays[0].shape
     ks = [_crop_kernel(_check_kernel(k), shape) for k in kernel_list]
     halves = tuple(max(k.shape[a] // 2 for k in ks) for a in range(3))
     padded = _padded_shape(shape, halves)
@@ -154,12 +174,10 @@ def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None)
     acc = None
     for n, (a, k) in enumerate(zip(arrays, ks)):
         _report(progress, n / (len(ks) + 1), f"FFT of density class {n + 1} of {len(ks)}")
-        spec = _forward(backend.asarray(a, dtype=dtype), padded, backend)
+        spec = _forward(backend.asarray(a() if callable(a) else a, dtype=dtype), padded, backend)  # a class made when needed
         if spec.dtype != cdtype:
             spec = spec.astype(cdtype)
-        kspec = _kernel_spectrum(k, padded, backend, dtype)
-        backend.xp.multiply(spec, kspec, out=spec)
-        del kspec
+        spec = _multiply_by_kernel_spectrum(spec, k, padded, backend, dtype)
         if acc is None:
             acc = spec
         else:
@@ -225,6 +243,11 @@ def _density_input(activity_gbq, density_g_ml):
                 f"density_g_ml must be on the activity grid (resample it first); got shape {density_g_ml.shape}, "
                 f"spacing {density_g_ml.spacing_mm} for activity shape {activity_gbq.shape}, spacing {activity_gbq.spacing_mm}"
             )
+        one = uniform_value(density_g_ml.array)
+        if one is not None:
+            if not (math.isfinite(one) and one > 0):
+                raise InputError(f"density_g_ml must be positive, got a map of {one!r}")
+            return float(np.float32(one))
         rho = np.asarray(density_g_ml.array, dtype=np.float32)
         if not np.all(np.isfinite(rho)) or rho.min() < 0:
             raise InputError("density_g_ml holds negative or non-finite values")
@@ -250,23 +273,64 @@ def _kernel_density(rho_values, weights):
     return round(max(mean, MIN_KERNEL_DENSITY_G_ML), 2)
 
 
+def _class_kernel(spacing, kd, radius_mm):
+    """(energy-fraction kernel, description) of a density class: truncated at ``radius_mm / rho``
+    (water-equivalent), or at the largest radius whose box stays within the kernel size limit
+    (fine voxels, low densities), which the description states with the energy held there."""
+    wanted = radius_mm / min(kd, 1.0)
+    r = kernels.radius_within_limit(spacing, wanted)
+    f = kernels.voxel_energy_fractions(spacing, kd, radius_mm=r)
+    info = {"density_g_ml": kd, "kernel_shape_zyx": list(f.shape), "radius_mm": r}
+    if r < wanted:
+        held = 100.0 * kernels.energy_within_mev(r, kd) / kernels.DPK_TOTAL_ENERGY_MEV
+        info["truncated"] = (
+            f"the DVK kernel of density {kd:g} g/mL was truncated at {r:.1f} mm (not {wanted:.1f} mm) to stay within "
+            f"{kernels.MAX_KERNEL_VOXELS} voxels at {min(spacing):g} mm voxels: the point kernel deposits {held:.1f} % of "
+            f"its energy within {r:.1f} mm; the rest ({100 - held:.1f} %) is deposited within the kernel (normalised), "
+            "not further away"
+        )
+    return f, info
+
+
 def _source_classes(a, rho, spacing, radius_mm):
     """[(source activity array, energy-fraction kernel, description)] per density class."""
     r = kernels.DEFAULT_RADIUS_MM if radius_mm is None else float(radius_mm)
     if np.isscalar(rho):
         kd = round(float(rho), 4)
-        f = kernels.voxel_energy_fractions(spacing, kd, radius_mm=r / min(kd, 1.0))
-        return [(a, f, {"class": "uniform", "density_g_ml": kd, "kernel_shape_zyx": list(f.shape)})]
+        f, info = _class_kernel(spacing, kd, r)
+        return [(a, f, dict(info, **{"class": "uniform"}))]
     low = rho < LOW_DENSITY_CLASS_G_ML
     out = []
     for name, mask in (("tissue", ~low), ("low-density", low)):
-        w = np.where(mask, a, np.float32(0))
-        if not np.any(w):
+        stats = _class_sums(rho, a, mask)
+        if not stats["any_activity"]:
             continue
-        kd = _kernel_density(rho[mask].astype(np.float64), np.abs(a[mask]).astype(np.float64))
-        f = kernels.voxel_energy_fractions(spacing, kd, radius_mm=r / min(kd, 1.0))
-        out.append((w, f, {"class": name, "density_g_ml": kd, "kernel_shape_zyx": list(f.shape)}))
+        kd = _kernel_density_of(stats)
+        f, info = _class_kernel(spacing, kd, r)
+        out.append((lambda m=mask: np.where(m, a, np.float32(0)), f, dict(info, **{"class": name})))  # made when needed
     return out
+
+
+def _class_sums(rho, a, mask):
+    """Sums over a density class (``mask``) for its kernel density, plane slab by slab (no
+    float64 copies of the class): sum rho |a|, sum |a|, sum rho, voxel count, any activity."""
+    out = {"rho_a": 0.0, "a": 0.0, "rho": 0.0, "n": 0, "any_activity": False}
+    for z0 in range(0, a.shape[0], 16):
+        m = mask[z0:z0 + 16]
+        r = rho[z0:z0 + 16][m].astype(np.float64)
+        w = np.abs(a[z0:z0 + 16][m]).astype(np.float64)
+        out["rho_a"] += float(np.dot(r, w))
+        out["a"] += float(w.sum())
+        out["rho"] += float(r.sum())
+        out["n"] += int(r.size)
+        out["any_activity"] = out["any_activity"] or bool(np.any(a[z0:z0 + 16][m]))
+    return out
+
+
+def _kernel_density_of(stats):
+    """Activity-weighted mean density of a class (:func:`_class_sums`), as :func:`_kernel_density`."""
+    mean = stats["rho_a"] / stats["a"] if stats["a"] > 0 else stats["rho"] / max(stats["n"], 1)
+    return round(max(mean, MIN_KERNEL_DENSITY_G_ML), 2)
 
 
 def _activity_input(activity_gbq):
@@ -291,11 +355,11 @@ def _convolved_activity(a, rho, spacing, radius_mm, backend, keep_out_of=None, p
     classes = _source_classes(a, rho, spacing, radius_mm)
     if not classes:
         return np.zeros(a.shape, np.float32), []
-    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32, progress=progress)
+    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32, progress=progress, shape=a.shape)
     if keep_out_of is not None:
         mask = keep_out_of.astype(np.float32)
         for source, fractions, _ in classes:
-            out += source * _convolve_sum([mask], [fractions], backend, np.float32)
+            out += (source() if callable(source) else source) * _convolve_sum([mask], [fractions], backend, np.float32)
     return out, [c[2] for c in classes]
 
 
@@ -322,6 +386,7 @@ def dvk_dose_gy(
     lung_mode="kernel",
     progress=None,
     radius_mm=None,
+    notes=None,
 ):
     """Absorbed dose by dose-voxel-kernel convolution, LDM-consistent (see module docstring).
 
@@ -344,7 +409,9 @@ def dvk_dose_gy(
         is low-density and lung limits (30 Gy) come from LDM / partition-model lung doses.
     progress : callable(fraction, message), optional.
     radius_mm : float, optional; kernel truncation in water-equivalent mm (default 12 mm; a
-        class of density rho < 1 uses radius_mm / rho).
+        class of density rho < 1 uses radius_mm / rho, within :data:`~.kernels.MAX_KERNEL_VOXELS`
+        voxels: a kernel that would be larger is truncated further, and said in ``notes``).
+    notes : list, optional; sentences about the computation (kernel truncations) are appended.
 
     Returns
     -------
@@ -373,7 +440,9 @@ def dvk_dose_gy(
     a_conv = np.where(lung, np.float32(0), a) if lung is not None else a
     _report(progress, 0.2, "DVK: FFT convolution")
     stage = None if progress is None else (lambda f, m: progress(0.2 + 0.7 * f, "DVK: " + m))
-    dose, _ = _convolved_activity(a_conv, rho, activity_gbq.spacing_mm, radius_mm, backend, keep_out_of=lung, progress=stage)
+    dose, classes = _convolved_activity(a_conv, rho, activity_gbq.spacing_mm, radius_mm, backend, keep_out_of=lung, progress=stage)
+    if notes is not None:
+        notes.extend(c["truncated"] for c in classes if "truncated" in c)
     del a_conv
     _report(progress, 0.9, "DVK: dose from energy")
 

@@ -66,6 +66,8 @@ __all__ = [
     "voxel_energy_fractions",
     "kernel_energy_mev",
     "clear_kernel_cache",
+    "MAX_KERNEL_VOXELS",
+    "radius_within_limit",
 ]
 
 #: Default truncation radius (mm): nearest-point distance between source and target voxels.
@@ -80,7 +82,9 @@ MEV_PER_G_TO_MGY_PER_MBQ_S = 0.1602176634
 QUADRATURE_ORDER = 6
 
 _TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "y90_dpk_graves2019.txt")
-_MAX_KERNEL_VOXELS = 2_000_000
+#: Most voxels of one kernel (its box); :func:`radius_within_limit` truncates a kernel to stay within.
+MAX_KERNEL_VOXELS = 2_000_000
+_MAX_KERNEL_VOXELS = MAX_KERNEL_VOXELS
 _CHUNK = 2048  # offsets per quadrature batch (bounds temporary memory)
 
 
@@ -116,18 +120,43 @@ def _moment_tables():
     return r_in, r_out, e_density, before
 
 
+@functools.lru_cache(maxsize=16)
+def _moment_polynomials(density):
+    """Per shell j and moment k: M_k,rho(s) = a[j, k] + c[j, k] (rho s)^(k+1) for s in shell j
+    (the shell's constant E' integrated, with the density scaling folded in); and a lookup of the
+    shell of any radius on a uniform lattice as fine as the finest shell."""
+    r_in, r_out, e_density, before = _moment_tables()
+    a = np.empty((r_out.size, 4))
+    c = np.empty((r_out.size, 4))
+    for k in range(4):
+        a[:, k] = (before[k] - e_density * r_in ** (k + 1) / (k + 1)) / density**k
+        c[:, k] = e_density / (k + 1) / density**k
+    step = float(np.min(r_out - r_in))
+    lattice = np.searchsorted(r_out, np.arange(int(np.ceil(r_out[-1] / step)) + 2) * step, side="left")
+    return a, c, step, np.minimum(lattice, r_out.size - 1)
+
+
+def _shell_of(s, step, lattice, r_out):
+    """Index of the shell holding radius s (the first outer radius >= s), as ``np.searchsorted``:
+    the lattice cell gives it or the one after (a cell holds at most one shell boundary)."""
+    j = lattice[(s * (1.0 / step)).astype(np.int64)]
+    j += r_out[j] < s
+    return np.minimum(j, r_out.size - 1)
+
+
 def _moments(s_mm, density):
     """M_k(s) = int_0^s r^k E'_rho(r) dr for k = 0..3, shape (4,) + s.shape (MeV mm^k)."""
-    r_in, r_out, e_density, before = _moment_tables()
+    _, r_out, _, _ = _moment_tables()
+    a, c, step, lattice = _moment_polynomials(float(density))
     s = np.minimum(np.asarray(s_mm, dtype=np.float64) * density, r_out[-1])
-    j = np.minimum(np.searchsorted(r_out, s), r_out.size - 1)
-    ri, ed = r_in[j], e_density[j]
+    j = _shell_of(s, step, lattice, r_out)
     out = np.empty((4,) + s.shape)
-    sp, rp = np.ones_like(s), np.ones_like(ri)  # s^k, r_in^k
+    sp = s.copy()  # (rho s)^(k+1)
     for k in range(4):
-        sp_next, rp_next = sp * s, rp * ri
-        out[k] = (before[k][j] + ed * (sp_next - rp_next) / (k + 1)) / density**k
-        sp, rp = sp_next, rp_next
+        np.multiply(c[j, k], sp, out=out[k])
+        out[k] += a[j, k]
+        if k < 3:
+            sp *= s
     return out
 
 
@@ -233,6 +262,32 @@ def _normalise_args(spacing_mm, density_g_ml, radius_mm, order):
 
 
 # --------------------------------------------------------------------------- public API
+def _s_values_threaded(h, offsets, density, order):
+    """S values (MeV/g per decay) of ``offsets`` (M, 3) in chunks, on every core (NumPy releases
+    the GIL in the array work of each chunk)."""
+    chunks = [offsets[i:i + _CHUNK] for i in range(0, offsets.shape[0], _CHUNK)]
+    if len(chunks) <= 1:
+        return _s_values_mev_per_g(h, offsets, density, order) if chunks else np.zeros(0)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
+        return np.concatenate(list(pool.map(lambda c: _s_values_mev_per_g(h, c, density, order), chunks)))
+
+
+def _distinct_offsets(idx, spacing):
+    """(distinct offsets, inverse): offsets (M, 3) x, y, z whose components may be exchanged
+    between axes of equal spacing (S is then the same: the point kernel is radial and the voxel
+    box symmetric) reduced to one representative each (1/6 of them for cubic voxels)."""
+    key = idx.copy()
+    groups = {}
+    for axis, h in enumerate(spacing):
+        groups.setdefault(h, []).append(axis)
+    for axes in groups.values():
+        if len(axes) > 1:
+            key[:, axes] = -np.sort(-key[:, axes], axis=1)  # decreasing within the group
+    return np.unique(key, axis=0, return_inverse=True)
+
+
 @functools.lru_cache(maxsize=64)
 def _kernel_cached(spacing, density, radius, order, half):
     h = np.asarray(spacing, dtype=np.float64)  # x, y, z
@@ -241,10 +296,8 @@ def _kernel_cached(spacing, density, radius, order, half):
     gap = np.maximum(idx - 1, 0) * h
     keep = np.sqrt(np.sum(gap * gap, axis=1)) < radius
     idx = idx[keep]
-    offsets = idx.astype(np.float64)
-    s = np.concatenate(
-        [_s_values_mev_per_g(h, offsets[i : i + _CHUNK], density, order) for i in range(0, offsets.shape[0], _CHUNK)]
-    )
+    distinct, inverse = _distinct_offsets(idx, spacing)
+    s = _s_values_threaded(h, distinct.astype(np.float64), density, order)[inverse.reshape(-1)]
     s = np.maximum(s, 0.0) * MEV_PER_G_TO_MGY_PER_MBQ_S  # round-off in the far tail can dip below 0
     hx, hy, hz = half
     kernel = np.zeros((2 * hz + 1, 2 * hy + 1, 2 * hx + 1))
@@ -319,6 +372,25 @@ def voxel_energy_fractions(spacing_mm, density_g_ml=DEFAULT_KERNEL_DENSITY_G_ML,
     """
     spacing, density, radius, order, half = _normalise_args(spacing_mm, density_g_ml, radius_mm, order)
     return _fractions_cached(spacing, density, radius, order, half)
+
+
+def _kernel_box_voxels(spacing, radius):
+    return int(np.prod([2 * math.ceil(radius / h) + 1 for h in spacing]))
+
+
+def radius_within_limit(spacing_mm, radius_mm, max_voxels=MAX_KERNEL_VOXELS):
+    """The largest truncation radius <= ``radius_mm`` whose kernel box at ``spacing_mm`` (x, y, z)
+    holds at most ``max_voxels`` voxels (fine voxels, or the long range of a low-density kernel);
+    ``radius_mm`` itself when it fits."""
+    spacing = _check_spacing(spacing_mm)
+    radius = _check_positive("radius_mm", radius_mm)
+    if _kernel_box_voxels(spacing, radius) <= max_voxels:
+        return radius
+    lo, hi = 0.0, radius
+    for _ in range(60):  # bisection on the radius: the box grows with it
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if _kernel_box_voxels(spacing, mid) <= max_voxels else (lo, mid)
+    return lo
 
 
 def clear_kernel_cache():

@@ -37,7 +37,7 @@ Examples
 >>> f.SetInputData(activity_image)                         # doctest: +SKIP
 >>> dose_image = f.UpdateOrRaise()                         # doctest: +SKIP
 >>> f.GetDeviceUsed()                                      # doctest: +SKIP
-'CPU (NumPy 2.1.0, scipy.fft, 8 workers)'
+'CPU (NumPy 2.1.0: numpy.fft up to 4000000 values, scipy.fft on 8 workers above)'
 """
 
 import numpy as np

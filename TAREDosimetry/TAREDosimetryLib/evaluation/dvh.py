@@ -69,18 +69,29 @@ class DVH:
     name : str
     weights : (N,) array_like of float >= 0, optional: the fraction of each voxel's volume that
         belongs to the region (exact partial-voxel sampling); voxels of weight 0 are dropped.
+    overwrite_dose : bool, default False; True lets the DVH sort ``dose_gy`` in place (when it
+        is a float32 or float64 array and no weights are given) instead of sorting a copy: for a
+        caller whose array of the region's doses is its own and not needed in voxel order.
+
+    Notes
+    -----
+    Storage: the doses sorted once (float32 maps stay float32), and for weighted voxels only the
+    voxels of weight other than 1 (their places in the sorted order and the running sum of their
+    weights): the cumulative volume up to any dose is the count of whole voxels plus that sum.
+    Voxels whose weight is 1 to within the rounding of the weights' type count as whole (a
+    region whose voxels are all whole is the unweighted DVH).
     """
 
-    def __init__(self, dose_gy, voxel_volume_ml=1.0, bin_width_gy=None, name="", weights=None):
+    def __init__(self, dose_gy, voxel_volume_ml=1.0, bin_width_gy=None, name="", weights=None, overwrite_dose=False):
         d = np.asarray(dose_gy).ravel()
-        self._w_asc = None
+        self._part = None
         if weights is not None:
             d, weights = _positive_weights(d, weights, name)
         if d.dtype != np.float32:  # float32 dose maps are sorted as they are (twice as fast); sums use float64
             d = d.astype(np.float64)
         if d.size == 0:
             raise InputError(f"DVH of {name or 'region'}: no voxels")
-        if not np.all(np.isfinite(d)):
+        if not (math.isfinite(float(d.min())) and math.isfinite(float(d.max()))):  # NaN propagates: no mask needed
             raise InputError(f"DVH of {name or 'region'}: dose holds NaN or infinite values")
         if not voxel_volume_ml > 0:
             raise InputError(f"voxel_volume_ml must be positive, got {voxel_volume_ml!r}")
@@ -89,76 +100,67 @@ class DVH:
         self.name = name
         self.voxel_volume_ml = float(voxel_volume_ml)
         self.bin_width_gy = None if bin_width_gy is None else float(bin_width_gy)
-        if weights is not None:
-            order = np.argsort(d, kind="stable")
-            self._set_sorted(d[order], weights[order])
-            return
-        self._set_sorted(np.sort(d))
-
-    def _set_sorted(self, ascending, w_ascending=None, weight_curves=None):
-        """Store the voxel doses (sorted, increasing), their weights if any, and in binned mode the
-        histogram.  ``weight_curves``: the cumulative weight fractions of a DVH with the same weights
-        in the same order (reused by :meth:`scaled`)."""
-        d = ascending
-        self._asc, self._w_asc = ascending, w_ascending
+        if overwrite_dose and weights is None and d.flags.writeable:
+            d.sort()  # the caller's own array (or our float64 copy of it): sorted where it is
+            self._asc = d
+        else:
+            self._asc = np.sort(d)
         self._sorted_desc = self._asc[::-1]  # a view
         self.n_voxels = d.size
-        if w_ascending is not None:
-            self._set_weights(w_ascending, weight_curves)
-            return
-        if self.bin_width_gy is not None:
-            top = max(float(self._sorted_desc[0]), 0.0)
-            n_bins = int(math.floor(top / self.bin_width_gy)) + 1
-            edges = np.arange(n_bins + 1, dtype=np.float64) * self.bin_width_gy
-            counts, _ = np.histogram(np.clip(d, 0, None), bins=edges)
-            # cumulative fraction with dose >= edge_k: sum of counts from bin k upwards
-            cum = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]]) / d.size
-            self._edges, self._cum = edges, cum
-            self.differential_counts = counts
+        if weights is not None:
+            self._part = _PartialVoxels.of(d, weights, self._asc)
+            self.weight_sum = self._part.total if self._part is not None else float(d.size)
+        self._set_bins()
 
-    def _set_weights(self, w, weight_curves=None):
-        """Weights of the sorted doses, cumulative weight fractions, binned curve."""
-        self._w_desc = w[::-1]
-        if weight_curves is None:
-            weight_sum = float(w.sum())
-            cum_desc = np.cumsum(self._w_desc) / weight_sum  # c_k, volume fraction of the k hottest
-            # fraction of the volume with dose >= asc[i]: sum of the weights from i upwards
-            suffix = np.concatenate([np.cumsum(w[::-1])[::-1], [0.0]]) / weight_sum
-            weight_curves = (weight_sum, cum_desc, suffix)
-        self.weight_sum, self._cum_desc, self._suffix = weight_curves
+    def _set_bins(self):
+        """In binned mode, the histogram and its cumulative curve (from the sorted doses)."""
         if self.bin_width_gy is not None:
             top = max(float(self._sorted_desc[0]), 0.0)
             n_bins = int(math.floor(top / self.bin_width_gy)) + 1
-            edges = np.arange(n_bins + 1, dtype=np.float64) * self.bin_width_gy
-            counts, _ = np.histogram(np.clip(self._asc, 0, None), bins=edges, weights=w)
-            self._edges = edges
-            self._cum = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]]) / self.weight_sum
+            self._edges = np.arange(n_bins + 1, dtype=np.float64) * self.bin_width_gy
+            counts = self._histogram(self._edges)
+            # cumulative fraction with dose >= edge_k: sum of counts from bin k upwards
+            self._cum = np.concatenate([np.cumsum(counts[::-1])[::-1], [0]]) / self._total_weight
             self.differential_counts = counts
 
     def scaled(self, factor):
         """The DVH of the doses times ``factor`` (> 0), without sorting again: the dose map of a
         plan at another activity (doses proportional to activity).  D_x and the statistics scale
-        by ``factor``; V_x is read on the scaled doses.  Partial-volume weights are kept."""
+        by ``factor``; V_x is read on the scaled doses.  Partial-volume weights are kept (the
+        partial voxels keep their places: a positive factor keeps the order)."""
         f = float(factor)
         if not (math.isfinite(f) and f > 0):
             raise InputError(f"DVH scale factor must be a positive number, got {factor!r}")
         out = DVH.__new__(DVH)
         out.name, out.voxel_volume_ml, out.bin_width_gy = self.name, self.voxel_volume_ml, self.bin_width_gy
-        curves = (self.weight_sum, self._cum_desc, self._suffix) if self.weighted else None
-        out._set_sorted(self._asc * (np.float32(f) if self._asc.dtype == np.float32 else f), self._w_asc, curves)
+        out._asc = self._asc * (np.float32(f) if self._asc.dtype == np.float32 else f)
+        out._sorted_desc = out._asc[::-1]
+        out.n_voxels, out._part = self.n_voxels, self._part  # _PartialVoxels is never modified: shared
+        if hasattr(self, "weight_sum"):
+            out.weight_sum = self.weight_sum
+        out._set_bins()
         return out
+
+    @property
+    def _total_weight(self):
+        return self._part.total if self._part is not None else float(self.n_voxels)
+
+    def _histogram(self, edges):
+        """Volume (in voxels, weighted) per dose bin (doses below 0 in the first bin)."""
+        counts, _ = np.histogram(np.clip(self._asc, 0, None), bins=edges)
+        if self._part is None:
+            return counts
+        return counts + self._part.histogram_correction(self._asc, edges)
 
     # -- basic statistics ------------------------------------------------------------------------
     @property
     def weighted(self):
-        """True when the voxels carry partial-volume weights."""
-        return self._w_asc is not None
+        """True when the voxels carry partial-volume weights (some other than 1)."""
+        return self._part is not None
 
     @property
     def volume_ml(self):
-        if self.weighted:
-            return self.weight_sum * self.voxel_volume_ml
-        return self.n_voxels * self.voxel_volume_ml
+        return self._total_weight * self.voxel_volume_ml
 
     @property
     def max_gy(self):
@@ -170,27 +172,28 @@ class DVH:
 
     @property
     def mean_gy(self):
-        if self.weighted:
-            return float(np.dot(self._w_asc, self._asc.astype(np.float64)) / self.weight_sum)
-        return float(self._sorted_desc.mean(dtype=np.float64))
+        total = float(self._asc.sum(dtype=np.float64))
+        if self._part is not None:
+            total += self._part.weighted_minus_whole(self._asc, lambda x: x)
+        return total / self._total_weight
 
     @property
     def median_gy(self):
-        if self.weighted:  # the weighted median: half of the volume on either side
-            c, d = self._cum_desc, self._sorted_desc
-            k = min(int(np.searchsorted(c, 0.5, side="left")), d.size - 1)
-            if abs(c[k] - 0.5) < 1e-12 and k + 1 < d.size:
+        d, n = self._sorted_desc, self.n_voxels
+        if self._part is not None:  # the weighted median: half of the volume on either side
+            k = min(self._first_hot_fraction_at_least(0.5), n - 1)
+            if abs(self._cum_desc(k) - 0.5) < 1e-12 and k + 1 < n:
                 return 0.5 * (float(d[k]) + float(d[k + 1]))
             return float(d[k])
-        d, n = self._sorted_desc, self.n_voxels  # already sorted: no partition needed
-        return float(d[n // 2]) if n % 2 else 0.5 * (float(d[n // 2 - 1]) + float(d[n // 2]))
+        return float(d[n // 2]) if n % 2 else 0.5 * (float(d[n // 2 - 1]) + float(d[n // 2]))  # already sorted
 
     @property
     def sd_gy(self):
-        if self.weighted:
-            dev = self._asc.astype(np.float64) - self.mean_gy
-            return float(math.sqrt(max(0.0, np.dot(self._w_asc, dev * dev) / self.weight_sum)))
-        return float(self._sorted_desc.std(dtype=np.float64))
+        mean = self.mean_gy
+        sq = _sum_of_squares(self._asc, mean)
+        if self._part is not None:
+            sq += self._part.weighted_minus_whole(self._asc, lambda x: (x - mean) ** 2)
+        return float(math.sqrt(max(0.0, sq / self._total_weight)))
 
     @property
     def doses_gy(self):
@@ -201,13 +204,37 @@ class DVH:
 
     @property
     def weights(self):
-        """The partial-volume weights of :attr:`doses_gy`, in the same order (read-only view), or
-        None when every voxel counts whole."""
-        if self._w_asc is None:
+        """The partial-volume weights of :attr:`doses_gy`, in the same order (float64, read-only),
+        or None when every voxel counts whole."""
+        if self._part is None:
             return None
-        v = self._w_desc.view()
+        w = np.ones(self.n_voxels)
+        w[self._part.pos] = np.diff(self._part.cum)
+        v = w[::-1]
         v.flags.writeable = False
         return v
+
+    # -- cumulative volume -------------------------------------------------------------------------
+    def _cum_desc(self, k):
+        """c_k: volume fraction of the k + 1 hottest voxels (k scalar or array, 0 <= k < N)."""
+        return 1.0 - self._part.prefix(self.n_voxels - 1 - np.asarray(k)) / self._part.total
+
+    def _suffix(self, i):
+        """Volume fraction of the voxels from ascending place i on (i scalar or array, 0 <= i <= N)."""
+        if self._part is None:
+            return (self.n_voxels - np.asarray(i)) / self.n_voxels
+        return 1.0 - self._part.prefix(np.asarray(i)) / self._part.total
+
+    def _first_hot_fraction_at_least(self, f):
+        """Smallest k with c_k >= f (N when none): a binary search, c_k grows with k."""
+        lo, hi = 0, self.n_voxels
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._cum_desc(mid) >= f:
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
     # -- D and V ---------------------------------------------------------------------------------
     def dose_at_volume_pct(self, volume_pct):
@@ -244,13 +271,14 @@ class DVH:
 
     def _weighted_dose_at_fraction(self, f):
         """D at volume fraction f on the line through the points (c_k, d_k)."""
-        c, d = self._cum_desc, self._sorted_desc
-        if f <= c[0]:
+        d = self._sorted_desc
+        if f <= self._cum_desc(0):
             return float(d[0])
-        k = int(np.searchsorted(c, f, side="left"))
+        k = self._first_hot_fraction_at_least(f)
         if k >= d.size:
             return float(d[-1])
-        t = (f - c[k - 1]) / (c[k] - c[k - 1])
+        c0, c1 = float(self._cum_desc(k - 1)), float(self._cum_desc(k))
+        t = (f - c0) / (c1 - c0)
         return float((1 - t) * float(d[k - 1]) + t * float(d[k]))
 
     def _within_dose_range(self, dose_gy):
@@ -268,12 +296,8 @@ class DVH:
     def volume_pct_at_dose(self, dose_gy):
         """V_x: percentage of the volume receiving at least ``dose_gy``."""
         d = float(dose_gy)
-        if self.bin_width_gy is None and self.weighted:
-            return 100.0 * float(self._suffix[np.searchsorted(self._asc, d, side="left")])
         if self.bin_width_gy is None:
-            # count of voxels with dose >= d in a decreasing array
-            n_ge = self.n_voxels - np.searchsorted(self._asc, d, side="left")
-            return 100.0 * n_ge / self.n_voxels
+            return 100.0 * float(self._suffix(int(_first_not_below(self._asc, d))))
         if d <= 0:
             return 100.0 * float(self._cum[0])
         return 100.0 * float(np.interp(d, self._edges, self._cum, right=0.0))
@@ -309,11 +333,8 @@ class DVH:
             step = top / (max_points - 2)
             n = max_points
         dose = np.arange(n, dtype=np.float64) * step
-        if self.bin_width_gy is None and self.weighted:
-            vol = 100.0 * self._suffix[np.searchsorted(self._asc, dose, side="left")]
-        elif self.bin_width_gy is None:
-            n_ge = self.n_voxels - np.searchsorted(self._asc, dose, side="left")
-            vol = 100.0 * n_ge / self.n_voxels
+        if self.bin_width_gy is None:
+            vol = 100.0 * self._suffix(_first_not_below(self._asc, dose))
         else:
             vol = np.array([self.volume_pct_at_dose(x) for x in dose])
         return dose, vol
@@ -323,19 +344,129 @@ class DVH:
         w = float(bin_width_gy)
         top = max(self.max_gy, 0.0)
         edges = np.arange(int(math.floor(top / w)) + 2) * w
-        if self.weighted:
-            counts, _ = np.histogram(np.clip(self._asc, 0, None), bins=edges, weights=self._w_asc)
-            return edges[:-1], 100.0 * counts / self.weight_sum
-        counts, _ = np.histogram(np.clip(self._sorted_desc, 0, None), bins=edges)
-        return edges[:-1], 100.0 * counts / self.n_voxels
+        return edges[:-1], 100.0 * self._histogram(edges) / self._total_weight
+
+
+class _PartialVoxels:
+    """The voxels of a weighted DVH whose weight is not 1, placed in the sorted doses.
+
+    pos : (M,) int64, increasing: their places in the ascending dose order (among equal doses,
+        before the whole voxels); cum : (M + 1,) float64, running sum of their weights in that
+        order (from 0); total : the region's volume in voxels, ``N - M + cum[-1]``.
+    """
+
+    def __init__(self, pos, cum, n):
+        self.pos, self.cum = pos, cum
+        self.total = float(n - pos.size + cum[-1])
+
+    @classmethod
+    def of(cls, d, w, asc):
+        """From the doses ``d``, weights ``w`` (> 0) and sorted doses ``asc``; None when all are whole.
+
+        Equal doses are ordered as a stable sort of ``d`` orders them (by place in ``d``): where a
+        run of equal doses meets the next dose, the curve's step is the weight of the run's last
+        voxel in that order, so that voxel is put last (the others' order within the run does not
+        change the curve)."""
+        tol = _WHOLE_TOLERANCE[w.dtype.type]
+        part = w < w.dtype.type(1) - tol
+        part |= w > w.dtype.type(1) + tol
+        if not part.any():
+            return None
+        pidx = np.flatnonzero(part)
+        order = np.argsort(d[pidx], kind="stable")  # equal doses by place in d
+        pidx = pidx[order]
+        bd, bw = d[pidx], w[pidx]
+        new_run = np.concatenate([[True], bd[1:] != bd[:-1]])
+        starts = np.flatnonzero(new_run)
+        run = np.cumsum(new_run) - 1
+        xs = bd[starts]
+        lo, hi = np.searchsorted(asc, xs, side="left"), np.searchsorted(asc, xs, side="right")
+        pos = lo[run] + (np.arange(bd.size) - starts[run])  # partial voxels first in their run of equal doses
+        ends = np.concatenate([starts[1:], [bd.size]]) - 1  # the last partial voxel of each run
+        mixed = np.flatnonzero(hi - lo > ends - starts + 1)
+        if mixed.size > _MAX_MIXED_RUNS:  # many runs mix whole and partial voxels: the places of a stable sort
+            pos = np.flatnonzero(part[np.argsort(d, kind="stable")])
+        elif mixed.size:
+            last_whole = _last_whole_place(d, part, xs[mixed])
+            moved = mixed[pidx[ends[mixed]] > last_whole]  # a partial voxel comes last in d: last in the run
+            pos[ends[moved]] = hi[moved] - 1
+        return cls(pos, np.concatenate([[0.0], np.cumsum(bw, dtype=np.float64)]), d.size)
+
+    def prefix(self, i):
+        """Volume (voxels) of the first ``i`` voxels in ascending order (i scalar or array, 0 <= i <= N)."""
+        cnt = np.searchsorted(self.pos, i, side="left")
+        return i - cnt + self.cum[cnt]
+
+    def weighted_minus_whole(self, asc, fn):
+        """sum over the partial voxels of (w - 1) fn(d): what weighting changes in a sum of fn(d)."""
+        return float(np.dot(np.diff(self.cum) - 1.0, fn(asc[self.pos].astype(np.float64))))
+
+    def histogram_correction(self, asc, edges):
+        """Per bin, sum over the partial voxels of (w - 1): the weighted minus the plain histogram."""
+        counts, _ = np.histogram(np.clip(asc[self.pos], 0, None), bins=edges, weights=np.diff(self.cum) - 1.0)
+        return counts
+
+
+#: Weights this close to 1 (4 units of rounding of their float type) count as whole voxels.
+_WHOLE_TOLERANCE = {np.float64: 4 * np.finfo(np.float64).eps, np.float32: np.float32(4 * np.finfo(np.float32).eps)}
+
+#: Most runs of equal doses mixing whole and partial voxels whose last voxel is looked up by one
+#: search per voxel; beyond, the partial voxels are placed by a stable sort of all the doses.
+_MAX_MIXED_RUNS = 1 << 14
+
+#: Doses per block of a sum of squares (bounds the float64 work array).
+_BLOCK = 1 << 16
+
+
+def _last_whole_place(d, part, xs):
+    """For each value of the sorted ``xs``, the largest place in ``d`` of a whole voxel (``part``
+    False) with that dose (-1 when none); one pass over ``d`` in blocks."""
+    last = np.full(xs.size, -1, np.int64)
+    step = 1 << 18
+    for s in range(0, d.size, step):
+        block = d[s:s + step]
+        k = np.minimum(np.searchsorted(xs, block), xs.size - 1)
+        hit = np.flatnonzero((xs[k] == block) & ~part[s:s + step])
+        if hit.size:
+            np.maximum.at(last, k[hit], hit + s)
+    return last
+
+
+def _sum_of_squares(values, mean):
+    """sum (v - mean)^2 in float64, block by block in one work array (no full-size float64 copy)."""
+    total = 0.0
+    buf = np.empty(min(_BLOCK, values.size))
+    for s in range(0, values.size, _BLOCK):
+        dev = buf[:min(_BLOCK, values.size - s)]
+        np.subtract(values[s:s + _BLOCK], mean, out=dev, dtype=np.float64)
+        total += float(np.dot(dev, dev))
+    return total
+
+
+def _first_not_below(asc, q):
+    """Places of the first elements of the sorted ``asc`` that are >= ``q`` (scalar or array, float64
+    comparison), without converting ``asc``: for a float32 array the queries are rounded up to the
+    next float32 (no float32 lies between q and it), so the places are those of the float64 search."""
+    q = np.asarray(q, dtype=np.float64)
+    if asc.dtype != np.float32:
+        return np.searchsorted(asc, q, side="left")
+    with np.errstate(over="ignore"):
+        q32 = q.astype(np.float32)
+    q32 = np.where(q32.astype(np.float64) < q, np.nextafter(q32, np.float32(np.inf)), q32)
+    return np.searchsorted(asc, q32, side="left")
 
 
 def _positive_weights(d, weights, name):
-    """(doses, weights) of the voxels with weight > 0; InputError for bad weights."""
-    w = np.asarray(weights, dtype=np.float64).ravel()
+    """(doses, weights) of the voxels with weight > 0; InputError for bad weights.  Float32 weights
+    stay float32 (the fractions of large masks are computed in float32)."""
+    w = np.asarray(weights).ravel()
+    if w.dtype not in (np.float32, np.float64):
+        w = w.astype(np.float64)
     if w.shape != d.shape:
         raise InputError(f"DVH of {name or 'region'}: {w.size} weights for {d.size} voxels")
-    if not np.all(np.isfinite(w)) or (w.size and w.min() < 0):
+    if w.size and not (math.isfinite(float(w.min())) and math.isfinite(float(w.max())) and w.min() >= 0):
         raise InputError(f"DVH of {name or 'region'}: weights must be finite and >= 0")
+    if w.size and w.min() > 0:
+        return d, w  # every voxel counts: no copies
     keep = w > 0
     return d[keep], w[keep]

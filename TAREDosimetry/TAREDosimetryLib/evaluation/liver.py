@@ -13,7 +13,6 @@ results, so an overlapping .seg.nrrd and a label map of the same anatomy give th
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
 
 from .sampling import union_mask
 
@@ -42,11 +41,24 @@ class WholeLiver:
     anatomical: bool = False
 
 
+def _dilated(mask):
+    """``mask`` grown by one voxel across each face (6-neighbourhood; outside the array is empty),
+    as ``scipy.ndimage.binary_dilation`` with its default structure, in NumPy alone."""
+    out = mask.copy()
+    for axis in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        out[tuple(lo)] |= mask[tuple(hi)]
+        out[tuple(hi)] |= mask[tuple(lo)]
+    return out
+
+
 def _touches(segmentation, tumour, parts):
     """True when the tumour overlaps one of ``parts`` or touches it face to face."""
     box = segmentation.bbox(tumour)
     grown = tuple(slice(max(0, b.start - 1), min(n, b.stop + 1)) for b, n in zip(box, segmentation.grid.shape))
-    reach = ndimage.binary_dilation(segmentation.mask(tumour, grown))
+    reach = _dilated(segmentation.mask(tumour, grown))
     return any(np.any(reach & segmentation.mask(p, grown)) for p in parts if segmentation.bbox(p) is not None)
 
 

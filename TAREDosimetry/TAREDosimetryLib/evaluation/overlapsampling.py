@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import GeometryError, InputError
-from ..overlap import overlap_sum
+from ..overlap import destination_box, overlap_sum, unit_mapping
+from ..volume import uniform_array, uniform_value
 from .sampling import union_box, union_mask
 
 __all__ = ["Region", "OverlapSampler"]
@@ -28,19 +29,83 @@ __all__ = ["Region", "OverlapSampler"]
 #: Masks larger than this (voxels) are contracted in float32 (half the memory; the fractions
 #: then carry ~1e-7 relative round-off).
 _FLOAT32_ABOVE_VOXELS = 1 << 24
+#: Region voxels read at a time by :meth:`OverlapSampler.integrate`.
+_READ_BLOCK = 1 << 16
 
 
 @dataclass
 class Region:
-    """Voxels of the metrics grid (flat C-order indices) and the fraction f of each inside the region."""
+    """Voxels of the metrics grid (flat C-order indices) and the fraction f of each inside the region.
+
+    index : (N,) int32 (int64 on grids of 2**31 voxels or more); weight : (N,) float64 (float32
+    for the fractions of large masks, computed in float32), or None when every voxel lies
+    wholly inside (f = 1 to within rounding: the same grid, or a crop of it).
+    """
 
     index: np.ndarray
-    weight: np.ndarray
+    weight: np.ndarray = None
 
     @property
     def volume_voxels(self):
         """sum_j f_j: the region's volume in activity voxels."""
-        return float(self.weight.sum())
+        return float(self.index.size) if self.weight is None else float(self.weight.sum(dtype=np.float64))
+
+
+#: Fractions this close to 1 (4 units of rounding of their float type) are whole voxels.
+_WHOLE_TOLERANCE = {np.float64: 4 * np.finfo(np.float64).eps, np.float32: 4 * np.finfo(np.float32).eps}
+
+
+def _region_of_fractions(values, start, shape):
+    """:class:`Region` of the voxels with fraction > 0 in ``values`` (Z, Y, X), a box at ``start``
+    (z, y, x) of a grid of ``shape``: plane by plane into arrays of the region's size, so that no
+    index triplets of the whole box are ever held."""
+    index_type = np.int32 if int(np.prod(shape, dtype=np.int64)) < 2**31 else np.int64
+    nx = values.shape[2]
+    n = int(np.count_nonzero(values > 0))
+    index, weight, filled = np.empty(n, index_type), np.empty(n, values.dtype), 0
+    for kz in range(values.shape[0]):
+        plane = values[kz].reshape(-1)
+        flat = np.flatnonzero(plane > 0)
+        if flat.size == 0:
+            continue
+        j, i = np.divmod(flat, nx)
+        index[filled:filled + flat.size] = ((kz + start[0]) * shape[1] + (j + start[1])) * shape[2] + (i + start[2])
+        weight[filled:filled + flat.size] = plane[flat]
+        filled += flat.size
+    if n == 0:
+        return Region(index)
+    tol = _WHOLE_TOLERANCE[weight.dtype.type]
+    if float(weight.min()) >= 1.0 - tol and float(weight.max()) <= 1.0 + tol:
+        weight = None  # every voxel whole: no weights to store or to read
+    return Region(index, weight)
+
+
+def _region_of_unit_mask(mask, mapping, image_shape, crop_start, shape):
+    """:class:`Region` (whole voxels) of a mask whose voxels are activity voxels: destination index
+    = offset + sign x mask index per axis (``mapping``); voxels outside the activity image are
+    left out; indices relative to the metrics grid (``shape``, at ``crop_start``), in C order.
+    The indices are written plane by plane into one array of the mask's voxel count."""
+    index_type = np.int32 if int(np.prod(shape, dtype=np.int64)) < 2**31 else np.int64
+    (sz, oz), (sy, oy), (sx, ox) = mapping
+    nx = mask.shape[2]
+    index, filled = np.empty(int(np.count_nonzero(mask)), index_type), 0
+    for kz in range(mask.shape[0]):
+        z = oz + sz * kz
+        if not 0 <= z < image_shape[0]:
+            continue
+        flat = np.flatnonzero(mask[kz])
+        if flat.size == 0:
+            continue
+        j, i = np.divmod(flat, nx)
+        y, x = oy + sy * j, ox + sx * i
+        keep = (y >= 0) & (y < image_shape[1]) & (x >= 0) & (x < image_shape[2])
+        y, x = y[keep] - crop_start[1], x[keep] - crop_start[2]
+        index[filled:filled + y.size] = ((z - crop_start[0]) * shape[1] + y) * shape[2] + x
+        filled += y.size
+    index = index[:filled] if filled == index.size else index[:filled].copy()
+    if any(sign < 0 for sign, _ in mapping):
+        index.sort()  # C order of the metrics grid, as from the fractions
+    return Region(index)
 
 
 class OverlapSampler:
@@ -64,21 +129,23 @@ class OverlapSampler:
         present = [n for n in names if boxes[n] is not None]
         if not present:
             raise InputError("every segment is empty: nothing to measure")
-        self._infos, parts, counts = [], {}, {}
-        for n in present:
-            mask = segmentation.mask(n, boxes[n])
-            counts[n] = int(np.count_nonzero(mask))
-            parts[n] = self._fractions(mask, boxes[n])
-        placed = [r.box for r in parts.values() if r.box is not None]
+        self._infos = []
+        # The metrics grid (the union of the segments' boxes on the activity grid) from the geometry
+        # alone, then one segment at a time: its fractions are dropped once its region is made.
+        placed = [destination_box(segmentation.grid.crop(boxes[n]), activity_grid) for n in present]
+        placed = [b for b in placed if b is not None]
         if not placed:
             raise GeometryError("no segment voxel lies inside the activity image")
         self._crop = union_box(placed)
         self.grid = activity_grid.crop(self._crop)
         self.inside_fraction, self.regions = {}, {}
         for n in present:
-            self.regions[n] = self._region(parts[n])
+            mask = segmentation.mask(n, boxes[n])
+            count = int(np.count_nonzero(mask))
+            self.regions[n] = self._region_of_mask(mask, boxes[n])
+            del mask
             inside = self.regions[n].volume_voxels * activity_grid.voxel_volume_ml
-            self.inside_fraction[n] = min(1.0, inside / (counts[n] * segmentation.grid.voxel_volume_ml))
+            self.inside_fraction[n] = min(1.0, inside / (count * segmentation.grid.voxel_volume_ml))
         self._cache = {}
 
     # -- fractions ------------------------------------------------------------------------------
@@ -89,16 +156,23 @@ class OverlapSampler:
         self._infos.append(result.info)
         return result
 
+    def _region_of_mask(self, mask, box):
+        """:class:`Region` of a mask given on ``box`` of the segmentation grid: straight from the
+        mask when its voxels are activity voxels (:func:`~TAREDosimetryLib.overlap.unit_mapping`:
+        the same grid or a crop of it; no fractions to compute), else from its overlap fractions."""
+        src = self.segmentation.grid.crop(box)
+        mapping = unit_mapping(src, self.activity_grid)
+        if mapping is None:
+            return self._region(self._fractions(mask, box))
+        self._infos.append({"method": "box overlap"})
+        return _region_of_unit_mask(mask, mapping, self.activity_grid.shape, [c.start for c in self._crop], self.grid.shape)
+
     def _region(self, result):
         """:class:`Region` of the metrics grid from an OverlapResult on the activity grid."""
         if result.box is None:
-            return Region(np.zeros(0, np.int64), np.zeros(0, np.float64))
-        k, j, i = np.nonzero(result.values > 0)
-        weight = result.values[k, j, i].astype(np.float64)
-        k = k + (result.box[0].start - self._crop[0].start)
-        j = j + (result.box[1].start - self._crop[1].start)
-        i = i + (result.box[2].start - self._crop[2].start)
-        return Region(np.ravel_multi_index((k, j, i), self.grid.shape), weight)
+            return Region(np.zeros(0, np.int32))
+        start = [result.box[a].start - self._crop[a].start for a in range(3)]
+        return _region_of_fractions(result.values, start, self.grid.shape)
 
     # -- the interface shared with MetricsSampler ---------------------------------------------
     @property
@@ -121,10 +195,20 @@ class OverlapSampler:
             else:
                 box, mask = union_mask(self.segmentation, names, minus)
                 if box is None or not mask.any():
-                    self._cache[key] = Region(np.zeros(0, np.int64), np.zeros(0, np.float64))
+                    self._cache[key] = Region(np.zeros(0, np.int32))
                 else:
-                    self._cache[key] = self._region(self._fractions(mask, box))
+                    self._cache[key] = self._same_as_known(self._region_of_mask(mask, box))
         return self._cache[key]
+
+    def _same_as_known(self, region):
+        """``region``, or the region already known with the same voxels and fractions (a label
+        map's liver is its whole liver minus the tumours): one copy of the indices, one DVH."""
+        for known in list(self.regions.values()) + list(self._cache.values()):
+            if known.index.size == region.index.size and np.array_equal(known.index, region.index) and (
+                    (known.weight is None and region.weight is None)
+                    or (known.weight is not None and region.weight is not None and np.array_equal(known.weight, region.weight))):
+                return known
+        return region
 
     def add_region(self, name, names, minus=()):
         """Register the region ``names`` less ``minus`` as ``name``; False when it is empty."""
@@ -135,12 +219,16 @@ class OverlapSampler:
         return True
 
     def sample(self, volume, interpolation=None):
-        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid (its crop)."""
+        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid (its crop;
+        a view, no copy, when the volume is float32)."""
         return np.asarray(volume.array[self._crop], dtype=np.float32)
 
     @staticmethod
     def read(array, region):
         """(values of the region's voxels, their fractions f)."""
+        one = uniform_value(array)
+        if one is not None:  # a constant map (no memory): the number, repeated (a broadcast view)
+            return uniform_array(one, (region.index.size,), np.asarray(array).dtype), region.weight
         return array.reshape(-1)[region.index], region.weight
 
     def extensive(self, volume):
@@ -148,8 +236,16 @@ class OverlapSampler:
         return np.asarray(volume.array[self._crop])
 
     def integrate(self, prepared, region):
-        """sum_j f_j x_j: the amount of an :meth:`extensive` quantity inside ``region``."""
-        return float(np.dot(prepared.reshape(-1)[region.index].astype(np.float64), region.weight))
+        """sum_j f_j x_j: the amount of an :meth:`extensive` quantity inside ``region`` (float64,
+        read in blocks of the region: no copy of the whole region)."""
+        flat, total = prepared.reshape(-1), 0.0
+        for s in range(0, region.index.size, _READ_BLOCK):
+            values = flat[region.index[s:s + _READ_BLOCK]]
+            if region.weight is None:
+                total += float(values.sum(dtype=np.float64))
+            else:
+                total += float(np.dot(values.astype(np.float64), region.weight[s:s + _READ_BLOCK].astype(np.float64)))
+        return total
 
     def describe(self):
         methods = sorted({i["method"] for i in self._infos})

@@ -22,11 +22,12 @@ Only the bounding box of the segments is sampled, which keeps CT-sized grids che
 import numpy as np
 
 from ..errors import GeometryError, InputError
-from ..overlap import overlap_sum
+from ..overlap import OverlapResult, overlap_sum
 from ..resample import grid_inside, inside_mask, resample_mask, resample_volume
-from ..volume import Volume
+from ..volume import Volume, uniform_value
 
-__all__ = ["MetricsSampler", "make_sampler", "union_box", "union_mask", "lung_mask_on_grid", "fraction_on_grid"]
+__all__ = ["MetricsSampler", "make_sampler", "union_box", "union_mask", "lung_mask_on_grid", "fraction_on_grid",
+           "fraction_in_box"]
 
 
 def union_box(boxes):
@@ -123,9 +124,15 @@ class MetricsSampler:
         return self.grid.voxel_volume_ml
 
     def sample(self, volume, interpolation="nearest"):
-        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid."""
+        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid.  A constant
+        map (:func:`~TAREDosimetryLib.volume.uniform_array`) is not resampled: its value inside
+        the activity image's field of view, 0 outside (as the resampling reads it)."""
         if self._crop is not None:
             return np.asarray(volume.array[self._crop], dtype=np.float32)
+        one = uniform_value(volume.array)
+        if one is not None:
+            inside = inside_mask(volume.grid, self.grid)
+            return np.where(inside, np.float32(one), np.float32(0.0))
         return resample_volume(volume, self.grid, interpolation).array
 
     def union(self, names):
@@ -194,14 +201,21 @@ def lung_mask_on_grid(segmentation, lung_names, grid):
     return resample_mask(full, segmentation.grid, grid)
 
 
-def fraction_on_grid(segmentation, names, grid):
-    """(Z, Y, X) float64 on ``grid``: the fraction of each voxel inside the union of the named
-    segments (exact box overlap, or supersampling for oblique grids)."""
-    out = np.zeros(grid.shape, np.float64)
+def fraction_in_box(segmentation, names, grid):
+    """:class:`~TAREDosimetryLib.overlap.OverlapResult` on ``grid``: the fraction of each voxel of
+    its box inside the union of the named segments (exact box overlap, or supersampling for
+    oblique grids); the box is None when the segments are empty or outside ``grid``."""
     box, union = union_mask(segmentation, names)
     if box is None:
-        return out
-    part = overlap_sum(union, segmentation.grid.crop(box), grid)
+        return OverlapResult(None, np.zeros((0, 0, 0)))
+    return overlap_sum(union, segmentation.grid.crop(box), grid)
+
+
+def fraction_on_grid(segmentation, names, grid):
+    """(Z, Y, X) float64 on ``grid``: the fraction of each voxel inside the union of the named
+    segments (:func:`fraction_in_box` on the whole grid)."""
+    out = np.zeros(grid.shape, np.float64)
+    part = fraction_in_box(segmentation, names, grid)
     if part.box is not None:
         out[part.box] = part.values
     return out

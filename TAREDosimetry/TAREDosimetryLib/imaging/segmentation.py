@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from .labelboxes import label_boxes
 
 __all__ = ["SegmentInfo", "Segmentation"]
 
@@ -149,27 +150,40 @@ class Segmentation:
     def mask(self, name_or_info, bbox=None):
         """Boolean mask (Z, Y, X) of one segment, or of the ``bbox`` part (tuple of slices)."""
         s = self.info(name_or_info)
-        layer = self.layers[s.layer]
         if bbox is not None:
-            layer = layer[bbox]
-        return layer == s.label_value
+            compact = self._compact_layers()
+            if compact is not None and all(c.start <= b.start and b.stop <= c.stop for b, c in zip(bbox, compact[0])):
+                shifted = tuple(slice(b.start - c.start, b.stop - c.start) for b, c in zip(bbox, compact[0]))
+                return compact[1][s.layer][shifted] == s.label_value
+            return self.layers[s.layer][bbox] == s.label_value
+        return self.layers[s.layer] == s.label_value
+
+    def _compact_layers(self):
+        """(box, (L, z, y, x) C-contiguous copy of the layers in it) when the layers are interleaved
+        in memory (a .seg.nrrd: each layer's voxels 1 byte in L) and the box of every segment is
+        under half the grid: masks are then read from compact memory (made once); else None."""
+        if not hasattr(self, "_compact"):
+            self._compact = None
+            if self.layers.shape[0] > 1 and not self.layers[0].flags.c_contiguous:
+                boxes = [self.bbox(t) for t in self.segments]
+                boxes = [b for b in boxes if b is not None]
+                if boxes:
+                    box = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
+                    if np.prod([b.stop - b.start for b in box]) * 2 <= np.prod(self.grid.shape):
+                        self._compact = (box, np.ascontiguousarray(self.layers[(slice(None),) + box]))
+        return self._compact
 
     def bbox(self, name_or_info):
-        """Tuple of slices (z, y, x) of the segment's bounding box, or None when empty."""
+        """Tuple of slices (z, y, x) of the segment's bounding box, or None when empty.
+
+        The first call finds the boxes of every segment at once (:func:`.labelboxes.label_boxes`:
+        one pass over the voxels, not several per segment); they are cached.
+        """
         s = self.info(name_or_info)
         key = (s.layer, s.label_value)
         if key not in self._bbox_cache:
-            m = self.layers[s.layer] == s.label_value
-            box = []
-            for axis in range(3):
-                other = tuple(a for a in range(3) if a != axis)
-                idx = np.flatnonzero(m.any(axis=other))
-                if idx.size == 0:
-                    self._bbox_cache[key] = None
-                    break
-                box.append(slice(int(idx[0]), int(idx[-1]) + 1))
-            else:
-                self._bbox_cache[key] = tuple(box)
+            wanted = {(t.layer, t.label_value) for t in self.segments} - set(self._bbox_cache)
+            self._bbox_cache.update(label_boxes(self.layers, wanted | {key}))
         return self._bbox_cache[key]
 
     def voxel_count(self, name_or_info):
@@ -188,12 +202,14 @@ class Segmentation:
         info = SegmentInfo(name, segment_id or name, color, layers.shape[0] - 1, 1)
         out = Segmentation(layers, self.grid, self.segments + [info], source=self.source)
         out.notes = list(self.notes)
+        out._bbox_cache = dict(self._bbox_cache)  # the old layers keep their indices and voxels
         return out
 
     def subset(self, names):
         """Same layers, only the named segments (in the given order)."""
         out = Segmentation(self.layers, self.grid, [self.info(n) for n in names], source=self.source)
         out.notes = list(self.notes)
+        out._bbox_cache = self._bbox_cache  # same layers: the boxes are shared
         return out
 
     def __repr__(self):

@@ -10,10 +10,9 @@
 import os
 
 import numpy as np
-import SimpleITK as sitk
 
 from ..errors import GeometryError, InputError
-from ..resample import resample_mask, volume_from_sitk
+from ..resample import array_from_sitk, resample_mask, volume_from_sitk
 from ..volume import Grid
 from .dicomseg import is_dicom_segmentation_path, read_dicom_segments
 from .images import IMAGE_SUFFIXES, check_exists, read_image, read_sitk_image, strip_image_suffix
@@ -28,7 +27,7 @@ def _read_seg_nrrd(img, path):
     n_layers = img.GetNumberOfComponentsPerPixel()
     if img.GetDimension() != 3:
         raise GeometryError(f"segmentation {path}: expected 3-D voxels (with optional layers), got {img.GetDimension()}-D")
-    arr = sitk.GetArrayFromImage(img)  # (z, y, x) or (z, y, x, L)
+    arr = array_from_sitk(img)  # (z, y, x) or (z, y, x, L), ITK's buffer without a copy
     layers = arr[np.newaxis] if n_layers == 1 else np.moveaxis(arr, -1, 0)
     grid = Grid(arr.shape[:3], img.GetSpacing(), img.GetOrigin(), img.GetDirection())
     segments = []

@@ -27,6 +27,7 @@ from ..evaluation.roles import assign_roles
 from ..evaluation.sampling import make_sampler
 from ..params import SAMPLINGS
 from ..pipeline import CaseRoles, density_step
+from ..volume import uniform_array
 from .gamma import gamma_index
 from .registration import resample_onto
 
@@ -92,10 +93,12 @@ def _segment_metrics(sampler, dose_arr, dens_arr, name, role, params):
     values, weights = sampler.read(dose_arr, sampler.regions[name])
     if dens_arr is None:
         rho = params.lung_density_g_ml if role == "lung" else params.tissue_density_g_ml
-        dens = np.full(values.shape, rho, np.float32)
+        dens = uniform_array(rho, values.shape)  # a constant density: a number to the metrics (no array)
     else:
         dens = sampler.read(dens_arr, sampler.regions[name])[0]
-    m, _ = segment_metrics(values, dens, np.zeros_like(dens), sampler.voxel_volume_ml, role, params, name=name, weights=weights)
+    # No activity behind a compared dose (its sum 0); the values read are a copy of ours: sorted in place.
+    m, _ = segment_metrics(values, dens, 0.0, sampler.voxel_volume_ml, role, params, name=name, weights=weights,
+                           overwrite_dose=True)
     return m
 
 

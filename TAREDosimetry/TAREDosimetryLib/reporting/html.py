@@ -190,13 +190,13 @@ def _slices_heading(result):
     return f"Dose slices through {livers[0]} (no tumour segment)" if livers else "Dose slices (no tumour segment)"
 
 
-def _figures_html(result, background, segmentation):
+def _figures_html(result, background, segmentation, dvh_png=None):
     parts = []
     try:
         require_matplotlib()
     except MissingDependencyError as exc:
         return f'<p class="note">Figures need matplotlib, which is not installed ({_e(exc)}).</p>'
-    parts.append("<h3>Cumulative dose-volume histograms</h3>" + _img(plot_dvh(result), "cumulative DVH"))
+    parts.append("<h3>Cumulative dose-volume histograms</h3>" + _img(dvh_png or plot_dvh(result), "cumulative DVH"))
     if segmentation is None:
         parts.append('<p class="note">Dose slices need the segmentation (not given to the report).</p>')
     else:
@@ -213,7 +213,7 @@ def _figures_html(result, background, segmentation):
     return "".join(parts)
 
 
-def write_report_html(result, path, *, background=None, segmentation=None, title=None, extra_html=None):
+def write_report_html(result, path, *, background=None, segmentation=None, title=None, extra_html=None, dvh_png=None):
     """Write a self-contained HTML report (inline CSS, figures as base64 PNG, no scripts).
 
     Parameters
@@ -225,6 +225,8 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
     segmentation : Segmentation, optional; needed for the dose slices.
     title : str, optional.
     extra_html : str, optional; an HTML section placed under the banner (e.g. the treatment plan).
+    dvh_png : bytes, optional; the DVH figure already drawn (:func:`~.figures.plot_dvh` of this
+        result, e.g. for dvh.png), so that it is not drawn twice.
 
     Returns
     -------
@@ -256,7 +258,7 @@ def write_report_html(result, path, *, background=None, segmentation=None, title
     else:
         p.append('<p class="note">None.</p>')
     p.append("<h2>Figures</h2>")
-    p.append(_figures_html(result, background, segmentation))
+    p.append(_figures_html(result, background, segmentation, dvh_png))
     p.append(_radiobiology_html(d))
     p += _record_html(d)
     p.append("<h2>Known limits</h2><ul>" + "".join(f"<li>{_e(t)}</li>" for t in known_limits(result)) + "</ul>")

@@ -20,7 +20,7 @@ import shutil
 
 import numpy as np
 
-from ..imaging.images import write_image
+from ..imaging.nrrdwrite import write_nrrd
 from .resultfolder import RESULT_FILES, check_output_dir, make_partial_dir, place_errors, reserve_output_dir, swap_into
 from .tables import metrics_table_rows
 
@@ -46,12 +46,12 @@ def metrics_csv_rows(result):
 
 def dvh_csv_rows(result):
     """(header, rows) of the cumulative DVH curves, every ``params.dvh_curve_step_gy`` Gy."""
-    rows = []
+    rows, dose_text = [], {}  # the dose columns repeat from one segment to the next: formatted once
     for s in result.segments:
         if s.dvh is None:
             continue
         dose, vol = s.dvh.curve(result.params.dvh_curve_step_gy)
-        rows.extend([s.name, f"{d:.6g}", f"{v:.6g}"] for d, v in zip(dose, vol))
+        rows.extend([s.name, dose_text.get(d) or dose_text.setdefault(d, f"{d:.6g}"), f"{v:.6g}"] for d, v in zip(dose.tolist(), vol.tolist()))
     return ["segment", "dose_gy", "volume_pct"], rows
 
 
@@ -81,6 +81,25 @@ def _write_csv(path, header, rows):
         w = csv.writer(fh)
         w.writerow(header)
         w.writerows(rows)
+
+
+def _write_dvh_csv(path, result):
+    """dvh.csv as :func:`_write_csv` writes :func:`dvh_csv_rows` (same bytes), a segment's lines at a time."""
+    import io
+
+    def csv_line(cells):
+        buf = io.StringIO()
+        csv.writer(buf).writerow(cells)
+        return buf.getvalue()
+
+    header, rows = dvh_csv_rows(result)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        fh.write(csv_line(header))
+        name, prefix = None, ""
+        for row in rows:  # the numbers need no quoting; the segment's name may (commas, quotes)
+            if row[0] != name:
+                name, prefix = row[0], csv_line([row[0]])[:-2]
+            fh.write(f"{prefix},{row[1]},{row[2]}\r\n")
 
 
 def _write_extra_outputs(result, tmp, *, dicom, pdf, background, segmentation, progress):
@@ -141,32 +160,44 @@ def write_case_files(result, folder, *, report=True, background=None, segmentati
                      dicom=None, pdf=False):
     """Write a case's files (:data:`OUTPUT_FILES`) into ``folder`` (the partial folder of
     :func:`write_folder`), metrics.json last; returns the names written."""
+    from concurrent.futures import ThreadPoolExecutor
+
     if progress:
         progress(0.0, "writing dose.nrrd")
-    write_image(result.dose_gy, os.path.join(folder, "dose.nrrd"), metadata=dose_header(result))
-    _write_csv(os.path.join(folder, "metrics.csv"), *metrics_csv_rows(result))
-    _write_csv(os.path.join(folder, "dvh.csv"), *dvh_csv_rows(result))
-    names = ["dose.nrrd", "metrics.csv", "dvh.csv"]
-    if report:
-        from .figures import plot_dvh
-        from .html import write_report_html
-
-        if progress:
-            progress(0.4, "writing dvh.png and report.html")
-        try:
-            plot_dvh(result, os.path.join(folder, "dvh.png"))
-            names.append("dvh.png")
-        except ImportError as exc:
-            result.warnings.append(f"dvh.png not written: {exc}")
-        write_report_html(result, os.path.join(folder, "report.html"), background=background, segmentation=segmentation,
-                          extra_html=extra_report_html)
-        names.append("report.html")
+    with ThreadPoolExecutor(max_workers=1) as pool:  # zlib compresses dose.nrrd while the rest is written
+        dose_file = pool.submit(write_nrrd, result.dose_gy, os.path.join(folder, "dose.nrrd"), metadata=dose_header(result))
+        names = _write_tables_and_report(result, folder, report, background, segmentation, progress, extra_report_html)
+        dose_file.result()  # its error, if any, is raised here
+    names = ["dose.nrrd"] + names
     names += _write_extra_outputs(result, folder, dicom=dicom, pdf=pdf, background=background,
                                   segmentation=segmentation, progress=progress)
     # metrics.json last: its presence marks a complete result.
     with open(os.path.join(folder, "metrics.json"), "w", encoding="utf-8") as fh:
         json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
     return names + ["metrics.json"]
+
+
+def _write_tables_and_report(result, tmp, report, background, segmentation, progress, extra_report_html=None):
+    """metrics.csv, dvh.csv and, with ``report``, dvh.png and report.html; returns their names."""
+    _write_csv(os.path.join(tmp, "metrics.csv"), *metrics_csv_rows(result))
+    _write_dvh_csv(os.path.join(tmp, "dvh.csv"), result)
+    names = ["metrics.csv", "dvh.csv"]
+    if report:
+        from .figures import plot_dvh
+        from .html import write_report_html
+
+        if progress:
+            progress(0.4, "writing dvh.png and report.html")
+        dvh_png = None
+        try:
+            dvh_png = plot_dvh(result, os.path.join(tmp, "dvh.png"))  # drawn once: dvh.png and the report
+            names.append("dvh.png")
+        except ImportError as exc:
+            result.warnings.append(f"dvh.png not written: {exc}")
+        write_report_html(result, os.path.join(tmp, "report.html"), background=background, segmentation=segmentation,
+                          dvh_png=dvh_png, extra_html=extra_report_html)
+        names.append("report.html")
+    return names
 
 
 def write_outputs(result, out_dir, *, overwrite=False, report=True, background=None, segmentation=None, progress=None,
