@@ -508,3 +508,15 @@ def test_rerun_refuses_a_multi_territory_plan_case_and_an_old_plan_label_in_one_
         assert cli_main(["rerun", str(rec), "--quiet"]) == 2
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1 and "internal error" not in err
+
+
+def test_the_activity_to_order_is_a_whole_mbq_that_still_meets_the_binding_rule():
+    """A plan's exact activity meets its binding target exactly; the activity printed and ordered (to the MBq)
+    must still meet it when the dose is recomputed (float32), so a target moves up and a limit down."""
+    from TAREDosimetryLib.planning.search import activity_to_order_gbq
+
+    assert activity_to_order_gbq(3.1122467, True) == 3.113
+    assert activity_to_order_gbq(3.112, True) == 3.113  # an exact multiple keeps a margin
+    assert activity_to_order_gbq(3.1129999, False) == 3.112
+    assert activity_to_order_gbq(3.1122467, True, limit_gbq=3.1125) == 3.1122467  # would cross the limit: kept
+    assert activity_to_order_gbq(2.0004, False, target_gbq=2.0001) == 2.0004  # would miss the target: kept

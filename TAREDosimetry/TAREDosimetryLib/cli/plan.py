@@ -260,6 +260,9 @@ def _single_plan(args, params, prescription, progress):
 def _print_plan(plan, files, out):
     rec = plan.recommended
     print(f"recommended: {rec['activity_gbq']:.3f} GBq ({rec['model']} model); binding constraint: {rec['binding_constraint']}")
+    order = rec.get("activity_to_order_gbq")
+    if order is not None and abs(order - rec["activity_gbq"]) >= 1e-12:
+        print(f"  activity to order: {order:.3f} GBq (exact {rec['activity_gbq']:.6f} GBq, moved to a whole MBq keeping the binding rule met)")
     for name, a in (rec.get("activities_gbq") or {}).items():
         print(f"  territory {name}: {a:.3f} GBq")
     if rec.get("targets_not_judged"):

@@ -30,7 +30,7 @@ from ..version import __version__
 from .bsa import EMPIRICAL_NOTE, bsa_activity_gbq
 from .models import MirdModel, PartitionModel
 from .prescription import NO_INDICATION_NOTE
-from .search import choose_activity, reached_state
+from .search import activity_to_order_gbq, choose_activity, reached_state
 
 __all__ = ["Plan", "json_clean", "MODEL_NAMES", "make_plan", "closed_form_models", "model_entry", "what_if_rows", "RECOMMENDATION_ORDER",
            "prescription_warnings", "recommended_model", "unjudged_target_warnings", "evaluate_predicted"]
@@ -225,7 +225,8 @@ def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strate
     rec = recommended_model(ordered)
     if rec is None:
         raise InputError("no planning model could give an activity: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    recommended = {"model": rec, "activity_gbq": ordered[rec]["activity_gbq"], "binding_constraint": ordered[rec]["binding_constraint"],
+    recommended = {"model": rec, "activity_gbq": ordered[rec]["activity_gbq"], "activity_to_order_gbq": _to_order(ordered[rec]),
+                   "binding_constraint": ordered[rec]["binding_constraint"],
                    "target_reached": ordered[rec]["target_reached"], "targets_not_judged": list(ordered[rec]["targets_not_judged"])}
     plan = Plan(device, prescription, inputs, ordered, recommended, params=params, skipped=skipped, voxel_model=voxel_model)
     model_for_table = objects.get(rec) or MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0,
@@ -236,6 +237,20 @@ def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strate
     plan.warnings += prescription_warnings(prescription)
     plan.warnings += unjudged_target_warnings(ordered, rec)
     return plan
+
+
+def _to_order(entry):
+    """The recommended activity as a whole MBq that still meets its binding rule (see
+    :func:`.search.activity_to_order_gbq`)."""
+    a = entry["activity_gbq"]
+    bounds = entry.get("bounds") or []
+    targets = [b["activity_gbq"] for b in bounds if b["kind"] == "target" and b["activity_gbq"] is not None]
+    limits = [b["activity_gbq"] for b in bounds if b["kind"] == "limit" and b["activity_gbq"] is not None]
+    if a is None or not (targets or limits):
+        return a
+    need = max(targets) if targets else math.nan
+    binding_is_target = bool(targets) and math.isclose(a, need, rel_tol=1e-9)
+    return activity_to_order_gbq(a, binding_is_target, need, min(limits) if limits else math.inf)
 
 
 def unjudged_target_warnings(entries, rec):

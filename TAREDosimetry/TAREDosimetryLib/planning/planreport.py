@@ -28,6 +28,15 @@ def _reached_text(rec):
     return text
 
 
+def _order_text(rec):
+    """The activity to order (whole MBq that still meets the binding rule), when it differs from the exact one."""
+    order = rec.get("activity_to_order_gbq")
+    if order is None or rec.get("activity_gbq") is None or abs(order - rec["activity_gbq"]) < 1e-12:
+        return ""
+    return (f" Activity to order: {order:.3f} GBq (the exact {rec['activity_gbq']:.6f} GBq moved to a whole MBq on the side "
+            "that keeps the binding rule met).")
+
+
 def _models_table(d):
     rows = []
     for name, m in d["models"].items():
@@ -84,7 +93,8 @@ def plan_section_html(plan_dict):
          f'{_e(split_text)}{_e(rec["model"])} model ({_e(d["device"])} microspheres); binding constraint: {_e(rec["binding_constraint"])}'
          f'{_e(_reached_text(rec))}</div>',
          '<p class="note">Predicted doses: the MAA distribution stands for the microspheres\'. The activity is the net activity '
-         'administered to the patient (residual excluded); the vial must hold activity / (1 - residual).</p>',
+         'administered to the patient (residual excluded); the vial must hold activity / (1 - residual).'
+         + _order_text(rec) + '</p>',
          "<h3>Models</h3>", _models_table(d), "<h3>Prescription</h3>", f'<p class="meta">{_e(d["prescription"]["origin"])}</p>',
          _rules_table(d["prescription"])]
     inp = d.get("inputs") or {}

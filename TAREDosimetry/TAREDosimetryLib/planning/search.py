@@ -36,6 +36,27 @@ _CONSTANT = {"volume_ml", "mass_g", "tn_ratio", "activity_pct", "recovery_coeffi
 _MARGIN = 1e-9
 
 
+#: Dispensing step of a planned activity: the activity to order is a whole number of MBq.
+ACTIVITY_STEP_GBQ = 0.001
+#: Relative margin kept from the binding rule when the activity is moved to a whole MBq.
+ACTIVITY_MARGIN = 1e-6
+
+
+def activity_to_order_gbq(exact_gbq, binding_is_target, target_gbq=math.nan, limit_gbq=math.inf):
+    """The activity to order: ``exact_gbq`` (where the binding rule is met exactly) moved to a whole
+    :data:`ACTIVITY_STEP_GBQ` (1 MBq), up when a target binds and down when a limit binds, keeping a
+    relative margin of :data:`ACTIVITY_MARGIN`, so that a dose recomputed at the printed activity
+    (float32 dose maps, an activity read to the MBq) still meets the binding rule.  Where the move
+    would cross the other side's bound the exact activity is kept."""
+    if not (math.isfinite(exact_gbq) and exact_gbq > 0):
+        return exact_gbq
+    if binding_is_target:
+        moved = math.ceil(exact_gbq * (1 + ACTIVITY_MARGIN) / ACTIVITY_STEP_GBQ) * ACTIVITY_STEP_GBQ
+        return round(moved, 3) if moved <= limit_gbq else exact_gbq
+    moved = math.floor(exact_gbq * (1 - ACTIVITY_MARGIN) / ACTIVITY_STEP_GBQ) * ACTIVITY_STEP_GBQ
+    return round(moved, 3) if moved > 0 and not moved < target_gbq else exact_gbq
+
+
 @dataclass
 class RuleBound:
     """The activity bound one rule sets on one compartment (``gbq`` inf: never binds / unreachable)."""
