@@ -498,3 +498,21 @@ def test_slicer_batch_script_runs_the_engine_batch_with_its_runner(tmp_path, mon
     assert script.main(["--", "--manifest", str(manifest), "--out", str(out), "--no-report"]) == 0
     assert len(calls) == 2  # the second run skipped both unchanged cases
     assert [r["status"] for r in _rows(out / "batch_summary-2.csv").values()] == ["skipped", "skipped"]
+
+
+def test_worker_processes_cap_the_threads_of_their_cases(monkeypatch):
+    """Parallel cases must not each use every core: a worker starts with TARE_DOSIMETRY_THREADS and the BLAS /
+    OpenMP thread variables set to its share of the cores, and the engine's thread pools read that cap."""
+    from TAREDosimetryLib.batch import pool
+    from TAREDosimetryLib.dose import backend
+    from TAREDosimetryLib.imaging import nrrdwrite
+    from TAREDosimetryLib.threads import THREADS_ENV, cpu_threads
+
+    for v in pool._BLAS_THREAD_VARIABLES:
+        monkeypatch.delenv(v, raising=False)
+    env = pool._worker_environment(1)
+    assert env[THREADS_ENV] == "1" and all(env[v] == "1" for v in pool._BLAS_THREAD_VARIABLES)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "3")  # the user's own setting is kept
+    assert "OPENBLAS_NUM_THREADS" not in pool._worker_environment(1)
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert cpu_threads() == 1 and backend.cpu_workers() == 1 and nrrdwrite._compress_threads() == 1

@@ -11,10 +11,12 @@ that calls the batch with workers must guard its entry point with ``if __name__ 
 """
 
 import multiprocessing
+import os
 import multiprocessing.connection
 import signal
 from collections import deque
 
+from ..threads import THREADS_ENV, cpu_threads
 from .tasks import new_entry, run_one_case
 
 __all__ = ["run_in_worker_processes", "worker_rss_bytes"]
@@ -41,11 +43,32 @@ def _worker_main(conn):
         conn.send(run_one_case(task))
 
 
+#: Thread-count variables of the BLAS and OpenMP libraries NumPy may use; read once, when the worker
+#: imports NumPy, so they are set in the worker's environment before it starts.
+_BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def _worker_environment(threads):
+    """{variable: value} capping a worker's library threads at ``threads`` (unless the user set them)."""
+    env = {THREADS_ENV: str(threads)}
+    env.update({v: str(threads) for v in _BLAS_THREAD_VARIABLES if v not in os.environ})
+    return env
+
+
 class _Worker:
-    def __init__(self, ctx, index):
+    def __init__(self, ctx, index, threads):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child,), name=f"tare-batch-worker-{index}", daemon=True)
-        self.process.start()
+        saved = {k: os.environ.get(k) for k in _worker_environment(threads)}
+        os.environ.update(_worker_environment(threads))  # the spawned process inherits it at start
+        try:
+            self.process.start()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
         child.close()
         self.task = None
 
@@ -101,13 +124,14 @@ class _Pool:
     def __init__(self, workers, retries, max_memory_bytes, on_done, log):
         self.ctx = multiprocessing.get_context("spawn")
         self.count = 0
+        self.threads = max(1, cpu_threads() // max(1, int(workers)))
         self.workers = [self._new() for _ in range(workers)]
         self.retries, self.max_memory_bytes = retries, max_memory_bytes
         self.on_done, self.log = on_done, log or (lambda m: None)
 
     def _new(self):
         self.count += 1
-        return _Worker(self.ctx, self.count)
+        return _Worker(self.ctx, self.count, self.threads)
 
     def replace(self, i):
         w = self.workers[i]

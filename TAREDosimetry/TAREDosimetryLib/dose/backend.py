@@ -15,7 +15,6 @@ without it.
 """
 
 import functools
-import os
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ import numpy as np
 
 from ..errors import GPUUnavailableError, InputError
 from ..params import DEVICES
+from ..threads import cpu_threads
 
 __all__ = [
     "DEVICES", "Backend", "get_backend", "gpu_status", "cpu_workers", "next_fast_len", "reset_gpu_probe", "NUMPY_FFT_MAX_VOXELS",
@@ -42,15 +42,8 @@ def _scipy_fft():
 
 
 def cpu_workers():
-    """Number of CPU threads for scipy.fft: the cores this process may use, or fewer when the
-    environment variable ``TARE_DOSIMETRY_THREADS`` says so (a batch worker sharing the cores)."""
-    cap = os.environ.get("TARE_DOSIMETRY_THREADS", "")
-    if cap.isdigit() and int(cap) > 0:
-        return int(cap)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """Number of CPU threads for scipy.fft (:func:`~TAREDosimetryLib.threads.cpu_threads`)."""
+    return cpu_threads()
 
 
 @functools.lru_cache(maxsize=1)

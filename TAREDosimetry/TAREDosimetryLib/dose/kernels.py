@@ -53,6 +53,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
+from ..threads import cpu_threads
 
 __all__ = [
     "DEFAULT_RADIUS_MM",
@@ -270,7 +271,7 @@ def _s_values_threaded(h, offsets, density, order):
         return _s_values_mev_per_g(h, offsets, density, order) if chunks else np.zeros(0)
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(len(chunks), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(chunks), cpu_threads())) as pool:
         return np.concatenate(list(pool.map(lambda c: _s_values_mev_per_g(h, c, density, order), chunks)))
 
 

@@ -7,13 +7,13 @@ Slicer write and read (NRRD0004, LPS space, ``space directions`` = spacing x dir
 ``key:=value`` lines for metadata), see http://teem.sourceforge.net/nrrd/format.html.
 """
 
-import os
 import sys
 import zlib
 
 import numpy as np
 
 from ..errors import InputError
+from ..threads import cpu_threads
 
 __all__ = ["write_nrrd", "NRRD_TYPES"]
 
@@ -108,10 +108,7 @@ def write_nrrd(volume, path, *, metadata=None, dtype=np.float32, compress_level=
 
 
 def _compress_threads():
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return cpu_threads()
 
 
 def _compress_part(array, slabs, dtype, level, emit):
