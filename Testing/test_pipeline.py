@@ -530,3 +530,39 @@ def test_tumour_lobe_overlap_is_measured_on_the_segments():
     res2 = run_case(Volume(counts, grid=grid), seg.subset(["liver", "tumour A"]),
                     params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05))
     assert not any(k.startswith("in_") for k in res2.segment("tumour A").metrics)
+
+
+def _pet_lung_case():
+    """The reviewer's synthetic PET (/tmp/review/mksyn.py, finding 11): 5 mm voxels, liver 750 mL at
+    1e6 Bq/mL with an 8 mL tumour, lungs 1350 mL at 2e5 Bq/mL (HU -700: Kao 0.30 g/mL)."""
+    grid = Grid((40, 30, 30), (5.0, 5.0, 5.0), (-75.0, -75.0, 0.0))
+    lab = np.zeros(grid.shape, np.uint8)
+    lab[0:12] = 3
+    lab[15:30, 5:25, 5:25] = 1
+    lab[18:22, 8:12, 8:12] = 2
+    pet = np.select([lab == 3, lab == 1, lab == 2], [2e5, 1e6, 5e6], 1e4).astype(np.float32)
+    hu = np.where(lab == 3, -700.0, 40.0).astype(np.float32)
+    seg = Segmentation.from_masks({"liver": lab == 1, "tumour": lab == 2, "lung": lab == 3}, grid)
+    return Volume(pet, grid=grid), seg, hu
+
+
+@pytest.mark.parametrize("sampling", ["overlap", "nearest"])
+def test_lung_voxels_outside_the_ct_take_the_lung_density(sampling):
+    """Review finding 11: a CT that misses the lung apices gave the lung voxels outside it the tissue
+    density 1.03 g/mL: lung mass 897.75 g instead of 405 g, the image lung dose 18.5 instead of
+    41.1 Gy, and a failing lung turned PASS.  Hand calculation: lung activity 1350 mL x 2e5 Bq/mL =
+    0.27 GBq at the scan, x 2^(20/64.05) = 0.3352 GBq at administration; 49.67 x 0.3352 / 0.405 kg
+    = 41.11 Gy, whether the CT covers the lungs or only half of their slices."""
+    pet, seg, hu = _pet_lung_case()
+    p = DosimetryParams(calibration="absolute", hours_since_administration=20.0, sampling=sampling)
+    full = Volume(hu, grid=pet.grid)
+    partial = Volume(hu[6:], (5.0, 5.0, 5.0), (-75.0, -75.0, 30.0))  # starts at z = 30 mm: 6 of the 12 lung slices
+    expected_gy = K * 0.27 * 2 ** (20 / 64.05) / 0.405
+    for ct in (full, partial):
+        r = run_case(pet, seg, params=p, ct=ct)
+        lung = r.segment("lung").metrics
+        assert_allclose(lung["mass_g"], 405.0, rtol=1e-5)
+        assert_allclose(lung["mean_gy"], expected_gy, rtol=1e-5)
+        assert r.overall_status == "FAIL"  # lung > 30 Gy
+    assert any("CT does not cover" in w and "'lung'" in w and "lung density 0.3 g/mL" in w for w in r.warnings)
+    assert not any("tissue density" in w and "'lung'" in w for w in r.warnings)

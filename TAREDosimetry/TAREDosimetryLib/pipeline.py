@@ -444,23 +444,26 @@ def density_step(segmentation, sampler, roles, params, ct, warnings):
 def _ct_coverage_warnings(segmentation, sampler, roles, params, ct, outside_ct, warnings):
     """Say which segments the CT does not cover (their own voxels outside the CT), and, apart,
     which only reach activity voxels that straddle the CT's edge (a partial voxel outside the CT
-    takes the tissue density)."""
+    takes the tissue density, or the lung density for its lung part)."""
     agrid = sampler.activity_grid
     outside_ct_m = sampler.sample(Volume(outside_ct.astype(np.float32), grid=agrid), "nearest") > 0.5
     # Derived entries (whole liver, normal liver...) are made of segments that are named themselves.
     touching = [n for n in roles.used if n in sampler.regions and n in segmentation.names
                 and np.any(sampler.read(outside_ct_m, sampler.regions[n])[0])]
     uncovered = [n for n in touching if _segment_outside_grid(segmentation, n, ct.grid)]
-    if uncovered:
-        warnings.append(
-            "the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in uncovered)
-            + f": tissue density {params.tissue_density_g_ml:g} g/mL is used there"
-        )
+    lungs = set(roles.lung_names)
+    for names, density in (([n for n in uncovered if n not in lungs], f"tissue density {params.tissue_density_g_ml:g} g/mL"),
+                           ([n for n in uncovered if n in lungs],
+                            f"lung density {params.lung_density_g_ml:g} g/mL (as the LSF lung mass)")):
+        if names:
+            warnings.append("the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in names)
+                            + f": {density} is used there")
     edge_only = [n for n in touching if n not in uncovered]
     if edge_only:
         warnings.append(
             "activity voxels of segment(s) " + ", ".join(repr(n) for n in edge_only) + " straddle the edge of the CT's "
-            f"field of view: their part outside the CT takes the tissue density {params.tissue_density_g_ml:g} g/mL"
+            f"field of view: their part outside the CT takes the tissue density {params.tissue_density_g_ml:g} g/mL "
+            f"(lung density {params.lung_density_g_ml:g} g/mL for a lung part)"
         )
 
 
