@@ -258,6 +258,12 @@ class DosimetryParams:
         return {name: getattr(self, name) for name in CLINICAL_FIELDS}
 
     @property
+    def residual_fraction_used(self):
+        """The residual fraction the calculation uses: the one given, else 0 (relative calibration
+        then makes the case INCOMPLETE, see :mod:`.evaluation.requirements`)."""
+        return 0.0 if self.residual_fraction is None else float(self.residual_fraction)
+
+    @property
     def effective_lung_dose_from(self):
         if self.lung_dose_from != "auto":
             return self.lung_dose_from

@@ -11,6 +11,7 @@ tested and timed alone::
     derive_normal_liver   whole liver minus tumours, when no normal-liver segment exists
     derive_perfused_normal perfused minus tumours, when no perfused-normal segment exists
     activity_step         activity map, GBq per voxel, on the activity grid    (dose.activity)
+    lsf_source_step       an LSF not given taken from the image's counts (lung dose from the image)
     density_step          density map, g/mL, on the activity grid (constant or CT) (dose.density)
     dose_step             dose map, Gy, on the activity grid (LDM or DVK)     (dose.dosemap)
     dose_method_check     warnings on the dose method for the image (DVK on PET/SPECT)
@@ -39,7 +40,7 @@ from .evaluation.liver import whole_liver
 from .evaluation.lung import MIN_PLAUSIBLE_LUNG_MASS_G, lsf_lung_mass_g
 from .evaluation.metrics import segment_metrics, uniform_metrics
 from .evaluation.partial_volume import apply_partial_volume
-from .evaluation.requirements import check_required_inputs
+from .evaluation.requirements import LSF_NOT_GIVEN, check_required_inputs
 from .evaluation.results import CaseResult, SegmentResult
 from .evaluation.roles import assign_roles, unrecognised_names
 from .evaluation.rules import evaluate_rules, select_rules
@@ -63,6 +64,7 @@ __all__ = [
     "partial_volume_step",
     "scope_step",
     "activity_step",
+    "lsf_source_step",
     "density_step",
     "dose_step",
     "dose_method_check",
@@ -315,24 +317,29 @@ def _reference_names(roles, params):
     return names
 
 
-def _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=None):
+def _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=None, lungs=None):
     """Activity array (GBq per voxel) from clipped image values, relative or absolute (into ``out``
-    when given: ``values`` itself when the caller owns them)."""
+    when given: ``values`` itself when the caller owns them).  ``lungs``: :class:`_LungCounts`
+    (relative calibration): the reference 'image' leaves the lung counts out, and the LSF used
+    is the image's when none is given and the lung dose comes from the image."""
     if params.calibration == "relative":
+        lung_counts = lungs.lung if lungs is not None else 0.0
         if params.reference_region == "image":
-            ref_counts, ref_names = total_image, []
+            ref_counts, ref_names = total_image - lung_counts, []
         else:
             ref_names = _reference_names(roles, params)
             ref_counts = sampler.integrate(counts_m, sampler.region(ref_names))
-        act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params, out=out)
+        lsf_image = lungs.lsf_used if lungs is not None else None
+        act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params, out=out, lsf=lsf_image)
         summary.update(
             reference_region=params.reference_region,
-            reference_region_segments=", ".join(ref_names) if ref_names else "whole image",
+            reference_region_segments=(", ".join(ref_names) if ref_names else
+                                       "whole image" + (" without the lung segments" if lung_counts > 0 else "")),
             reference_counts=ref_counts,
             counts_outside_reference_fraction=max(0.0, 1.0 - ref_counts / total_image),
             gbq_per_count=factor,
-            reference_activity_gbq=act.reference_activity_gbq(params),
-            lung_activity_gbq=act.lung_activity_gbq(params),
+            reference_activity_gbq=act.reference_activity_gbq(params, lsf_image),
+            lung_activity_gbq=act.lung_activity_gbq(params, lsf_image),
             administered_activity_gbq=params.administered_activity_gbq,
             activity_pct_of="reference region activity A_adm (1 - residual) (1 - LSF)",
         )
@@ -340,6 +347,68 @@ def _calibrate(values, counts_m, sampler, roles, params, total_image, summary, o
         act_arr, factor = act.absolute_activity_gbq(values, sampler.activity_grid.voxel_volume_ml, params, out=out)  # Bq/mL
         summary.update(decay_correction_factor=factor, activity_pct_of="image activity")
     return act_arr
+
+
+@dataclass
+class _LungCounts:
+    """Counts of the lung segments and of the whole liver (relative calibration), the image's LSF
+    C_lung / (C_lung + C_liver) (None without both), and the LSF the calibration uses when none is
+    given (the image's, with the lung dose from the image; else None)."""
+
+    lung: float
+    liver: float
+    lsf_image: float = None
+    lsf_used: float = None
+
+
+def _lung_counts(counts_m, sampler, roles, params):
+    """:class:`_LungCounts` of a relative calibration, or None (absolute calibration)."""
+    if params.calibration != "relative":
+        return None
+    lung = sampler.integrate(counts_m, sampler.region(roles.lung_names)) if roles.lung_names else 0.0
+    liver_names = roles.whole_liver or roles.liver_names
+    liver = sampler.integrate(counts_m, sampler.region(liver_names)) if liver_names else 0.0
+    out = _LungCounts(lung, liver)
+    if roles.lung_names and liver_names:
+        out.lsf_image = act.image_lung_shunt_fraction(lung, liver)
+    if roles.lung_from == "image" and params.lung_shunt_fraction is None:
+        out.lsf_used = out.lsf_image
+    return out
+
+
+def _lung_shunt_notes(lungs, roles, params, summary, warnings):
+    """The image's LSF in the summary, and the warnings: a given LSF that the image contradicts
+    (lung dose from the image), a reference 'image' without lung segments to leave out."""
+    if lungs is None:
+        return
+    if params.reference_region == "image" and not roles.lung_names and params.lung_shunt_fraction != 0:
+        warnings.append(
+            "reference region 'image' without lung segments: A_ref = A_adm (1 - residual) (1 - LSF) is spread over every "
+            "count of the image, so the image reference assumes no lung counts in the image (lung counts would take part "
+            "of A_ref although the lungs' activity is the shunt's); segment the lungs to leave their counts out"
+        )
+    if roles.lung_from != "image" or lungs.lsf_image is None:
+        return
+    summary["image_lung_shunt_fraction"] = lungs.lsf_image
+    if params.lung_shunt_fraction is not None:
+        summary.update(lung_shunt_fraction_used=params.lung_shunt_fraction, lung_shunt_fraction_source="given")
+        disagreement = act.lsf_disagreement(params.lung_shunt_fraction, lungs.lsf_image)
+        if disagreement:
+            warnings.append(disagreement)
+    elif lungs.lsf_used is not None:
+        summary.update(lung_shunt_fraction_used=lungs.lsf_used, lung_shunt_fraction_source="image counts")
+
+
+def lsf_source_step(summary, input_reasons, choices):
+    """The LSF not given but taken from the image's counts (lung dose from the image): no longer
+    a reason the case is INCOMPLETE, but a choice the report states.  Returns the reasons."""
+    if summary.get("lung_shunt_fraction_source") != "image counts":
+        return input_reasons
+    choices.append(
+        f"lung shunt fraction from the image's counts: {100 * summary['lung_shunt_fraction_used']:.2f} % = C_lung / "
+        "(C_lung + C_liver) (none given), used in the calibration A_ref = A_adm (1 - residual) (1 - LSF)"
+    )
+    return [r for r in input_reasons if r != LSF_NOT_GIVEN]
 
 
 def _activity_warnings(summary, params, what, warnings):
@@ -399,8 +468,10 @@ def activity_step(activity, sampler, roles, params, what, warnings, overwrite=Fa
             "administered activity (use --quantitative for an image in Bq/mL)"
         )
     inside = _counts_in_liver_and_lungs(counts_m, sampler, roles)  # before the counts become GBq (in place)
+    lungs = _lung_counts(counts_m, sampler, roles, params)
     own = values is not activity.array or (overwrite and values.flags.writeable)
-    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=values if own else None)
+    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=values if own else None, lungs=lungs)
+    _lung_shunt_notes(lungs, roles, params, summary, warnings)
     if params.calibration == "absolute":
         summary["image_activity_gbq"] = float(act_arr.sum(dtype=np.float64))
     _activity_warnings(summary, params, what, warnings)
@@ -822,6 +893,7 @@ def run_case(
     case_roles = derive_perfused_normal(sampler, case_roles, warnings)
     _progress(progress, 0.15, "activity map")
     activity_gbq, summary = activity_step(activity, sampler, case_roles, params, what, warnings, overwrite=overwrite_activity)
+    input_reasons = lsf_source_step(summary, input_reasons, choices)
     clock.lap("activity")
     density, lung_mask_act, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
     clock.lap("density")
