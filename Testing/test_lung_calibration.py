@@ -7,7 +7,6 @@ counts per voxel with an 8 mL tumour at 500, lungs 1350 mL at 20, background 1. 
 """
 
 import numpy as np
-import pytest
 from numpy.testing import assert_allclose
 
 from TAREDosimetryLib import DosimetryParams, Segmentation, Volume, run_case
