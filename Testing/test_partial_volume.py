@@ -20,7 +20,7 @@ from TAREDosimetryLib.evaluation.partial_volume import (
 from TAREDosimetryLib.imaging.images import write_image
 from TAREDosimetryLib.params import DosimetryParams
 
-P = dict(administered_activity_gbq=1.0, lung_shunt_fraction=0.0)
+P = dict(administered_activity_gbq=1.0, lung_shunt_fraction=0.0, residual_fraction=0.0)
 RC_TABLE = ((10.0, 0.30), (13.0, 0.45), (17.0, 0.60), (22.0, 0.70), (28.0, 0.78), (37.0, 0.85))  # NEMA-IEC-like
 
 

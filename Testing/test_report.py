@@ -85,7 +85,8 @@ def _synthetic_case(rules="breast-liver-metastases", administered_activity_gbq=0
         ODD_NAME: _near(sx, sy, sz, (25, 25, -25), 5),
     }
     seg = Segmentation.from_masks(masks, sgrid, colors={"tumour": (0.95, 0.84, 0.57)})
-    params = DosimetryParams(administered_activity_gbq=administered_activity_gbq, lung_shunt_fraction=0.05)
+    params = DosimetryParams(administered_activity_gbq=administered_activity_gbq, lung_shunt_fraction=0.05,
+                             residual_fraction=0.0, default_lung_mass_g=1000.0, prior_lung_dose_gy=0.0, indication="breast")
     result = run_case(activity, seg, params=params, rules=rules, inputs={"activity": "synthetic <SPECT>"})
     return result, seg
 

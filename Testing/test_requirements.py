@@ -25,7 +25,8 @@ def test_lsf_not_given_with_lung_rules_is_an_error_not_a_zero_lung_dose():
 
 def test_lsf_zero_given_explicitly_runs_and_is_recorded():
     act, seg = box_case()
-    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0))
+    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0, residual_fraction=0.0,
+                                                  indication="breast"))
     assert r.segment("lungs (LSF model)").metrics["mean_gy"] == 0.0
     assert any("lung shunt fraction 0 given explicitly" in c for c in r.explicit_choices)
     assert r.to_dict()["explicit_choices"] == r.explicit_choices
@@ -37,7 +38,7 @@ def test_lsf_not_given_without_lung_rules_makes_the_case_incomplete():
     # there (doses too high by 1/(1 - LSF)) and said; no lung entry is invented.
     act, seg = box_case()
     rules = {"name": "t", "rules": [{"role": "tumor", "metric": "mean_gy", "comparison": ">", "threshold": 1.0}]}
-    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0), rules=rules)
+    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, residual_fraction=0.0), rules=rules)
     assert r.overall_status == "INCOMPLETE" and r.incomplete_reasons == [LSF_NOT_GIVEN]
     assert "lungs (LSF model)" not in [s.name for s in r.segments]
     assert any("lung dose not computed" in w for w in r.warnings)

@@ -40,10 +40,12 @@ from .evaluation.liver import whole_liver
 from .evaluation.lung import MIN_PLAUSIBLE_LUNG_MASS_G, lsf_lung_mass_g
 from .evaluation.metrics import segment_metrics, uniform_metrics
 from .evaluation.partial_volume import apply_partial_volume
-from .evaluation.requirements import LSF_NOT_GIVEN, check_required_inputs
+from .evaluation.requirements import (
+    INDICATION_NOT_GIVEN, LSF_NOT_GIVEN, LUNG_MASS_NOT_MEASURED, PRIOR_LUNG_DOSE_NOT_GIVEN, check_required_inputs,
+)
 from .evaluation.results import CaseResult, SegmentResult
 from .evaluation.roles import assign_roles, unrecognised_names
-from .evaluation.rules import evaluate_rules, select_rules
+from .evaluation.rules import DEFAULT_PRESET_NOTE, evaluate_rules, select_rules
 from .evaluation.sampling import fraction_in_box, lung_mask_on_grid, make_sampler
 from .evaluation.scope import scope_warnings
 from .params import DosimetryParams
@@ -733,12 +735,15 @@ def _lsf_lung_result(segmentation, roles, params, ct, summary, warnings):
                 f"the lung segments ({', '.join(repr(n) for n in lung_names)}) weigh only {lung_mass_g:.0f} g "
                 f"(adult lungs about 1000 g): if they do not cover both whole lungs, the LSF lung dose "
                 f"K A LSF / m is overestimated; segment the whole lungs, or give these segments another role "
-                f"to use the default lung mass ({params.default_lung_mass_g:g} g, --lung-mass-g)"
+                f"to use a lung mass given with --lung-mass-g (conventional {params.lung_mass_used_g:g} g)"
             )
         note = "uniform lung dose from the LSF; mass from segments " + ", ".join(lung_names)
+    elif params.default_lung_mass_g is not None:
+        lung_mass_g, lung_vol = params.lung_mass_used_g, None
+        note = f"uniform lung dose from the LSF; no lung segment, lung mass {lung_mass_g:g} g given (--lung-mass-g)"
     else:
-        lung_mass_g, lung_vol = params.default_lung_mass_g, None
-        note = f"uniform lung dose from the LSF; no lung segment, default lung mass {params.default_lung_mass_g:g} g"
+        lung_mass_g, lung_vol = params.lung_mass_used_g, None
+        note = f"uniform lung dose from the LSF; no lung segment, conventional lung mass {lung_mass_g:g} g assumed"
     d_lung = params.k_gy_kg_per_gbq * a_lung / (lung_mass_g * 1e-3) if lung_mass_g > 0 else float("nan")
     metrics, dvh = uniform_metrics(d_lung, lung_mass_g, lung_vol, a_lung, "lung", params, LUNG_LSF_ENTRY)
     if lung_vol is None:
@@ -746,7 +751,10 @@ def _lsf_lung_result(segmentation, roles, params, ct, summary, warnings):
     metrics["activity_pct"] = float("nan")
     summary["lung_mean_gy"] = d_lung
     summary["lung_mass_g"] = lung_mass_g
-    return SegmentResult(LUNG_LSF_ENTRY, "lung", metrics, dvh, segment_id=",".join(lung_names), color=_LUNG_COLOR, note=note)
+    result = SegmentResult(LUNG_LSF_ENTRY, "lung", metrics, dvh, segment_id=",".join(lung_names), color=_LUNG_COLOR, note=note)
+    if not lung_names and params.default_lung_mass_g is None:
+        result.warnings.append(LUNG_MASS_NOT_MEASURED)
+    return result
 
 
 def _image_lung_result(sampler, maps, roles, params, results, summary):
@@ -773,7 +781,8 @@ def _image_lung_result(sampler, maps, roles, params, results, summary):
 
 def lung_step(segmentation, sampler, maps, roles, params, ct, results, summary, warnings):
     """Append the lung entry (LSF model, or the union of image lung segments) to ``results``,
-    and the cumulative lung dose (this treatment + ``params.prior_lung_dose_gy``) to every lung entry.
+    and the cumulative lung dose (this treatment + ``params.prior_lung_dose_gy``) to every lung entry
+    (NaN when the prior lung dose is not given: its rule is N/A with :data:`PRIOR_LUNG_DOSE_NOT_GIVEN`).
 
     Without an LSF the LSF model gives no lung entry (a warning says so; lung rules judged by the
     LSF model refuse the case earlier, in :func:`check_required_inputs`)."""
@@ -787,7 +796,9 @@ def lung_step(segmentation, sampler, maps, roles, params, ct, results, summary, 
             results.append(entry)
     for r in results:
         if r.role == "lung":
-            r.metrics["cumulative_mean_gy"] = r.metrics["mean_gy"] + params.prior_lung_dose_gy
+            r.metrics["cumulative_mean_gy"] = r.metrics["mean_gy"] + params.prior_lung_dose_term_gy
+            if params.prior_lung_dose_gy is None:
+                r.unavailable["cumulative_mean_gy"] = PRIOR_LUNG_DOSE_NOT_GIVEN
 
 
 def tn_ratio_step(results, summary):
@@ -884,7 +895,8 @@ def run_case(
     _progress(progress, 0.0, "checking inputs")
     check_inputs(activity, segmentation, ct, what)
     case_roles = resolve_roles(segmentation, roles, params, warnings)
-    input_reasons, choices, req_warnings = check_required_inputs(params, ruleset, case_roles.lung_from, case_roles.lung_names)
+    input_reasons, choices, req_warnings = check_required_inputs(params, ruleset, case_roles.lung_from, case_roles.lung_names,
+                                                                 rules_note=rules_note)
     warnings.extend(req_warnings)
     sampler = build_metrics_grid(segmentation, activity.grid, case_roles, params, what, warnings)
     case_roles = whole_liver_step(segmentation, sampler, case_roles, warnings)
@@ -976,6 +988,7 @@ def evaluate_dose_case(dose, segmentation, *, params=None, roles=None, ct=None, 
         inputs=dict(inputs or {}, roles=dict(case_roles.role_of), roles_given=dict(roles or {}), derived_normal_liver=case_roles.derived,
                     whole_liver_segments=list(case_roles.whole_liver)),
         metrics_grid=sampler.describe(), timings_s=clock.timings, scope_warnings=found_scope, rules_note=rules_note,
+        input_reasons=[INDICATION_NOT_GIVEN] if rules_note == DEFAULT_PRESET_NOTE else [],
         computation={"dose_source": "external dose map", "device_used": "none (the dose was computed elsewhere)"},
     )
 
