@@ -75,6 +75,14 @@ def test_demo_dose_volume_geometry_and_tables(demo_out):
     with open(demo_out / "metrics.csv") as fh:
         table = list(csv.DictReader(fh))
     assert {"name", "role", "mean_gy", "d70_gy", "v100_pct"} <= set(table[0])
+    # Review finding 8: the per-segment warnings are in the CSV too (the demo's small tumour 3 is flagged).
+    assert list(table[0])[-3:] == ["note", "pv_warning", "warnings"]
+    rows = {r["name"]: r for r in table}
+    segments = {s["name"]: s for s in json.loads((demo_out / "metrics.json").read_text())["segments"]}
+    assert rows["tumour 3"]["pv_warning"] == "true" and "partial volume" in rows["tumour 3"]["warnings"]
+    assert rows["liver"]["pv_warning"] == "false"
+    for name, row in rows.items():
+        assert row["warnings"] == " | ".join(segments[name]["warnings"]) and row["note"] == segments[name].get("note", "")
 
 
 def test_demo_is_deterministic(tmp_path, demo_out):
