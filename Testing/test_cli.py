@@ -286,3 +286,39 @@ def test_result_folder_gets_the_usual_permissions_not_private_ones(tmp_path):
     finally:
         os.umask(old)
     assert oct(os.stat(out).st_mode & 0o777) == oct(0o755)
+
+
+class _PipeClosedAfter:
+    """A standard output whose reader goes away after ``n`` writes (``| head``)."""
+
+    def __init__(self, n):
+        self.n, self.written = n, []
+
+    def write(self, text):
+        if len(self.written) >= self.n:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.written.append(text)
+        return len(text)
+
+    def flush(self):
+        if len(self.written) >= self.n:
+            raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_output_pipe_ends_the_command_quietly(monkeypatch, capsys):
+    """Review finding 20c: ``tare-dosimetry presets | head`` gave "internal error: BrokenPipeError", exit 1."""
+    fake = _PipeClosedAfter(3)
+    monkeypatch.setattr(sys, "stdout", fake)
+    assert main(["presets"]) == 0
+    assert len(fake.written) == 3 and sys.stdout is fake
+    assert "error" not in capsys.readouterr().err
+
+
+def test_a_real_pipe_closed_by_its_reader_is_exit_0_without_a_message():
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "TAREDosimetry"))
+    proc = subprocess.Popen([sys.executable, "-m", "TAREDosimetryLib.cli", "presets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes, as head does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "error" not in err.lower(), err
