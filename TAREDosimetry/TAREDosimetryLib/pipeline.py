@@ -364,14 +364,17 @@ class _LungCounts:
 
 
 def _lung_counts(counts_m, sampler, roles, params):
-    """:class:`_LungCounts` of a relative calibration, or None (absolute calibration)."""
-    if params.calibration != "relative":
+    """:class:`_LungCounts` of a relative calibration, or None (absolute calibration; and when no
+    lung counts are needed: no lung segment, or the reference is not 'image' and the lung dose not
+    from the image)."""
+    by_image = roles.lung_from == "image"
+    if params.calibration != "relative" or not roles.lung_names or not (by_image or params.reference_region == "image"):
         return None
-    lung = sampler.integrate(counts_m, sampler.region(roles.lung_names)) if roles.lung_names else 0.0
+    lung = sampler.integrate(counts_m, sampler.region(roles.lung_names))
     liver_names = roles.whole_liver or roles.liver_names
-    liver = sampler.integrate(counts_m, sampler.region(liver_names)) if liver_names else 0.0
+    liver = sampler.integrate(counts_m, sampler.region(liver_names)) if liver_names and by_image else 0.0
     out = _LungCounts(lung, liver)
-    if roles.lung_names and liver_names:
+    if liver_names and by_image:
         out.lsf_image = act.image_lung_shunt_fraction(lung, liver)
     if roles.lung_from == "image" and params.lung_shunt_fraction is None:
         out.lsf_used = out.lsf_image
@@ -381,7 +384,7 @@ def _lung_counts(counts_m, sampler, roles, params):
 def _lung_shunt_notes(lungs, roles, params, summary, warnings):
     """The image's LSF in the summary, and the warnings: a given LSF that the image contradicts
     (lung dose from the image), a reference 'image' without lung segments to leave out."""
-    if lungs is None:
+    if params.calibration != "relative":
         return
     if params.reference_region == "image" and not roles.lung_names and params.lung_shunt_fraction != 0:
         warnings.append(
@@ -389,7 +392,7 @@ def _lung_shunt_notes(lungs, roles, params, summary, warnings):
             "count of the image, so the image reference assumes no lung counts in the image (lung counts would take part "
             "of A_ref although the lungs' activity is the shunt's); segment the lungs to leave their counts out"
         )
-    if roles.lung_from != "image" or lungs.lsf_image is None:
+    if lungs is None or roles.lung_from != "image" or lungs.lsf_image is None:
         return
     summary["image_lung_shunt_fraction"] = lungs.lsf_image
     if params.lung_shunt_fraction is not None:

@@ -148,6 +148,18 @@ def _box_and_values(grid, fraction):
     return tuple(slice(0, n) for n in grid.shape), np.asarray(fraction)
 
 
+def _lung_part_outside_ct(rho, covered, grid, params, lung_fraction):
+    """In place: the part of each voxel outside the CT takes the lung density for the voxel's lung
+    fraction instead of the tissue density (only on the lungs' box, where a voxel is not wholly covered)."""
+    box, f = _box_and_values(grid, lung_fraction)
+    if box is None:
+        return
+    out = 1.0 - covered[box]
+    if not np.any(out > 0):
+        return
+    rho[box] += out * f * (params.lung_density_g_ml - params.tissue_density_g_ml)
+
+
 def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_mask_ct=None):
     """Mass density on ``grid`` (g/mL) as the volume average over each voxel (exact voxel masses).
 
@@ -182,8 +194,9 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
         density, outside_ct, text = density_map_g_ml(grid, params, ct=ct, lung_mask=lung)
         return density, outside_ct, text + "; the CT is oblique to the activity grid: read at the voxel centres, not volume-averaged"
     total, covered = _ct_average_on_grid(ct, grid, params, lung_mask_ct)
-    outside_fill = _tissue_and_lung_g_ml(grid, params, lung_fraction)  # tissue, and lung by the lung fraction
-    rho = (total + (1.0 - covered) * outside_fill).astype(np.float32)
+    rho = total + (1.0 - covered) * params.tissue_density_g_ml
+    _lung_part_outside_ct(rho, covered, grid, params, lung_fraction)
+    rho = rho.astype(np.float32)
     text = (
         f"CT (Schneider 2000; lung segments: Kao 2014, at least {MIN_DENSITY_G_ML} g/mL; air (< {MIN_DENSITY_G_ML} g/mL) "
         f"outside the lungs: tissue density), volume-averaged over each activity voxel; the part of a voxel outside "
