@@ -119,3 +119,15 @@ def test_not_given_is_the_default_and_round_trips(field):
     assert getattr(p, field) is None
     assert getattr(DosimetryParams.from_dict(p.to_dict()), field) is None
     assert p.residual_fraction_used == 0.0 and p.lung_mass_used_g == 1000.0 and math.isnan(p.prior_lung_dose_term_gy)
+
+
+def test_an_external_dose_judged_with_the_default_thresholds_is_incomplete_too():
+    from TAREDosimetryLib.pipeline import evaluate_dose_case
+
+    r = _run()
+    dose = r.dose_gy
+    _, seg = box_case(tumour_uptake=6.0)
+    default = evaluate_dose_case(dose, seg)
+    assert INDICATION_NOT_GIVEN in default.incomplete_reasons
+    chosen = evaluate_dose_case(dose, seg, params=DosimetryParams(indication="breast", prior_lung_dose_gy=0.0))
+    assert INDICATION_NOT_GIVEN not in chosen.incomplete_reasons
