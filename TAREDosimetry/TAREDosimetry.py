@@ -214,7 +214,7 @@ class TAREDosimetryParameterNode:
 
     calibration: CalibrationMode = CalibrationMode.relative
     administeredActivityGBq: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
-    residualPercent: Annotated[float, WithinRange(0.0, 99.0)] = 0.0
+    residualPercent: Annotated[float, WithinRange(NOT_GIVEN, 99.0)] = NOT_GIVEN
     lungShuntFractionPercent: Annotated[float, WithinRange(NOT_GIVEN, 99.0)] = NOT_GIVEN
     referenceRegion: ReferenceRegion = ReferenceRegion.liver
     hoursAfterAdministration: Annotated[float, WithinRange(NOT_GIVEN, 1000.0)] = NOT_GIVEN
@@ -231,9 +231,9 @@ class TAREDosimetryParameterNode:
     densityFromCt: bool = True
 
     # Advanced: every other DosimetryParams field, so that the panel reproduces any manifest row.
-    priorLungDoseGy: Annotated[float, WithinRange(0.0, 500.0)] = 0.0
+    priorLungDoseGy: Annotated[float, WithinRange(NOT_GIVEN, 500.0)] = NOT_GIVEN
     lungDoseFrom: LungDoseSource = LungDoseSource.auto
-    defaultLungMassG: Annotated[float, WithinRange(1.0, 5000.0)] = physics.DEFAULT_LUNG_MASS_G
+    defaultLungMassG: Annotated[float, WithinRange(NOT_GIVEN, 5000.0)] = NOT_GIVEN
     sampling: Annotated[str, Choice(list(SAMPLINGS))] = _ENGINE_DEFAULTS["sampling"] or SAMPLINGS[0]
     dvkLungMode: DvkLungMode = DvkLungMode.kernel
     dvkRadiusMm: Annotated[float, WithinRange(1.0, 50.0)] = 12.0

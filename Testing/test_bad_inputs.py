@@ -77,6 +77,32 @@ def test_a_truncated_uncompressed_image_is_refused_with_the_sizes(tmp_path, file
     assert re.search(r"is truncated: it holds \d+ of the \d+ bytes its header announces", err), err
 
 
+@pytest.mark.parametrize("fmt", [".nrrd", ".nhdr", "gzip .nrrd"])
+def test_a_truncated_nrrd_is_refused_with_the_same_words_raw_or_gzip(tmp_path, files, capfd, fmt):
+    """Review finding 10a: a raw NRRD cut short gave ITK's "fread got only 23911 4-sized things, not
+    36000"; it now reads as the gzip NRRD does: truncated, N of the M bytes of voxel data there."""
+    act, _ = box_case()
+    img = sitk.GetImageFromArray(act.array)
+    img.SetSpacing(act.spacing_mm)
+    if fmt == ".nhdr":
+        path = str(tmp_path / "spect.nhdr")
+        sitk.WriteImage(img, path, useCompression=False)
+        raw = next(str(tmp_path / f) for f in os.listdir(tmp_path) if f.startswith("spect.") and f.endswith(".raw"))
+        data = open(raw, "rb").read()
+        open(raw, "wb").write(data[: len(data) * 2 // 3])
+        cut, named = path, os.path.basename(raw)
+    else:
+        path = str(tmp_path / "spect.nrrd")
+        sitk.WriteImage(img, path, useCompression=fmt.startswith("gzip"))
+        cut = truncate(path, keep=0.66)
+        named = os.path.basename(cut)
+    assert run(tmp_path, cut, files["labels"]) == 2
+    err = error_line(capfd)
+    assert re.search(r"SPECT image: cannot read \S*" + re.escape(named) + r" \(truncated: \d+ of the \d+ bytes of voxel data "
+                     r"are there; copy it again\)$", err), err
+    assert "fread" not in err
+
+
 def test_a_damaged_gzip_stream_is_refused(tmp_path, files, capfd):
     data = bytearray(open(files["spect_gz"], "rb").read())
     data[len(data) // 2] ^= 0xFF
@@ -88,7 +114,7 @@ def test_a_damaged_gzip_stream_is_refused(tmp_path, files, capfd):
 
 def test_complete_images_of_every_format_still_read(tmp_path, files):
     act, _ = box_case()
-    for fmt in (".nii", ".mha", ".mhd"):
+    for fmt in (".nii", ".mha", ".mhd", ".nrrd", ".nhdr"):
         path = str(tmp_path / f"ok{fmt}")
         write_image(act, path, compress=False)
         assert run(tmp_path, path, files["labels"], out=f"out{fmt}") == 0, fmt

@@ -75,6 +75,14 @@ def test_demo_dose_volume_geometry_and_tables(demo_out):
     with open(demo_out / "metrics.csv") as fh:
         table = list(csv.DictReader(fh))
     assert {"name", "role", "mean_gy", "d70_gy", "v100_pct"} <= set(table[0])
+    # Review finding 8: the per-segment warnings are in the CSV too (the demo's small tumour 3 is flagged).
+    assert list(table[0])[-3:] == ["note", "pv_warning", "warnings"]
+    rows = {r["name"]: r for r in table}
+    segments = {s["name"]: s for s in json.loads((demo_out / "metrics.json").read_text())["segments"]}
+    assert rows["tumour 3"]["pv_warning"] == "true" and "partial volume" in rows["tumour 3"]["warnings"]
+    assert rows["liver"]["pv_warning"] == "false"
+    for name, row in rows.items():
+        assert row["warnings"] == " | ".join(segments[name]["warnings"]) and row["note"] == segments[name].get("note", "")
 
 
 def test_demo_is_deterministic(tmp_path, demo_out):
@@ -278,3 +286,39 @@ def test_result_folder_gets_the_usual_permissions_not_private_ones(tmp_path):
     finally:
         os.umask(old)
     assert oct(os.stat(out).st_mode & 0o777) == oct(0o755)
+
+
+class _PipeClosedAfter:
+    """A standard output whose reader goes away after ``n`` writes (``| head``)."""
+
+    def __init__(self, n):
+        self.n, self.written = n, []
+
+    def write(self, text):
+        if len(self.written) >= self.n:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.written.append(text)
+        return len(text)
+
+    def flush(self):
+        if len(self.written) >= self.n:
+            raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_closed_output_pipe_ends_the_command_quietly(monkeypatch, capsys):
+    """Review finding 20c: ``tare-dosimetry presets | head`` gave "internal error: BrokenPipeError", exit 1."""
+    fake = _PipeClosedAfter(3)
+    monkeypatch.setattr(sys, "stdout", fake)
+    assert main(["presets"]) == 0
+    assert len(fake.written) == 3 and sys.stdout is fake
+    assert "error" not in capsys.readouterr().err
+
+
+def test_a_real_pipe_closed_by_its_reader_is_exit_0_without_a_message():
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "TAREDosimetry"))
+    proc = subprocess.Popen([sys.executable, "-m", "TAREDosimetryLib.cli", "presets"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.readline()
+    proc.stdout.close()  # the reader goes, as head does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "error" not in err.lower(), err

@@ -89,6 +89,22 @@ def test_cox_with_clustered_rows_uses_robust_errors_and_warns_about_few_events()
     assert any("events for 2 covariates" in w for w in m["warnings"])
 
 
+def test_lifelines_convergence_warnings_become_one_model_warning(capfd):
+    """Review finding 20f: lifelines' ConvergenceWarning texts were printed raw on stderr for a small
+    cohort; they are caught and said once, in words, among the model's warnings."""
+    pytest.importorskip("lifelines")
+    import warnings
+
+    from TAREDosimetryLib.cohort.cox import cox_model
+
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        m = cox_model(np.array([5.0, 8.0, 12.0, 20.0]), np.array([1, 1, 0, 1]), {"dose": np.array([50.0, 80.0, 200.0, 120.0])})
+    assert escaped == [] and "ConvergenceWarning" not in capfd.readouterr().err
+    said = [w for w in m["warnings"] if "did not converge cleanly" in w]
+    assert len(said) == 1 and "unreliable" in said[0]
+
+
 # -- Kaplan-Meier and log-rank (numpy, R conventions) ----------------------------------------------
 def test_lung_km_medians_and_cis_reproduce_r_survfit(lung):
     med, ci = km_median(kaplan_meier(lung["time"], lung["status"]))

@@ -175,7 +175,8 @@ def _computed_case(tmp_path):
     write_image(act.with_array(labels), lab, dtype=np.uint8)
     out = tmp_path / "computed"
     assert main(["run", "--spect", spect, "--segmentation", lab, "--labels", "1=liver,2=tumour", "--lung-shunt-fraction", "0", "--administered-activity-gbq",
-                 "1.5", "--out", str(out), "--no-report", "--rtdose", "--quiet"]) == 0
+                 "1.5", "--residual-fraction", "0", "--indication", "breast", "--out", str(out), "--no-report", "--rtdose",
+                 "--quiet"]) == 0
     return out, spect, lab
 
 

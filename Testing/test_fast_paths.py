@@ -114,14 +114,9 @@ def _reference_weighted(d, w):
     c = np.cumsum(w_desc) / total
     suffix = np.concatenate([np.cumsum(w_asc[::-1])[::-1], [0.0]]) / total
 
-    def dose_at(f):
-        if f <= c[0]:
-            return desc[0]
-        k = int(np.searchsorted(c, f, side="left"))
-        if k >= desc.size:
-            return desc[-1]
-        t = (f - c[k - 1]) / (c[k] - c[k - 1])
-        return (1 - t) * desc[k - 1] + t * desc[k]
+    def dose_at(f):  # the step DVH: the dose of the first voxel whose cumulative fraction reaches f
+        k = int(np.searchsorted(c, f * (1 - 1e-9), side="left"))
+        return desc[min(k, desc.size - 1)]
 
     def volume_at(x):
         return 100.0 * suffix[np.searchsorted(asc, x, side="left")]

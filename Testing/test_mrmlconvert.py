@@ -140,7 +140,7 @@ def _box_result(rules, **params):
     from TAREDosimetryLib.pipeline import run_case
 
     act, seg = box_case()
-    return run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, **params), rules=rules)
+    return run_case(act, seg, params=DosimetryParams(**dict(dict(administered_activity_gbq=1.0, residual_fraction=0.0), **params)), rules=rules)
 
 
 def _one_rule(threshold, comparison=">", role="tumor"):

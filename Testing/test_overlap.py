@@ -262,17 +262,22 @@ def test_oblique_segmentation_mean_converges_to_the_exact_value():
 
 def test_dvh_of_partial_voxels_is_weighted_by_their_fractions():
     """Two image voxels, 1 and 3 Gy: a segment holding all of the first and a quarter of the second
-    is 80 % at 1 Gy and 20 % at 3 Gy (V2Gy = 20 %), its mean dose 1.4 Gy."""
+    is 80 % at 1 Gy and 20 % at 3 Gy (V2Gy = 20 %), its mean dose 1.4 Gy.  D_x is the step DVH's
+    (review finding 14): D50 = D70 = D90 = 1 Gy, the dose of the voxel where the volume is reached
+    (the interpolated 2.25, 1.75, 1.25 Gy were received by no voxel and contradicted V2Gy)."""
     image = Grid((1, 1, 2), (4.0, 4.0, 4.0), (0.0, 0.0, 0.0))
     conc = np.array([[[1.0, 3.0]]]) * RHO * 1e-3 / (K * 1e-9)  # LDM dose 1 and 3 Gy
     seg = Grid((4, 4, 5), (1.0, 1.0, 1.0), (-1.5, -1.5, -1.5))  # covers x in [-2, 3]: voxel 0 and a quarter of voxel 1
     r = run_case(Volume(conc.astype(np.float32), grid=image), Segmentation.from_masks({"liver": np.ones(seg.shape, bool)}, seg),
-                 params=absolute_params(v_levels_gy=(2.0,), d_levels_pct=(10, 50)))
+                 params=absolute_params(v_levels_gy=(2.0, 1.75), d_levels_pct=(10, 50, 70, 90)))
     m = r.segment("liver").metrics
     assert_allclose(m["mean_gy"], 1.4, rtol=1e-6)
     assert_allclose(m["v2_pct"], 20.0, rtol=1e-6)
     assert_allclose(m["volume_ml"], 0.080, rtol=1e-9)
     assert_allclose(m["d10_gy"], 3.0, rtol=1e-6)  # the hottest 20 % all receive 3 Gy
+    for x in (50, 70, 90):
+        assert_allclose(m[f"d{x}_gy"], 1.0, rtol=1e-6)
+    assert_allclose(m["v1.75_pct"], 20.0, rtol=1e-6)  # consistent with D70 = 1 Gy < 1.75 Gy
     assert_allclose(m["median_gy"], 1.0, rtol=1e-6)
 
 

@@ -60,14 +60,37 @@ def test_dvh_metrics_of_uniform_distribution(bw):
     assert_allclose(h.mean_gy, 50, atol=1e-9)
 
 
-def test_dvh_metrics_of_linear_ramp_are_interpolated_not_binned():
-    # Two voxels only: D50 lies on the straight line between them, V at a dose is exact.
+def test_exact_d_x_is_the_dose_of_the_voxel_where_the_volume_is_reached():
+    # Two voxels only: D_x is a dose a voxel receives (the step DVH), never a value between them;
+    # V at a dose is exact; the binned DVH is linear inside a bin.
     h = DVH([10.0, 30.0], bin_width_gy=None)
     assert h.dose_at_volume_pct(50) == 30.0  # hottest half = the 30 Gy voxel
-    assert h.dose_at_volume_pct(75) == pytest.approx(20.0)
+    assert h.dose_at_volume_pct(75) == 10.0  # 75 % is reached only in the 10 Gy voxel
+    assert h.dose_at_volume_pct(100) == 10.0 and h.dose_at_volume_pct(0) == 30.0
     assert h.volume_pct_at_dose(20) == 50.0
     hb = DVH(np.full(1000, 55.0), bin_width_gy=10.0)  # one bin [50, 60)
     assert hb.volume_pct_at_dose(55) == pytest.approx(50.0)  # linear inside the bin, not 100 or 0
+
+
+def test_exact_d_x_counts_a_rounded_fraction_as_reached():
+    # 0.7 x 10 is 7.000000000000001 in floating point: D70 of 10 voxels is the 7th hottest voxel.
+    h = DVH(np.arange(10, 0, -1, dtype=float))  # 10, 9, ..., 1 Gy
+    assert h.dose_at_volume_pct(70) == 4.0
+    assert h.dose_at_volume_pct(10) == 10.0 and h.dose_at_volume_pct(11) == 9.0
+    w = DVH(np.arange(10, 0, -1, dtype=float), weights=np.full(10, 0.1))
+    assert w.dose_at_volume_pct(70) == 4.0 and w.dose_at_volume_pct(30) == 8.0
+
+
+def test_exact_d_x_agrees_with_v_x_and_the_median():
+    # V(D_x) >= x for every x, and D_x is a voxel dose: the row's D_x cannot contradict its V_x.
+    rng = np.random.default_rng(5)
+    for weights in (None, rng.uniform(0.05, 1.0, 37)):
+        h = DVH(rng.gamma(2.0, 30.0, 37), 1.0, weights=weights)
+        for x in np.linspace(0, 100, 201):
+            d = h.dose_at_volume_pct(x)
+            assert d in set(h.doses_gy.tolist())
+            assert h.volume_pct_at_dose(d) >= x - 1e-9
+        assert h.dose_at_volume_pct(50) >= h.median_gy
 
 
 def test_dvh_d_cc_and_statistic_names():
@@ -144,12 +167,15 @@ def test_weighted_dvh_equals_the_dvh_of_repeated_voxels():
     assert_allclose(b.curve(1.0)[1], a.curve(1.0)[1], rtol=1e-12)
 
 
-def test_weighted_d_x_lies_on_the_line_through_the_cumulative_weights():
+def test_weighted_d_x_is_the_dose_of_the_voxel_where_the_cumulative_weight_reaches_x():
     """Doses 30, 20, 10 Gy with weights 0.5, 1, 0.5: the cumulative volume fractions are 0.25,
-    0.75, 1; D50 lies halfway from (0.25, 30) to (0.75, 20): 25 Gy; D10 = 30 Gy (hottest part)."""
+    0.75, 1; D50 is reached in the 20 Gy voxel (the hottest 50 % all receive >= 20 Gy), D10 = 30
+    Gy (hottest part), D80 = D100 = 10 Gy."""
     h = DVH([10.0, 30.0, 20.0], 1.0, weights=[0.5, 0.5, 1.0])
-    assert h.dose_at_volume_pct(50) == pytest.approx(25.0)
+    assert h.dose_at_volume_pct(50) == pytest.approx(20.0)
+    assert h.dose_at_volume_pct(25) == pytest.approx(30.0)
     assert h.dose_at_volume_pct(10) == pytest.approx(30.0)
+    assert h.dose_at_volume_pct(80) == pytest.approx(10.0)
     assert h.dose_at_volume_pct(100) == pytest.approx(10.0)
     assert h.volume_pct_at_dose(15) == pytest.approx(75.0)
     assert h.volume_ml == pytest.approx(2.0) and h.mean_gy == pytest.approx(20.0)

@@ -218,6 +218,28 @@ def test_case_outside_the_scope_is_warned():
     assert run_case(act, seg, params=DosimetryParams(administered_activity_gbq=0.05, lung_shunt_fraction=0.0)).scope_warnings == []
 
 
+def test_an_inferred_phase_is_used_for_the_scope_check_and_the_scope_table():
+    """Review finding 1: an MAA SPECT named as such (phase inferred 'pre', no --phase) judged with
+    the breast preset (post-treatment Bremsstrahlung) got no scope warning, and the scope table
+    said "imaging not stated" two lines under the banner's "Pre-treatment prediction"."""
+    from TAREDosimetryLib.evaluation.scope import scope_lines
+
+    act, seg = box_case()
+    inputs = {"modality": "spect", "activity_image": "/data/patient_2_MAA_SPECT.nrrd"}
+    p = DosimetryParams(administered_activity_gbq=2.0, residual_fraction=0.02, lung_shunt_fraction=0.06)
+    r = run_case(act, seg, params=p, inputs=inputs)
+    warned = [w for w in r.scope_warnings if "pre-treatment Tc-99m MAA SPECT (prediction)" in w]
+    assert len(warned) == 1 and "Bremsstrahlung" in warned[0]
+    assert r.to_dict()["phase"]["phase"] == "pre"
+    case_line = dict(scope_lines(r.rules, r.params, r.inputs))["this case"]
+    assert "imaging pre-treatment Tc-99m MAA SPECT (prediction) (the input name or description says 'maa')" in case_line
+    same = run_case(act, seg, params=p.replace(phase="pre"), inputs=inputs)
+    assert same.scope_warnings == r.scope_warnings
+    unnamed = run_case(act, seg, params=p, inputs={"modality": "spect", "activity_image": "/data/spect.nrrd"})
+    assert unnamed.scope_warnings == []
+    assert "not stated" in dict(scope_lines(unnamed.rules, unnamed.params, unnamed.inputs))["this case"]
+
+
 def test_retired_preset_says_what_replaces_it():
     with pytest.raises(InputError, match="'hcc-glass-bilirubin' was retired.*hcc-glass.*--bilirubin-mg-dl"):
         load_rules("hcc-glass-bilirubin")

@@ -85,7 +85,8 @@ def _synthetic_case(rules="breast-liver-metastases", administered_activity_gbq=0
         ODD_NAME: _near(sx, sy, sz, (25, 25, -25), 5),
     }
     seg = Segmentation.from_masks(masks, sgrid, colors={"tumour": (0.95, 0.84, 0.57)})
-    params = DosimetryParams(administered_activity_gbq=administered_activity_gbq, lung_shunt_fraction=0.05)
+    params = DosimetryParams(administered_activity_gbq=administered_activity_gbq, lung_shunt_fraction=0.05,
+                             residual_fraction=0.0, default_lung_mass_g=1000.0, prior_lung_dose_gy=0.0, indication="breast")
     result = run_case(activity, seg, params=params, rules=rules, inputs={"activity": "synthetic <SPECT>"})
     return result, seg
 
@@ -157,6 +158,21 @@ def test_dvh_x_range_covers_thresholds_and_hot_tail(case):
     x_max = figures._dvh_x_max(result, rules)
     assert x_max >= 1.2 * max(r.threshold for r in rules)
     assert x_max >= max(s.dvh.dose_at_volume_pct(1) for s in result.segments)
+    # Review finding 20e: every curve ends inside the axis (the axis stopped at the largest D1 and
+    # clipped the hottest tails: Tumor 1's maximum 375.6 Gy beyond an axis ending at 365 Gy).
+    assert x_max > max(s.dvh.max_gy for s in result.segments)
+
+
+def test_dvh_x_range_shows_a_hot_tail_beyond_d1():
+    """One voxel in 1000 at 400 Gy, the rest at 10 Gy: D1 is 10 Gy, the axis must still reach 400 Gy."""
+    from types import SimpleNamespace
+
+    from TAREDosimetryLib.evaluation.dvh import DVH
+
+    dvh = DVH(np.r_[np.full(999, 10.0), 400.0])
+    assert dvh.dose_at_volume_pct(1) == 10.0
+    stub = SimpleNamespace(segments=[SimpleNamespace(dvh=dvh)])
+    assert figures._dvh_x_max(stub, []) > 400.0
 
 
 # -- dose slices: geometry ----------------------------------------------------------------------

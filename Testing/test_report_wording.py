@@ -46,7 +46,8 @@ def test_the_banner_says_the_failure_in_words_with_the_status_once(demo):
     div = _banner_div(text)
     assert "<b>FAIL</b>tumour 3 mean dose 48.4 Gy &lt; 79.5 Gy (partial volume)" in div
     assert "mean_gy" not in div and not re.search(r"FAIL\W+FAIL", re.sub(r"<[^>]+>", " ", div))
-    assert "4 of 5 rule evaluations met, 1 failed (rule set breast-liver-metastases)" in div
+    # the cumulative lung rule is optional and N/A: the demo gives no prior lung dose (review finding 4)
+    assert "3 of 5 rule evaluations met, 1 failed, 1 not evaluated (rule set breast-liver-metastases)" in div
 
 
 def test_the_console_prints_the_same_words(tmp_path, capsys):
@@ -72,6 +73,24 @@ def _ev(metric, measured, status, comparison=">", threshold=79.5, segment="Tumor
 ])
 def test_each_evaluation_in_words(ev, words):
     assert evaluation_sentence(ev) == words
+
+
+def test_an_na_sentence_gives_the_evaluations_own_reason():
+    """Review finding 15: every N/A read "no ... segment measured" although the case had the segment
+    and the reason was a clinical input not given."""
+    from TAREDosimetryLib.evaluation.rules import missing_segment_reason
+
+    rule = Rule(role="normal_liver", metric="mean_gy", comparison="<", threshold=50, unit="Gy",
+                label="whole normal liver mean dose < 50 Gy (bilirubin > 1.1 mg/dL)")
+    why = "bilirubin not given (--bilirubin-mg-dl): the rule applies when bilirubin > 1.1 mg/dL"
+    words = evaluation_sentence(RuleEvaluation(rule, "", float("nan"), "N/A", why))
+    assert words == f"'{rule.label}' (mean dose < 50 Gy) not evaluated: {why}"
+    assert "segment measured" not in words
+    missing = evaluation_sentence(RuleEvaluation(rule, "", float("nan"), "N/A", missing_segment_reason(rule)))
+    assert missing.startswith("no normal liver segment measured for") or missing.startswith("no normal (non-tumoural) liver")
+    lung = Rule(role="lung", metric="cumulative_mean_gy", comparison="<", threshold=50, unit="Gy", label="lung cumulative")
+    words = evaluation_sentence(RuleEvaluation(lung, "lungs (LSF model)", float("nan"), "N/A", "prior lung dose not given"))
+    assert words == "lungs (LSF model) cumulative mean dose could not be measured ('lung cumulative'): prior lung dose not given"
 
 
 def test_metric_words():

@@ -17,7 +17,8 @@ from TAREDosimetryLib.params import DosimetryParams
 from TAREDosimetryLib.reproduce import compare_records, read_record, rerun_record
 from test_resultfolder import case_files
 
-RUN = ["--labels", "1=liver,2=tumour", "--administered-activity-gbq", "1", "--lung-shunt-fraction", "0.05", "--quiet"]
+RUN = ["--labels", "1=liver,2=tumour", "--administered-activity-gbq", "1", "--lung-shunt-fraction", "0.05", "--residual-fraction", "0",
+       "--quiet"]
 
 
 def _run(spect, labels, out, *extra):

@@ -25,7 +25,8 @@ def test_lsf_not_given_with_lung_rules_is_an_error_not_a_zero_lung_dose():
 
 def test_lsf_zero_given_explicitly_runs_and_is_recorded():
     act, seg = box_case()
-    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0))
+    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0, residual_fraction=0.0,
+                                                  indication="breast"))
     assert r.segment("lungs (LSF model)").metrics["mean_gy"] == 0.0
     assert any("lung shunt fraction 0 given explicitly" in c for c in r.explicit_choices)
     assert r.to_dict()["explicit_choices"] == r.explicit_choices
@@ -37,14 +38,17 @@ def test_lsf_not_given_without_lung_rules_makes_the_case_incomplete():
     # there (doses too high by 1/(1 - LSF)) and said; no lung entry is invented.
     act, seg = box_case()
     rules = {"name": "t", "rules": [{"role": "tumor", "metric": "mean_gy", "comparison": ">", "threshold": 1.0}]}
-    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0), rules=rules)
+    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, residual_fraction=0.0), rules=rules)
     assert r.overall_status == "INCOMPLETE" and r.incomplete_reasons == [LSF_NOT_GIVEN]
     assert "lungs (LSF model)" not in [s.name for s in r.segments]
     assert any("lung dose not computed" in w for w in r.warnings)
     assert_allclose(r.segment("liver").metrics["activity_gbq"], 1.0, rtol=1e-6)
 
 
-def test_lsf_not_given_with_image_lung_dose_is_incomplete_not_an_error():
+def test_lsf_not_given_with_image_lung_dose_is_taken_from_the_images_counts():
+    """Review finding 19 (lead's decision): with the lung dose from the image and no LSF given, the
+    calibration uses the image's LSF C_lung / (C_lung + C_liver), stated as a choice (this case was
+    INCOMPLETE with the LSF taken as 0 before)."""
     shape = (20, 24, 28)
     grid = Grid(shape, (2.0, 2.0, 2.0))
     liver = np.zeros(shape, bool)
@@ -57,7 +61,10 @@ def test_lsf_not_given_with_image_lung_dose_is_incomplete_not_an_error():
                                     {"role": "lung", "metric": "mean_gy", "comparison": "<", "threshold": 1e4}]}
     r = run_case(Volume(counts, grid=grid), seg, rules=rules,
                  params=DosimetryParams(administered_activity_gbq=1.0, lung_dose_from="image"))
-    assert r.overall_status == "INCOMPLETE" and r.incomplete_reasons == [LSF_NOT_GIVEN]
+    assert LSF_NOT_GIVEN not in r.incomplete_reasons
+    c_liver, c_lung = 100.0 * liver.sum(), 5.0 * lung.sum()
+    assert r.summary["lung_shunt_fraction_used"] == pytest.approx(c_lung / (c_lung + c_liver), rel=1e-9)
+    assert any("from the image's counts" in c for c in r.explicit_choices)
     assert any(e.rule.role == "lung" and e.status == "PASS" for e in r.evaluations)
 
 

@@ -73,7 +73,8 @@ def test_optional_rule_in_a_rule_file_does_not_make_the_case_incomplete():
     rules = {"name": "t", "rules": [
         {"role": "tumor", "metric": "mean_gy", "comparison": ">", "threshold": 1.0},
         {"role": "perfused", "metric": "mean_gy", "comparison": ">", "threshold": 1.0, "optional": True}]}
-    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0), rules=rules)
+    r = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.0, residual_fraction=0.0),
+                 rules=rules)
     assert r.overall_status == "PASS" and r.incomplete_reasons == []
     with pytest.raises(Exception, match="optional must be true or false"):
         RuleSet.from_dict({"rules": [dict(rules["rules"][1], optional="sometimes")]})
@@ -117,9 +118,10 @@ def test_batch_summary_carries_the_status_and_its_reasons(tmp_path):
     manifest = tmp_path / "cases.csv"
     sp, lb = os.path.basename(spect), os.path.basename(labels)
     manifest.write_text(
-        "case_id,spect,segmentation,labels,administered_activity_gbq,lung_shunt_fraction,thresholds,microsphere,bilirubin_mg_dl,treatment_approach\n"
-        f'a,{sp},{lb},"1=liver,2=tumour",1.0,0,rules.json,glass,,unilobar\n'
-        f'b,{sp},{lb},"1=liver,2=tumour",1.0,0,rules.json,glass,0.8,unilobar\n'
+        "case_id,spect,segmentation,labels,administered_activity_gbq,lung_shunt_fraction,residual_fraction,thresholds,microsphere,"
+        "bilirubin_mg_dl,treatment_approach\n"
+        f'a,{sp},{lb},"1=liver,2=tumour",1.0,0,0,rules.json,glass,,unilobar\n'
+        f'b,{sp},{lb},"1=liver,2=tumour",1.0,0,0,rules.json,glass,0.8,unilobar\n'
     )
     out = tmp_path / "batch"
     assert main(["batch", "--manifest", str(manifest), "--out", str(out), "--quiet", "--no-report"]) == 0

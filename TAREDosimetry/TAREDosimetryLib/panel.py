@@ -9,8 +9,8 @@ The overall status's colour and the result summary lines are in :mod:`.mrmlconve
 The parameter mapping
 ---------------------
 :data:`PANEL_FIELDS` lists every panel field bound to a :class:`DosimetryParams` field, with its
-conversion.  Number fields that may be "not given" (lung shunt, hours since administration,
-bilirubin, hepatic reserve) use :data:`NOT_GIVEN` (-1, shown as "not given" by the spin box), so
+conversion.  Number fields that may be "not given" (lung shunt, residual, hours since administration,
+lung mass without lung segments, prior lung dose, bilirubin, hepatic reserve) use :data:`NOT_GIVEN` (-1, shown as "not given" by the spin box), so
 the panel never sends 0 unless the user chose it; the image resolution uses 0 and the
 recovery-coefficient table "" for "not given"; choice fields use "" for "not given".  :func:`engine_param_kwargs` passes a field to the engine
 only when this engine's ``DosimetryParams`` has it (checked with ``dataclasses.fields`` at run
@@ -106,7 +106,7 @@ def format_rc_table(pairs):
 PANEL_FIELDS = (
     ("calibration", "calibration", str, str),
     ("administeredActivityGBq", "administered_activity_gbq", _zero_is_none, lambda v: 0.0 if v is None else float(v)),
-    ("residualPercent", "residual_fraction", lambda v: float(v) / 100.0, lambda v: 100.0 * float(v)),
+    ("residualPercent", "residual_fraction", _percent_or_none, lambda v: NOT_GIVEN if v is None else 100.0 * float(v)),
     ("lungShuntFractionPercent", "lung_shunt_fraction", _percent_or_none, lambda v: NOT_GIVEN if v is None else 100.0 * float(v)),
     ("referenceRegion", "reference_region", str, str),
     ("hoursAfterAdministration", "hours_since_administration", _number_or_none, lambda v: NOT_GIVEN if v is None else float(v)),
@@ -118,7 +118,7 @@ PANEL_FIELDS = (
     ("tissueDensityGPerMl", "tissue_density_g_ml", float, float),
     ("lungDensityGPerMl", "lung_density_g_ml", float, float),
     ("densityFromCt", "density_from_ct", bool, bool),
-    ("defaultLungMassG", "default_lung_mass_g", float, float),
+    ("defaultLungMassG", "default_lung_mass_g", _number_or_none, lambda v: NOT_GIVEN if v is None else float(v)),
     ("lungDoseFrom", "lung_dose_from", str, str),
     ("dvkLungMode", "dvk_lung_mode", str, str),
     ("dvkRadiusMm", "dvk_radius_mm", float, float),
@@ -131,7 +131,7 @@ PANEL_FIELDS = (
     ("tumorAlphaBetaGy", "tumor_alpha_beta_gy", float, float),
     ("normalAlphaBetaGy", "normal_alpha_beta_gy", float, float),
     ("tRepairH", "t_repair_h", float, float),
-    ("priorLungDoseGy", "prior_lung_dose_gy", float, float),
+    ("priorLungDoseGy", "prior_lung_dose_gy", _number_or_none, lambda v: NOT_GIVEN if v is None else float(v)),
     # Clinical inputs that select rules (issue 8 adds them to DosimetryParams), and the phase (issue 9).
     ("microsphere", "microsphere", _choice_or_none, lambda v: v or ""),
     ("indication", "indication", _choice_or_none, lambda v: v or ""),

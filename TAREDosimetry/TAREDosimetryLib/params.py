@@ -84,7 +84,11 @@ class DosimetryParams:
         calibration : 'relative' (counts proportional to activity; SPECT) or 'absolute'
             (image in Bq/mL; Y-90 PET, quantitative SPECT).
         administered_activity_gbq : activity injected (relative calibration), GBq.
-        residual_fraction : fraction left in the vial/catheter, in [0, 1).
+        residual_fraction : fraction left in the vial/catheter, in [0, 1), or None when not given:
+            relative calibration then takes 0 and the case is INCOMPLETE (every liver and tumour
+            dose too high by 1/(1 - residual) if some activity stayed behind); 0 given is an
+            explicit choice recorded in the report.  Absolute calibration does not use it (except
+            in the LSF lung model's lung activity).
         lung_shunt_fraction : LSF in [0, 1), or None when not given (not measured): relative
             calibration with lung rules judged by the LSF model then refuses to run; 0 is an
             explicit choice (no shunt) recorded in the report.
@@ -111,7 +115,10 @@ class DosimetryParams:
         half_life_h : Y-90 half-life (decay correction, BED).
         tissue_density_g_ml, lung_density_g_ml : constant densities used without CT.
         density_from_ct : use the CT (HU -> density) when a CT is given.
-        default_lung_mass_g : lung mass when no lung segment exists.
+        default_lung_mass_g : lung mass (g) for the LSF lung model when no lung segment exists, or
+            None when not given: the conventional 1000 g (:data:`physics.DEFAULT_LUNG_MASS_G`) is
+            then assumed and a case whose lung rules are judged with it is INCOMPLETE; a mass
+            given is an explicit choice recorded in the report.
         lung_dose_from : 'lsf' (uniform lung dose from the LSF), 'image' (voxel dose in the lung
             segments) or 'auto' (lsf for relative, image for absolute calibration).
         dvk_lung_mode : with DVK, 'kernel' (density-corrected kernel dose) or 'ldm' (keep local
@@ -127,7 +134,9 @@ class DosimetryParams:
         d_levels_pct, v_levels_gy : D_x and V_x metrics to report.
         eud_alpha_per_gy : radiosensitivity for EUD.
         tumor_alpha_beta_gy, normal_alpha_beta_gy, t_repair_h : BED parameters.
-        prior_lung_dose_gy : lung dose of earlier treatments (cumulative lung rule).
+        prior_lung_dose_gy : lung dose of earlier treatments (cumulative lung rule), Gy, or None
+            when not given: the cumulative lung dose is then unknown (the presets' cumulative rule
+            is optional: N/A); 0 (a first treatment) is an explicit choice recorded in the report.
     Partial volume
         resolution_fwhm_mm : the image's spatial resolution (FWHM), mm, optional: a segment whose
             equivalent-sphere diameter is under 2 x FWHM gets a partial-volume warning.
@@ -144,7 +153,7 @@ class DosimetryParams:
 
     calibration: str = "relative"
     administered_activity_gbq: float = None
-    residual_fraction: float = 0.0
+    residual_fraction: float = None
     lung_shunt_fraction: float = None
     reference_region: str = "liver"
     hours_since_administration: float = None
@@ -165,7 +174,7 @@ class DosimetryParams:
     tissue_density_g_ml: float = physics.TISSUE_DENSITY_G_ML
     lung_density_g_ml: float = physics.LUNG_DENSITY_G_ML
     density_from_ct: bool = True
-    default_lung_mass_g: float = physics.DEFAULT_LUNG_MASS_G
+    default_lung_mass_g: float = None
     lung_dose_from: str = "auto"
     dvk_lung_mode: str = "kernel"
     dvk_radius_mm: float = 12.0
@@ -179,7 +188,7 @@ class DosimetryParams:
     tumor_alpha_beta_gy: float = 10.0
     normal_alpha_beta_gy: float = 2.5
     t_repair_h: float = 1.5
-    prior_lung_dose_gy: float = 0.0
+    prior_lung_dose_gy: float = None
     phase: str = None
 
     resolution_fwhm_mm: float = None
@@ -198,7 +207,7 @@ class DosimetryParams:
             _check_choice("phase", self.phase, PHASES)
         _check_number("administered_activity_gbq", self.administered_activity_gbq, lo=0, lo_open=True, allow_none=True)
         self._check_activity_range()
-        _check_number("residual_fraction", self.residual_fraction, lo=0, hi=1, hi_open=True)
+        _check_number("residual_fraction", self.residual_fraction, lo=0, hi=1, hi_open=True, allow_none=True)
         _check_number("lung_shunt_fraction", self.lung_shunt_fraction, lo=0, hi=1, hi_open=True, allow_none=True)
         _check_number("hours_since_administration", self.hours_since_administration, lo=0, allow_none=True)
         self._check_clinical_inputs()
@@ -208,7 +217,7 @@ class DosimetryParams:
         _check_number("tissue_density_g_ml", self.tissue_density_g_ml, lo=0, lo_open=True, hi=5)
         _check_number("lung_density_g_ml", self.lung_density_g_ml, lo=0, lo_open=True, hi=5)
         _check_number("dvk_radius_mm", self.dvk_radius_mm, lo=1.0, hi=50.0)
-        _check_number("default_lung_mass_g", self.default_lung_mass_g, lo=0, lo_open=True)
+        _check_number("default_lung_mass_g", self.default_lung_mass_g, lo=0, lo_open=True, allow_none=True)
         _check_number("dvh_bin_width_gy", self.dvh_bin_width_gy, lo=0, lo_open=True, allow_none=True)
         _check_bin_width(self.dvh_bin_width_gy)
         _check_number("dvh_curve_step_gy", self.dvh_curve_step_gy, lo=0, lo_open=True)
@@ -216,7 +225,7 @@ class DosimetryParams:
         _check_number("tumor_alpha_beta_gy", self.tumor_alpha_beta_gy, lo=0, lo_open=True)
         _check_number("normal_alpha_beta_gy", self.normal_alpha_beta_gy, lo=0, lo_open=True)
         _check_number("t_repair_h", self.t_repair_h, lo=0)
-        _check_number("prior_lung_dose_gy", self.prior_lung_dose_gy, lo=0)
+        _check_number("prior_lung_dose_gy", self.prior_lung_dose_gy, lo=0, allow_none=True)
         for name in ("d_levels_pct", "v_levels_gy"):
             values = getattr(self, name)
             try:
@@ -256,6 +265,24 @@ class DosimetryParams:
     def clinical_inputs(self):
         """{name: value} of the clinical inputs that select conditional rules (None = not given)."""
         return {name: getattr(self, name) for name in CLINICAL_FIELDS}
+
+    @property
+    def residual_fraction_used(self):
+        """The residual fraction the calculation uses: the one given, else 0 (relative calibration
+        then makes the case INCOMPLETE, see :mod:`.evaluation.requirements`)."""
+        return 0.0 if self.residual_fraction is None else float(self.residual_fraction)
+
+    @property
+    def lung_mass_used_g(self):
+        """The LSF model's lung mass without lung segments: the one given, else the conventional
+        1000 g (:data:`physics.DEFAULT_LUNG_MASS_G`; the case is then INCOMPLETE where lung rules judge it)."""
+        return physics.DEFAULT_LUNG_MASS_G if self.default_lung_mass_g is None else float(self.default_lung_mass_g)
+
+    @property
+    def prior_lung_dose_term_gy(self):
+        """What earlier treatments add to this treatment's lung dose: the prior lung dose given, else
+        NaN (not given: the cumulative lung dose is unknown, its rule N/A)."""
+        return float("nan") if self.prior_lung_dose_gy is None else float(self.prior_lung_dose_gy)
 
     @property
     def effective_lung_dose_from(self):

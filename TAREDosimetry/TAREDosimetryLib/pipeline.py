@@ -11,6 +11,7 @@ tested and timed alone::
     derive_normal_liver   whole liver minus tumours, when no normal-liver segment exists
     derive_perfused_normal perfused minus tumours, when no perfused-normal segment exists
     activity_step         activity map, GBq per voxel, on the activity grid    (dose.activity)
+    lsf_source_step       an LSF not given taken from the image's counts (lung dose from the image)
     density_step          density map, g/mL, on the activity grid (constant or CT) (dose.density)
     dose_step             dose map, Gy, on the activity grid (LDM or DVK)     (dose.dosemap)
     dose_method_check     warnings on the dose method for the image (DVK on PET/SPECT)
@@ -39,10 +40,12 @@ from .evaluation.liver import whole_liver
 from .evaluation.lung import MIN_PLAUSIBLE_LUNG_MASS_G, lsf_lung_mass_g
 from .evaluation.metrics import segment_metrics, uniform_metrics
 from .evaluation.partial_volume import apply_partial_volume
-from .evaluation.requirements import check_required_inputs
+from .evaluation.requirements import (
+    INDICATION_NOT_GIVEN, LSF_NOT_GIVEN, LUNG_MASS_NOT_MEASURED, PRIOR_LUNG_DOSE_NOT_GIVEN, check_required_inputs,
+)
 from .evaluation.results import CaseResult, SegmentResult
 from .evaluation.roles import assign_roles, unrecognised_names
-from .evaluation.rules import evaluate_rules, select_rules
+from .evaluation.rules import DEFAULT_PRESET_NOTE, evaluate_rules, select_rules
 from .evaluation.sampling import fraction_in_box, lung_mask_on_grid, make_sampler
 from .evaluation.scope import scope_warnings
 from .params import DosimetryParams
@@ -63,6 +66,7 @@ __all__ = [
     "partial_volume_step",
     "scope_step",
     "activity_step",
+    "lsf_source_step",
     "density_step",
     "dose_step",
     "dose_method_check",
@@ -315,24 +319,29 @@ def _reference_names(roles, params):
     return names
 
 
-def _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=None):
+def _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=None, lungs=None):
     """Activity array (GBq per voxel) from clipped image values, relative or absolute (into ``out``
-    when given: ``values`` itself when the caller owns them)."""
+    when given: ``values`` itself when the caller owns them).  ``lungs``: :class:`_LungCounts`
+    (relative calibration): the reference 'image' leaves the lung counts out, and the LSF used
+    is the image's when none is given and the lung dose comes from the image."""
     if params.calibration == "relative":
+        lung_counts = lungs.lung if lungs is not None else 0.0
         if params.reference_region == "image":
-            ref_counts, ref_names = total_image, []
+            ref_counts, ref_names = total_image - lung_counts, []
         else:
             ref_names = _reference_names(roles, params)
             ref_counts = sampler.integrate(counts_m, sampler.region(ref_names))
-        act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params, out=out)
+        lsf_image = lungs.lsf_used if lungs is not None else None
+        act_arr, factor = act.scale_counts_to_gbq(values, ref_counts, params, out=out, lsf=lsf_image)
         summary.update(
             reference_region=params.reference_region,
-            reference_region_segments=", ".join(ref_names) if ref_names else "whole image",
+            reference_region_segments=(", ".join(ref_names) if ref_names else
+                                       "whole image" + (" without the lung segments" if lung_counts > 0 else "")),
             reference_counts=ref_counts,
             counts_outside_reference_fraction=max(0.0, 1.0 - ref_counts / total_image),
             gbq_per_count=factor,
-            reference_activity_gbq=act.reference_activity_gbq(params),
-            lung_activity_gbq=act.lung_activity_gbq(params),
+            reference_activity_gbq=act.reference_activity_gbq(params, lsf_image),
+            lung_activity_gbq=act.lung_activity_gbq(params, lsf_image),
             administered_activity_gbq=params.administered_activity_gbq,
             activity_pct_of="reference region activity A_adm (1 - residual) (1 - LSF)",
         )
@@ -340,6 +349,71 @@ def _calibrate(values, counts_m, sampler, roles, params, total_image, summary, o
         act_arr, factor = act.absolute_activity_gbq(values, sampler.activity_grid.voxel_volume_ml, params, out=out)  # Bq/mL
         summary.update(decay_correction_factor=factor, activity_pct_of="image activity")
     return act_arr
+
+
+@dataclass
+class _LungCounts:
+    """Counts of the lung segments and of the whole liver (relative calibration), the image's LSF
+    C_lung / (C_lung + C_liver) (None without both), and the LSF the calibration uses when none is
+    given (the image's, with the lung dose from the image; else None)."""
+
+    lung: float
+    liver: float
+    lsf_image: float = None
+    lsf_used: float = None
+
+
+def _lung_counts(counts_m, sampler, roles, params):
+    """:class:`_LungCounts` of a relative calibration, or None (absolute calibration; and when no
+    lung counts are needed: no lung segment, or the reference is not 'image' and the lung dose not
+    from the image)."""
+    by_image = roles.lung_from == "image"
+    if params.calibration != "relative" or not roles.lung_names or not (by_image or params.reference_region == "image"):
+        return None
+    lung = sampler.integrate(counts_m, sampler.region(roles.lung_names))
+    liver_names = roles.whole_liver or roles.liver_names
+    liver = sampler.integrate(counts_m, sampler.region(liver_names)) if liver_names and by_image else 0.0
+    out = _LungCounts(lung, liver)
+    if liver_names and by_image:
+        out.lsf_image = act.image_lung_shunt_fraction(lung, liver)
+    if roles.lung_from == "image" and params.lung_shunt_fraction is None:
+        out.lsf_used = out.lsf_image
+    return out
+
+
+def _lung_shunt_notes(lungs, roles, params, summary, warnings):
+    """The image's LSF in the summary, and the warnings: a given LSF that the image contradicts
+    (lung dose from the image), a reference 'image' without lung segments to leave out."""
+    if params.calibration != "relative":
+        return
+    if params.reference_region == "image" and not roles.lung_names and params.lung_shunt_fraction != 0:
+        warnings.append(
+            "reference region 'image' without lung segments: A_ref = A_adm (1 - residual) (1 - LSF) is spread over every "
+            "count of the image, so the image reference assumes no lung counts in the image (lung counts would take part "
+            "of A_ref although the lungs' activity is the shunt's); segment the lungs to leave their counts out"
+        )
+    if lungs is None or roles.lung_from != "image" or lungs.lsf_image is None:
+        return
+    summary["image_lung_shunt_fraction"] = lungs.lsf_image
+    if params.lung_shunt_fraction is not None:
+        summary.update(lung_shunt_fraction_used=params.lung_shunt_fraction, lung_shunt_fraction_source="given")
+        disagreement = act.lsf_disagreement(params.lung_shunt_fraction, lungs.lsf_image)
+        if disagreement:
+            warnings.append(disagreement)
+    elif lungs.lsf_used is not None:
+        summary.update(lung_shunt_fraction_used=lungs.lsf_used, lung_shunt_fraction_source="image counts")
+
+
+def lsf_source_step(summary, input_reasons, choices):
+    """The LSF not given but taken from the image's counts (lung dose from the image): no longer
+    a reason the case is INCOMPLETE, but a choice the report states.  Returns the reasons."""
+    if summary.get("lung_shunt_fraction_source") != "image counts":
+        return input_reasons
+    choices.append(
+        f"lung shunt fraction from the image's counts: {100 * summary['lung_shunt_fraction_used']:.2f} % = C_lung / "
+        "(C_lung + C_liver) (none given), used in the calibration A_ref = A_adm (1 - residual) (1 - LSF)"
+    )
+    return [r for r in input_reasons if r != LSF_NOT_GIVEN]
 
 
 def _activity_warnings(summary, params, what, warnings):
@@ -399,8 +473,10 @@ def activity_step(activity, sampler, roles, params, what, warnings, overwrite=Fa
             "administered activity (use --quantitative for an image in Bq/mL)"
         )
     inside = _counts_in_liver_and_lungs(counts_m, sampler, roles)  # before the counts become GBq (in place)
+    lungs = _lung_counts(counts_m, sampler, roles, params)
     own = values is not activity.array or (overwrite and values.flags.writeable)
-    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=values if own else None)
+    act_arr = _calibrate(values, counts_m, sampler, roles, params, total_image, summary, out=values if own else None, lungs=lungs)
+    _lung_shunt_notes(lungs, roles, params, summary, warnings)
     if params.calibration == "absolute":
         summary["image_activity_gbq"] = float(act_arr.sum(dtype=np.float64))
     _activity_warnings(summary, params, what, warnings)
@@ -444,23 +520,26 @@ def density_step(segmentation, sampler, roles, params, ct, warnings):
 def _ct_coverage_warnings(segmentation, sampler, roles, params, ct, outside_ct, warnings):
     """Say which segments the CT does not cover (their own voxels outside the CT), and, apart,
     which only reach activity voxels that straddle the CT's edge (a partial voxel outside the CT
-    takes the tissue density)."""
+    takes the tissue density, or the lung density for its lung part)."""
     agrid = sampler.activity_grid
     outside_ct_m = sampler.sample(Volume(outside_ct.astype(np.float32), grid=agrid), "nearest") > 0.5
     # Derived entries (whole liver, normal liver...) are made of segments that are named themselves.
     touching = [n for n in roles.used if n in sampler.regions and n in segmentation.names
                 and np.any(sampler.read(outside_ct_m, sampler.regions[n])[0])]
     uncovered = [n for n in touching if _segment_outside_grid(segmentation, n, ct.grid)]
-    if uncovered:
-        warnings.append(
-            "the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in uncovered)
-            + f": tissue density {params.tissue_density_g_ml:g} g/mL is used there"
-        )
+    lungs = set(roles.lung_names)
+    for names, density in (([n for n in uncovered if n not in lungs], f"tissue density {params.tissue_density_g_ml:g} g/mL"),
+                           ([n for n in uncovered if n in lungs],
+                            f"lung density {params.lung_density_g_ml:g} g/mL (as the LSF lung mass)")):
+        if names:
+            warnings.append("the CT does not cover all of segment(s) " + ", ".join(repr(n) for n in names)
+                            + f": {density} is used there")
     edge_only = [n for n in touching if n not in uncovered]
     if edge_only:
         warnings.append(
             "activity voxels of segment(s) " + ", ".join(repr(n) for n in edge_only) + " straddle the edge of the CT's "
-            f"field of view: their part outside the CT takes the tissue density {params.tissue_density_g_ml:g} g/mL"
+            f"field of view: their part outside the CT takes the tissue density {params.tissue_density_g_ml:g} g/mL "
+            f"(lung density {params.lung_density_g_ml:g} g/mL for a lung part)"
         )
 
 
@@ -659,12 +738,15 @@ def _lsf_lung_result(segmentation, roles, params, ct, summary, warnings):
                 f"the lung segments ({', '.join(repr(n) for n in lung_names)}) weigh only {lung_mass_g:.0f} g "
                 f"(adult lungs about 1000 g): if they do not cover both whole lungs, the LSF lung dose "
                 f"K A LSF / m is overestimated; segment the whole lungs, or give these segments another role "
-                f"to use the default lung mass ({params.default_lung_mass_g:g} g, --lung-mass-g)"
+                f"to use a lung mass given with --lung-mass-g (conventional {params.lung_mass_used_g:g} g)"
             )
         note = "uniform lung dose from the LSF; mass from segments " + ", ".join(lung_names)
+    elif params.default_lung_mass_g is not None:
+        lung_mass_g, lung_vol = params.lung_mass_used_g, None
+        note = f"uniform lung dose from the LSF; no lung segment, lung mass {lung_mass_g:g} g given (--lung-mass-g)"
     else:
-        lung_mass_g, lung_vol = params.default_lung_mass_g, None
-        note = f"uniform lung dose from the LSF; no lung segment, default lung mass {params.default_lung_mass_g:g} g"
+        lung_mass_g, lung_vol = params.lung_mass_used_g, None
+        note = f"uniform lung dose from the LSF; no lung segment, conventional lung mass {lung_mass_g:g} g assumed"
     d_lung = params.k_gy_kg_per_gbq * a_lung / (lung_mass_g * 1e-3) if lung_mass_g > 0 else float("nan")
     metrics, dvh = uniform_metrics(d_lung, lung_mass_g, lung_vol, a_lung, "lung", params, LUNG_LSF_ENTRY)
     if lung_vol is None:
@@ -672,7 +754,10 @@ def _lsf_lung_result(segmentation, roles, params, ct, summary, warnings):
     metrics["activity_pct"] = float("nan")
     summary["lung_mean_gy"] = d_lung
     summary["lung_mass_g"] = lung_mass_g
-    return SegmentResult(LUNG_LSF_ENTRY, "lung", metrics, dvh, segment_id=",".join(lung_names), color=_LUNG_COLOR, note=note)
+    result = SegmentResult(LUNG_LSF_ENTRY, "lung", metrics, dvh, segment_id=",".join(lung_names), color=_LUNG_COLOR, note=note)
+    if not lung_names and params.default_lung_mass_g is None:
+        result.warnings.append(LUNG_MASS_NOT_MEASURED)
+    return result
 
 
 def _image_lung_result(sampler, maps, roles, params, results, summary):
@@ -699,7 +784,8 @@ def _image_lung_result(sampler, maps, roles, params, results, summary):
 
 def lung_step(segmentation, sampler, maps, roles, params, ct, results, summary, warnings):
     """Append the lung entry (LSF model, or the union of image lung segments) to ``results``,
-    and the cumulative lung dose (this treatment + ``params.prior_lung_dose_gy``) to every lung entry.
+    and the cumulative lung dose (this treatment + ``params.prior_lung_dose_gy``) to every lung entry
+    (NaN when the prior lung dose is not given: its rule is N/A with :data:`PRIOR_LUNG_DOSE_NOT_GIVEN`).
 
     Without an LSF the LSF model gives no lung entry (a warning says so; lung rules judged by the
     LSF model refuse the case earlier, in :func:`check_required_inputs`)."""
@@ -713,7 +799,9 @@ def lung_step(segmentation, sampler, maps, roles, params, ct, results, summary, 
             results.append(entry)
     for r in results:
         if r.role == "lung":
-            r.metrics["cumulative_mean_gy"] = r.metrics["mean_gy"] + params.prior_lung_dose_gy
+            r.metrics["cumulative_mean_gy"] = r.metrics["mean_gy"] + params.prior_lung_dose_term_gy
+            if params.prior_lung_dose_gy is None:
+                r.unavailable["cumulative_mean_gy"] = PRIOR_LUNG_DOSE_NOT_GIVEN
 
 
 def tn_ratio_step(results, summary):
@@ -810,7 +898,8 @@ def run_case(
     _progress(progress, 0.0, "checking inputs")
     check_inputs(activity, segmentation, ct, what)
     case_roles = resolve_roles(segmentation, roles, params, warnings)
-    input_reasons, choices, req_warnings = check_required_inputs(params, ruleset, case_roles.lung_from, case_roles.lung_names)
+    input_reasons, choices, req_warnings = check_required_inputs(params, ruleset, case_roles.lung_from, case_roles.lung_names,
+                                                                 rules_note=rules_note)
     warnings.extend(req_warnings)
     sampler = build_metrics_grid(segmentation, activity.grid, case_roles, params, what, warnings)
     case_roles = whole_liver_step(segmentation, sampler, case_roles, warnings)
@@ -819,6 +908,7 @@ def run_case(
     case_roles = derive_perfused_normal(sampler, case_roles, warnings)
     _progress(progress, 0.15, "activity map")
     activity_gbq, summary = activity_step(activity, sampler, case_roles, params, what, warnings, overwrite=overwrite_activity)
+    input_reasons = lsf_source_step(summary, input_reasons, choices)
     clock.lap("activity")
     density, lung_mask_act, summary["density_source"] = density_step(segmentation, sampler, case_roles, params, ct, warnings)
     clock.lap("density")
@@ -901,6 +991,7 @@ def evaluate_dose_case(dose, segmentation, *, params=None, roles=None, ct=None, 
         inputs=dict(inputs or {}, roles=dict(case_roles.role_of), roles_given=dict(roles or {}), derived_normal_liver=case_roles.derived,
                     whole_liver_segments=list(case_roles.whole_liver)),
         metrics_grid=sampler.describe(), timings_s=clock.timings, scope_warnings=found_scope, rules_note=rules_note,
+        input_reasons=[INDICATION_NOT_GIVEN] if rules_note == DEFAULT_PRESET_NOTE else [],
         computation={"dose_source": "external dose map", "device_used": "none (the dose was computed elsewhere)"},
     )
 

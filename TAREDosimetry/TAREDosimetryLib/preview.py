@@ -69,7 +69,7 @@ def _added_entries(sampler, case_roles, params):
     if case_roles.lung_from == "lsf":
         added.append({"name": LUNG_LSF_ENTRY, "role": "lung", "role_from": "derived", "volume_ml": None, "inside_pct": None,
                       "note": "uniform lung dose from the lung shunt fraction; mass from "
-                      + (", ".join(lungs) if lungs else f"the default {params.default_lung_mass_g:g} g")})
+                      + (", ".join(lungs) if lungs else f"the default {params.lung_mass_used_g:g} g")})
     elif len(lungs) > 1:
         added.append({"name": LUNG_ALL_ENTRY, "role": "lung", "role_from": "derived", "volume_ml": None, "inside_pct": None,
                       "note": "union of " + ", ".join(lungs) + " (judged by the lung rules)"})

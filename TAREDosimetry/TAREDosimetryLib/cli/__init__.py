@@ -12,6 +12,7 @@ SIGTERM (143) or SIGHUP (129): nothing half-written is left behind.
 import argparse
 import contextlib
 import importlib
+import os
 import signal
 import sys
 
@@ -89,7 +90,61 @@ def _interrupted_status(exc):
     return 128 + int(signum)
 
 
+class _ClosedPipeGuard:
+    """``sys.stdout`` that goes quiet once its reader has gone (``tare-dosimetry presets | head``):
+    the rest of the output is dropped and the command ends normally, instead of an "internal
+    error: BrokenPipeError" (and a batch cut short because a pager was closed).  The standard
+    output is then pointed at the null device, so that nothing fails when Python flushes it at exit."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.reader_gone = False
+
+    def write(self, text):
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self):
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self):
+        self.reader_gone = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture): nothing to point
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _quiet_when_the_reader_goes():
+    guard = _ClosedPipeGuard(sys.stdout)
+    sys.stdout = guard
+    try:
+        yield guard
+    finally:
+        if sys.stdout is guard:
+            sys.stdout = guard._stream
+
+
 def main(argv=None):
+    with _quiet_when_the_reader_goes():
+        return _main(argv)
+
+
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -52,7 +52,9 @@ def add_dose_options(p):
     g.add_argument("--density", type=float, metavar="G_ML", default=None,
                    help="constant tissue density in g/mL (default 1.03; from the CT when --ct is given and this is not)")
     g.add_argument("--lung-density", type=float, metavar="G_ML", default=None, help="lung density without CT (default 0.30)")
-    g.add_argument("--lung-mass-g", type=float, default=None, help="lung mass when there is no lung segment (default 1000 g)")
+    g.add_argument("--lung-mass-g", type=float, default=None,
+                   help="lung mass (g) of the LSF lung model when there is no lung segment (not given: the conventional "
+                   "1000 g is assumed and a case whose lung rules judge it is INCOMPLETE)")
     g.add_argument("--k", dest="k_gy_kg_per_gbq", type=float, default=None, metavar="GY_KG_PER_GBQ",
                    help="dose per activity for full local absorption (default 49.67 Gy kg/GBq)")
     g.add_argument("--half-life-h", type=float, default=None, help="Y-90 half-life in hours (default 64.05)")
@@ -67,14 +69,17 @@ def add_dose_options(p):
 def add_metric_options(p):
     g = p.add_argument_group("metrics and thresholds")
     g.add_argument("--thresholds", default=None, metavar="PRESET|FILE",
-                   help="threshold preset (see 'tare-dosimetry presets'; default breast-liver-metastases) or a JSON/TOML rule file")
+                   help="threshold preset (see 'tare-dosimetry presets') or a JSON/TOML rule file (default: the preset of "
+                   "--indication/--microsphere; with neither, breast-liver-metastases and the case is INCOMPLETE)")
     g.add_argument("--sampling", choices=SAMPLINGS, default=None,
                    help="how the dose is measured on the segments: overlap (default: exact partial-voxel weighting, each activity "
                         "voxel counted with the fraction of its volume inside the segment), or point sampling at the segment "
                         "voxels' centres: nearest or linear (approximations)")
     g.add_argument("--dvh-bin-width-gy", type=float, default=None,
                    help="bin width for D/V metrics, at most 5 Gy (default: exact, from the sorted voxel doses)")
-    g.add_argument("--prior-lung-dose-gy", type=float, default=None, help="lung dose of earlier treatments (cumulative lung rule)")
+    g.add_argument("--prior-lung-dose-gy", type=float, default=None,
+                   help="lung dose of earlier treatments, Gy (cumulative lung rule; 0 for a first treatment; not given: "
+                   "the cumulative rule is N/A)")
     g.add_argument("--phase", choices=PHASES, default=None,
                    help="pre: the doses are a prediction (MAA SPECT, planning); post: a verification of the delivered dose "
                    "(Y-90 PET or Bremsstrahlung SPECT); default: from the inputs where they say")

@@ -49,8 +49,8 @@ def _common_group(p):
     g.add_argument("--indication", choices=INDICATIONS, default=None,
                    help="tumour type; selects the default preset (not given: the HCC preset, stated in the plan)")
     g.add_argument("--lung-shunt-fraction", type=float, help="LSF in [0, 1) (required unless --lsf-from images or --planar-lsf)")
-    g.add_argument("--residual-fraction", type=float, help="fraction left in vial and catheter (default 0)")
-    g.add_argument("--lung-mass-g", type=float, default=None, help="lung mass without lung segments (default 1000 g)")
+    g.add_argument("--residual-fraction", type=float, help="fraction left in vial and catheter (not given: taken as 0, said in the plan)")
+    g.add_argument("--lung-mass-g", type=float, default=None, help="lung mass without lung segments (not given: the conventional 1000 g)")
     g.add_argument("--density", type=float, metavar="G_ML", default=None, help="tissue density g/mL (default 1.03)")
     g.add_argument("--k", dest="k_gy_kg_per_gbq", type=float, default=None, help="Gy kg/GBq (default 49.67; TheraSphere IFU: 50)")
     g.add_argument("--half-life-h", type=float, default=None, help="Y-90 half-life, h (default 64.05)")
@@ -229,7 +229,7 @@ def _plan(args):
     else:
         plan, case, extras = _single_plan(args, params, prescription, progress)
         if args.microsphere == "glass":
-            plan.vials = glass_vial_schedule(plan.recommended["activity_gbq"], params.residual_fraction, args.vial_calibration,
+            plan.vials = glass_vial_schedule(plan.recommended["activity_gbq"], params.residual_fraction_used, args.vial_calibration,
                                              half_life_h=params.half_life_h)
     progress(0.8, "writing the plan")
     files = write_plan_folder(plan, args.out, case=case, overwrite=args.overwrite, report=not args.no_report, **extras)

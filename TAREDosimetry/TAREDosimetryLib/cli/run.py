@@ -46,7 +46,8 @@ def add_parser(sub):
     g.add_argument("--roles-json", metavar="FILE", help="JSON object {segment name: role}")
     a = run.add_argument_group("activity")
     a.add_argument("--administered-activity-gbq", type=float, help="administered activity, GBq (relative calibration)")
-    a.add_argument("--residual-fraction", type=float, help="fraction left in vial and catheter, [0, 1) (default 0)")
+    a.add_argument("--residual-fraction", type=float, help="fraction left in vial and catheter, [0, 1) (relative calibration: not given is "
+                   "taken as 0 and the case is INCOMPLETE; 0 is an explicit choice)")
     a.add_argument("--lung-shunt-fraction", type=float,
                    help="lung shunt fraction LSF, [0, 1): required with relative calibration and lung rules of the LSF "
                    "model; 0 is an explicit choice (no shunt), recorded in the report")

@@ -8,7 +8,9 @@ proportional-hazards check is the Schoenfeld-residual test with the Kaplan-Meier
 (as R's ``cox.zph`` default transform).
 """
 
+import contextlib
 import math
+import warnings
 
 import numpy as np
 
@@ -98,23 +100,50 @@ def cox_model(time, event, covariates, *, cluster=None, label="multivariable"):
         return out
     cph = lifelines.CoxPHFitter()
     kw = {"cluster_col": "_cluster", "robust": True} if cluster is not None else {}
-    try:
-        cph.fit(df, duration_col="_time", event_col="_event", **kw)
-    except Exception as exc:  # convergence failure (separation, collinearity)
-        out["warnings"].append(f"no model: the fit failed ({type(exc).__name__}: {str(exc).splitlines()[0]})")
-        return out
-    s = cph.summary
-    for n in names:
-        r = s.loc[n]
-        out["covariates"][n] = {"hr": _clean(r["exp(coef)"]), "ci": [_clean(r["exp(coef) lower 95%"]),
-                                _clean(r["exp(coef) upper 95%"])], "p": _clean(r["p"]), "coef": _clean(r["coef"]),
-                                "se": _clean(r["se(coef)"])}
-    out["concordance"] = _clean(cph.concordance_index_)
-    lr = cph.log_likelihood_ratio_test()
-    out["likelihood_ratio"] = {"chi2": _clean(lr.test_statistic), "df": int(lr.degrees_freedom), "p": _clean(lr.p_value)}
-    out["ph_test"] = _ph_check(cph, df.drop(columns=["_cluster"], errors="ignore"), lifelines) if cluster is None else {}
+    with _lifelines_warnings(out):  # lifelines' own warnings become one line of the model's warnings
+        try:
+            cph.fit(df, duration_col="_time", event_col="_event", **kw)
+        except Exception as exc:  # convergence failure (separation, collinearity)
+            out["warnings"].append(f"no model: the fit failed ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+            return out
+        s = cph.summary
+        for n in names:
+            r = s.loc[n]
+            out["covariates"][n] = {"hr": _clean(r["exp(coef)"]), "ci": [_clean(r["exp(coef) lower 95%"]),
+                                    _clean(r["exp(coef) upper 95%"])], "p": _clean(r["p"]), "coef": _clean(r["coef"]),
+                                    "se": _clean(r["se(coef)"])}
+        out["concordance"] = _clean(cph.concordance_index_)
+        lr = cph.log_likelihood_ratio_test()
+        out["likelihood_ratio"] = {"chi2": _clean(lr.test_statistic), "df": int(lr.degrees_freedom), "p": _clean(lr.p_value)}
+        out["ph_test"] = _ph_check(cph, df.drop(columns=["_cluster"], errors="ignore"), lifelines) if cluster is None else {}
     _cox_warnings(out, names)
     return out
+
+
+@contextlib.contextmanager
+def _lifelines_warnings(out):
+    """Catch the warnings lifelines prints while fitting (a ConvergenceWarning on a small cohort or a
+    covariate that separates the events comes with a traceback-like text on stderr) and append one
+    warning that says what they mean to ``out['warnings']``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            text = _lifelines_warning_text(caught)
+            if text:
+                out["warnings"].append(text)
+
+
+def _lifelines_warning_text(caught):
+    """One line for the warnings lifelines gave (None when none)."""
+    if not caught:
+        return None
+    first = " ".join(str(caught[0].message).split()).split(". ")[0].rstrip(".")
+    if any("Convergence" in w.category.__name__ or "converge" in str(w.message).lower() for w in caught):
+        return (f"the Cox fit did not converge cleanly (lifelines: {first}): too few patients, or a covariate that "
+                "separates the events from the rest; its hazard ratio, CI and p are unreliable")
+    return f"lifelines warned while fitting ({len(caught)} warning(s); first: {first})"
 
 
 def _cox_warnings(out, names):

@@ -5,6 +5,10 @@ Relative calibration (Bremsstrahlung SPECT, MAA SPECT) [PHYSICS.md]::
     A_ref = A_administered (1 - residual_fraction) (1 - LSF)
     A_i   = A_ref C_i / sum_{j in reference region} C_j
 
+The reference region must not hold the lungs (their activity is the shunt, A_adm (1 - R) LSF):
+the reference region 'image' is the image without the lung segments' counts.  The image's own
+lung shunt fraction is LSF_image = C_lung / (C_lung + C_liver) (:func:`image_lung_shunt_fraction`).
+
 Absolute calibration (Y-90 PET, quantitative SPECT)::
 
     A_i(t0) = c_i V_i exp(lambda dt)     (dt = scan - administration; skipped when decay-corrected)
@@ -26,6 +30,10 @@ __all__ = [
     "lung_activity_gbq",
     "scale_counts_to_gbq",
     "absolute_activity_gbq",
+    "image_lung_shunt_fraction",
+    "lsf_disagreement",
+    "LSF_TOLERANCE_POINTS",
+    "LSF_TOLERANCE_RELATIVE",
 ]
 
 
@@ -103,23 +111,56 @@ def _require_activity(params):
         raise InputError("administered_activity_gbq is required with relative calibration (--administered-activity-gbq)")
 
 
-def reference_activity_gbq(params):
+def reference_activity_gbq(params, lsf=None):
     """A_adm (1 - residual) (1 - LSF): activity that reached the reference region, GBq.
 
-    An LSF not given (None) counts as 0 here; the pipeline refuses that where lung rules need the
-    LSF and otherwise records it as a reason the case is INCOMPLETE.
+    ``lsf``: the LSF to use when ``params`` gives none (e.g. the image's own, see
+    :func:`image_lung_shunt_fraction`).  An LSF not given (None) counts as 0 here, and a residual
+    not given as 0; the pipeline refuses that where lung rules need the LSF and otherwise records it
+    as a reason the case is INCOMPLETE.
     """
     _require_activity(params)
-    lsf = params.lung_shunt_fraction or 0.0
-    return params.administered_activity_gbq * (1.0 - params.residual_fraction) * (1.0 - lsf)
+    lsf = params.lung_shunt_fraction if params.lung_shunt_fraction is not None else (lsf or 0.0)
+    return params.administered_activity_gbq * (1.0 - params.residual_fraction_used) * (1.0 - lsf)
 
 
-def lung_activity_gbq(params):
-    """A_adm (1 - residual) LSF: activity shunted to the lungs, GBq (None when the LSF is not given)."""
+def lung_activity_gbq(params, lsf=None):
+    """A_adm (1 - residual) LSF: activity shunted to the lungs, GBq (None when no LSF is given,
+    in ``params`` or as ``lsf``)."""
     _require_activity(params)
-    if params.lung_shunt_fraction is None:
+    lsf = params.lung_shunt_fraction if params.lung_shunt_fraction is not None else lsf
+    if lsf is None:
         return None
-    return params.administered_activity_gbq * (1.0 - params.residual_fraction) * params.lung_shunt_fraction
+    return params.administered_activity_gbq * (1.0 - params.residual_fraction_used) * lsf
+
+
+#: A given LSF and the image's differ when they are more than 2 percentage points and more than 20 %
+#: (relative) apart: either way a planar and a tomographic LSF of one patient rarely differ more.
+LSF_TOLERANCE_POINTS = 0.02
+LSF_TOLERANCE_RELATIVE = 0.20
+
+
+def image_lung_shunt_fraction(lung_counts, liver_counts):
+    """LSF_image = C_lung / (C_lung + C_liver), from the counts in the lung segments and in the
+    whole liver; None when they hold no counts."""
+    total = float(lung_counts) + float(liver_counts)
+    return float(lung_counts) / total if total > 0 and math.isfinite(total) else None
+
+
+def lsf_disagreement(given, from_image):
+    """A warning (str) when the given LSF and the image's differ by more than 2 percentage points
+    or 20 % of the image's value; None when they agree or either is unknown."""
+    if given is None or from_image is None:
+        return None
+    diff = abs(float(given) - float(from_image))
+    if diff <= LSF_TOLERANCE_POINTS and diff <= LSF_TOLERANCE_RELATIVE * max(float(from_image), 1e-12):
+        return None
+    return (
+        f"the lung shunt fraction given ({100 * given:.1f} %) differs from the image's own, C_lung / (C_lung + C_liver) = "
+        f"{100 * from_image:.1f} %: the lung dose read from the image (on the liver's counts-to-activity scale) then "
+        "disagrees with the LSF (the lungs and liver together hold more or less than A_adm (1 - residual)); check the "
+        "LSF, the lung segments, scatter into the lungs and the registration"
+    )
 
 
 def _scaled(values, factor, out=None):
@@ -129,7 +170,7 @@ def _scaled(values, factor, out=None):
     return np.multiply(values, np.float32(factor), out=out, dtype=np.float32)
 
 
-def scale_counts_to_gbq(counts, reference_counts, params, out=None):
+def scale_counts_to_gbq(counts, reference_counts, params, out=None, lsf=None):
     """Relative calibration: counts (array) times A_ref / reference_counts.
 
     Parameters
@@ -138,12 +179,13 @@ def scale_counts_to_gbq(counts, reference_counts, params, out=None):
     reference_counts : float, counts of the reference region (same counts, same units).
     params : DosimetryParams
     out : float32 ndarray of the shape of ``counts``, optional (``counts`` itself: scaled in place).
+    lsf : float, optional: the LSF to use when ``params`` gives none (the image's own).
 
     Returns
     -------
     (activity_gbq ndarray float32, gbq_per_count float)
     """
-    a_ref = reference_activity_gbq(params)
+    a_ref = reference_activity_gbq(params, lsf)
     if not reference_counts > 0 or not math.isfinite(reference_counts):
         raise InputError(
             f"the reference region ({params.reference_region}) holds no counts (sum = {reference_counts:g}): "

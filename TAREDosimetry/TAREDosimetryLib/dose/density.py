@@ -33,7 +33,9 @@ def density_map_g_ml(grid, params, ct=None, lung_mask=None):
     read trilinearly): the Schneider et al. 2000 table, and in ``lung_mask`` the Kao et al. 2014
     lung formula (at least ``MIN_DENSITY_G_ML``).  Air (below ``MIN_DENSITY_G_ML``) outside the
     lungs and voxels the CT does not cover take the tissue density: counts there are blur and
-    scatter, and air density would turn them into meaningless doses of thousands of Gy.
+    scatter, and air density would turn them into meaningless doses of thousands of Gy.  Lung
+    voxels (``lung_mask``) the CT does not cover take ``params.lung_density_g_ml``, as the LSF
+    lung mass does (a CT that misses the lung apices must not triple their mass).
 
     Returns
     -------
@@ -56,9 +58,12 @@ def density_map_g_ml(grid, params, ct=None, lung_mask=None):
     else:
         air = rho < MIN_DENSITY_G_ML
     rho = np.where(air | outside_ct, np.float32(params.tissue_density_g_ml), rho).astype(np.float32)
+    if lung_mask is not None:
+        rho[outside_ct & lung_mask] = np.float32(params.lung_density_g_ml)
     text = (
         f"CT (Schneider 2000; lung segments: Kao 2014, at least {MIN_DENSITY_G_ML} g/mL); air (< {MIN_DENSITY_G_ML} g/mL) "
-        f"and voxels outside the CT: tissue density {params.tissue_density_g_ml:g} g/mL"
+        f"and voxels outside the CT: tissue density {params.tissue_density_g_ml:g} g/mL (lung voxels outside the CT: "
+        f"lung density {params.lung_density_g_ml:g} g/mL)"
     )
     return Volume(rho, grid=grid, name="density", unit="g/mL"), outside_ct, text
 
@@ -143,6 +148,18 @@ def _box_and_values(grid, fraction):
     return tuple(slice(0, n) for n in grid.shape), np.asarray(fraction)
 
 
+def _lung_part_outside_ct(rho, covered, grid, params, lung_fraction):
+    """In place: the part of each voxel outside the CT takes the lung density for the voxel's lung
+    fraction instead of the tissue density (only on the lungs' box, where a voxel is not wholly covered)."""
+    box, f = _box_and_values(grid, lung_fraction)
+    if box is None:
+        return
+    out = 1.0 - covered[box]
+    if not np.any(out > 0):
+        return
+    rho[box] += out * f * (params.lung_density_g_ml - params.tissue_density_g_ml)
+
+
 def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_mask_ct=None):
     """Mass density on ``grid`` (g/mL) as the volume average over each voxel (exact voxel masses).
 
@@ -160,7 +177,9 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
     Returns
     -------
     (Volume float32 g/mL, outside_ct bool ndarray (voxels the CT does not wholly cover) or None,
-    description str).  The part of a voxel outside the CT takes the tissue density.  A CT oblique
+    description str).  The part of a voxel outside the CT takes the tissue and lung densities in
+    proportion to the voxel's lung fraction (a voxel wholly outside the CT: exactly its lung and
+    tissue parts, as the LSF lung mass counts lung outside the CT at the lung density).  A CT oblique
     to ``grid`` (not axis-aligned with it) is read at the voxel centres as in
     :func:`density_map_g_ml`, and the description says so.
     """
@@ -175,10 +194,13 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
         density, outside_ct, text = density_map_g_ml(grid, params, ct=ct, lung_mask=lung)
         return density, outside_ct, text + "; the CT is oblique to the activity grid: read at the voxel centres, not volume-averaged"
     total, covered = _ct_average_on_grid(ct, grid, params, lung_mask_ct)
-    rho = (total + (1.0 - covered) * params.tissue_density_g_ml).astype(np.float32)
+    rho = total + (1.0 - covered) * params.tissue_density_g_ml
+    _lung_part_outside_ct(rho, covered, grid, params, lung_fraction)
+    rho = rho.astype(np.float32)
     text = (
         f"CT (Schneider 2000; lung segments: Kao 2014, at least {MIN_DENSITY_G_ML} g/mL; air (< {MIN_DENSITY_G_ML} g/mL) "
         f"outside the lungs: tissue density), volume-averaged over each activity voxel; the part of a voxel outside "
-        f"the CT: tissue density {params.tissue_density_g_ml:g} g/mL"
+        f"the CT: tissue density {params.tissue_density_g_ml:g} g/mL, lung density {params.lung_density_g_ml:g} g/mL "
+        "for its lung part"
     )
     return Volume(rho, grid=grid, name="density", unit="g/mL"), covered < 1.0 - 1e-6, text

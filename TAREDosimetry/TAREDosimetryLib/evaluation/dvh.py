@@ -1,27 +1,33 @@
 """Dose-volume histograms and the D/V metrics read from them.
 
-Two modes, both interpolated (never the value of the nearest bin):
+Two modes:
 
-* **exact** (``bin_width_gy=None``): the voxel doses are sorted.  With doses in decreasing order
-  d_1 >= d_2 >= ... >= d_N (each voxel a volume fraction 1/N), the cumulative DVH passes through
-  the points (k/N, d_k), joined by straight lines.  ``D(x)`` reads the dose at volume fraction
-  x/100 on that line (``D(x) = d_1`` for x <= 100/N); ``V(d)`` is the exact fraction of voxels
-  with dose >= d.
+* **exact** (``bin_width_gy=None``): the voxel doses are sorted, and the cumulative DVH is the
+  step function of the voxels themselves (each voxel receives one dose: no dose is spread inside
+  a voxel).  With doses in decreasing order d_1 >= d_2 >= ... >= d_N (each voxel a volume
+  fraction 1/N), ``D(x)`` -- the minimum dose received by the hottest x % of the volume -- is the
+  dose d_k of the voxel in which the cumulative volume k/N reaches x/100 (k = ceil(N x / 100),
+  ``D(x) = d_1`` for x <= 100/N).  ``V(d)`` is the exact fraction of voxels with dose >= d.  So
+  D_x, V_x and the median agree: ``V(D(x)) >= x`` always, and no D_x lies between two voxel
+  doses (a value no voxel receives).
 * **binned** (``bin_width_gy=w``): a histogram with bins [0, w), [w, 2w), ...; the cumulative DVH
-  is exact at the bin edges and linear between them; ``D`` inverts that piecewise-linear curve.
-  ``D`` never exceeds the largest voxel dose (inside the top bin the line would otherwise reach
-  the bin's upper edge: a region of 0 Gy would read D50 = half a bin).
+  is exact at the bin edges and linear between them (interpolated, never the value of the
+  nearest bin); ``D`` inverts that piecewise-linear curve.  ``D`` never exceeds the largest voxel
+  dose (inside the top bin the line would otherwise reach the bin's upper edge: a region of 0 Gy
+  would read D50 = half a bin).
 
 Volumes are voxel counts times the voxel volume (all voxels of one DVH have the same volume).
 
 **Weighted voxels** (``weights=w``, exact partial-voxel sampling): voxel i stands for the volume
 ``w_i * voxel_volume_ml`` (``w_i`` is the fraction of the voxel inside the region).  With the doses
-in decreasing order and ``c_k = (w_1 + ... + w_k) / W`` the cumulative volume fraction, the exact
-cumulative DVH passes through the points (c_k, d_k), joined by straight lines, so that ``D(x)``
-reads the dose at volume fraction x/100 on that line (``D(x) = d_1`` for x/100 <= c_1); ``V(d)``
-is the exact weighted fraction with dose >= d; mean, SD and median are weighted (the median
-splits the volume in halves).  With all weights 1 this is the unweighted DVH above.  The binned
-mode histograms the weights.
+in decreasing order and ``c_k = (w_1 + ... + w_k) / W`` the cumulative volume fraction, ``D(x)`` is
+the dose d_k of the first voxel with c_k >= x/100 (the step DVH as above); ``V(d)`` is the exact
+weighted fraction with dose >= d; mean, SD and median are weighted (the median splits the volume
+in halves).  With all weights 1 this is the unweighted DVH above.  The binned mode histograms the
+weights.
+
+A voxel's cumulative fraction that equals x/100 up to floating-point rounding
+(:data:`FRACTION_TOLERANCE`) counts as reaching it (0.7 x 10 voxels is the 7th voxel, not the 8th).
 """
 
 import math
@@ -247,14 +253,8 @@ class DVH:
             return self._weighted_dose_at_fraction(f)
         if self.bin_width_gy is None:
             n = self.n_voxels
-            pos = f * n  # fractional voxel rank (1-based) on the cumulative line
-            if pos <= 1:
-                return float(self._sorted_desc[0])
-            k = int(math.floor(pos))
-            if k >= n:
-                return float(self._sorted_desc[-1])
-            t = pos - k
-            return float((1 - t) * float(self._sorted_desc[k - 1]) + t * float(self._sorted_desc[k]))
+            k = math.ceil(f * n * (1.0 - FRACTION_TOLERANCE))  # 1-based rank of the voxel where x % is reached
+            return float(self._sorted_desc[min(max(k, 1), n) - 1])
         return self._within_dose_range(self._binned_dose_at_fraction(f))
 
     def _binned_dose_at_fraction(self, f):
@@ -270,16 +270,10 @@ class DVH:
         return float(np.interp(f, cum[::-1], edges[::-1]))
 
     def _weighted_dose_at_fraction(self, f):
-        """D at volume fraction f on the line through the points (c_k, d_k)."""
+        """D at volume fraction f on the step DVH: the dose d_k of the first voxel with c_k >= f."""
         d = self._sorted_desc
-        if f <= self._cum_desc(0):
-            return float(d[0])
-        k = self._first_hot_fraction_at_least(f)
-        if k >= d.size:
-            return float(d[-1])
-        c0, c1 = float(self._cum_desc(k - 1)), float(self._cum_desc(k))
-        t = (f - c0) / (c1 - c0)
-        return float((1 - t) * float(d[k - 1]) + t * float(d[k]))
+        k = self._first_hot_fraction_at_least(f * (1.0 - FRACTION_TOLERANCE))
+        return float(d[min(k, d.size - 1)])
 
     def _within_dose_range(self, dose_gy):
         """A binned D_x never above the largest voxel dose: the curve is linear inside a bin, but
@@ -406,6 +400,9 @@ class _PartialVoxels:
         counts, _ = np.histogram(np.clip(asc[self.pos], 0, None), bins=edges, weights=np.diff(self.cum) - 1.0)
         return counts
 
+
+#: Relative rounding allowed when a cumulative volume fraction is compared with x/100 (D_x).
+FRACTION_TOLERANCE = 1e-9
 
 #: Weights this close to 1 (4 units of rounding of their float type) count as whole voxels.
 _WHOLE_TOLERANCE = {np.float64: 4 * np.finfo(np.float64).eps, np.float32: np.float32(4 * np.finfo(np.float32).eps)}

@@ -110,6 +110,8 @@ def read_recovery_coefficients(path):
             axis, rc_name, points = _rows_from_csv(path)
     except OSError as exc:
         raise InputError(f"recovery-coefficient file {path}: cannot be read ({exc.strerror})") from None
+    except InputError:  # already names the file (an InputError is a ValueError too)
+        raise
     except ValueError as exc:  # malformed JSON
         raise InputError(f"recovery-coefficient file {path}: malformed ({exc})") from None
     if axis not in RC_AXES or rc_name not in ("rc", "recovery_coefficient"):

@@ -37,6 +37,9 @@ class SegmentResult:
     warnings: list = field(default_factory=list)
     #: True when the segment is too small for the image resolution (see evaluation.partial_volume).
     pv_warning: bool = False
+    #: {metric: why it is not available} for metrics left NaN on purpose (e.g. the cumulative lung
+    #: dose without a prior lung dose): the reason of their rules' N/A.
+    unavailable: dict = field(default_factory=dict)
 
     def to_dict(self):
         d = {"name": self.name, "segment_id": self.segment_id, "role": self.role, "color": list(self.color)}

@@ -37,7 +37,7 @@ from .roles import ROLE_LABELS, canonical_role
 
 __all__ = [
     "Rule", "RuleSet", "RuleEvaluation", "PRESETS", "DEFAULT_PRESET", "load_rules", "select_rules", "evaluate_rules",
-    "RETIRED_PRESETS",
+    "RETIRED_PRESETS", "DEFAULT_PRESET_NOTE", "missing_segment_reason",
 ]
 
 COMPARISONS = {
@@ -409,6 +409,10 @@ def _measure(rule, seg):
     return float("nan")
 
 
+#: How :func:`select_rules` says that nothing chose the rule set (no thresholds, indication or microsphere).
+DEFAULT_PRESET_NOTE = "default preset (no indication or microsphere given)"
+
+
 def select_rules(spec, params=None):
     """(RuleSet, note) for a case: the rules given (``spec``: preset name, file, dict, RuleSet),
     or, when ``spec`` is None, the preset whose scope fits the case's ``indication`` and
@@ -421,7 +425,7 @@ def select_rules(spec, params=None):
     indication = getattr(params, "indication", None)
     microsphere = getattr(params, "microsphere", None)
     if indication is None and microsphere is None:
-        return PRESETS[DEFAULT_PRESET], "default preset (no indication or microsphere given)"
+        return PRESETS[DEFAULT_PRESET], DEFAULT_PRESET_NOTE
     fits = [
         rs for rs in PRESETS.values()
         if rs.scope.get("auto_select", True)
@@ -446,7 +450,8 @@ def _matching_segments(rule, segs):
     ]
 
 
-def _no_segment_reason(rule):
+def missing_segment_reason(rule):
+    """The N/A reason of ``rule`` when no measured segment matches it."""
     if rule.segment:
         return f"segment {rule.segment!r} was not measured"
     hint = {
@@ -462,7 +467,8 @@ def _evaluate_on(rule, s):
     v = _measure(rule, s)
     warn = tuple(getattr(s, "warnings", ()) or ())
     if not math.isfinite(v):
-        return RuleEvaluation(rule, s.name, v, "N/A", f"{rule.metric} is not available for {s.name!r}", True, warn)
+        why = (getattr(s, "unavailable", None) or {}).get(rule.metric) or f"{rule.metric} is not available for {s.name!r}"
+        return RuleEvaluation(rule, s.name, v, "N/A", why, True, warn)
     status = "PASS" if COMPARISONS[rule.comparison](v, rule.threshold) else "FAIL"
     return RuleEvaluation(rule, s.name, v, status, "", True, warn)
 
@@ -496,7 +502,7 @@ def evaluate_rules(ruleset, segment_results, clinical=None):
             continue
         matching = _matching_segments(rule, segs)
         if not matching:
-            out.append(RuleEvaluation(rule, "", float("nan"), "N/A", _no_segment_reason(rule), True))
+            out.append(RuleEvaluation(rule, "", float("nan"), "N/A", missing_segment_reason(rule), True))
             continue
         out.extend(_evaluate_on(rule, s) for s in matching)
     return out

@@ -6,9 +6,16 @@ for example, comes from post-treatment Bremsstrahlung SPECT/CT (15-20 mm FWHM, w
 small-tumour means); a Y-90 PET case, whose tumour means are higher for the same treatment, or an
 MAA prediction judged against it is outside that scope.  :func:`scope_warnings` lists every
 difference that is known; :func:`scope_lines` describes the scope and the case for the report.
+
+The case's imaging follows its treatment phase as the report states it (:func:`.phase.case_phase`:
+given with ``--phase``, or inferred from the inputs), so the scope check, the scope table and the
+report's phase line never contradict each other.
 """
 
 from .conditions import CLINICAL_INPUTS
+from .phase import case_phase
+from .requirements import INDICATION_NOT_GIVEN
+from .rules import DEFAULT_PRESET_NOTE
 
 __all__ = ["IMAGING_LABELS", "case_imaging", "scope_warnings", "scope_lines"]
 
@@ -22,11 +29,12 @@ IMAGING_LABELS = {
 
 def case_imaging(params, inputs=None):
     """The case's imaging as a key of :data:`IMAGING_LABELS`, or None when it cannot be told
-    (a relative-calibration SPECT may be MAA or Bremsstrahlung unless ``params.phase`` says)."""
-    phase = getattr(params, "phase", None)
+    (a relative-calibration SPECT may be MAA or Bremsstrahlung unless its phase is known: given
+    with ``params.phase`` or inferred from the inputs, :func:`.phase.case_phase`)."""
     modality = (inputs or {}).get("modality")
     if modality == "pet" or params.calibration == "absolute":
         return "y90_pet"
+    phase = case_phase(params, inputs)["phase"]
     if phase == "pre":
         return "maa_spect"
     if phase == "post":
@@ -62,8 +70,19 @@ def scope_warnings(ruleset, params, inputs=None):
     return out
 
 
-def scope_lines(ruleset, params, inputs=None):
-    """[(label, text), ...] describing the thresholds' scope and the case, for the report."""
+def _imaging_text(kind, params, inputs):
+    """The case's imaging in words, with what the phase rests on when the user did not give it."""
+    if kind is None:
+        return "not stated (relative-calibration SPECT: MAA or Bremsstrahlung; give --phase pre|post)"
+    phase = case_phase(params, inputs)
+    given = getattr(params, "phase", None) is not None and not (inputs or {}).get("phase_basis")
+    return IMAGING_LABELS[kind] + ("" if given or phase["phase"] is None else f" ({phase['basis']})")
+
+
+def scope_lines(ruleset, params, inputs=None, rules_note=None):
+    """[(label, text), ...] describing the thresholds' scope and the case, for the report;
+    ``rules_note`` (how the rule set was chosen) adds a line when the default preset was applied
+    because nothing chose the thresholds."""
     scope = getattr(ruleset, "scope", None) or {}
     lines = []
     if scope.get("indication"):
@@ -75,11 +94,13 @@ def scope_lines(ruleset, params, inputs=None):
     for key in ("derived_from", "population", "notes"):
         if scope.get(key):
             lines.append((key.replace("_", " "), str(scope[key])))
+    if rules_note == DEFAULT_PRESET_NOTE:
+        lines.append(("thresholds chosen", INDICATION_NOT_GIVEN))
     kind = case_imaging(params, inputs)
     case = []
     for k, v in params.clinical_inputs().items():
         words, _option, unit = CLINICAL_INPUTS[k]
         case.append(f"{words} " + ("not given" if v is None else str(v) if isinstance(unit, tuple) else f"{v:g} {unit}"))
-    case.append(f"imaging {IMAGING_LABELS[kind] if kind else 'not stated (relative-calibration SPECT: MAA or Bremsstrahlung)'}")
+    case.append(f"imaging {_imaging_text(kind, params, inputs)}")
     lines.append(("this case", "; ".join(case)))
     return lines

@@ -10,9 +10,12 @@ truncated MetaImage with a raw message on stderr.  So, before reading:
 * NIfTI-1 and NIfTI-2 single files (``.nii``, and the content of ``.nii.gz``) must hold the
   ``vox_offset + voxels x bitpix / 8`` bytes their header announces;
 * uncompressed MetaImage files (``.mha`` with ``ElementDataFile = LOCAL``, or ``.mhd`` and its
-  raw data file) must hold ``DimSize x channels x element size`` bytes of data.
+  raw data file) must hold ``DimSize x channels x element size`` bytes of data;
+* uncompressed (``encoding: raw``) NRRD files (``.nrrd``, ``.seg.nrrd``, or a ``.nhdr`` header and
+  its data file) must hold ``sizes x type size`` bytes of data after the header (and ``byte skip``).
 
-NRRD (including ``.seg.nrrd``) is checked by ITK itself, which refuses a truncated file.
+A gzip-encoded NRRD is refused by ITK itself, whose message names the bytes there and expected;
+the raw-NRRD check gives the same words ("truncated: N of the M bytes of voxel data are there").
 """
 
 import gzip
@@ -22,7 +25,7 @@ import zlib
 
 from ..errors import InputError
 
-__all__ = ["check_image_file_complete", "nifti_expected_bytes", "metaimage_data_bytes"]
+__all__ = ["check_image_file_complete", "nifti_expected_bytes", "metaimage_data_bytes", "nrrd_data_bytes"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
@@ -144,6 +147,92 @@ def _check_metaimage(path, what):
         _refuse_short(raw, what, os.path.getsize(raw), need)
 
 
+#: Bytes per element of the NRRD types (every spelling the NRRD format allows).
+_NRRD_SIZES = {}
+for _size, _names in ((1, "signed char,int8,int8_t,uchar,unsigned char,uint8,uint8_t"),
+                      (2, "short,short int,signed short,signed short int,int16,int16_t,ushort,unsigned short,"
+                          "unsigned short int,uint16,uint16_t"),
+                      (4, "int,signed int,int32,int32_t,uint,unsigned int,uint32,uint32_t,float"),
+                      (8, "longlong,long long,long long int,signed long long,signed long long int,int64,int64_t,ulonglong,"
+                          "unsigned long long,unsigned long long int,uint64,uint64_t,double")):
+    _NRRD_SIZES.update({name: _size for name in _names.split(",")})
+
+
+def _nrrd_header(path):
+    """({field: value}, header length in bytes) of a NRRD file (fields lower-case; the header ends at
+    the first empty line, or at the end of a detached ``.nhdr``); None when not NRRD."""
+    fields, length = {}, 0
+    with open(path, "rb") as fh:
+        first = fh.readline(256)
+        if not first.startswith(b"NRRD"):
+            return None
+        length = len(first)
+        for raw in iter(lambda: fh.readline(65536), b""):
+            length += len(raw)
+            line = raw.decode("latin-1").rstrip("\r\n")
+            if not line:
+                break
+            if line.startswith("#") or ":=" in line:
+                continue
+            key, sep, value = line.partition(": ")
+            if sep:
+                fields[key.strip().lower()] = value.strip()
+            if length > 1 << 20:
+                return None
+    return fields, length
+
+
+def nrrd_data_bytes(fields):
+    """Bytes of voxel data a raw NRRD header announces (None: not raw, or a type or size it cannot tell)."""
+    if fields.get("encoding", "").lower() != "raw":
+        return None
+    size = _NRRD_SIZES.get(" ".join(fields.get("type", "").lower().split()))
+    try:
+        sizes = [int(v) for v in fields.get("sizes", "").split()]
+    except ValueError:
+        return None
+    if size is None or not sizes:
+        return None
+    n = size
+    for d in sizes:
+        n *= d
+    return n
+
+
+def _refuse_short_nrrd(path, what, have, need):
+    raise InputError(
+        f"{what}: cannot read {path} (truncated: {max(have, 0)} of the {need} bytes of voxel data are there; copy it again)"
+    )
+
+
+def _check_nrrd(path, what):
+    parsed = _nrrd_header(path)
+    if parsed is None:
+        return
+    fields, header_len = parsed
+    need = nrrd_data_bytes(fields)
+    try:
+        skip = int(fields.get("byte skip", "0"))
+        line_skip = int(fields.get("line skip", "0"))
+    except ValueError:
+        return
+    if need is None or skip < 0 or line_skip:
+        return
+    data_file = fields.get("data file") or fields.get("datafile")
+    if not data_file:
+        have = os.path.getsize(path) - header_len - skip
+        if have < need:
+            _refuse_short_nrrd(path, what, have, need)
+        return
+    if data_file.upper().startswith("LIST") or len(data_file.split()) > 1:
+        return  # several data files: left to ITK
+    raw = os.path.join(os.path.dirname(str(path)), data_file)
+    if not os.path.isfile(raw):
+        raise InputError(f"{what}: {path} names its voxel data file {data_file}, which is missing next to it")
+    if os.path.getsize(raw) - skip < need:
+        _refuse_short_nrrd(raw, what, os.path.getsize(raw) - skip, need)
+
+
 def check_image_file_complete(path, what="image"):
     """Raise InputError when the image file ``path`` is truncated or damaged (see module docstring).
 
@@ -173,3 +262,5 @@ def check_image_file_complete(path, what="image"):
             _refuse_short(path, what, os.path.getsize(path), need)
     elif lower.endswith((".mha", ".mhd")):
         _check_metaimage(path, what)
+    elif magic.startswith(b"NRRD"):
+        _check_nrrd(path, what)

@@ -53,6 +53,10 @@ def itk_reason(exc, path):
     m = re.search(r"expected (\d+) bytes but received (\d+)", text)
     if m:
         return f"truncated: {m.group(2)} of the {m.group(1)} bytes of voxel data are there; copy it again"
+    m = re.search(r"fread got only (\d+) (\d+)-sized things, not (\d+)", text)  # a raw NRRD cut short
+    if m:
+        got, size, want = (int(g) for g in m.groups())
+        return f"truncated: {got * size} of the {want * size} bytes of voxel data are there; copy it again"
     text = re.sub(r"^(sitk::ERROR|itk::ERROR|ITK ERROR)\s*:\s*", "", text)
     text = re.sub(r"^\[[a-z]+\]\s*\w+:\s*", "", text)  # [nrrd] _nrrdFormatNRRD_read: ...
     for name in {str(path), os.path.basename(str(path))}:

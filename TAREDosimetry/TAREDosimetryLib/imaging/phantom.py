@@ -113,7 +113,7 @@ def _phantom_ct(grid, body, masks, tumours):
 
 def _expected_means_gy(grid, masks, tumours, conc, liver_cv, lung_vol, params):
     """Closed-form mean doses (Gy) of every segment, the derived normal liver and the LSF lungs."""
-    adm, res, lsf = params.administered_activity_gbq, params.residual_fraction, params.lung_shunt_fraction
+    adm, res, lsf = params.administered_activity_gbq, params.residual_fraction_used, params.lung_shunt_fraction
     a_ref = adm * (1 - res) * (1 - lsf)
     rho = params.tissue_density_g_ml
     expected = {}
@@ -179,6 +179,7 @@ def make_phantom(analytic=False, seed=0, spacing_mm=2.5, administered_activity_g
         administered_activity_gbq=administered_activity_gbq,
         residual_fraction=residual_fraction,
         lung_shunt_fraction=lsf,
+        indication="breast",  # the synthetic patient has breast-cancer metastases: the default preset, chosen
     )
     expected = _expected_means_gy(grid, masks, tumours, conc, liver_cv, lung_vol, params)
     if analytic:

@@ -94,12 +94,12 @@ def inputs_from_case(base, lsf, *, height_cm=None, weight_kg=None):
     tumors = by_role.get("tumor", [])
     normal = by_role.get("perfused_normal") or by_role.get("normal_liver", [])[:1]
     inp = PlanInputs(_sum(liver, "volume_ml"), _sum(perfused, "volume_ml"), _sum(tumors, "volume_ml") if tumors else None,
-                     lsf=lsf, lung_mass_g=float(base.summary.get("lung_mass_g") or base.params.default_lung_mass_g),
+                     lsf=lsf, lung_mass_g=float(base.summary.get("lung_mass_g") or base.params.lung_mass_used_g),
                      density_g_ml=base.params.tissue_density_g_ml, height_cm=height_cm, weight_kg=weight_kg)
     inp.masses_g = {"liver": _sum(liver, "mass_g"), "perfused": _sum(perfused, "mass_g")}
     inp.sources = {"volumes": "segments " + ", ".join(s.name for s in liver + perfused + tumors if s), "lung_shunt_fraction": lsf.method,
                    "lung_mass_g": "lung segments" if base.inputs.get("roles") and "lung" in base.inputs["roles"].values()
-                   else f"default {base.params.default_lung_mass_g:g} g (no lung segment)"}
+                   else f"default {base.params.lung_mass_used_g:g} g (no lung segment)"}
     if tumors and normal:
         m_t, a_t = _sum(tumors, "mass_g"), _sum(tumors, "activity_gbq")
         m_n, a_n = normal[0].metrics["mass_g"], normal[0].metrics["activity_gbq"]

@@ -149,8 +149,8 @@ def _has_perfused_target(prescription):
 
 
 def closed_form_models(inputs, params, prescription, which, skipped):
-    common = dict(lsf=inputs.lsf.value, lung_mass_kg=inputs.lung_mass_g / 1000.0, residual_fraction=params.residual_fraction,
-                  k_gy_kg_per_gbq=params.k_gy_kg_per_gbq, prior_lung_dose_gy=params.prior_lung_dose_gy)
+    common = dict(lsf=inputs.lsf.value, lung_mass_kg=inputs.lung_mass_g / 1000.0, residual_fraction=params.residual_fraction_used,
+                  k_gy_kg_per_gbq=params.k_gy_kg_per_gbq, prior_lung_dose_gy=params.prior_lung_dose_term_gy)
     models = {}
     if "mird" in which:
         if not _has_perfused_target(prescription):
@@ -173,8 +173,8 @@ def _bsa_entry(inputs, params, prescription, device):
         return None, "needs --height-cm and --weight-kg"
     b = bsa_activity_gbq(inputs.height_cm, inputs.weight_kg, inputs.tumor_volume_ml or 0.0, inputs.liver_volume_ml, inputs.lsf.value,
                          perfused_volume_ml=inputs.perfused_volume_ml if inputs.perfused_volume_ml < inputs.liver_volume_ml else None)
-    mird = MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0, params.residual_fraction,
-                     params.k_gy_kg_per_gbq, params.prior_lung_dose_gy, name="bsa")
+    mird = MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0, params.residual_fraction_used,
+                     params.k_gy_kg_per_gbq, params.prior_lung_dose_term_gy, name="bsa")
     binding = "BSA formula (empirical)" if b["activity_gbq"] is not None else b["steps"][-1]
     entry = model_entry(mird, prescription, activity_gbq=b["activity_gbq"], binding=binding)
     entry["notes"] = [EMPIRICAL_NOTE] + b["steps"]
@@ -230,7 +230,7 @@ def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strate
                    "target_reached": ordered[rec]["target_reached"], "targets_not_judged": list(ordered[rec]["targets_not_judged"])}
     plan = Plan(device, prescription, inputs, ordered, recommended, params=params, skipped=skipped, voxel_model=voxel_model)
     model_for_table = objects.get(rec) or MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0,
-                                                     params.residual_fraction, params.k_gy_kg_per_gbq, params.prior_lung_dose_gy)
+                                                     params.residual_fraction_used, params.k_gy_kg_per_gbq, params.prior_lung_dose_term_gy)
     a = recommended["activity_gbq"]
     plan.what_if = what_if_rows(model_for_table, prescription, what_if_gbq or _default_what_if(a))
     plan.warnings += list(inputs.lsf.warnings) if inputs.lsf else []

@@ -30,8 +30,8 @@ INSIDE_FRACTION = 0.5
 
 def _closed_form(spec, inputs, params, lsf, whole_normal_kg):
     rho = inputs.density_g_ml / 1000.0
-    common = dict(lsf=lsf, lung_mass_kg=inputs.lung_mass_g / 1000.0, residual_fraction=params.residual_fraction,
-                  k_gy_kg_per_gbq=params.k_gy_kg_per_gbq, prior_lung_dose_gy=params.prior_lung_dose_gy)
+    common = dict(lsf=lsf, lung_mass_kg=inputs.lung_mass_g / 1000.0, residual_fraction=params.residual_fraction_used,
+                  k_gy_kg_per_gbq=params.k_gy_kg_per_gbq, prior_lung_dose_gy=params.prior_lung_dose_term_gy)
     perfused = check_positive(f"--territory {spec.name!r} perfused_ml", spec.perfused_volume_ml)
     partition = spec.tumor_volume_ml is not None and spec.tn_ratio is not None and spec.target_gy is None
     if partition:

@@ -42,7 +42,7 @@ def make_territory_plan(inputs, params, prescription, territories, *, device, st
     """:class:`~.plan.Plan` of several territories (list of :class:`~.territories.Territory`); the
     plan's prescription holds the territories' own targets too."""
     model, summary = plan_territories(territories, prescription.rules.rules, strategy=strategy,
-                                      prior_lung_dose_gy=params.prior_lung_dose_gy)
+                                      prior_lung_dose_gy=params.prior_lung_dose_term_gy)
     own = tuple(r for t in territories for r in t.rules)
     if own:
         rs, cs = prescription.rules, prescription.case_rules
@@ -61,7 +61,7 @@ def make_territory_plan(inputs, params, prescription, territories, *, device, st
     if device == "glass":
         for e in summary["territories"].values():
             if e["activity_gbq"] > 0:
-                e["vials"] = glass_vial_schedule(e["activity_gbq"], params.residual_fraction, vial_calibration, half_life_h=params.half_life_h)
+                e["vials"] = glass_vial_schedule(e["activity_gbq"], params.residual_fraction_used, vial_calibration, half_life_h=params.half_life_h)
     plan = Plan(device, prescription, inputs, {TERRITORY_MODEL_NAME: entry}, recommended, params=params,
                 skipped={}, territories=summary)
     plan.what_if = what_if_rows(model, prescription, what_if_gbq or _default_what_if(total))

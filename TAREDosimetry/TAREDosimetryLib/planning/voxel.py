@@ -45,7 +45,7 @@ def _scaled_metrics(metrics, dvh, s, params, role):
         elif k == "bed_gy":
             out[k] = s * metrics["mean_gy"] + s * s * (v - metrics["mean_gy"])
         elif k == "cumulative_mean_gy":
-            out[k] = metrics["mean_gy"] * s + params.prior_lung_dose_gy
+            out[k] = metrics["mean_gy"] * s + params.prior_lung_dose_term_gy
         else:
             out[k] = v
     return out

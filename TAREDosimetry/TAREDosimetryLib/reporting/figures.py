@@ -134,10 +134,12 @@ def _dose_rules(result):
 
 
 def _dvh_x_max(result, rules):
+    """Right end of the DVH's dose axis: past every curve's maximum (no tail clipped) and every
+    dose threshold."""
     top = 0.0
     for s in result.segments:
         if s.dvh is not None:
-            top = max(top, float(s.dvh.dose_at_volume_pct(1.0)))
+            top = max(top, float(s.dvh.max_gy))
     thr = max((float(r.threshold) for r in rules), default=0.0)
     x_max = max(top * 1.05, thr * 1.2)
     return x_max if x_max > 0 else 1.0

@@ -351,7 +351,7 @@ def _status_details_html(result):
         out.append(_items(title, reasons))
     if result.explicit_choices:
         out.append(_items("Explicit choices:", result.explicit_choices))
-    scope = scope_lines(result.rules, result.params, result.inputs)
+    scope = scope_lines(result.rules, result.params, result.inputs, rules_note=getattr(result, "rules_note", None))
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in scope)
     chosen = f" ({result.rules_note})" if result.rules_note else ""
     out.append(f'<p class="meta"><b>Scope of the thresholds \u2018{_e(getattr(result.rules, "name", ""))}\u2019{_e(chosen)}:</b></p>'

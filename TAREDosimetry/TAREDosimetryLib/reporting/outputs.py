@@ -38,10 +38,18 @@ def _fmt(v):
     return str(v)
 
 
+#: Text columns of metrics.csv after the numbers: what the row is (a derived entry, a default lung
+#: mass), whether the segment is too small for the image resolution, and its warnings (' | ').
+CSV_TEXT_COLUMNS = ("note", "pv_warning", "warnings")
+
+
 def metrics_csv_rows(result):
-    """(header, rows) of the per-segment metrics table (one row per segment), as in the HTML report."""
+    """(header, rows) of the per-segment metrics table (one row per segment), as in the HTML report,
+    with the text columns :data:`CSV_TEXT_COLUMNS` at the end, so that a reader of the CSV alone sees a
+    flagged row (metrics.json holds the same, per segment)."""
     cols, rows = metrics_table_rows(result)
-    return list(cols), [[_fmt(v) for v in r] for r in rows]
+    texts = [[s.note or "", "true" if s.pv_warning else "false", " | ".join(s.warnings)] for s in result.segments]
+    return list(cols) + list(CSV_TEXT_COLUMNS), [[_fmt(v) for v in r] + t for r, t in zip(rows, texts)]
 
 
 def dvh_csv_rows(result):

@@ -14,6 +14,7 @@ import re
 
 from ..evaluation.phase import case_phase
 from ..evaluation.roles import ROLE_LABELS
+from ..evaluation.rules import missing_segment_reason
 from .tables import format_metric
 
 __all__ = ["metric_words", "quantity_text", "evaluation_sentence", "banner"]
@@ -56,10 +57,13 @@ def evaluation_sentence(ev):
     rule = ev.rule
     words = metric_words(rule.metric)
     if ev.status == "N/A":
-        if not ev.segment_name:
+        reason = str(getattr(ev, "reason", "") or "")
+        if not ev.segment_name and (not reason or reason == missing_segment_reason(rule)):
             who = f"segment {rule.segment!r}" if rule.segment else f"{ROLE_LABELS.get(rule.role, rule.role)} segment"
             return f"no {who} measured for {rule.label!r} ({words} {rule.comparison} {_threshold_text(rule)})"
-        return f"{ev.segment_name} {words} could not be measured ({rule.label!r})"
+        if not ev.segment_name:  # a clinical input not given, a condition that does not hold: its own reason
+            return f"{rule.label!r} ({words} {rule.comparison} {_threshold_text(rule)}) not evaluated: {reason}"
+        return f"{ev.segment_name} {words} could not be measured ({rule.label!r})" + (f": {reason}" if reason else "")
     measured = float(ev.measured)
     relation = "<" if measured < rule.threshold else ">" if measured > rule.threshold else "="
     value = quantity_text(measured, rule.unit)
