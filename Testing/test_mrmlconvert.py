@@ -174,7 +174,7 @@ def test_panel_lines_never_say_pass_with_an_unevaluated_rule_or_a_defaulted_inpu
     lines = mc.status_lines(failed)
     assert lines[0].startswith("FAIL: tumour mean dose") and lines[1].startswith("Also incomplete: lung shunt fraction not given")
     passed = _box_result(_one_rule(1.0), lung_shunt_fraction=0.05)
-    assert mc.status_lines(passed)[0] == "PASS: every rule met (1 rule evaluation)"
+    assert mc.status_lines(passed)[0] == "PASS: every rule judged was met (1 rule evaluation)"
     assert mc.status_color("INCOMPLETE") == mc.INCOMPLETE_COLOR not in (mc.PASS_COLOR, mc.FAIL_COLOR)
 
 

@@ -109,7 +109,7 @@ class _Stub:
 
 def test_the_banner_handles_pass_incomplete_and_nothing_evaluated():
     ok = _Stub("PASS", [_ev("mean_gy", 120.0, "PASS")])
-    assert banner(ok)["headline"] == "PASS: every rule met (1 rule evaluation)"
+    assert banner(ok)["headline"] == "PASS: every rule judged was met (1 rule evaluation)"
     inc = _Stub("INCOMPLETE", [_ev("mean_gy", 120.0, "PASS")], ["administered activity defaulted", "no lung segment"])
     b = banner(inc)
     assert b["headline"] == "INCOMPLETE: administered activity defaulted; no lung segment"
@@ -245,3 +245,16 @@ def test_a_manifest_phase_column_sets_the_phase(tmp_path):
     assert main(["batch", "--manifest", str(manifest), "--out", str(tmp_path / "b"), "--quiet", "--no-report"]) == 0
     m = json.loads((tmp_path / "b" / "p1" / "metrics.json").read_text())
     assert m["parameters"]["phase"] == "pre" and m["phase"]["title"].startswith("Pre-treatment prediction")
+
+
+def test_a_pass_with_an_optional_rule_not_evaluated_says_so_in_the_headline():
+    """The cumulative lung rule is optional: without a prior lung dose the case can PASS, but the headline
+    must not read 'every rule met' while one was not evaluated."""
+    activity, seg = box_case()
+    p = DosimetryParams(administered_activity_gbq=1.0, residual_fraction=0.0, lung_shunt_fraction=0.05,
+                        default_lung_mass_g=1000.0, indication="breast")
+    r = run_case(activity, seg, params=p)
+    assert r.overall_status == "PASS"
+    head = banner(r)["headline"]
+    assert head.startswith("PASS: every rule judged was met") and "not evaluated (optional or not applicable)" in head
+    assert "prior lung dose not given" in head

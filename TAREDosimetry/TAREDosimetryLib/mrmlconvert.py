@@ -348,7 +348,7 @@ def status_css_color(status):
 def status_lines(result):
     """Lines of the panel's result summary, in the engine's words (:func:`.reporting.wording.banner`,
     as the report's banner and the console say it): the verdict ("FAIL: tumour 3 mean dose 48.3 Gy
-    < 79.5 Gy", "INCOMPLETE: <reasons>", "PASS: every rule met (...)"), what a FAIL would also lack,
+    < 79.5 Gy", "INCOMPLETE: <reasons>", "PASS: every rule judged was met (...)"), what a FAIL would also lack,
     the rule count and the treatment phase, explicit choices (an LSF of 0 given on purpose...), the
     device that computed the dose, and the engine's warnings (scope and DICOM header warnings among them)."""
     from .reporting.wording import banner

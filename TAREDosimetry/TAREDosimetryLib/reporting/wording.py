@@ -104,7 +104,10 @@ def banner(result):
     if status == "FAIL":
         message = "; ".join(failed)
     elif status == "PASS":
-        message = f"every rule met ({len(evs)} rule evaluation{'s' if len(evs) != 1 else ''})"
+        judged = [e for e in evs if e.status == "PASS"]
+        message = f"every rule judged was met ({len(judged)} rule evaluation{'s' if len(judged) != 1 else ''})"
+        if missing:  # optional rules (or rules whose condition is false) not evaluated: said, not hidden
+            message += "; not evaluated (optional or not applicable): " + "; ".join(missing)
     elif status == "INCOMPLETE":
         shown = reasons or missing
         message = "; ".join(shown) if shown else "not every rule could be evaluated"
