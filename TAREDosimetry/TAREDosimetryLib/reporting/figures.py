@@ -268,7 +268,8 @@ def _dvh_axes(ax, result, x_max, threshold_handles=()):
     ax.set_axisbelow(True)
     rname = getattr(result.rules, "name", "")
     status = result.overall_status
-    ax.set_title(_mpl_text(f"Cumulative DVH \u2014 rules: {rname}"), loc="left", fontsize=11)
+    # pad: the threshold doses are written just above the plot, under the title
+    ax.set_title(_mpl_text(f"Cumulative DVH \u2014 rules: {rname}"), loc="left", fontsize=11, pad=24)
     fg, _ = PASS_COLORS.get(status, PASS_COLORS["N/A"])
     handles, labels = ax.get_legend_handles_labels()
     handles, labels = handles + list(threshold_handles), labels + [h.get_label() for h in threshold_handles]

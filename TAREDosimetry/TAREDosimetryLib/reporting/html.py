@@ -155,8 +155,9 @@ def _metrics_html(result):
         out += "<h3>DVH metrics</h3>" + render(dvh_keys, False)
     out += (
         '<p class="note">Mean dose is mass-weighted (energy / mass); D<sub>x</sub> is the minimum dose to the hottest '
-        "x % of the volume, V<sub>x</sub>Gy the percentage of the volume receiving at least x Gy (both interpolated, "
-        "volume-based).  T/N: tumour mean dose / mean dose of the normal-liver reference.  Partial volume: a segment "
+        "x % of the volume (the dose of the voxel where the cumulative volume reaches x %; interpolated within bins "
+        "with a DVH bin width), V<sub>x</sub>Gy the percentage of the volume receiving at least x Gy (both volume-based, "
+        "partial voxels by their volume inside the segment).  T/N: tumour mean dose / mean dose of the normal-liver reference.  Partial volume: a segment "
         f"with fewer than {MIN_ACTIVITY_VOXELS} activity voxels or an equivalent-sphere diameter under "
         f"{DIAMETER_FACTOR:g} x the activity voxel size (or the FWHM, when given) is flagged in the note column; "
         "RC-corrected means (when a recovery-coefficient table is given) are shown beside the uncorrected ones, "
