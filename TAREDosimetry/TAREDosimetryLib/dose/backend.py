@@ -125,7 +125,7 @@ class Backend:
         """Real N-D FFT of ``array`` zero-padded to ``shape``."""
         if self.name == "cpu":
             if int(np.prod(shape)) <= NUMPY_FFT_MAX_VOXELS:
-                return np.fft.rfftn(array, s=shape)
+                return np.fft.rfftn(array, s=shape, axes=tuple(range(len(shape))))
             return _scipy_fft().rfftn(array, s=shape, workers=self.workers)
         return self._fft.rfftn(array, s=shape)
 
@@ -133,7 +133,7 @@ class Backend:
         """Inverse of :meth:`rfftn` (real output of ``shape``); may overwrite ``spectrum``."""
         if self.name == "cpu":
             if int(np.prod(shape)) <= NUMPY_FFT_MAX_VOXELS:
-                return np.fft.irfftn(spectrum, s=shape)
+                return np.fft.irfftn(spectrum, s=shape, axes=tuple(range(len(shape))))
             return _scipy_fft().irfftn(spectrum, s=shape, workers=self.workers, overwrite_x=True)
         return self._fft.irfftn(spectrum, s=shape, overwrite_x=True)
 
