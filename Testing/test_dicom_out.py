@@ -519,3 +519,18 @@ def test_dicompyler_core_dvh_of_our_rt_dose_agrees_with_ours_on_an_rtstruct(tmp_
     mean = ours.segment("Tumor").metrics["mean_gy"]
     assert theirs.mean == pytest.approx(55.0, rel=5e-3) and mean == pytest.approx(55.0, rel=5e-3)
     assert mean == pytest.approx(theirs.mean, rel=5e-3)
+
+
+def test_evaluate_takes_the_clinical_inputs_that_choose_the_thresholds(tmp_path):
+    """`evaluate` without --indication is INCOMPLETE (default preset applied); with --indication the
+    preset is chosen from it and that reason goes, as for `run`."""
+    out, _, lab = _computed_case(tmp_path)
+    m = {}
+    for name, extra in (("none", []), ("breast", ["--indication", "breast"])):
+        ev = tmp_path / f"ev_{name}"
+        assert main(["evaluate", "--dose", str(out / "dose.nrrd"), "--segmentation", lab, "--labels", "1=liver,2=tumour",
+                     "--out", str(ev), "--no-report", "--quiet"] + extra) == 0
+        m[name] = json.loads((ev / "metrics.json").read_text())
+    assert any("indication not given" in r for r in m["none"]["incomplete_reasons"])
+    assert not any("indication not given" in r for r in m["breast"]["incomplete_reasons"])
+    assert m["breast"]["parameters"]["indication"] == "breast"

@@ -3,6 +3,7 @@
 import argparse
 
 from .common import (
+    add_clinical_options,
     add_dicom_input_options,
     add_export_options,
     add_metric_options,
@@ -45,6 +46,7 @@ def add_parser(sub):
     g.add_argument("--density", type=float, metavar="G_ML", default=None,
                    help="constant tissue density in g/mL for masses (default 1.03; from the CT when given)")
     g.add_argument("--lung-density", type=float, metavar="G_ML", default=None, help="lung density without CT (default 0.30)")
+    add_clinical_options(p)
     add_dicom_input_options(p)
     add_metric_options(p)
     add_output_options(p)
