@@ -70,7 +70,7 @@ class TAREDosimetry(ScriptedLoadableModule):
         self.parent.title = _("TARE Dosimetry")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Nuclear Medicine")]
         self.parent.dependencies = []
-        self.parent.contributors = ["TAREDosimetry developers"]
+        self.parent.contributors = ["TAREDosimetry project contributors (https://github.com/TAREDosimetry/TAREDosimetry)"]
         self.parent.helpText = _("""
 Y-90 radioembolization (TARE / SIRT) dosimetry from a SPECT or PET image and a segmentation:
 dose map (local deposition or dose-voxel kernel), metrics and DVH per segment, and PASS/FAIL
