@@ -506,7 +506,7 @@ def density_step(segmentation, sampler, roles, params, ct, warnings):
         lung_ct = lung_mask_on_grid(segmentation, lung_names, ct.grid) if (lung_names and with_ct) else None
         density, outside_ct, source = averaged_density_map_g_ml(agrid, params, ct, lung_fraction, lung_ct)
         lung_mask_act = None
-        if lung_fraction is not None and lung_fraction.box is not None and params.method == "dvk":  # only DVK uses it
+        if lung_fraction is not None and lung_fraction.box is not None and params.method == "dvk" and params.dvk_lung_mode == "ldm":
             lung_mask_act = np.zeros(agrid.shape, bool)
             lung_mask_act[lung_fraction.box] = lung_fraction.values >= 0.5
     else:

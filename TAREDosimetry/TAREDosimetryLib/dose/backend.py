@@ -33,6 +33,8 @@ __all__ = [
 
 #: Largest array (values) transformed by numpy.fft on the CPU; larger ones use scipy.fft.
 NUMPY_FFT_MAX_VOXELS = 4_000_000
+#: Values transformed at a time by :meth:`Backend.fft_in_place` with numpy.fft.
+_NUMPY_BLOCK_VALUES = 1 << 18
 
 
 def _scipy_fft():
@@ -137,31 +139,47 @@ class Backend:
             return _scipy_fft().irfftn(spectrum, s=shape, workers=self.workers, overwrite_x=True)
         return self._fft.irfftn(spectrum, s=shape, overwrite_x=True)
 
-    def _transform(self, name, array, **kw):
+    def _transform(self, name, array, size=None, **kw):
         """``name`` ('rfft', 'fft', 'ifft', 'irfft') of the module for this array: numpy.fft for
-        a small CPU array, else scipy.fft on every core (or cupyx on the GPU)."""
+        a small CPU array, else scipy.fft on every core (or cupyx on the GPU).  ``size``: choose
+        as for an array of that many values (a slab of a larger grid goes the grid's way)."""
         extra = {} if name == "rfft" else {"overwrite_x": True}  # the input of rfft is the caller's
         if self.name != "cpu":
             return getattr(self._fft, name)(array, **kw, **extra)
-        if array.size <= NUMPY_FFT_MAX_VOXELS:
+        if (array.size if size is None else size) <= NUMPY_FFT_MAX_VOXELS:
             return getattr(np.fft, name)(array, **kw)
         return getattr(_scipy_fft(), name)(array, workers=self.workers, **kw, **extra)
 
-    def rfft(self, array, n, axis):
+    def rfft(self, array, n, axis, size=None):
         """1-D real FFT along ``axis``, zero-padded to ``n``."""
-        return self._transform("rfft", array, n=n, axis=axis)
+        return self._transform("rfft", array, size, n=n, axis=axis)
 
-    def fft(self, array, n, axis):
+    def fft(self, array, n, axis, size=None):
         """1-D complex FFT along ``axis``, zero-padded to ``n``; may overwrite ``array``."""
-        return self._transform("fft", array, n=n, axis=axis)
+        return self._transform("fft", array, size, n=n, axis=axis)
 
-    def ifft(self, array, axis):
+    def ifft(self, array, axis, size=None):
         """1-D inverse complex FFT along ``axis``; may overwrite ``array``."""
-        return self._transform("ifft", array, axis=axis)
+        return self._transform("ifft", array, size, axis=axis)
 
-    def irfft(self, array, n, axis):
+    def irfft(self, array, n, axis, size=None):
         """1-D inverse real FFT along ``axis`` with real output length ``n``."""
-        return self._transform("irfft", array, n=n, axis=axis)
+        return self._transform("irfft", array, size, n=n, axis=axis)
+
+    def fft_in_place(self, array, axis, inverse=False):
+        """Complex FFT (or inverse) of ``array`` along ``axis``, written into ``array``; returns the
+        result, which the caller uses instead of ``array``.  scipy.fft and cupyx overwrite the
+        input; numpy.fft (small arrays) goes a block of another axis at a time (its ``out=``
+        copies an input that overlaps the output), so the temporaries stay small."""
+        name = "ifft" if inverse else "fft"
+        if self.name != "cpu" or array.size > NUMPY_FFT_MAX_VOXELS:
+            return self._transform(name, array, axis=axis)
+        other = 1 if axis != 1 else 0
+        step = max(1, _NUMPY_BLOCK_VALUES * array.shape[other] // max(array.size, 1))
+        for i in range(0, array.shape[other], step):
+            block = (slice(None),) * other + (slice(i, i + step),)
+            array[block] = getattr(np.fft, name)(array[block], axis=axis)
+        return array
 
     def synchronize(self):
         """Wait for queued device work (for timing)."""

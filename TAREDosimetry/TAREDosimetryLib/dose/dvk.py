@@ -14,7 +14,8 @@ Density correction (density map given): each *source* voxel uses the kernel of i
 class, scaled as ``d_rho(r) = rho^2 d_water(rho r)``: voxels below
 :data:`LOW_DENSITY_CLASS_G_ML` (lung) use the kernel of their activity-weighted mean density
 (at least :data:`MIN_KERNEL_DENSITY_G_ML`), the other voxels that of their own mean density; the
-class kernels are summed in Fourier space (one inverse FFT).  Deposited energy is divided by
+classes are convolved in turn, each on the box its activity reaches, and added into the
+whole-grid class's result (one spectrum of the grid in memory).  Deposited energy is divided by
 the *local* mass (3.), i.e. the soft-tissue kernel dose is scaled by rho_tissue / rho_i.  This
 conserves energy voxel by voxel and reproduces LDM in the interior of any uniform region, lung
 included (so lung doses compare with LDM-based lung limits).  Near a tissue/lung interface
@@ -29,13 +30,18 @@ the 1/rho artefact there (energy is not conserved in such voxels).
 
 Convolution: zero-padded real FFTs (no wrap-around: each axis is padded to a fast length >=
 n + kernel half-width, the kernel is placed wrapped around index 0), float32 data and spectra,
-numpy.fft (small grids) or scipy.fft on all cores, or cupyx.scipy.fft on a GPU.  For the symmetric voxel kernels the
-spectrum is real and computed directly by separable cosine sums (no kernel FFT).
+numpy.fft (small grids) or scipy.fft on all cores, or cupyx.scipy.fft on a GPU.  The x and y
+transforms run a slab of planes at a time into one spectrum buffer, the z transform in place,
+and the real output is written back into the spectrum's memory, so the memory is the spectrum
+(about 4 bytes per padded voxel).  For the
+symmetric voxel kernels the spectrum is real and computed directly by separable cosine sums (no
+kernel FFT), a slab of planes at a time.
 
 Axis order: activity arrays are (z, y, x), spacing (x, y, z).  The kernel is built in voxel
 index space from the grid spacing, so it is right for any orthonormal direction matrix.
 """
 
+import functools
 import math
 import time
 
@@ -159,54 +165,123 @@ def _kernel_spectrum(k, padded, backend, dtype):
     return backend.rfftn(backend.asarray(wrapped), padded)
 
 
-def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None, shape=None):
+#: Values of a slab of planes transformed at a time (bounds the temporaries of the x and y transforms).
+_SLAB_VALUES = 1 << 19
+
+
+def _slab(source, z0, z1):
+    """Planes ``z0:z1`` of a source: an array, or a callable ``source(z0, z1)`` that makes them."""
+    return source(z0, z1) if callable(source) else source[z0:z1]
+
+
+def _convolve_sum(arrays, kernel_list, backend, dtype=np.float32, progress=None, shape=None, extents=None):
     """sum_c kernel_c (*) array_c, 'same' size, zero-padded; returns a NumPy array of dtype.
 
-    ``arrays`` may hold zero-argument callables returning the array (made only when transformed).
+    ``arrays`` may hold callables ``source(z0, z1)`` returning planes z0:z1 of the array (made
+    a slab at a time, never whole).  ``extents``: for each array, the index box
+    ``(z0, z1, y0, y1, x0, x1)`` that holds its non-zero voxels, or None (anywhere); an array is
+    convolved on that box grown by its kernel's half-width (its whole reach), clipped to the grid.
 
-    ``progress(fraction, message)`` is called before each class's transforms and before the
-    inverse transform (fraction of this convolution, in [0, 1)); it may raise to stop the work."""
+    The arrays are convolved one after the other, the smallest box first; each result is written
+    into the memory of its own spectrum (:func:`_inverse`); the largest is convolved on the whole
+    grid and receives the others: the memory is one spectrum of the largest box (about 4 bytes per
+    padded voxel) and the smaller boxes' results, whatever the number of classes.
+
+    ``progress(fraction, message)`` is called before each class's transforms (fraction of this
+    convolution, in [0, 1)); it may raise to stop the work."""
     shape = tuple(shape) if shape is not None else arrays[0].shape
     ks = [_crop_kernel(_check_kernel(k), shape) for k in kernel_list]
-    halves = tuple(max(k.shape[a] // 2 for k in ks) for a in range(3))
-    padded = _padded_shape(shape, halves)
+    extents = [None] * len(ks) if extents is None else list(extents)
+    boxes = [_reach_box(e, k.shape, shape) for e, k in zip(extents, ks)]
+    order = sorted(range(len(ks)), key=lambda i: _box_voxels(boxes[i]))
+    boxes[order[-1]] = _reach_box(None, None, shape)  # the largest on the whole grid: the output in its memory
+    parts = []
+    for n, i in enumerate(order):
+        _report(progress, n / len(ks), f"FFT of density class {i + 1} of {len(ks)}")
+        box_shape = tuple(s.stop - s.start for s in boxes[i])
+        parts.append((boxes[i], _convolve_one(_boxed(arrays[i], boxes[i], shape), ks[i], box_shape, backend, dtype)))
+    out = parts.pop()[1]
+    for box, part in parts:
+        out[box] += part
+    del parts
+    return np.ascontiguousarray(backend.to_numpy(out))
+
+
+def _reach_box(extent, kernel_shape, shape):
+    """Slices of the grid that a source within ``extent`` (z0, z1, y0, y1, x0, x1; None: anywhere)
+    reaches through a kernel of ``kernel_shape``."""
+    if extent is None:
+        return tuple(slice(0, n) for n in shape)
+    return tuple(slice(max(0, extent[2 * a] - kernel_shape[a] // 2), min(shape[a], extent[2 * a + 1] + kernel_shape[a] // 2))
+                 for a in range(3))
+
+
+def _box_voxels(box):
+    return int(np.prod([s.stop - s.start for s in box]))
+
+
+def _boxed(source, box, shape):
+    """``source`` (array or callable of planes) restricted to ``box``; itself when the box is the grid."""
+    if all(s.start == 0 and s.stop == n for s, n in zip(box, shape)):
+        return source
+    bz, by, bx = box
+    return lambda z0, z1: _slab(source, bz.start + z0, bz.start + z1)[:, by, bx]
+
+
+def _convolve_one(source, kernel, shape, backend, dtype):
+    """kernel (*) source on ``shape``, zero-padded to fast sizes; the result is a view into the memory
+    of its spectrum (see :func:`_inverse`)."""
+    k = _crop_kernel(kernel, shape)
+    padded = _padded_shape(shape, tuple(s // 2 for s in k.shape))
     cdtype = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
-    acc = None
-    for n, (a, k) in enumerate(zip(arrays, ks)):
-        _report(progress, n / (len(ks) + 1), f"FFT of density class {n + 1} of {len(ks)}")
-        spec = _forward(backend.asarray(a() if callable(a) else a, dtype=dtype), padded, backend)  # a class made when needed
-        if spec.dtype != cdtype:
-            spec = spec.astype(cdtype)
-        spec = _multiply_by_kernel_spectrum(spec, k, padded, backend, dtype)
-        if acc is None:
-            acc = spec
-        else:
-            acc += spec
-        del spec
-    _report(progress, len(ks) / (len(ks) + 1), "inverse FFT")
-    result = _inverse(acc, shape, padded, backend)
-    del acc
-    result = backend.to_numpy(backend.xp.ascontiguousarray(result.astype(dtype, copy=False)))
-    return np.ascontiguousarray(result)
+    spec = backend.xp.empty((padded[0], padded[1], padded[2] // 2 + 1), dtype=cdtype)
+    spec = _forward(source, spec, shape, padded, backend, dtype)
+    spec = _multiply_by_kernel_spectrum(spec, k, padded, backend, dtype)
+    return _inverse(spec, shape, padded, backend, dtype)
 
 
-def _forward(a, padded, backend):
-    """rfftn of ``a`` zero-padded to ``padded``, one axis at a time.
+def _planes_per_slab(padded):
+    return max(1, _SLAB_VALUES // (padded[1] * (padded[2] // 2 + 1)))
 
-    Padding axis by axis (x, then y, then z) transforms only the rows that hold data, which
-    is faster and lighter than padding the whole array first.
+
+def _forward(source, spec, shape, padded, backend, dtype):
+    """rfftn of ``source`` zero-padded to ``padded``, written into ``spec`` (returned).
+
+    Slab by slab of planes: the x transform of the data rows, then the y transform (padded),
+    into the slab's planes of ``spec``; the padding planes are zeroed and the z transform is
+    done in place: no full-size temporary besides ``spec``.
     """
-    spec = backend.rfft(a, padded[2], 2)
-    spec = backend.fft(spec, padded[1], 1)
-    return backend.fft(spec, padded[0], 0)
+    size = int(np.prod(padded))
+    step = _planes_per_slab(padded)
+    for z0 in range(0, shape[0], step):
+        z1 = min(shape[0], z0 + step)
+        part = backend.asarray(_slab(source, z0, z1), dtype=dtype)
+        rows = backend.rfft(part, padded[2], 2, size=size)
+        spec[z0:z1] = backend.fft(rows, padded[1], 1, size=size)
+        del part, rows
+    spec[shape[0]:] = 0
+    return backend.fft_in_place(spec, 0)
 
 
-def _inverse(spec, shape, padded, backend):
-    """Inverse of :func:`_forward`, cropped to ``shape`` axis by axis (z, y, then x)."""
-    out = backend.ifft(spec, 0)[: shape[0]]
-    out = backend.ifft(out, 1)[:, : shape[1]]
-    out = backend.irfft(out, padded[2], 2)
-    return out[:, :, : shape[2]]
+def _inverse(spec, shape, padded, backend, dtype):
+    """Inverse of :func:`_forward` cropped to ``shape``, written into the memory of ``spec``.
+
+    After the in-place z transform, slab by slab of planes: the y and x inverse transforms, the
+    real planes stored at the start of the buffer (as ``dtype``).  Real plane z ends before
+    spectral plane z + 1 starts (4 Y X <= 8 Ly (Lx / 2 + 1) bytes a plane), so no plane is
+    overwritten before it is read.  Returns a (Z, Y, X) view of that memory.
+    """
+    size = int(np.prod(padded))
+    spec = backend.xp.ascontiguousarray(backend.fft_in_place(spec, 0, inverse=True))
+    out = spec.view(dtype).reshape(-1)[: int(np.prod(shape))].reshape(shape)
+    step = _planes_per_slab(padded)
+    for z0 in range(0, shape[0], step):
+        z1 = min(shape[0], z0 + step)
+        rows = backend.ifft(spec[z0:z1], 1, size=size)[:, : shape[1]]
+        part = backend.irfft(rows, padded[2], 2, size=size)[:, :, : shape[2]]
+        out[z0:z1] = part
+        del rows, part
+    return out
 
 
 def convolve_fft(array, kernel, backend=None, *, dtype=np.float32):
@@ -293,38 +368,71 @@ def _class_kernel(spacing, kd, radius_mm):
 
 
 def _source_classes(a, rho, spacing, radius_mm):
-    """[(source activity array, energy-fraction kernel, description)] per density class."""
+    """[(source activity, energy-fraction kernel, description, extent)] per density class.
+
+    A class's source is a callable ``source(z0, z1)`` making its planes (no full-size class masks
+    or copies); its extent is the index box (z0, z1, y0, y1, x0, x1) of its non-zero activity
+    (None for a uniform density: the whole grid)."""
     r = kernels.DEFAULT_RADIUS_MM if radius_mm is None else float(radius_mm)
     if np.isscalar(rho):
         kd = round(float(rho), 4)
         f, info = _class_kernel(spacing, kd, r)
-        return [(a, f, dict(info, **{"class": "uniform"}))]
-    low = rho < LOW_DENSITY_CLASS_G_ML
+        return [(a, f, dict(info, **{"class": "uniform"}), None)]
     out = []
-    for name, mask in (("tissue", ~low), ("low-density", low)):
-        stats = _class_sums(rho, a, mask)
-        if not stats["any_activity"]:
+    for name, low in (("tissue", False), ("low-density", True)):
+        stats = _class_sums(rho, a, low)
+        if stats["extent"] is None:
             continue
         kd = _kernel_density_of(stats)
         f, info = _class_kernel(spacing, kd, r)
-        out.append((lambda m=mask: np.where(m, a, np.float32(0)), f, dict(info, **{"class": name})))  # made when needed
+        out.append((functools.partial(_class_planes, a, rho, low), f, dict(info, **{"class": name}), stats["extent"]))
     return out
 
 
-def _class_sums(rho, a, mask):
-    """Sums over a density class (``mask``) for its kernel density, plane slab by slab (no
-    float64 copies of the class): sum rho |a|, sum |a|, sum rho, voxel count, any activity."""
-    out = {"rho_a": 0.0, "a": 0.0, "rho": 0.0, "n": 0, "any_activity": False}
+def _class_mask(rho_planes, low):
+    """The voxels of a density class in some planes: below :data:`LOW_DENSITY_CLASS_G_ML` (low) or not."""
+    below = rho_planes < LOW_DENSITY_CLASS_G_ML
+    return below if low else ~below
+
+
+def _class_planes(a, rho, low, z0, z1):
+    """Planes z0:z1 of a density class's activity (0 outside the class)."""
+    return np.where(_class_mask(rho[z0:z1], low), a[z0:z1], np.float32(0))
+
+
+def _class_sums(rho, a, low):
+    """Sums over a density class (``low``: the voxels below :data:`LOW_DENSITY_CLASS_G_ML`, else the
+    others) for its kernel density, plane slab by slab (no full-size masks or float64 copies):
+    sum rho |a|, sum |a|, sum rho, voxel count, and the extent (z0, z1, y0, y1, x0, x1) of its
+    non-zero activity (None when it has none)."""
+    out = {"rho_a": 0.0, "a": 0.0, "rho": 0.0, "n": 0}
+    z_any, y_any, x_any = np.zeros(a.shape[0], bool), np.zeros(a.shape[1], bool), np.zeros(a.shape[2], bool)
     for z0 in range(0, a.shape[0], 16):
-        m = mask[z0:z0 + 16]
+        m = _class_mask(rho[z0:z0 + 16], low)
         r = rho[z0:z0 + 16][m].astype(np.float64)
         w = np.abs(a[z0:z0 + 16][m]).astype(np.float64)
         out["rho_a"] += float(np.dot(r, w))
         out["a"] += float(w.sum())
         out["rho"] += float(r.sum())
         out["n"] += int(r.size)
-        out["any_activity"] = out["any_activity"] or bool(np.any(a[z0:z0 + 16][m]))
+        if np.any(w):
+            m &= a[z0:z0 + 16] != 0
+            z_any[z0:z0 + 16] = m.any(axis=(1, 2))
+            y_any |= m.any(axis=(0, 2))
+            x_any |= m.any(axis=(0, 1))
+    out["extent"] = _extent(z_any, y_any, x_any)
     return out
+
+
+def _extent(*flags):
+    """(z0, z1, y0, y1, x0, x1) of the set flags along each axis; None when none is set."""
+    if not flags[0].any():
+        return None
+    box = []
+    for f in flags:
+        idx = np.flatnonzero(f)
+        box += [int(idx[0]), int(idx[-1]) + 1]
+    return tuple(box)
 
 
 def _kernel_density_of(stats):
@@ -355,12 +463,26 @@ def _convolved_activity(a, rho, spacing, radius_mm, backend, keep_out_of=None, p
     classes = _source_classes(a, rho, spacing, radius_mm)
     if not classes:
         return np.zeros(a.shape, np.float32), []
-    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32, progress=progress, shape=a.shape)
+    out = _convolve_sum([c[0] for c in classes], [c[1] for c in classes], backend, np.float32, progress=progress, shape=a.shape,
+                        extents=[c[3] for c in classes])
     if keep_out_of is not None:
-        mask = keep_out_of.astype(np.float32)
-        for source, fractions, _ in classes:
-            out += (source() if callable(source) else source) * _convolve_sum([mask], [fractions], backend, np.float32)
+        mask = (lambda z0, z1: keep_out_of[z0:z1].astype(np.float32))  # noqa: E731
+        for source, fractions, _, _ in classes:
+            kept = _convolve_sum([mask], [fractions], backend, np.float32, shape=a.shape)
+            for z0 in range(0, a.shape[0], 16):
+                out[z0:z0 + 16] += _slab(source, z0, z0 + 16) * kept[z0:z0 + 16]
+            del kept
     return out, [c[2] for c in classes]
+
+
+def _energy_to_dose(energy, rho, k_per_voxel_kg):
+    """In place, a slab of planes at a time: ``energy`` (GBq-equivalent) -> Gy with the local mass;
+    voxels below :data:`MIN_DOSE_DENSITY_G_ML` take that density, voxels of density <= 0 get 0 Gy."""
+    for z0 in range(0, energy.shape[0], 16):
+        part, r = energy[z0:z0 + 16], rho[z0:z0 + 16]
+        part *= k_per_voxel_kg
+        part /= np.maximum(r, np.float32(MIN_DOSE_DENSITY_G_ML))
+        part[r <= 0] = 0.0
 
 
 def dvk_energy_j(activity_gbq, *, density_g_ml, k_gy_kg_per_gbq, device="auto", radius_mm=None):
@@ -454,9 +576,7 @@ def dvk_dose_gy(
         if lung is not None:
             dose[lung] = a[lung] * scale
     else:
-        dose *= np.float32(k / voxel_kg)
-        dose /= np.maximum(rho, np.float32(MIN_DOSE_DENSITY_G_ML))
-        dose[rho <= 0] = 0.0
+        _energy_to_dose(dose, rho, np.float32(k / voxel_kg))
         if lung is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 local = np.float32(k / voxel_kg) * a[lung] / rho[lung]
