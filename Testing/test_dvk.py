@@ -452,20 +452,80 @@ def test_fft_in_place_equals_numpy_fft(monkeypatch):
             assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
 
 
-def test_device_code_path_with_a_stand_in_array_module():
-    """The GPU branch of the backend (device arrays, cupyx-style FFTs with overwrite_x, the output in
-    the spectrum's memory) run with NumPy and scipy.fft standing in for CuPy and cupyx.scipy.fft: the
-    array module offers only the functions CuPy has that the convolution may use, so a call outside
-    them fails here before it fails on a GPU; the dose equals the CPU path's."""
-    import types
+class _DeviceFFT:
+    """Stand-in for cupyx.scipy.fft with CuPy's layout rules (cupy/fft/_fft.py, _exec_fft): a
+    transform along a non-last axis swaps that axis last, works on a copy when the array is a view
+    or not C-contiguous (so ``overwrite_x`` never reaches the caller's array then), and returns the
+    result swapped back (not C-contiguous)."""
 
-    import scipy.fft
+    @staticmethod
+    def _pad(x, n, axis):
+        if n is None or n == x.shape[axis]:
+            return x
+        shape = list(x.shape)
+        shape[axis] = n
+        out = np.zeros(shape, x.dtype)
+        keep = [slice(None)] * x.ndim
+        keep[axis] = slice(0, min(n, x.shape[axis]))
+        out[tuple(keep)] = x[tuple(keep)]
+        return out
+
+    @classmethod
+    def _run(cls, name, x, axis, n=None, overwrite_x=False):
+        import scipy.fft
+
+        axis %= x.ndim
+        work = x.swapaxes(axis, -1) if axis != x.ndim - 1 else x
+        if work.base is not None or not work.flags.c_contiguous:
+            work = work.copy()
+        if name in ("fft", "ifft"):
+            result = getattr(scipy.fft, name)(work, axis=-1)
+            if overwrite_x:
+                work[...] = result
+                result = work
+        elif name == "rfft":
+            result = scipy.fft.rfft(work, axis=-1).astype(np.complex64 if x.dtype == np.float32 else np.complex128)
+        else:
+            result = scipy.fft.irfft(work, n=n, axis=-1).astype(np.float32 if x.dtype == np.complex64 else np.float64)
+        return result.swapaxes(axis, -1) if axis != x.ndim - 1 else result
+
+    @classmethod
+    def fft(cls, x, n=None, axis=-1, norm=None, overwrite_x=False):
+        return cls._run("fft", cls._pad(x, n, axis), axis, overwrite_x=overwrite_x)
+
+    @classmethod
+    def ifft(cls, x, n=None, axis=-1, norm=None, overwrite_x=False):
+        return cls._run("ifft", cls._pad(x, n, axis), axis, overwrite_x=overwrite_x)
+
+    @classmethod
+    def rfft(cls, x, n=None, axis=-1, norm=None, overwrite_x=False):
+        return cls._run("rfft", cls._pad(x, n, axis), axis)
+
+    @classmethod
+    def irfft(cls, x, n=None, axis=-1, norm=None, overwrite_x=False):
+        n = 2 * (x.shape[axis] - 1) if n is None else n
+        return cls._run("irfft", cls._pad(x, n // 2 + 1, axis), axis, n=n)
+
+    @staticmethod
+    def rfftn(x, s=None, axes=None, norm=None, overwrite_x=False):
+        import scipy.fft
+
+        return scipy.fft.rfftn(x, s=s).astype(np.complex64 if x.dtype == np.float32 else np.complex128)
+
+
+def test_device_code_path_with_a_stand_in_array_module():
+    """The GPU branch of the backend run with NumPy standing in for CuPy and a stand-in for
+    cupyx.scipy.fft that follows CuPy's layout rules (results of non-last-axis transforms are new,
+    non-contiguous arrays): the array module offers only the functions CuPy has that the convolution
+    may use, so a call outside them fails here before it fails on a GPU; the dose equals the CPU
+    path's (a kernel product made on a copy and lost would give the activity back instead)."""
+    import types
 
     xp = types.SimpleNamespace(
         asarray=np.asarray, asnumpy=np.asarray, empty=np.empty, zeros=np.zeros, ascontiguousarray=np.ascontiguousarray,
         multiply=np.multiply,
     )
-    device = backend.Backend("gpu", xp, scipy.fft, "stand-in device")
+    device = backend.Backend("gpu", xp, _DeviceFFT, "stand-in device")
     a, rho, spacing = _two_class_case((30, 26, 34))
     vol = Volume(a, spacing)
     dens = Volume(rho, grid=vol.grid)
@@ -473,4 +533,21 @@ def test_device_code_path_with_a_stand_in_array_module():
     on_cpu = dvk.dvk_dose_gy(vol, density_g_ml=dens, k_gy_kg_per_gbq=K, device="cpu").array
     assert np.abs(on_device - on_cpu).max() <= 2e-6 * on_cpu.max()
     f = kernels.voxel_energy_fractions(spacing, RHO)
-    assert np.abs(dvk.convolve_fft(a, f, device) - fftconvolve(a.astype(np.float64), f, mode="same")).max() < 1e-5 * a.max()
+    ref = fftconvolve(a.astype(np.float64), f, mode="same")
+    assert np.abs(dvk.convolve_fft(a, f, device) - ref).max() < 1e-5 * ref.max()
+    asymmetric = np.array(f)
+    asymmetric[0, 0, 0] += 0.01  # the complex-spectrum path
+    ref = fftconvolve(a.astype(np.float64), asymmetric, mode="same")
+    assert np.abs(dvk.convolve_fft(a, asymmetric, device) - ref).max() < 1e-5 * ref.max()
+
+
+def test_the_dose_map_does_not_keep_the_padded_spectrum():
+    """The real result is left at the start of the spectrum's buffer, which is then shrunk in place:
+    the dose array holds its own bytes, not the padded spectrum (2-3x more with a lung kernel)."""
+    a, rho, spacing = _two_class_case((40, 36, 44))
+    vol = Volume(a, spacing)
+    for density in (1.04, Volume(rho, grid=vol.grid)):
+        d = dvk.dvk_dose_gy(vol, density_g_ml=density, k_gy_kg_per_gbq=K, device="cpu").array
+        assert d.dtype == np.float32 and d.flags.c_contiguous
+        held = d.base.nbytes if d.base is not None else d.nbytes
+        assert held <= d.nbytes + 8

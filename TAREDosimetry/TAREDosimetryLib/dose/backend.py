@@ -33,8 +33,15 @@ __all__ = [
 
 #: Largest array (values) transformed by numpy.fft on the CPU; larger ones use scipy.fft.
 NUMPY_FFT_MAX_VOXELS = 4_000_000
-#: Values transformed at a time by :meth:`Backend.fft_in_place` with numpy.fft.
+#: Values transformed at a time by :meth:`Backend.fft_in_place` with numpy.fft, and on the GPU.
 _NUMPY_BLOCK_VALUES = 1 << 18
+_DEVICE_BLOCK_VALUES = 1 << 24
+
+
+def _same_memory(a, b):
+    """True when ``a`` is ``b``'s memory with ``b``'s layout (an in-place result)."""
+    return a is b or (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+                      and a.shape == b.shape and a.strides == b.strides)
 
 
 def _scipy_fft():
@@ -166,19 +173,29 @@ class Backend:
         """1-D inverse real FFT along ``axis`` with real output length ``n``."""
         return self._transform("irfft", array, size, n=n, axis=axis)
 
-    def fft_in_place(self, array, axis, inverse=False):
-        """Complex FFT (or inverse) of ``array`` along ``axis``, written into ``array``; returns the
-        result, which the caller uses instead of ``array``.  scipy.fft and cupyx overwrite the
-        input; numpy.fft (small arrays) goes a block of another axis at a time (its ``out=``
-        copies an input that overlaps the output), so the temporaries stay small."""
+    def fft_in_place(self, array, axis, inverse=False, size=None):
+        """Complex FFT (or inverse) of ``array`` along ``axis``, written into ``array``, which is
+        returned.  ``size``: choose the library as for an array of that many values (the padded
+        grid of a convolution, so that every axis of one grid goes the same way).
+
+        scipy.fft (large CPU arrays) overwrites its input in place.  numpy.fft (small CPU arrays:
+        its ``out=`` copies an input that overlaps the output) and cupyx on the GPU (a transform
+        along a non-last axis works on a swapped copy and returns a new, non-contiguous array) go
+        a block of another axis at a time, each block's result assigned back, so the temporaries
+        stay a block's size and the result is always in ``array``."""
         name = "ifft" if inverse else "fft"
-        if self.name != "cpu" or array.size > NUMPY_FFT_MAX_VOXELS:
-            return self._transform(name, array, axis=axis)
+        n = array.size if size is None else int(size)
+        if self.name == "cpu" and n > NUMPY_FFT_MAX_VOXELS:
+            result = getattr(_scipy_fft(), name)(array, axis=axis, overwrite_x=True, workers=self.workers)
+            if not _same_memory(result, array):
+                array[...] = result
+            return array
+        module, block_values = (np.fft, _NUMPY_BLOCK_VALUES) if self.name == "cpu" else (self._fft, _DEVICE_BLOCK_VALUES)
         other = 1 if axis != 1 else 0
-        step = max(1, _NUMPY_BLOCK_VALUES * array.shape[other] // max(array.size, 1))
+        step = max(1, block_values * array.shape[other] // max(array.size, 1))
         for i in range(0, array.shape[other], step):
             block = (slice(None),) * other + (slice(i, i + step),)
-            array[block] = getattr(np.fft, name)(array[block], axis=axis)
+            array[block] = getattr(module, name)(array[block], axis=axis)
         return array
 
     def synchronize(self):

@@ -146,9 +146,9 @@ def _multiply_by_kernel_spectrum(spec, k, padded, backend, dtype):
         backend.xp.multiply(spec, kspec, out=spec)
         return spec
     cz, t = _symmetric_spectrum(k, padded, backend, dtype)
-    flat = spec.reshape(spec.shape[0], -1)
-    for z0 in range(0, flat.shape[0], _SPECTRUM_SLAB):
-        flat[z0:z0 + _SPECTRUM_SLAB] *= cz[z0:z0 + _SPECTRUM_SLAB] @ t
+    for z0 in range(0, spec.shape[0], _SPECTRUM_SLAB):
+        planes = spec[z0:z0 + _SPECTRUM_SLAB]  # a view whatever the layout (a reshape of a strided array may copy)
+        planes *= (cz[z0:z0 + _SPECTRUM_SLAB] @ t).reshape(planes.shape)
     return spec
 
 
@@ -229,15 +229,28 @@ def _boxed(source, box, shape):
 
 
 def _convolve_one(source, kernel, shape, backend, dtype):
-    """kernel (*) source on ``shape``, zero-padded to fast sizes; the result is a view into the memory
-    of its spectrum (see :func:`_inverse`)."""
+    """kernel (*) source on ``shape``, zero-padded to fast sizes; the result lives in the memory of
+    its spectrum (see :func:`_inverse` and :func:`_real_result`)."""
     k = _crop_kernel(kernel, shape)
     padded = _padded_shape(shape, tuple(s // 2 for s in k.shape))
     cdtype = np.complex64 if np.dtype(dtype) == np.float32 else np.complex128
     spec = backend.xp.empty((padded[0], padded[1], padded[2] // 2 + 1), dtype=cdtype)
     spec = _forward(source, spec, shape, padded, backend, dtype)
     spec = _multiply_by_kernel_spectrum(spec, k, padded, backend, dtype)
-    return _inverse(spec, shape, padded, backend, dtype)
+    _inverse(spec, shape, padded, backend, dtype)
+    return _real_result(spec, shape, dtype)
+
+
+def _real_result(buffer, shape, dtype):
+    """The (Z, Y, X) real result :func:`_inverse` left at the start of ``buffer``.  A NumPy buffer
+    that owns its memory is first shrunk to the result's bytes in place (``ndarray.resize``, a
+    realloc: no copy), so the padding's memory goes back at once instead of living as long as the
+    dose map; no view of the buffer exists at that point."""
+    n = int(np.prod(shape))
+    if isinstance(buffer, np.ndarray) and buffer.flags.owndata and buffer.flags.c_contiguous:
+        per_item = buffer.itemsize // np.dtype(dtype).itemsize
+        buffer.resize((-(-n // per_item),), refcheck=False)
+    return buffer.view(dtype).reshape(-1)[:n].reshape(shape)
 
 
 def _planes_per_slab(padded):
@@ -260,19 +273,19 @@ def _forward(source, spec, shape, padded, backend, dtype):
         spec[z0:z1] = backend.fft(rows, padded[1], 1, size=size)
         del part, rows
     spec[shape[0]:] = 0
-    return backend.fft_in_place(spec, 0)
+    return backend.fft_in_place(spec, 0, size=size)
 
 
 def _inverse(spec, shape, padded, backend, dtype):
     """Inverse of :func:`_forward` cropped to ``shape``, written into the memory of ``spec``.
 
     After the in-place z transform, slab by slab of planes: the y and x inverse transforms, the
-    real planes stored at the start of the buffer (as ``dtype``).  Real plane z ends before
-    spectral plane z + 1 starts (4 Y X <= 8 Ly (Lx / 2 + 1) bytes a plane), so no plane is
-    overwritten before it is read.  Returns a (Z, Y, X) view of that memory.
+    real planes stored at the start of the buffer (as ``dtype``, C order; :func:`_real_result`
+    reads them).  Real plane z ends before spectral plane z + 1 starts (4 Y X < 8 Ly (Lx / 2 + 1)
+    bytes a plane), so no plane is overwritten before it is read.
     """
     size = int(np.prod(padded))
-    spec = backend.xp.ascontiguousarray(backend.fft_in_place(spec, 0, inverse=True))
+    spec = backend.fft_in_place(spec, 0, inverse=True, size=size)
     out = spec.view(dtype).reshape(-1)[: int(np.prod(shape))].reshape(shape)
     step = _planes_per_slab(padded)
     for z0 in range(0, shape[0], step):
@@ -281,7 +294,6 @@ def _inverse(spec, shape, padded, backend, dtype):
         part = backend.irfft(rows, padded[2], 2, size=size)[:, :, : shape[2]]
         out[z0:z1] = part
         del rows, part
-    return out
 
 
 def convolve_fft(array, kernel, backend=None, *, dtype=np.float32):
