@@ -48,6 +48,18 @@ def _check_choice(name, value, choices, allow_none=False):
         raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def check_positive(name, value, hi=None):
+    """``value`` as a float; InputError naming ``name`` unless it is a finite number > 0 (and <= ``hi``)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a number, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0) or (hi is not None and v > hi):
+        bound = f" and <= {hi}" if hi is not None else ""
+        raise InputError(f"{name} must be positive{bound}, got {value!r}")
+    return v
+
+
 def _check_number(name, value, lo=None, hi=None, lo_open=False, hi_open=False, allow_none=False):
     if value is None and allow_none:
         return

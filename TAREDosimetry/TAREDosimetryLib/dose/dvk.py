@@ -51,6 +51,7 @@ from . import kernels
 from .backend import get_backend, next_fast_len
 from ..errors import InputError
 from ..params import DVK_LUNG_MODES as LUNG_MODES
+from ..params import check_positive
 from ..volume import Volume, uniform_value
 
 __all__ = [
@@ -553,7 +554,7 @@ def dvk_dose_gy(
     """
     t0 = time.perf_counter()
     a = _activity_input(activity_gbq)
-    k = kernels._check_positive("k_gy_kg_per_gbq", k_gy_kg_per_gbq)
+    k = check_positive("k_gy_kg_per_gbq", k_gy_kg_per_gbq)
     if lung_mode not in LUNG_MODES:
         raise InputError(f"lung_mode must be one of {', '.join(LUNG_MODES)}; got {lung_mode!r}")
     if radius_mm is not None and not (float(radius_mm) > 0):

@@ -53,6 +53,7 @@ import os
 import numpy as np
 
 from ..errors import InputError
+from ..params import check_positive
 from ..threads import cpu_threads
 
 __all__ = [
@@ -234,21 +235,10 @@ def _check_spacing(spacing_mm):
     return t
 
 
-def _check_positive(name, value, hi=None):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0) or (hi is not None and v > hi):
-        bound = f" and <= {hi}" if hi is not None else ""
-        raise InputError(f"{name} must be positive{bound}, got {value!r}")
-    return v
-
-
 def _normalise_args(spacing_mm, density_g_ml, radius_mm, order):
     spacing = _check_spacing(spacing_mm)
-    density = _check_positive("density_g_ml", density_g_ml, hi=25.0)
-    radius = DEFAULT_RADIUS_MM if radius_mm is None else _check_positive("radius_mm", radius_mm)
+    density = check_positive("density_g_ml", density_g_ml, hi=25.0)
+    radius = DEFAULT_RADIUS_MM if radius_mm is None else check_positive("radius_mm", radius_mm)
     order = int(order)
     if not 2 <= order <= 64:
         raise InputError(f"order must be an integer in [2, 64], got {order!r}")
@@ -384,7 +374,7 @@ def radius_within_limit(spacing_mm, radius_mm, max_voxels=MAX_KERNEL_VOXELS):
     holds at most ``max_voxels`` voxels (fine voxels, or the long range of a low-density kernel);
     ``radius_mm`` itself when it fits."""
     spacing = _check_spacing(spacing_mm)
-    radius = _check_positive("radius_mm", radius_mm)
+    radius = check_positive("radius_mm", radius_mm)
     if _kernel_box_voxels(spacing, radius) <= max_voxels:
         return radius
     lo, hi = 0.0, radius

@@ -48,7 +48,7 @@ from vtkmodules.vtkCommonExecutionModel import vtkAlgorithm
 
 from .. import physics
 from ..errors import CancelledError, InputError
-from ..params import DEVICES, DOSE_METHODS as METHODS, DVK_LUNG_MODES
+from ..params import DEVICES, DOSE_METHODS as METHODS, DVK_LUNG_MODES, check_positive
 from ..volume import Volume
 from .kernels import DEFAULT_RADIUS_MM
 from .ldm import ldm_dose_gy
@@ -183,20 +183,20 @@ class TAREDoseFilter(VTKPythonAlgorithmBase):
         return self._lung_mode
 
     def SetK(self, k_gy_kg_per_gbq):
-        self._set("_k", _positive("k_gy_kg_per_gbq", k_gy_kg_per_gbq))
+        self._set("_k", check_positive("k_gy_kg_per_gbq", k_gy_kg_per_gbq))
 
     def GetK(self):
         return self._k
 
     def SetTissueDensity(self, density_g_ml):
-        self._set("_rho", _positive("tissue_density_g_ml", density_g_ml))
+        self._set("_rho", check_positive("tissue_density_g_ml", density_g_ml))
 
     def GetTissueDensity(self):
         return self._rho
 
     def SetRadius(self, radius_mm):
         """Kernel truncation radius in tissue, mm (DVK; ``DosimetryParams.dvk_radius_mm``)."""
-        self._set("_radius", _positive("radius_mm", radius_mm))
+        self._set("_radius", check_positive("radius_mm", radius_mm))
 
     def GetRadius(self):
         return self._radius
@@ -304,13 +304,3 @@ class TAREDoseFilter(VTKPythonAlgorithmBase):
             out.SetDirectionMatrix(image.GetDirectionMatrix())
         out.GetPointData().SetScalars(array_to_image_scalars(np.asarray(dose.array, dtype=np.float32), "dose_Gy"))
         return 1
-
-
-def _positive(name, value):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a positive number, got {value!r}") from None
-    if not (np.isfinite(v) and v > 0):
-        raise InputError(f"{name} must be a positive number, got {value!r}")
-    return v

@@ -26,6 +26,7 @@ import math
 
 from .. import physics
 from ..errors import InputError
+from ..params import check_positive
 
 __all__ = [
     "check_fraction",
@@ -38,17 +39,6 @@ __all__ = [
     "partition_activity_for_normal_gbq",
     "partition_activity_for_tumor_gbq",
 ]
-
-
-def check_positive(name, value):
-    """``value`` as a float; InputError naming ``name`` unless it is finite and > 0."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise InputError(f"{name} must be a positive number, got {value!r}")
-    return v
 
 
 def check_fraction(name, value):
