@@ -272,3 +272,19 @@ def test_a_nan_image_is_named_once(tmp_path, files, capfd):
     assert run(tmp_path, path, files["labels"]) == 2
     err = error_line(capfd)
     assert err.count("withnan.nrrd") == 1 and "holds 1 NaN or infinite voxel(s)" in err
+
+
+def test_gpu_asked_for_without_a_gpu_is_refused_before_any_input_is_read(tmp_path, capfd):
+    """``--method dvk --device gpu`` without a usable GPU: exit 2 with the reason, before reading the
+    inputs (here they do not even exist) and before any output folder is made."""
+    from TAREDosimetryLib.dose.backend import gpu_status
+
+    if gpu_status()[0]:
+        pytest.skip("a GPU is usable here: nothing to refuse")
+    out = tmp_path / "out"
+    code = main(["run", "--spect", str(tmp_path / "missing.nrrd"), "--segmentation", str(tmp_path / "missing.seg.nrrd"),
+                 "--administered-activity-gbq", "1.8", "--lung-shunt-fraction", "0.05", "--method", "dvk", "--device", "gpu",
+                 "--out", str(out), "--quiet"])
+    line = error_line(capfd)
+    assert code == 2 and "no GPU is usable" in line and "device='cpu' or 'auto'" in line, line
+    assert not out.exists()

@@ -12,7 +12,7 @@ from ..params import DEVICES, DOSE_METHODS, INDICATIONS, MICROSPHERES, PHASES, S
 __all__ = [
     "EPILOG", "progress_printer", "add_dose_options", "add_metric_options", "add_output_options", "add_clinical_options",
     "params_from_args", "read_json", "load_params_file", "params_record", "same_input", "roles_from_args", "print_result",
-    "add_dicom_input_options", "dicom_options_from_args", "add_export_options", "exports_from_args", "send_exports", "make_sender",
+    "add_dicom_input_options", "dicom_options_from_args", "add_export_options", "exports_from_args", "send_exports", "write_and_report", "make_sender",
 ]
 
 EPILOG = """examples:
@@ -161,7 +161,18 @@ def params_from_args(args, base=None):
         changes["recovery_coefficients"], changes["recovery_coefficient_axis"] = read_recovery_coefficients(args.recovery_coefficients)
     if getattr(args, "allow_negative", False):
         changes["allow_negative"] = True
-    return p.replace(**changes) if changes else p
+    p = p.replace(**changes) if changes else p
+    check_device(p)
+    return p
+
+
+def check_device(params):
+    """Refuse ``--device gpu`` for a DVK case when no GPU is usable, before any input is read (the
+    dose step would refuse it only after reading and calibrating the case)."""
+    if params.method == "dvk" and params.device == "gpu":
+        from ..dose.backend import get_backend
+
+        get_backend("gpu")  # GPUUnavailableError saying what is missing
 
 
 def read_json(option, path):
@@ -319,6 +330,18 @@ def make_sender(args, progress=None, echo=print):
 
     dests = [parse_destination(spec) for spec in specs]
     return DicomSender(dests, args.calling_aet, args.send_timeout, args.send_retries, progress=progress, echo=echo)
+
+
+def write_and_report(args, result, *, background, segmentation, exports, progress):
+    """Write the case's result folder (the report unless --no-report), print the verdict and
+    send the DICOM exports to the --send destinations; returns the exit status 0."""
+    from ..reporting.outputs import write_outputs
+
+    files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report, background=background,
+                          segmentation=segmentation, progress=progress, dicom=exports, pdf=args.pdf)
+    print_result(result, files, args.out)
+    send_exports(args, files, progress)
+    return 0
 
 
 def send_exports(args, files, progress):

@@ -9,9 +9,8 @@ from .common import (
     exports_from_args,
     params_from_args,
     params_record,
-    print_result,
     progress_printer,
-    send_exports,
+    write_and_report,
 )
 
 HELP = "run the built-in synthetic patient end to end"
@@ -40,7 +39,6 @@ def main(args):
 def _demo(args):
     from ..imaging.phantom import demo_case_inputs, make_phantom
     from ..pipeline import run_case
-    from ..reporting.outputs import write_outputs
     from ..reproduce import record_roles, record_rules_spec
 
     exports = exports_from_args(args)  # the demo's DICOM exports form a standalone study
@@ -58,8 +56,4 @@ def _demo(args):
     result = run_case(case.activity, case.segmentation, params=params, ct=case.ct, rules=rules, roles=roles,
                       inputs=demo_case_inputs(case, args.seed),
                       progress=progress)
-    files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
-                          background=case.ct, segmentation=case.segmentation, progress=progress, dicom=exports, pdf=args.pdf)
-    print_result(result, files, args.out)
-    send_exports(args, files, progress)
-    return 0
+    return write_and_report(args, result, background=case.ct, segmentation=case.segmentation, exports=exports, progress=progress)

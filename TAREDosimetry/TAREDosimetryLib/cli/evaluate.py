@@ -11,10 +11,9 @@ from .common import (
     dicom_options_from_args,
     exports_from_args,
     params_from_args,
-    print_result,
     progress_printer,
     roles_from_args,
-    send_exports,
+    write_and_report,
 )
 
 HELP = "evaluate a dose map from another tool (RT Dose, NRRD, MHD) on segments"
@@ -64,7 +63,6 @@ def main(args):
 def _evaluate(args):
     from ..batch import evaluate_dose_files
     from ..evaluation.rules import select_rules
-    from ..reporting.outputs import write_outputs
 
     params = params_from_args(args)
     roles = roles_from_args(args)
@@ -74,9 +72,5 @@ def _evaluate(args):
     result, inputs = evaluate_dose_files(
         args.dose, args.segmentation, ct=args.ct, labels=args.labels, roles=roles, params=params, rules=args.thresholds,
         dose_unit=args.dose_unit, dose_scale=args.dose_scale, progress=progress, dicom=dicom_options_from_args(args))
-    files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
-                          background=inputs["ct"] or inputs["dose"], segmentation=inputs["segmentation"], progress=progress,
-                          dicom=exports_from_args(args, inputs["sources"]), pdf=args.pdf)
-    print_result(result, files, args.out)
-    send_exports(args, files, progress)
-    return 0
+    return write_and_report(args, result, background=inputs["ct"] or inputs["dose"], segmentation=inputs["segmentation"],
+                            exports=exports_from_args(args, inputs["sources"]), progress=progress)

@@ -16,13 +16,12 @@ from .common import (
     add_output_options,
     params_from_args,
     params_record,
-    print_result,
     dicom_options_from_args,
     exports_from_args,
     progress_printer,
     roles_from_args,
     same_input,
-    send_exports,
+    write_and_report,
 )
 
 HELP = "dosimetry of one case"
@@ -140,7 +139,6 @@ def _case_choices(args, progress):
 def _run(args):
     from ..batch import run_case_files
     from ..evaluation.rules import select_rules
-    from ..reporting.outputs import write_outputs
 
     exports_from_args(args)  # refuse --send without an export before any work
     _refuse_same_file(args)
@@ -157,9 +155,5 @@ def _run(args):
         image, args.segmentation, ct=args.ct, labels=labels, roles=roles, params=params, rules=rules,
         modality="pet" if args.pet else "spect", progress=progress, dicom=dicom_options_from_args(args),
     )
-    files = write_outputs(result, args.out, overwrite=args.overwrite, report=not args.no_report,
-                          background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"], progress=progress,
-                          dicom=exports_from_args(args, inputs["sources"]), pdf=args.pdf)
-    print_result(result, files, args.out)
-    send_exports(args, files, progress)
-    return 0
+    return write_and_report(args, result, background=inputs["ct"] or inputs["activity"], segmentation=inputs["segmentation"],
+                            exports=exports_from_args(args, inputs["sources"]), progress=progress)
