@@ -234,3 +234,54 @@ def test_dvh_csv_written_line_by_line_equals_the_csv_module(tmp_path):
         w.writerow(header)
         w.writerows(rows)
     assert ours.read_bytes() == theirs.read_bytes() and b'"liver, ""whole"""' in ours.read_bytes()
+
+
+# -- memory: no whole-map copies while reading regions and label values -----------------------
+def _traced_peak(fn):
+    import tracemalloc
+
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    try:
+        out = fn()
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    return out, peak
+
+
+def test_label_values_are_gathered_without_a_sorted_copy_of_the_map():
+    from TAREDosimetryLib.imaging.segmentation import Segmentation, _label_values
+
+    labels = np.zeros((64, 256, 256), np.uint8)  # 4 MiB
+    labels[10:20, 5:50, 7:9] = 3
+    labels[-1, -1, -1] = 200
+    values, peak = _traced_peak(lambda: _label_values(labels))
+    assert values == {0, 3, 200}
+    assert peak < labels.nbytes / 2  # np.unique of the whole map sorts a copy of it
+    seg, peak = _traced_peak(lambda: Segmentation.from_labelmap(labels, Grid(labels.shape, (1.0,) * 3, (0.0,) * 3), {3: "t"}))
+    assert seg.names == ["t"] and peak < labels.nbytes / 2
+    assert "200" in seg.notes[0]
+
+
+def test_overlap_regions_are_read_in_place_without_copying_the_metrics_grid_crop():
+    """The regions index the activity grid itself: reading a region of a map (and integrating an
+    amount over it) allocates the region's values, not a copy of the segments' bounding box."""
+    from TAREDosimetryLib.evaluation.overlapsampling import OverlapSampler
+    from TAREDosimetryLib.imaging.segmentation import Segmentation
+
+    grid = Grid((60, 200, 200), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    m1, m2 = np.zeros(grid.shape, bool), np.zeros(grid.shape, bool)
+    m1[5:10, 10:14, 10:14] = True  # two small segments far apart: their union box is most of the grid
+    m2[50:55, 180:190, 185:195] = True
+    sampler = OverlapSampler(Segmentation.from_masks({"a": m1, "b": m2}, grid), grid, ["a", "b"])
+    assert np.prod(sampler.grid.shape) > 0.6 * np.prod(grid.shape)  # the metrics grid (the union box)
+    rng = np.random.default_rng(1)
+    arr = rng.random(grid.shape, dtype=np.float32)
+    mapped = sampler.sample(Volume(arr, grid=grid))
+    assert np.shares_memory(mapped, arr)
+    (values, weights), peak = _traced_peak(lambda: sampler.read(mapped, sampler.regions["b"]))
+    assert weights is None and np.array_equal(values, arr[m2]) and peak < 10 * values.nbytes
+    total, peak = _traced_peak(lambda: sampler.integrate(sampler.extensive(Volume(arr, grid=grid)), sampler.regions["a"]))
+    assert total == pytest.approx(float(arr[m1].sum(dtype=np.float64)), rel=1e-12) and peak < arr.nbytes / 20

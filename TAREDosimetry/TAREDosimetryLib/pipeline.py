@@ -599,8 +599,8 @@ class SampledMaps:
     """Dose (Gy), density (g/mL) and activity on the metrics grid.
 
     ``activity_gbq_ml`` divided by ``activity_divisor`` is the activity concentration (GBq/mL):
-    with the overlap sampler the metrics grid is a crop of the activity grid and the maps are
-    views of the activity-grid arrays (no copy); the division by the voxel volume is then done on
+    with the overlap sampler the regions index the activity grid and the maps are the
+    activity-grid arrays themselves (no copy); the division by the voxel volume is then done on
     the voxels read (the same float32 values as dividing the whole map first).
     """
 

@@ -35,7 +35,9 @@ _READ_BLOCK = 1 << 16
 
 @dataclass
 class Region:
-    """Voxels of the metrics grid (flat C-order indices) and the fraction f of each inside the region.
+    """Voxels of the activity grid (flat C-order indices of the whole activity image, so that a map
+    on that grid is read in place, with no copy of its metrics-grid crop) and the fraction f of
+    each inside the region.
 
     index : (N,) int32 (int64 on grids of 2**31 voxels or more); weight : (N,) float64 (float32
     for the fractions of large masks, computed in float32), or None when every voxel lies
@@ -165,14 +167,14 @@ class OverlapSampler:
         if mapping is None:
             return self._region(self._fractions(mask, box))
         self._infos.append({"method": "box overlap"})
-        return _region_of_unit_mask(mask, mapping, self.activity_grid.shape, [c.start for c in self._crop], self.grid.shape)
+        return _region_of_unit_mask(mask, mapping, self.activity_grid.shape, (0, 0, 0), self.activity_grid.shape)
 
     def _region(self, result):
         """:class:`Region` of the metrics grid from an OverlapResult on the activity grid."""
         if result.box is None:
             return Region(np.zeros(0, np.int32))
-        start = [result.box[a].start - self._crop[a].start for a in range(3)]
-        return _region_of_fractions(result.values, start, self.grid.shape)
+        start = [result.box[a].start for a in range(3)]
+        return _region_of_fractions(result.values, start, self.activity_grid.shape)
 
     # -- the interface shared with MetricsSampler ---------------------------------------------
     @property
@@ -219,9 +221,9 @@ class OverlapSampler:
         return True
 
     def sample(self, volume, interpolation=None):
-        """(Z, Y, X) float32 values of an activity-grid ``volume`` on the metrics grid (its crop;
-        a view, no copy, when the volume is float32)."""
-        return np.asarray(volume.array[self._crop], dtype=np.float32)
+        """(Z, Y, X) float32 values of an activity-grid ``volume`` as :meth:`read` takes them: the
+        whole array (the regions index the activity grid; no copy when it is float32)."""
+        return np.asarray(volume.array, dtype=np.float32)
 
     @staticmethod
     def read(array, region):
@@ -232,8 +234,9 @@ class OverlapSampler:
         return array.reshape(-1)[region.index], region.weight
 
     def extensive(self, volume):
-        """``volume`` (an amount per activity voxel: counts, GBq) on the metrics grid."""
-        return np.asarray(volume.array[self._crop])
+        """``volume`` (an amount per activity voxel: counts, GBq) as :meth:`integrate` takes it (the
+        whole array, as :meth:`sample`)."""
+        return np.asarray(volume.array)
 
     def integrate(self, prepared, region):
         """sum_j f_j x_j: the amount of an :meth:`extensive` quantity inside ``region`` (float64,

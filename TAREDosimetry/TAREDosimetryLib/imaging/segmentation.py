@@ -45,6 +45,22 @@ _PALETTE = (
 )
 
 
+#: Label-map voxels whose values are gathered at a time by :func:`_label_values`.
+_LABEL_BLOCK = 1 << 18
+
+
+def _label_values(labelmap):
+    """The set of values in an integer label map, read in blocks of plane-aligned voxels, so that
+    no sorted copy of the whole map is made (``np.unique`` of the whole map would add its size)."""
+    labelmap = np.atleast_1d(labelmap)
+    plane = int(np.prod(labelmap.shape[1:], dtype=np.int64))
+    step = max(1, _LABEL_BLOCK // max(plane, 1))
+    values = set()
+    for k in range(0, labelmap.shape[0], step):
+        values.update(np.unique(labelmap[k:k + step]).tolist())
+    return values
+
+
 class Segmentation:
     """Segments on one grid (see module docstring).
 
@@ -110,7 +126,7 @@ class Segmentation:
             labelmap = labelmap.astype(np.int64)
         if labelmap.min() < 0:
             raise InputError(f"label map holds negative labels ({source or 'label map'})")
-        present = set(np.unique(labelmap).tolist()) - {0}
+        present = _label_values(labelmap) - {0}
         if names is None:
             names = {v: f"label {v}" for v in sorted(present)}
         infos = []
