@@ -15,6 +15,7 @@ patient's left, y posterior, z superior):
 
 import base64
 import html
+import io
 import os
 import re
 import struct
@@ -276,7 +277,7 @@ def test_html_report_is_self_contained(report_text):
     assert "<script" not in report_text.lower()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", report_text)
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', report_text)
-    assert len(images) == 2  # DVH and dose slices
+    assert len(images) == 3  # the DVH and the tumour's two planes (HTML panels)
     for b64 in images:
         assert base64.b64decode(b64)[:8] == PNG_SIGNATURE
 
@@ -362,7 +363,7 @@ def test_maa_case_report_is_written_and_tumour_contours_lie_on_the_hot_spots(tmp
     report_html.write_report_html(result, str(path), segmentation=seg, title="MAA patient 2")
     text = path.read_text(encoding="utf-8")
     assert "Tumor 1" in text and "Tumor 2" in text and "lungs (LSF model)" in text
-    assert text.count("data:image/png;base64,") == 2
+    assert text.count("data:image/png;base64,") == 1 + len(planes)
 
 
 def test_plane_image_composes_background_wash_isodose_and_outlines(case):
@@ -395,3 +396,76 @@ def test_plane_image_composes_background_wash_isodose_and_outlines(case):
     for _ in range(4):
         inner = figures._shrunk(inner)
     assert np.allclose(rgb[own & ~inner], p.colors[p.segment])  # the plane's own segment outlined, 4 pixels
+
+
+# -- dose slices as HTML panels (report.html) ---------------------------------------------------
+
+def test_rgb_png_decodes_to_the_image_it_was_given():
+    from PIL import Image
+
+    from TAREDosimetryLib.reporting.slicehtml import rgb_png
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    a[:, 10:30] = a[:, 10:11]  # runs of equal pixels (the filter's zeros)
+    for img, expected in ((a, a), (a / 255.0, a)):
+        data = rgb_png(img)
+        assert _png_size(data) == (53, 37)
+        back = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert np.array_equal(back, expected)
+    with pytest.raises(ValueError, match="RGB image"):
+        rgb_png(np.zeros((4, 4)))
+
+
+def test_colour_bar_ticks_are_round_and_inside_the_scale():
+    from TAREDosimetryLib.reporting.slicehtml import colour_bar_ticks
+
+    assert colour_bar_ticks(3.21, 327.0) == [50.0, 100.0, 150.0, 200.0, 250.0, 300.0]
+    assert colour_bar_ticks(1.0, 9.0) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    for lo, hi in ((1.0, 9.0), (0.37, 2.1), (5.0, 5000.0), (80.0, 81.0)):
+        t = colour_bar_ticks(lo, hi)
+        assert 1 <= len(t) <= 9 and all(lo - 1e-9 <= v <= hi + 1e-9 for v in t)
+        steps = np.diff(t)
+        assert np.allclose(steps, steps[0]) if len(t) > 1 else True
+    assert colour_bar_ticks(5.0, 5.0) == [5.0]
+
+
+def test_dose_slices_html_shows_every_plane_as_its_composed_image(case):
+    from PIL import Image
+
+    from TAREDosimetryLib.reporting.slicehtml import dose_slices_html
+
+    result, seg = case
+    text = dose_slices_html(result, None, seg, views=("axial", "coronal"), fov_mm=81, pixel_mm=1.0)
+    sf = figures.slice_figure(result, None, seg, views=("axial", "coronal"), fov_mm=81, pixel_mm=1.0)
+    images = re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) == len(sf.planes) == 2
+    for (alt, b64), p in zip(images, sf.planes):
+        head, mean = figures.plane_heading(p, sf.means[p.segment])
+        assert alt.startswith(html.escape(head)) and html.escape(head) in text and mean in text
+        rgb = figures.plane_rgb(p, sf.cmap, sf.threshold, sf.d_max, sf.isodoses)
+        shown = np.asarray(Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB"))
+        assert np.array_equal(shown, np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8))
+    for letter in ("R", "L", "A", "P", "S", "I"):
+        assert f">{letter}</span>" in text
+    # scale bar: 20 mm of the 81 mm plane; the colour bar from the wash threshold to the scale top
+    assert "width:24.69%" in text and ">20 mm</span>" in text
+    assert text.count('class="sl-cbar"') == 1 and "dose (Gy)" in text
+    for t in re.findall(r'<span style="bottom:([0-9.]+)%">', text):
+        assert 0.0 <= float(t) <= 100.0
+    assert html.escape(sf.title) in text
+    assert "tumour" in text and "liver" in text  # legend
+
+
+def test_dose_slices_html_escapes_segment_names(case, monkeypatch):
+    from TAREDosimetryLib.reporting import slicehtml
+
+    result, seg = case
+    sf = figures.slice_figure(result, None, seg, views=("axial",), fov_mm=41, pixel_mm=2.0)
+    for p in sf.planes:  # the tumour renamed as a user may name a segment
+        p.segment = ODD_NAME
+        p.masks[ODD_NAME], p.colors[ODD_NAME], p.roles[ODD_NAME] = p.masks.pop("tumour"), p.colors["tumour"], "tumor"
+    sf.means[ODD_NAME] = 12.5
+    monkeypatch.setattr(slicehtml, "slice_figure", lambda *a, **k: sf)
+    text = slicehtml.dose_slices_html(result, None, seg)
+    assert ODD_NAME not in text and text.count(html.escape(ODD_NAME)) >= 3  # caption, image description, legend

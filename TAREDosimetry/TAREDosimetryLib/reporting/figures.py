@@ -42,6 +42,10 @@ __all__ = [
     "dose_slice_planes",
     "plane_rgb",
     "plot_dose_slices",
+    "SliceFigure",
+    "slice_figure",
+    "plane_heading",
+    "scale_bar_mm",
     "require_matplotlib",
     "png_bytes",
     "plot_registration_check",
@@ -554,6 +558,59 @@ def _background_window(plane):
     return 0.0, hi if hi > 0 else 1.0
 
 
+@dataclass
+class SliceFigure:
+    """What the dose-slice figures show, whatever draws them (:func:`plot_dose_slices` for a PNG,
+    :mod:`.slicehtml` for the HTML report): the planes, the colour scale of the dose wash from
+    ``threshold`` to ``d_max`` Gy in ``cmap`` (``plane_max`` the largest dose in the planes), the
+    isodose levels drawn, each segment's mean dose and the figure's title."""
+
+    planes: list
+    threshold: float
+    d_max: float
+    plane_max: float
+    cmap: object
+    isodoses: list
+    means: dict
+    title: str
+
+    @property
+    def rows(self):
+        """Segment names (one row each) and views (one column each), in the order of the planes."""
+        return list(dict.fromkeys(p.segment for p in self.planes)), list(dict.fromkeys(p.view for p in self.planes))
+
+
+def slice_figure(result, background, segmentation, *, max_tumours=6, views=("axial", "coronal"), fov_mm=None, pixel_mm=None):
+    """:class:`SliceFigure` of a case (see :func:`plot_dose_slices` for the arguments)."""
+    require_matplotlib()
+    planes = dose_slice_planes(result, background, segmentation, max_tumours=max_tumours, views=views, fov_mm=fov_mm,
+                               pixel_mm=pixel_mm)
+    if not planes:
+        raise ValueError("no segment to show in the dose slices")
+    d_max, plane_max = _dose_scale_max(result, planes)
+    threshold = max(1.0, 0.01 * d_max)
+    bg_name = "CT" if (background is not None and planes[0].background_is_ct) else ("background image" if background is not None else "activity (SPECT)")
+    title = f"Dose map ({result.params.method.upper()}) on {bg_name}; wash from {threshold:.3g} Gy; radiological orientation"
+    return SliceFigure(planes, threshold, d_max, plane_max, _dose_colormap(), _tumour_isodoses(result, planes, d_max),
+                       {s.name: s.metrics.get("mean_gy") for s in result.segments}, title)
+
+
+def plane_heading(p, mean_gy):
+    """(title line, mean-dose line or '') of one plane: segment, view and the plane's position (LPS)."""
+    x, y, z = p.centre_lps
+    where = f"z = {z:.1f} mm" if p.view == "axial" else f"y = {y:.1f} mm"
+    return f"{p.segment} \u2014 {p.view}, {where} (LPS)", ("" if mean_gy is None else f"mean dose {format_metric('mean_gy', mean_gy)} Gy")
+
+
+def scale_bar_mm(width_mm):
+    """Length of the scale bar of a plane ``width_mm`` wide: a round length, at most 0.3 of the width."""
+    return next((v for v in (100, 50, 20, 10, 5) if v <= 0.3 * width_mm), 5)
+
+
+def isodose_label(level):
+    return f"{level:g} Gy isodose (tumour threshold)"
+
+
 def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours=6, views=("axial", "coronal"), fov_mm=None, dpi=110):
     """PNG of dose slices through each tumour: background in grey, dose colour wash, contours.
 
@@ -573,30 +630,22 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
     column per view.  The dose wash is transparent below max(1 Gy, 1 % of the largest dose
     shown) and shares one colour scale across the figure.  Tumour contours are thick (the
     segment of the row thickest), other segments thin; a white dashed line marks the isodose
-    of each tumour threshold of the rule set.
+    of each tumour threshold of the rule set.  (The HTML report shows the same planes as HTML
+    panels: :mod:`.slicehtml`.)
     """
-    require_matplotlib()
-    planes = dose_slice_planes(result, background, segmentation, max_tumours=max_tumours, views=views, fov_mm=fov_mm)
-    if not planes:
-        raise ValueError("no segment to show in the dose slices")
-    names = list(dict.fromkeys(p.segment for p in planes))
-    views = list(dict.fromkeys(p.view for p in planes))
+    sf = slice_figure(result, background, segmentation, max_tumours=max_tumours, views=views, fov_mm=fov_mm)
+    names, views = sf.rows
     nrows, ncols = len(names), len(views)
     fig = _new_figure((4.9 * ncols + 0.9, 5.2 * nrows + 1.0), dpi)
     axes, colorbar_axes = _slice_axes(fig, nrows, ncols)
-    d_max, plane_max = _dose_scale_max(result, planes)
-    threshold = max(1.0, 0.01 * d_max)
-    cmap = _dose_colormap()
-    isodoses = _tumour_isodoses(result, planes, d_max)
-    seg_means = {s.name: s.metrics.get("mean_gy") for s in result.segments}
     legend = {}
     im = None
-    for p in planes:
+    for p in sf.planes:
         ax = axes[names.index(p.segment)][views.index(p.view)]
-        im = _draw_dose_plane(ax, p, cmap, threshold, d_max, isodoses, legend)
-        _label_plane(ax, p, seg_means.get(p.segment))
+        im = _draw_dose_plane(ax, p, sf.cmap, sf.threshold, sf.d_max, sf.isodoses, legend)
+        _label_plane(ax, p, sf.means.get(p.segment))
     for cax in colorbar_axes:
-        cb = fig.colorbar(im, cax=cax, extend="max" if plane_max > d_max else "neither")
+        cb = fig.colorbar(im, cax=cax, extend="max" if sf.plane_max > sf.d_max else "neither")
         cb.set_label("dose (Gy)", fontsize=8)
         cb.ax.tick_params(labelsize=7)
     if legend:
@@ -605,11 +654,7 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
             ncol=min(4, len(legend)), fontsize=8, facecolor="0.35", labelcolor="white", framealpha=1.0,
         )
         leg.get_frame().set_edgecolor("0.35")
-    bg_name = "CT" if (background is not None and planes[0].background_is_ct) else ("background image" if background is not None else "activity (SPECT)")
-    fig.suptitle(
-        _mpl_text(f"Dose map ({result.params.method.upper()}) on {bg_name}; wash from {threshold:.3g} Gy; radiological orientation"),
-        fontsize=10, y=1.0 - 0.12 / fig.get_size_inches()[1],
-    )
+    fig.suptitle(_mpl_text(sf.title), fontsize=10, y=1.0 - 0.12 / fig.get_size_inches()[1])
     return png_bytes(fig, path)
 
 
@@ -672,7 +717,7 @@ def _draw_dose_plane(ax, p, cmap, threshold, d_max, isodoses, legend):
     ax.imshow(plane_rgb(p, cmap, threshold, d_max, isodoses), extent=p.extent_mm, origin="upper", interpolation="nearest")
     for level in isodoses:
         if p.dose_gy.max() >= level:
-            legend[f"{level:g} Gy isodose (tumour threshold)"] = Line2D([], [], color="white", ls="--", lw=1.0, path_effects=outline)
+            legend[isodose_label(level)] = Line2D([], [], color="white", ls="--", lw=1.0, path_effects=outline)
     for n, m in p.masks.items():
         if m.any():
             legend.setdefault(n, Line2D([], [], color=p.colors[n], lw=2.2 if p.roles.get(n) == "tumor" else 1.4))
@@ -775,18 +820,14 @@ def _label_plane(ax, p, mean_gy):
         ((0.015, 0.5, "left", "center"), (0.985, 0.5, "right", "center"), (0.5, 0.985, "center", "top"), (0.5, 0.015, "center", "bottom")),
     ):
         ax.text(x, y, text, transform=ax.transAxes, ha=ha, va=va, color="white", fontsize=10, fontweight="bold", path_effects=outline)
-    x, y, z = p.centre_lps
-    where = f"z = {z:.1f} mm" if p.view == "axial" else f"y = {y:.1f} mm"
-    head = f"{p.segment} \u2014 {p.view}, {where} (LPS)"
-    if mean_gy is not None:
-        head += f"\nmean dose {format_metric('mean_gy', mean_gy)} Gy"
-    ax.set_title(_mpl_text(head), fontsize=9)
+    head, mean = plane_heading(p, mean_gy)
+    ax.set_title(_mpl_text(head + ("\n" + mean if mean else "")), fontsize=9)
 
 
 def _scale_bar(ax, extent_mm, outline):
     """A white bar of a round length (about a quarter of the plane) at the bottom right, labelled in mm."""
     width = abs(extent_mm[1] - extent_mm[0])
-    length = next((v for v in (100, 50, 20, 10, 5) if v <= 0.3 * width), 5)
+    length = scale_bar_mm(width)
     up = 1.0 if extent_mm[3] > extent_mm[2] else -1.0  # the y limits are (bottom, top) = extent_mm[2:4]
     x1 = max(extent_mm[0], extent_mm[1]) - 0.05 * width
     y = extent_mm[2] + up * 0.07 * width

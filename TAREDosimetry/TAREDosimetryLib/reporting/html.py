@@ -10,7 +10,8 @@ from ..evaluation.partial_volume import DIAMETER_FACTOR, MIN_ACTIVITY_VOXELS
 from ..evaluation.phase import case_phase
 from ..evaluation.roles import ROLE_LABELS
 from ..evaluation.scope import scope_lines
-from .figures import PASS_COLORS, MissingDependencyError, plot_dose_slices, plot_dvh, require_matplotlib
+from .figures import PASS_COLORS, MissingDependencyError, plot_dvh, require_matplotlib
+from .slicehtml import SLICES_CSS, dose_slices_html
 from .tables import HEAD_KEYS, RX_D, RX_VPCT, column_title, format_metric, metrics_table_rows
 from .wording import banner
 
@@ -59,7 +60,7 @@ img{max-width:100%;height:auto;border:1px solid #ddd;margin:6px 0}
 .note{color:#555;font-style:italic}ul{margin-top:4px}
 .pv{color:#8a5300;font-size:11.5px}.reasons{margin:4px 0 12px}
 code{font-size:12px}
-"""
+""" + SLICES_CSS
 
 
 def _e(text):
@@ -202,11 +203,11 @@ def _figures_html(result, background, segmentation, dvh_png=None):
         parts.append('<p class="note">Dose slices need the segmentation (not given to the report).</p>')
     else:
         try:
-            png = plot_dose_slices(result, background, segmentation)
+            panels = dose_slices_html(result, background, segmentation)
         except TAREDosimetryError as exc:
             parts.append(f'<p class="note">Dose slices could not be drawn: {_e(exc)}</p>')
         else:
-            parts.append(f"<h3>{_e(_slices_heading(result))}</h3>" + _img(png, "dose slices"))
+            parts.append(f"<h3>{_e(_slices_heading(result))}</h3>" + panels)
             parts.append(
                 '<p class="note">Radiological convention: patient right on the image left; axial: anterior at the top; '
                 "coronal: superior at the top.  Images are resampled onto each plane in physical space.</p>"
