@@ -249,6 +249,29 @@ def test_presets_and_help_run():
     assert r.returncode == 0 and "--administered-activity-gbq" in r.stdout and "--thresholds" in r.stdout
 
 
+def test_a_command_is_parsed_without_importing_the_other_commands():
+    """`tare-dosimetry run ...` builds the run parser alone (the cohort, compare, plan and DICOM
+    networking modules are not imported: their import time and memory are not paid); with no
+    command, or an unknown one, every command is listed."""
+    code = (
+        "import sys\n"
+        "from TAREDosimetryLib.cli import main\n"
+        "rc = main(['presets'])\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith(('TAREDosimetryLib.cli.', 'TAREDosimetryLib.cohort'))))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.join(REPO, "TAREDosimetry"))
+    loaded = next(line for line in r.stdout.splitlines() if line.startswith("LOADED"))
+    assert "'TAREDosimetryLib.cli.presets'" in loaded
+    for other in ("cli.cohort", "cli.compare", "cli.plan", "cli.batch", "TAREDosimetryLib.cohort'"):
+        assert other not in loaded, loaded
+    r = subprocess.run([sys.executable, "-m", "TAREDosimetryLib.cli", "--help"], capture_output=True, text=True,
+                       cwd=os.path.join(REPO, "TAREDosimetry"))
+    assert r.returncode == 0 and all(c in r.stdout for c in ("run", "plan", "compare", "cohort", "dicom-ls"))
+    r = subprocess.run([sys.executable, "-m", "TAREDosimetryLib.cli", "rnu"], capture_output=True, text=True,
+                       cwd=os.path.join(REPO, "TAREDosimetry"))
+    assert r.returncode == 2 and "invalid choice: 'rnu'" in r.stderr and "cohort" in r.stderr
+
+
 def test_params_file_reproduces_a_run(tmp_path, demo_out):
     out = tmp_path / "again"
     assert main(["demo", "--out", str(out), "--quiet", "--no-report", "--params", str(demo_out / "metrics.json")]) == 0

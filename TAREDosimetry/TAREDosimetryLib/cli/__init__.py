@@ -33,7 +33,8 @@ def _command_module(name):
     return importlib.import_module(f"{__name__}.{COMMANDS[name]}")
 
 
-def build_parser():
+def build_parser(commands=None):
+    """The argument parser of ``tare-dosimetry`` with the subcommands ``commands`` (default: all)."""
     parser = argparse.ArgumentParser(
         prog="tare-dosimetry",
         description="Y-90 radioembolization (TARE/SIRT) dosimetry: dose map, DVH, per-segment metrics and PASS/FAIL "
@@ -43,9 +44,17 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in commands or COMMANDS:
         _command_module(name).add_parser(sub)
     return parser
+
+
+def _named_command(argv):
+    """The command named first on the command line, or None (then every command is parsed, for the
+    overall help and the 'invalid choice' message): a command's parser alone is built without
+    importing the other commands' modules (cohort statistics, DICOM networking, planning)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return args[0] if args and args[0] in COMMANDS else None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -145,7 +154,8 @@ def main(argv=None):
 
 
 def _main(argv):
-    parser = build_parser()
+    named = _named_command(argv)
+    parser = build_parser([named] if named else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
