@@ -251,18 +251,19 @@ def test_presets_and_help_run():
 
 def test_a_command_is_parsed_without_importing_the_other_commands():
     """`tare-dosimetry run ...` builds the run parser alone (the cohort, compare, plan and DICOM
-    networking modules are not imported: their import time and memory are not paid); with no
+    networking modules, nor the batch runner, are imported: their import time and memory are not paid); with no
     command, or an unknown one, every command is listed."""
     code = (
         "import sys\n"
         "from TAREDosimetryLib.cli import main\n"
         "rc = main(['presets'])\n"
+        "from TAREDosimetryLib.batch import run_case_files  # one case from files: not the batch machinery\n"
         "print('LOADED', sorted(m for m in sys.modules if m.startswith(('TAREDosimetryLib.cli.', 'TAREDosimetryLib.cohort'))))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.join(REPO, "TAREDosimetry"))
     loaded = next(line for line in r.stdout.splitlines() if line.startswith("LOADED"))
     assert "'TAREDosimetryLib.cli.presets'" in loaded
-    for other in ("cli.cohort", "cli.compare", "cli.plan", "cli.batch", "TAREDosimetryLib.cohort'"):
+    for other in ("cli.cohort", "cli.compare", "cli.plan", "cli.batch", "TAREDosimetryLib.cohort'", "batch.runner", "batch.pool"):
         assert other not in loaded, loaded
     r = subprocess.run([sys.executable, "-m", "TAREDosimetryLib.cli", "--help"], capture_output=True, text=True,
                        cwd=os.path.join(REPO, "TAREDosimetry"))

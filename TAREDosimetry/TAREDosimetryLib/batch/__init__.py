@@ -14,10 +14,29 @@
     runner.py       run_manifest: all of the above
 """
 
-from .casefiles import evaluate_dose_files, run_case_files, run_files_and_write
-from .manifest import MANIFEST_COLUMNS, read_manifest
-from .runner import BatchInterrupted, BatchSummary, run_manifest
-from .summary import SUMMARY_COLUMNS
+import importlib
+
+#: Public name -> module of this package that defines it.  The modules are imported when a name is
+#: first used (PEP 562), so that one case from files (``run``) does not import the batch machinery
+#: (worker pools, threads, subprocesses).
+_WHERE = {
+    "evaluate_dose_files": "casefiles", "run_case_files": "casefiles", "run_files_and_write": "casefiles",
+    "MANIFEST_COLUMNS": "manifest", "read_manifest": "manifest",
+    "BatchInterrupted": "runner", "BatchSummary": "runner", "run_manifest": "runner",
+    "SUMMARY_COLUMNS": "summary",
+}
 
 __all__ = ["read_manifest", "run_case_files", "evaluate_dose_files", "run_files_and_write", "run_manifest", "MANIFEST_COLUMNS",
            "SUMMARY_COLUMNS", "BatchSummary", "BatchInterrupted"]
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
