@@ -258,7 +258,7 @@ def test_a_command_is_parsed_without_importing_the_other_commands():
         "from TAREDosimetryLib.cli import main\n"
         "rc = main(['presets'])\n"
         "from TAREDosimetryLib.batch import run_case_files  # one case from files: not the batch machinery\n"
-        "print('LOADED', sorted(m for m in sys.modules if m.startswith(('TAREDosimetryLib.cli.', 'TAREDosimetryLib.cohort'))))\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith(('TAREDosimetryLib.cli.', 'TAREDosimetryLib.cohort', 'TAREDosimetryLib.batch'))))\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.join(REPO, "TAREDosimetry"))
     loaded = next(line for line in r.stdout.splitlines() if line.startswith("LOADED"))
