@@ -87,7 +87,7 @@ _TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "
 #: Most voxels of one kernel (its box); :func:`radius_within_limit` truncates a kernel to stay within.
 MAX_KERNEL_VOXELS = 2_000_000
 _MAX_KERNEL_VOXELS = MAX_KERNEL_VOXELS
-_CHUNK = 256  # offsets per quadrature batch: about 20 MB of temporaries per thread (2048: 140 MB, no faster)
+_CHUNK = 64  # offsets per quadrature batch: about 5 MB of temporaries per thread (256: 20 MB, 2048: 140 MB, no faster)
 
 
 # --------------------------------------------------------------------------- point kernel
