@@ -267,6 +267,10 @@ class BoxedArray:
             out[dst] = self.inside[src]
         return out
 
+    def value_of_planes(self, z0, z1):
+        """The one value of planes ``z0:z1`` when they do not meet the box (``outside``), else None."""
+        return self.outside if z1 <= self.box[0].start or z0 >= self.box[0].stop else None
+
     def take(self, index):
         """(N,) values at flat C-order indices ``index`` (N,) of the whole map, read in blocks."""
         index = np.asarray(index)

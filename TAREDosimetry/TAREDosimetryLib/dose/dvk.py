@@ -421,8 +421,17 @@ def _class_mask(rho_planes, low):
     return below if low else ~below
 
 
+def _planes_value(rho, z0, z1):
+    """The one density of planes z0:z1 of a boxed map that do not meet its box; else None."""
+    return rho.value_of_planes(z0, z1) if isinstance(rho, BoxedArray) else None
+
+
 def _class_planes(a, rho, low, z0, z1):
-    """Planes z0:z1 of a density class's activity (0 outside the class)."""
+    """Planes z0:z1 of a density class's activity (0 outside the class); planes of one density
+    (a boxed map outside its box) are the activity itself or zeros, with no mask or copy."""
+    one = _planes_value(rho, z0, min(z1, a.shape[0]))
+    if one is not None:
+        return a[z0:z1] if bool(_class_mask(one, low)) else np.zeros(a[z0:z1].shape, np.float32)
     return np.where(_class_mask(rho[z0:z1], low), a[z0:z1], np.float32(0))
 
 
@@ -505,10 +514,15 @@ def _energy_to_dose(energy, rho, k_per_voxel_kg):
     """In place, a slab of planes at a time: ``energy`` (GBq-equivalent) -> Gy with the local mass;
     voxels below :data:`MIN_DOSE_DENSITY_G_ML` take that density, voxels of density <= 0 get 0 Gy."""
     for z0 in range(0, energy.shape[0], 16):
-        part, r = energy[z0:z0 + 16], rho[z0:z0 + 16]
+        part = energy[z0:z0 + 16]
         part *= k_per_voxel_kg
+        one = _planes_value(rho, z0, min(z0 + 16, energy.shape[0]))
+        r = rho[z0:z0 + 16] if one is None else one  # planes of one density (a boxed map outside its box): the number
         part /= np.maximum(r, np.float32(MIN_DOSE_DENSITY_G_ML))
-        part[r <= 0] = 0.0
+        if one is None:
+            part[r <= 0] = 0.0
+        elif one <= 0:
+            part[...] = 0.0
 
 
 def _local_dose_in(dose, lung, a, rho, k_per_voxel_kg):
