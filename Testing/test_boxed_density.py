@@ -57,6 +57,12 @@ def test_a_boxed_array_reads_as_the_full_array_by_slices_and_flat_indices(monkey
         b[::2]  # noqa: B018
     with pytest.raises(TypeError):
         values[[1, 2]]  # noqa: B018
+    from TAREDosimetryLib.errors import GeometryError
+
+    for box, inside in (((slice(0, 4, 2), slice(0, 2), slice(0, 2)), np.ones((2, 2, 2))), ((slice(0, 2),) * 2, np.ones((2, 2))),
+                        ((slice(0, 2),) * 3, np.ones((2, 2, 3)))):
+        with pytest.raises(GeometryError):
+            BoxedArray(1.0, box, inside, (5, 5, 5))
 
 
 def test_a_boxed_volume_makes_its_array_only_when_asked():
@@ -128,6 +134,10 @@ def test_ldm_of_a_boxed_density_is_bit_identical_to_the_elementwise_expression(b
     got = ldm.ldm_dose_gy(act, density, K).array
     assert np.array_equal(got, _reference_ldm(act, _full(density.boxed), K))
     assert density._whole is None
+    wide = BoxedVolume(BoxedArray(0.0, box, inside.astype(np.float64) / 3, act.shape), act.grid)  # float64, 0 outside the box
+    with np.errstate(all="raise"):
+        got = ldm.ldm_dose_gy(act, wide, K).array
+    assert np.array_equal(got, _reference_ldm(act, np.asarray(wide.boxed, np.float32), K)) and not got[0].any()
 
 
 @pytest.mark.parametrize("lung_mode", ["kernel", "ldm"])

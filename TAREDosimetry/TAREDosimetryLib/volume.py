@@ -223,7 +223,7 @@ class BoxedArray:
     ----------
     outside : float, the value outside the box (stored as ``inside``'s dtype).
     box : tuple of 3 slices (z, y, x), steps of 1, within ``shape``.
-    inside : (Z, Y, X) ndarray of the box's shape (kept as given, C-contiguous).
+    inside : (Z, Y, X) ndarray of the box's shape (kept, made C-contiguous if it is not).
     shape : (nz, ny, nx) of the whole map.
     """
 
@@ -232,9 +232,11 @@ class BoxedArray:
 
     def __init__(self, outside, box, inside, shape):
         shape = tuple(int(n) for n in shape)
+        if len(box) != 3 or any(s.step not in (None, 1) for s in box):
+            raise GeometryError(f"a boxed map needs 3 slices of step 1 (z, y, x); got {box}")
         box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, shape))
         inside = np.ascontiguousarray(inside)
-        if len(shape) != 3 or len(box) != 3 or inside.shape != tuple(s.stop - s.start for s in box):
+        if len(shape) != 3 or inside.shape != tuple(max(0, s.stop - s.start) for s in box):
             raise GeometryError(f"a boxed map needs 3 slices and values of the box's shape; got {box} and {inside.shape}")
         self.outside, self.box, self.inside, self.shape = inside.dtype.type(outside), box, inside, shape
 
@@ -245,6 +247,12 @@ class BoxedArray:
     @property
     def size(self):
         return int(np.prod(self.shape, dtype=np.int64))
+
+    def astype(self, dtype):
+        """This map with its values as ``dtype`` (itself when they are already)."""
+        if self.dtype == dtype:
+            return self
+        return BoxedArray(np.dtype(dtype).type(self.outside), self.box, self.inside.astype(dtype), self.shape)
 
     def __array__(self, dtype=None, copy=None):
         full = np.full(self.shape, self.outside, self.dtype)

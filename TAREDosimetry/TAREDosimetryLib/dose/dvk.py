@@ -351,9 +351,8 @@ def _density_map(values):
     """A density map's float32 values (an array, or a :class:`~TAREDosimetryLib.volume.BoxedArray`
     read a slab of planes at a time, never made whole), checked; a float when it holds one value."""
     if isinstance(values, BoxedArray):
-        inside = values.inside.astype(np.float32, copy=False)
-        rho = values if inside is values.inside else BoxedArray(np.float32(values.outside), values.box, inside, values.shape)
-        parts = (inside, np.float32(rho.outside))
+        rho = values.astype(np.float32)
+        parts = (rho.inside, rho.outside)
     else:
         rho = np.asarray(values, dtype=np.float32)
         parts = (rho,)

@@ -29,7 +29,7 @@ def density_array(activity_gbq, density_g_ml):
         values = volume_values(density_g_ml)
         one = uniform_value(values)
         if one is None:
-            return values if isinstance(values, BoxedArray) else np.asarray(values, dtype=np.float32)
+            return values.astype(np.float32) if isinstance(values, BoxedArray) else np.asarray(values, dtype=np.float32)
         rho = one
     else:
         rho = float(density_g_ml)
@@ -68,7 +68,8 @@ def ldm_dose_gy(activity_gbq, density_g_ml, k_gy_kg_per_gbq):
     a = np.asarray(activity_gbq.array)
     dose = np.empty(a.shape, np.float32)
     if isinstance(rho, BoxedArray):
-        _constant_density_dose(a, dose, k, np.float32(rho.outside) * voxel_kg, zero_non_finite=True)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a density of 0 outside the box: 0 Gy there
+            _constant_density_dose(a, dose, k, rho.outside * voxel_kg, zero_non_finite=True)
         _map_density_dose(a[rho.box], dose[rho.box], k, rho.inside, voxel_kg)
     elif np.isscalar(rho):
         _constant_density_dose(a, dose, k, np.float32(rho) * voxel_kg)  # mass > 0
