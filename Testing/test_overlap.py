@@ -474,3 +474,33 @@ def test_destination_box_from_the_geometry_is_the_box_of_the_overlap(seed):
     assert destination_box(src, dst) == got.box
     far = Grid((3, 3, 3), (1.0, 1.0, 1.0), (500.0, 500.0, 500.0))
     assert destination_box(far, dst) is None and overlap_sum(np.ones(far.shape, bool), far, dst).box is None
+
+
+def test_a_mask_on_the_same_voxels_gives_the_fractions_of_the_contractions(monkeypatch):
+    """Grids whose voxels coincide exactly (same spacing, whole-voxel shifts, reversed axes): the
+    mask itself as the fractions, equal bit for bit to the separable contractions (and no box
+    when the grids do not meet)."""
+    import TAREDosimetryLib.overlap as ov
+
+    rng = np.random.default_rng(11)
+    checked = 0
+    for trial in range(200):
+        shape, dshape = tuple(rng.integers(1, 9, 3)), tuple(rng.integers(1, 9, 3))
+        flips = np.diag([-1.0 if f else 1.0 for f in rng.integers(0, 2, 3)])
+        spacing = (1.5, 2.0, 2.5)
+        shift = rng.integers(-4, 4, 3)
+        src = Grid(shape, spacing, tuple(float(k) * h for k, h in zip(shift, spacing)), tuple(flips.reshape(-1)))
+        dst = Grid(dshape, spacing, (0.0, 0.0, 0.0))
+        values = rng.random(shape) < 0.5 if trial % 2 else rng.integers(0, 4, shape).astype(np.int16)
+        assert ov._same_voxels(ov.axis_alignment(src, dst))
+        fast = ov.overlap_sum(values, src, dst)
+        with monkeypatch.context() as m:
+            m.setattr(ov, "_same_voxels", lambda alignment: False)
+            slow = ov.overlap_sum(values, src, dst)
+        assert fast.box == slow.box
+        if fast.box is not None:
+            assert fast.values.dtype == slow.values.dtype and fast.values.tobytes() == slow.values.tobytes()
+            checked += 1
+    assert checked > 40, checked  # the others: grids that do not meet, no box either way
+    half_voxel = Grid((4, 4, 4), (1.5, 2.0, 2.5), (0.75, 0.0, 0.0))
+    assert not ov._same_voxels(ov.axis_alignment(half_voxel, Grid((4, 4, 4), (1.5, 2.0, 2.5))))

@@ -179,7 +179,7 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[200, 300, 400])
     ap.add_argument("--methods", nargs="+", default=["ldm", "dvk"])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--lung", action="store_true", help="add a lung segment (a density map of tissue and lung: +4 bytes per voxel)")
+    ap.add_argument("--lung", action="store_true", help="add a lung segment (without a CT the density mixes tissue and lung on the lung's box only)")
     ap.add_argument("--large", action="store_true", help="the 1e9-voxel segmentation over a PET grid")
     ap.add_argument("--seg-shape", type=int, nargs=3, default=[1000, 1024, 1024], help="z y x of the large label map")
     ap.add_argument("--seg-spacing", type=float, default=0.5)

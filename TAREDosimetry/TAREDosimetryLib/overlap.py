@@ -206,8 +206,37 @@ def _contract_axis(arr, band, axis, dtype):
     return np.moveaxis(out, 0, axis)
 
 
+def _same_voxels(alignment):
+    """True when every source voxel is exactly one destination voxel: same axis order, scales
+    exactly +-1 and whole-voxel offsets, with no round-off (the 1-D overlaps are then exactly 1)."""
+    return all(b == a and abs(scale) == 1.0 and offset == round(offset) and abs(offset) < 2**31
+               for a, (b, scale, offset) in enumerate(alignment))
+
+
+def _same_voxels_sum(values, alignment, dst_shape, dtype):
+    """:func:`_box_overlap_sum` of a whole-number source (a mask) on :func:`_same_voxels` grids:
+    its part inside the destination, flipped where an axis is reversed, as ``dtype`` (the same
+    numbers the contractions give, without their temporaries)."""
+    src, box = [], []
+    for a, (_, scale, offset) in enumerate(alignment):
+        n, off = values.shape[a], int(offset)
+        if scale > 0:  # destination j = off + i
+            i0, i1 = max(0, -off), min(n, dst_shape[a] - off)
+            src.append(slice(i0, i1))
+            box.append(slice(off + i0, off + i1))
+        else:  # destination j = off - i
+            i0, i1 = max(0, off - dst_shape[a] + 1), min(n, off + 1)
+            src.append(slice(i1 - 1, i0 - 1 if i0 > 0 else None, -1))
+            box.append(slice(off - i1 + 1, off - i0 + 1))
+        if i1 <= i0:
+            return OverlapResult(None, np.zeros((0, 0, 0), dtype), {"method": "box overlap"})
+    return OverlapResult(tuple(box), np.ascontiguousarray(values[tuple(src)], dtype=dtype), {"method": "box overlap"})
+
+
 def _box_overlap_sum(values, src_grid, dst_grid, alignment, dtype):
     """:class:`OverlapResult` by separable 1-D interval overlaps (axis-aligned grids)."""
+    if (values.dtype == bool or np.issubdtype(values.dtype, np.integer)) and _same_voxels(alignment):
+        return _same_voxels_sum(values, alignment, dst_grid.shape, dtype)
     mats, box = [], [None, None, None]
     for a, (b, scale, offset) in enumerate(alignment):
         j0, band = _overlap_band_1d(values.shape[a], scale, offset, dst_grid.shape[b])

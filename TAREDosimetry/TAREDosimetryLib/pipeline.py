@@ -430,7 +430,7 @@ def _activity_warnings(summary, params, what, warnings):
 def _counts_in_liver_and_lungs(counts_m, sampler, roles):
     """Counts of the image inside the whole liver (or liver segments) and the lungs; None without them."""
     names = (roles.whole_liver or roles.liver_names) + roles.lung_names
-    return sampler.integrate(counts_m, sampler.region(names)) if names else None
+    return sampler.integrate(counts_m, sampler.region(names, keep=False)) if names else None  # not needed again
 
 
 def _uptake_outside_liver_and_lungs(inside, total_image, summary, warnings):
@@ -767,7 +767,7 @@ def _image_lung_result(sampler, maps, roles, params, results, summary):
     lung_names = roles.lung_names
     lung_all = sampler.region(lung_names)
     dose, f = sampler.read(maps.dose_gy, lung_all)
-    w = sampler.read(maps.density_g_ml, lung_all)[0].astype(np.float64)
+    w = np.asarray(sampler.read(maps.density_g_ml, lung_all)[0], dtype=np.float64)
     if f is not None:
         w = w * f
     summary["lung_mean_gy"] = float((dose * w).sum() / w.sum()) if w.sum() > 0 else float("nan")

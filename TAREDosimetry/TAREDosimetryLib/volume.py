@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import GeometryError, InputError
 
-__all__ = ["Volume", "Grid", "uniform_array", "uniform_value"]
+__all__ = ["Volume", "Grid", "uniform_array", "uniform_value", "BoxedArray", "BoxedValues", "BoxedVolume", "volume_values"]
 
 
 def _as_triplet(value, name, positive=False):
@@ -196,8 +196,180 @@ def uniform_array(value, shape, dtype=np.float32):
 
 
 def uniform_value(array):
-    """The value of an array made by :func:`uniform_array` (all strides 0), else None."""
+    """The value of an array made by :func:`uniform_array` (all strides 0), else None (also for a
+    :class:`BoxedArray` or :class:`BoxedValues`, which are not made whole to be asked)."""
+    if isinstance(array, (BoxedArray, BoxedValues)):
+        return None
     a = np.asarray(array)
     if a.size == 0 or any(st != 0 for st, n in zip(a.strides, a.shape) if n > 1):
         return None
     return float(a.reshape(-1)[:1][0]) if a.ndim else float(a)
+
+
+#: Voxels read at a time by :meth:`BoxedArray.take` (bounds its index temporaries).
+_TAKE_BLOCK = 1 << 16
+
+
+class BoxedArray:
+    """A read-only (Z, Y, X) map that is one value outside a box of the grid and an array inside it.
+
+    For maps that differ from a constant only on part of the grid (the density without a CT:
+    tissue everywhere, tissue and lung mixed by the lung fraction on the lungs' box).  The engine
+    reads it a slab at a time (``boxed[z0:z1]``, ``boxed[z0:z1, y0:y1, x0:x1]``: new arrays of
+    that size) or at flat C-order indices (:meth:`take`), never whole; ``np.asarray(boxed)``
+    makes the whole array (for callers outside the engine).
+
+    Parameters
+    ----------
+    outside : float, the value outside the box (stored as ``inside``'s dtype).
+    box : tuple of 3 slices (z, y, x), steps of 1, within ``shape``.
+    inside : (Z, Y, X) ndarray of the box's shape (kept, made C-contiguous if it is not).
+    shape : (nz, ny, nx) of the whole map.
+    """
+
+    __slots__ = ("outside", "box", "inside", "shape")
+    ndim = 3
+
+    def __init__(self, outside, box, inside, shape):
+        shape = tuple(int(n) for n in shape)
+        if len(box) != 3 or any(s.step not in (None, 1) for s in box):
+            raise GeometryError(f"a boxed map needs 3 slices of step 1 (z, y, x); got {box}")
+        box = tuple(slice(*s.indices(n)[:2]) for s, n in zip(box, shape))
+        inside = np.ascontiguousarray(inside)
+        if len(shape) != 3 or inside.shape != tuple(max(0, s.stop - s.start) for s in box):
+            raise GeometryError(f"a boxed map needs 3 slices and values of the box's shape; got {box} and {inside.shape}")
+        self.outside, self.box, self.inside, self.shape = inside.dtype.type(outside), box, inside, shape
+
+    @property
+    def dtype(self):
+        return self.inside.dtype
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def astype(self, dtype):
+        """This map with its values as ``dtype`` (itself when they are already)."""
+        if self.dtype == dtype:
+            return self
+        return BoxedArray(np.dtype(dtype).type(self.outside), self.box, self.inside.astype(dtype), self.shape)
+
+    def __array__(self, dtype=None, copy=None):
+        full = np.full(self.shape, self.outside, self.dtype)
+        full[self.box] = self.inside
+        return full if dtype is None else full.astype(dtype, copy=False)
+
+    def __getitem__(self, key):
+        """The values of a sub-box (slices of steps 1, as ``array[z0:z1]``): a new array."""
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) > 3 or not all(isinstance(k, slice) for k in key):
+            raise TypeError(f"a BoxedArray is read by slices (or take()); got {key!r}: use np.asarray() for the whole array")
+        ranges = [k.indices(n) for k, n in zip(key + (slice(None),) * (3 - len(key)), self.shape)]
+        if any(r[2] != 1 for r in ranges):
+            raise TypeError("a BoxedArray is read by slices of step 1")
+        out = np.full(tuple(max(0, b - a) for a, b, _ in ranges), self.outside, self.dtype)
+        meet = [(max(a, s.start), min(b, s.stop)) for (a, b, _), s in zip(ranges, self.box)]
+        if all(lo < hi for lo, hi in meet):
+            dst = tuple(slice(lo - r[0], hi - r[0]) for (lo, hi), r in zip(meet, ranges))
+            src = tuple(slice(lo - s.start, hi - s.start) for (lo, hi), s in zip(meet, self.box))
+            out[dst] = self.inside[src]
+        return out
+
+    def value_of_planes(self, z0, z1):
+        """The one value of planes ``z0:z1`` when they do not meet the box (``outside``), else None."""
+        return self.outside if z1 <= self.box[0].start or z0 >= self.box[0].stop else None
+
+    def take(self, index):
+        """(N,) values at flat C-order indices ``index`` (N,) of the whole map, read in blocks."""
+        index = np.asarray(index)
+        out = np.empty(index.size, self.dtype)
+        plane = self.shape[1] * self.shape[2]
+        first, last = self.box[0].start * plane, self.box[0].stop * plane
+        for s in range(0, index.size, _TAKE_BLOCK):
+            idx, part = index[s:s + _TAKE_BLOCK], out[s:s + _TAKE_BLOCK]
+            if int(idx.max()) < first or int(idx.min()) >= last:
+                part.fill(self.outside)  # a block beyond the box's planes
+                continue
+            self._take_block(idx, part)
+        return out
+
+    def _take_block(self, idx, part):
+        z, rest = np.divmod(idx.astype(np.int64, copy=False), self.shape[1] * self.shape[2])
+        y, x = np.divmod(rest, self.shape[2])
+        local, hit = np.zeros(idx.size, np.int64), np.ones(idx.size, bool)
+        for coord, s, n in zip((z, y, x), self.box, self.inside.shape):
+            coord -= s.start
+            hit &= (coord >= 0) & (coord < n)
+            local *= n
+            local += coord
+        part.fill(self.outside)
+        part[hit] = self.inside.reshape(-1)[local[hit]]
+
+
+class BoxedValues:
+    """(N,) values of a :class:`BoxedArray` at flat C-order indices (a region's voxels), read a block
+    at a time by slicing (``values[s:e]``: a new array), never all at once; ``np.asarray(values)``
+    makes them all."""
+
+    __slots__ = ("boxed", "index")
+    ndim = 1
+
+    def __init__(self, boxed, index):
+        self.boxed, self.index = boxed, np.asarray(index)
+
+    @property
+    def shape(self):
+        return (self.index.size,)
+
+    @property
+    def size(self):
+        return self.index.size
+
+    @property
+    def dtype(self):
+        return self.boxed.dtype
+
+    def __len__(self):
+        return self.index.size
+
+    def __getitem__(self, key):
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError(f"BoxedValues are read by slices of step 1; got {key!r}: use np.asarray() for all of them")
+        return self.boxed.take(self.index[key])
+
+    def __array__(self, dtype=None, copy=None):
+        values = self.boxed.take(self.index)
+        return values if dtype is None else values.astype(dtype, copy=False)
+
+
+class BoxedVolume(Volume):
+    """A :class:`Volume` whose values are a :class:`BoxedArray` (``boxed``).  The engine reads
+    ``boxed`` (:func:`volume_values`); ``array`` makes the whole array on first use (read-only,
+    kept), for callers that want a plain array."""
+
+    __slots__ = ("boxed", "_whole")
+
+    def __init__(self, boxed, grid, name="", unit=""):
+        if not isinstance(boxed, BoxedArray) or tuple(grid.shape) != boxed.shape:
+            raise GeometryError(f"a BoxedVolume needs a BoxedArray of the grid's shape {grid.shape}")
+        self.boxed, self.grid, self.name, self.unit, self._whole = boxed, grid, name, unit, None
+
+    @property
+    def array(self):
+        if self._whole is None:
+            self._whole = np.asarray(self.boxed)
+            self._whole.flags.writeable = False
+        return self._whole
+
+    def __reduce__(self):
+        return BoxedVolume, (self.boxed, self.grid, self.name, self.unit)
+
+    def __repr__(self):
+        return (f"BoxedVolume(name={self.name!r}, shape={self.shape}, spacing_mm={self.spacing_mm}, unit={self.unit!r}, "
+                f"dtype={self.boxed.dtype}, box={self.boxed.box})")
+
+
+def volume_values(volume):
+    """The values of ``volume`` as the engine reads them: the :class:`BoxedArray` of a
+    :class:`BoxedVolume` (never made whole), else its array."""
+    return volume.boxed if isinstance(volume, BoxedVolume) else volume.array

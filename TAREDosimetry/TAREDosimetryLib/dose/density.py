@@ -17,7 +17,7 @@ import numpy as np
 from .. import physics
 from ..overlap import axis_alignment, coverage, overlap_sum
 from ..resample import inside_mask, resample_volume
-from ..volume import Volume, uniform_array
+from ..volume import BoxedArray, BoxedVolume, Volume, uniform_array
 
 __all__ = ["density_map_g_ml", "averaged_density_map_g_ml", "MIN_DENSITY_G_ML"]
 
@@ -70,6 +70,8 @@ def density_map_g_ml(grid, params, ct=None, lung_mask=None):
 
 #: CT slices converted to density at a time (bounds the memory of a large CT).
 _CT_SLAB_SLICES = 32
+#: Voxels whose tissue/lung mixture is computed at a time (float64 temporaries of 2 MB each).
+_MIX_SLAB_VOXELS = 1 << 18
 
 
 def _schneider_g_ml(hu):
@@ -124,19 +126,20 @@ def _full_mask(grid, fraction):
 
 
 def _tissue_and_lung_g_ml(grid, params, lung_fraction):
-    """Density without a CT: tissue, and lung in proportion to each voxel's lung fraction
-    (float64 per slab of planes, stored float32); without lungs one number (:func:`uniform_array`).
-    ``lung_fraction``: a (Z, Y, X) array, or a result with ``box`` and ``values`` (the fractions
-    on a box of the grid, 0 outside)."""
+    """Density Volume without a CT: tissue, and lung in proportion to each voxel's lung fraction
+    (float64 per slab of planes, stored float32) on the lung fraction's box only
+    (:class:`~TAREDosimetryLib.volume.BoxedVolume`: the tissue density outside it, no full-size
+    array); without lungs one number (:func:`uniform_array`).  ``lung_fraction``: a (Z, Y, X)
+    array, or a result with ``box`` and ``values`` (the fractions on a box of the grid, 0 outside)."""
     box, f = _box_and_values(grid, lung_fraction)
     if box is None or not np.any(f):
-        return uniform_array(params.tissue_density_g_ml, grid.shape)
-    rho = np.full(grid.shape, np.float32(params.tissue_density_g_ml), np.float32)  # outside the box: no lung
-    target = rho[box]
-    for z0 in range(0, f.shape[0], _CT_SLAB_SLICES):
-        part = f[z0:z0 + _CT_SLAB_SLICES].astype(np.float64)
-        target[z0:z0 + _CT_SLAB_SLICES] = params.tissue_density_g_ml * (1.0 - part) + params.lung_density_g_ml * part
-    return rho
+        return Volume(uniform_array(params.tissue_density_g_ml, grid.shape), grid=grid, name="density", unit="g/mL")
+    inside = np.empty(f.shape, np.float32)
+    step = max(1, _MIX_SLAB_VOXELS // max(1, f.shape[1] * f.shape[2]))
+    for z0 in range(0, f.shape[0], step):
+        part = f[z0:z0 + step].astype(np.float64)
+        inside[z0:z0 + step] = params.tissue_density_g_ml * (1.0 - part) + params.lung_density_g_ml * part
+    return BoxedVolume(BoxedArray(params.tissue_density_g_ml, box, inside, grid.shape), grid, name="density", unit="g/mL")
 
 
 def _box_and_values(grid, fraction):
@@ -177,17 +180,18 @@ def averaged_density_map_g_ml(grid, params, ct=None, lung_fraction=None, lung_ma
     Returns
     -------
     (Volume float32 g/mL, outside_ct bool ndarray (voxels the CT does not wholly cover) or None,
-    description str).  The part of a voxel outside the CT takes the tissue and lung densities in
+    description str).  Without a CT the Volume is a constant map (no lungs, :func:`uniform_array`)
+    or a :class:`~TAREDosimetryLib.volume.BoxedVolume` (the tissue density outside the lungs' box):
+    no full-size array either way.  The part of a voxel outside the CT takes the tissue and lung densities in
     proportion to the voxel's lung fraction (a voxel wholly outside the CT: exactly its lung and
     tissue parts, as the LSF lung mass counts lung outside the CT at the lung density).  A CT oblique
     to ``grid`` (not axis-aligned with it) is read at the voxel centres as in
     :func:`density_map_g_ml`, and the description says so.
     """
     if ct is None or not params.density_from_ct:
-        rho = _tissue_and_lung_g_ml(grid, params, lung_fraction)
         text = ("constant (tissue %.3g g/mL, lung %.3g g/mL), volume-averaged over each voxel (lung fraction)"
                 % (params.tissue_density_g_ml, params.lung_density_g_ml))
-        return Volume(rho, grid=grid, name="density", unit="g/mL"), None, text
+        return _tissue_and_lung_g_ml(grid, params, lung_fraction), None, text
     if axis_alignment(ct.grid, grid) is None:
         # An oblique CT would need every CT voxel supersampled: read it at the voxel centres instead.
         lung = None if lung_fraction is None else _full_mask(grid, lung_fraction)

@@ -52,7 +52,7 @@ from .backend import get_backend, next_fast_len
 from ..errors import InputError
 from ..params import DVK_LUNG_MODES as LUNG_MODES
 from ..params import check_positive
-from ..volume import Volume, uniform_value
+from ..volume import BoxedArray, Volume, uniform_value, volume_values
 
 __all__ = [
     "LOW_DENSITY_CLASS_G_ML",
@@ -331,26 +331,38 @@ def _density_input(activity_gbq, density_g_ml):
                 f"density_g_ml must be on the activity grid (resample it first); got shape {density_g_ml.shape}, "
                 f"spacing {density_g_ml.spacing_mm} for activity shape {activity_gbq.shape}, spacing {activity_gbq.spacing_mm}"
             )
-        one = uniform_value(density_g_ml.array)
+        values = volume_values(density_g_ml)
+        one = uniform_value(values)
         if one is not None:
             if not (math.isfinite(one) and one > 0):
                 raise InputError(f"density_g_ml must be positive, got a map of {one!r}")
             return float(np.float32(one))
-        rho = np.asarray(density_g_ml.array, dtype=np.float32)
-        if not np.all(np.isfinite(rho)) or rho.min() < 0:
-            raise InputError("density_g_ml holds negative or non-finite values")
-        rmin, rmax = float(rho.min()), float(rho.max())
-        if rmin == rmax:
-            if not rmin > 0:
-                raise InputError(f"density_g_ml must be positive, got a map of {rmin!r}")
-            return rmin
-        return rho
+        return _density_map(values)
     try:
         rho = float(density_g_ml)
     except (TypeError, ValueError):
         raise InputError(f"density_g_ml must be a number or a Volume, got {density_g_ml!r}") from None
     if not (math.isfinite(rho) and rho > 0):
         raise InputError(f"density_g_ml must be positive, got {density_g_ml!r}")
+    return rho
+
+
+def _density_map(values):
+    """A density map's float32 values (an array, or a :class:`~TAREDosimetryLib.volume.BoxedArray`
+    read a slab of planes at a time, never made whole), checked; a float when it holds one value."""
+    if isinstance(values, BoxedArray):
+        rho = values.astype(np.float32)
+        parts = (rho.inside, rho.outside)
+    else:
+        rho = np.asarray(values, dtype=np.float32)
+        parts = (rho,)
+    if not all(np.all(np.isfinite(p)) and p.min() >= 0 for p in parts):
+        raise InputError("density_g_ml holds negative or non-finite values")
+    rmin, rmax = min(float(p.min()) for p in parts), max(float(p.max()) for p in parts)
+    if rmin == rmax:
+        if not rmin > 0:
+            raise InputError(f"density_g_ml must be positive, got a map of {rmin!r}")
+        return rmin
     return rho
 
 
@@ -408,8 +420,17 @@ def _class_mask(rho_planes, low):
     return below if low else ~below
 
 
+def _planes_value(rho, z0, z1):
+    """The one density of planes z0:z1 of a boxed map that do not meet its box; else None."""
+    return rho.value_of_planes(z0, z1) if isinstance(rho, BoxedArray) else None
+
+
 def _class_planes(a, rho, low, z0, z1):
-    """Planes z0:z1 of a density class's activity (0 outside the class)."""
+    """Planes z0:z1 of a density class's activity (0 outside the class); planes of one density
+    (a boxed map outside its box) are the activity itself or zeros, with no mask or copy."""
+    one = _planes_value(rho, z0, min(z1, a.shape[0]))
+    if one is not None:
+        return a[z0:z1] if bool(_class_mask(one, low)) else np.zeros(a[z0:z1].shape, np.float32)
     return np.where(_class_mask(rho[z0:z1], low), a[z0:z1], np.float32(0))
 
 
@@ -492,10 +513,28 @@ def _energy_to_dose(energy, rho, k_per_voxel_kg):
     """In place, a slab of planes at a time: ``energy`` (GBq-equivalent) -> Gy with the local mass;
     voxels below :data:`MIN_DOSE_DENSITY_G_ML` take that density, voxels of density <= 0 get 0 Gy."""
     for z0 in range(0, energy.shape[0], 16):
-        part, r = energy[z0:z0 + 16], rho[z0:z0 + 16]
+        part = energy[z0:z0 + 16]
         part *= k_per_voxel_kg
+        one = _planes_value(rho, z0, min(z0 + 16, energy.shape[0]))
+        r = rho[z0:z0 + 16] if one is None else one  # planes of one density (a boxed map outside its box): the number
         part /= np.maximum(r, np.float32(MIN_DOSE_DENSITY_G_ML))
-        part[r <= 0] = 0.0
+        if one is None:
+            part[r <= 0] = 0.0
+        elif one <= 0:
+            part[...] = 0.0
+
+
+def _local_dose_in(dose, lung, a, rho, k_per_voxel_kg):
+    """In place, a slab of planes at a time: the local-deposition dose ``k a / rho`` in the ``lung``
+    voxels (0 where the density is 0); ``rho`` an array or a BoxedArray (read by slabs)."""
+    for z0 in range(0, dose.shape[0], 16):
+        m = lung[z0:z0 + 16]
+        if not m.any():
+            continue
+        r = rho[z0:z0 + 16][m]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            local = k_per_voxel_kg * a[z0:z0 + 16][m] / r
+        dose[z0:z0 + 16][m] = np.where(r > 0, local, np.float32(0))
 
 
 def dvk_energy_j(activity_gbq, *, density_g_ml, k_gy_kg_per_gbq, device="auto", radius_mm=None):
@@ -591,9 +630,7 @@ def dvk_dose_gy(
     else:
         _energy_to_dose(dose, rho, np.float32(k / voxel_kg))
         if lung is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                local = np.float32(k / voxel_kg) * a[lung] / rho[lung]
-            dose[lung] = np.where(rho[lung] > 0, local, np.float32(0))
+            _local_dose_in(dose, lung, a, rho, np.float32(k / voxel_kg))
     if a_nonnegative:
         np.maximum(dose, np.float32(0), out=dose)  # FFT round-off (~1e-7 of the maximum) in empty regions
     _report(progress, 1.0, f"DVK done in {time.perf_counter() - t0:.2f} s")

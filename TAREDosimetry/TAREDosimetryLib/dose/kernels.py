@@ -87,7 +87,8 @@ _TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "
 #: Most voxels of one kernel (its box); :func:`radius_within_limit` truncates a kernel to stay within.
 MAX_KERNEL_VOXELS = 2_000_000
 _MAX_KERNEL_VOXELS = MAX_KERNEL_VOXELS
-_CHUNK = 256  # offsets per quadrature batch: about 20 MB of temporaries per thread (2048: 140 MB, no faster)
+_CHUNK = 64  # offsets per quadrature batch: about 5 MB of temporaries per thread (256: 20 MB, 2048: 140 MB, no faster)
+_SERIAL_OFFSETS = 512  # kernels of at most this many distinct offsets are computed in the calling thread
 
 
 # --------------------------------------------------------------------------- point kernel
@@ -257,8 +258,8 @@ def _s_values_threaded(h, offsets, density, order):
     """S values (MeV/g per decay) of ``offsets`` (M, 3) in chunks, on every core (NumPy releases
     the GIL in the array work of each chunk)."""
     chunks = [offsets[i:i + _CHUNK] for i in range(0, offsets.shape[0], _CHUNK)]
-    if len(chunks) <= 1:
-        return _s_values_mev_per_g(h, offsets, density, order) if chunks else np.zeros(0)
+    if offsets.shape[0] <= _SERIAL_OFFSETS:  # a small kernel: no threads (each would keep its own allocator arena)
+        return np.concatenate([_s_values_mev_per_g(h, c, density, order) for c in chunks]) if chunks else np.zeros(0)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=min(len(chunks), cpu_threads())) as pool:

@@ -14,20 +14,22 @@ dispatches on ``params.method``.
 import numpy as np
 
 from ..errors import InputError
-from ..volume import Volume, uniform_value
+from ..volume import BoxedArray, Volume, uniform_value, volume_values
 
 __all__ = ["ldm_dose_gy", "density_array"]
 
 
 def density_array(activity_gbq, density_g_ml):
-    """Density as a float32 array on the activity grid, or a float (one value: a number, or a
-    map made by :func:`~TAREDosimetryLib.volume.uniform_array`)."""
+    """Density on the activity grid: a float32 array, a :class:`~TAREDosimetryLib.volume.BoxedArray`
+    (a :class:`~TAREDosimetryLib.volume.BoxedVolume`'s values, never made whole), or a float (one
+    value: a number, or a map made by :func:`~TAREDosimetryLib.volume.uniform_array`)."""
     if isinstance(density_g_ml, Volume):
         if not density_g_ml.grid.same_as(activity_gbq.grid):
             raise InputError("density_g_ml must be on the activity grid (resample it first)")
-        one = uniform_value(density_g_ml.array)
+        values = volume_values(density_g_ml)
+        one = uniform_value(values)
         if one is None:
-            return np.asarray(density_g_ml.array, dtype=np.float32)
+            return values.astype(np.float32) if isinstance(values, BoxedArray) else np.asarray(values, dtype=np.float32)
         rho = one
     else:
         rho = float(density_g_ml)
@@ -55,28 +57,46 @@ def ldm_dose_gy(activity_gbq, density_g_ml, k_gy_kg_per_gbq):
 
     Notes
     -----
-    ``dose = K A / (rho V)`` in float32, written once into the output array (one pass; block by
-    block with a density map), with the same rounding as the element-wise expression
-    ``float32(K) * A / (float32(rho) * float32(V))``.
+    ``dose = K A / (rho V)`` in float32, written once into the output array (block by block of
+    planes with a density map; a boxed map: its constant on the whole grid, then its box), with
+    the same rounding as the element-wise expression ``float32(K) * A / (float32(rho) * float32(V))``
+    (non-finite results set to 0 wherever the density is a map).
     """
     rho = density_array(activity_gbq, density_g_ml)
     voxel_kg = np.float32(activity_gbq.voxel_volume_ml * 1e-3)
     k = np.float32(k_gy_kg_per_gbq)
     a = np.asarray(activity_gbq.array)
     dose = np.empty(a.shape, np.float32)
-    flat_a, flat_d = a.reshape(-1), dose.reshape(-1)
-    if np.isscalar(rho):
-        mass_kg = np.float32(rho) * voxel_kg  # > 0
-        for s in range(0, flat_a.size, _BLOCK):
-            out = flat_d[s:s + _BLOCK]
-            np.multiply(k, flat_a[s:s + _BLOCK], out=out, dtype=np.float32)
-            np.divide(out, mass_kg, out=out)
-        return activity_gbq.with_array(dose, name="dose", unit="Gy")
-    flat_rho = rho.reshape(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for s in range(0, flat_a.size, _BLOCK):
-            out = flat_d[s:s + _BLOCK]
-            np.multiply(k, flat_a[s:s + _BLOCK], out=out, dtype=np.float32)
-            np.divide(out, flat_rho[s:s + _BLOCK] * voxel_kg, out=out)
-            out[~np.isfinite(out)] = 0.0
+    if isinstance(rho, BoxedArray):
+        with np.errstate(divide="ignore", invalid="ignore"):  # a density of 0 outside the box: 0 Gy there
+            _constant_density_dose(a, dose, k, rho.outside * voxel_kg, zero_non_finite=True)
+        _map_density_dose(a[rho.box], dose[rho.box], k, rho.inside, voxel_kg)
+    elif np.isscalar(rho):
+        _constant_density_dose(a, dose, k, np.float32(rho) * voxel_kg)  # mass > 0
+    else:
+        _map_density_dose(a, dose, k, rho, voxel_kg)
     return activity_gbq.with_array(dose, name="dose", unit="Gy")
+
+
+def _constant_density_dose(a, dose, k, mass_kg, zero_non_finite=False):
+    """``dose = k a / mass_kg`` (float32, one voxel mass), in place, block by block; non-finite results
+    set to 0 when asked (as the dose of a density map does)."""
+    flat_a, flat_d = a.reshape(-1), dose.reshape(-1)
+    for s in range(0, flat_a.size, _BLOCK):
+        out = flat_d[s:s + _BLOCK]
+        np.multiply(k, flat_a[s:s + _BLOCK], out=out, dtype=np.float32)
+        np.divide(out, mass_kg, out=out)
+        if zero_non_finite and out.size and not np.isfinite(float(out.min()) + float(out.max())):  # two quick reductions
+            out[~np.isfinite(out)] = 0.0
+
+
+def _map_density_dose(a, dose, k, rho, voxel_kg):
+    """``dose = k a / (rho voxel_kg)`` (float32) in place, a slab of planes at a time (``a``, ``dose``
+    and ``rho`` may be views of a box); voxels of density 0 (non-finite results) get 0."""
+    step = max(1, _BLOCK // max(1, a.shape[1] * a.shape[2]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for z0 in range(0, a.shape[0], step):
+            out = dose[z0:z0 + step]
+            np.multiply(k, a[z0:z0 + step], out=out, dtype=np.float32)
+            np.divide(out, rho[z0:z0 + step] * voxel_kg, out=out)
+            out[~np.isfinite(out)] = 0.0

@@ -26,7 +26,8 @@ def segment_metrics(dose_gy, density_g_ml, activity_gbq_per_ml, voxel_volume_ml,
     Parameters
     ----------
     dose_gy, density_g_ml, activity_gbq_per_ml : (N,) arrays of the region's voxels
-        (``activity_gbq_per_ml`` may instead be a float: the region's sum of f a, already taken).
+        (``activity_gbq_per_ml`` may instead be a float: the region's sum of f a, already taken;
+        ``density_g_ml`` may be :class:`~TAREDosimetryLib.volume.BoxedValues`, read block by block).
     voxel_volume_ml : float
     role : str, selects the BED alpha/beta (tumour or normal tissue).
     params : DosimetryParams

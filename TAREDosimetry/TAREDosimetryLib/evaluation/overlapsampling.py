@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..overlap import destination_box, overlap_sum, unit_mapping
-from ..volume import uniform_array, uniform_value
+from ..volume import BoxedArray, BoxedValues, uniform_array, uniform_value, volume_values
 from .sampling import union_box, union_mask
 
 __all__ = ["Region", "OverlapSampler"]
@@ -186,21 +186,25 @@ class OverlapSampler:
         """{name: Region} (the name the point sampler uses for its boolean masks)."""
         return self.regions
 
-    def region(self, names, minus=()):
+    def region(self, names, minus=(), keep=True):
         """:class:`Region` of the union of ``names`` less the union of ``minus``, formed on the
-        segmentation grid before the fractions are taken (cached)."""
+        segmentation grid before the fractions are taken (cached unless ``keep`` is False: a
+        region asked for once, whose indices need not outlive the caller's use)."""
         names = [n for n in names if n in self.regions]
         key = (tuple(names), tuple(minus))
-        if key not in self._cache:
-            if len(names) == 1 and not minus:
-                self._cache[key] = self.regions[names[0]]
-            else:
-                box, mask = union_mask(self.segmentation, names, minus)
-                if box is None or not mask.any():
-                    self._cache[key] = Region(np.zeros(0, np.int32))
-                else:
-                    self._cache[key] = self._same_as_known(self._region_of_mask(mask, box))
-        return self._cache[key]
+        if key in self._cache:
+            return self._cache[key]
+        if len(names) == 1 and not minus:
+            return self._cache.setdefault(key, self.regions[names[0]])
+        box, mask = union_mask(self.segmentation, names, minus)
+        if box is None or not mask.any():
+            made = Region(np.zeros(0, np.int32))
+        else:
+            made = self._same_as_known(self._region_of_mask(mask, box))
+        del mask
+        if keep:
+            self._cache[key] = made
+        return made
 
     def _same_as_known(self, region):
         """``region``, or the region already known with the same voxels and fractions (a label
@@ -222,12 +226,19 @@ class OverlapSampler:
 
     def sample(self, volume, interpolation=None):
         """(Z, Y, X) float32 values of an activity-grid ``volume`` as :meth:`read` takes them: the
-        whole array (the regions index the activity grid; no copy when it is float32)."""
-        return np.asarray(volume.array, dtype=np.float32)
+        whole array (the regions index the activity grid; no copy when it is float32), or the
+        :class:`~TAREDosimetryLib.volume.BoxedArray` of a boxed map (never made whole)."""
+        values = volume_values(volume)
+        if isinstance(values, BoxedArray) and values.dtype == np.float32:
+            return values
+        return np.asarray(values, dtype=np.float32)
 
     @staticmethod
     def read(array, region):
-        """(values of the region's voxels, their fractions f)."""
+        """(values of the region's voxels, their fractions f).  The values of a boxed map are
+        :class:`~TAREDosimetryLib.volume.BoxedValues`, read a block at a time by their user."""
+        if isinstance(array, BoxedArray):  # the box's values inside it, its constant outside
+            return BoxedValues(array, region.index), region.weight
         one = uniform_value(array)
         if one is not None:  # a constant map (no memory): the number, repeated (a broadcast view)
             return uniform_array(one, (region.index.size,), np.asarray(array).dtype), region.weight

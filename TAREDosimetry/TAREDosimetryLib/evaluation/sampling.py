@@ -148,8 +148,9 @@ class MetricsSampler:
         """{name: region}: here boolean masks of the metrics grid."""
         return self.masks
 
-    def region(self, names, minus=()):
-        """Region of the union of ``names`` less the union of ``minus`` (a mask of the metrics grid)."""
+    def region(self, names, minus=(), keep=True):
+        """Region of the union of ``names`` less the union of ``minus`` (a mask of the metrics grid,
+        made at each call: ``keep`` is the overlap sampler's)."""
         return self.union(names) & ~self.union(minus) if minus else self.union(names)
 
     def add_region(self, name, names, minus=()):
