@@ -280,8 +280,9 @@ class BoxedArray:
         return self.outside if z1 <= self.box[0].start or z0 >= self.box[0].stop else None
 
     def take(self, index):
-        """(N,) values at flat C-order indices ``index`` (N,) of the whole map, read in blocks."""
-        index = np.asarray(index)
+        """(N,) values at flat C-order indices ``index`` (N,) of the whole map, read in blocks
+        (``index``: an array, or an object read by slices such as a region's runs)."""
+        index = index if hasattr(index, "block") else np.asarray(index)
         out = np.empty(index.size, self.dtype)
         plane = self.shape[1] * self.shape[2]
         first, last = self.box[0].start * plane, self.box[0].stop * plane
@@ -315,7 +316,8 @@ class BoxedValues:
     ndim = 1
 
     def __init__(self, boxed, index):
-        self.boxed, self.index = boxed, np.asarray(index)
+        self.boxed = boxed
+        self.index = index if hasattr(index, "block") else np.asarray(index)  # a region's runs are read by slices
 
     @property
     def shape(self):

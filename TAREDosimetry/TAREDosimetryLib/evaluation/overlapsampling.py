@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import GeometryError, InputError
 from ..overlap import destination_box, overlap_sum, unit_mapping
 from ..volume import BoxedArray, BoxedValues, uniform_array, uniform_value, volume_values
+from .runindex import compact_index, same_index
 from .sampling import union_box, union_mask
 
 __all__ = ["Region", "OverlapSampler"]
@@ -39,13 +40,18 @@ class Region:
     on that grid is read in place, with no copy of its metrics-grid crop) and the fraction f of
     each inside the region.
 
-    index : (N,) int32 (int64 on grids of 2**31 voxels or more); weight : (N,) float64 (float32
-    for the fractions of large masks, computed in float32), or None when every voxel lies
-    wholly inside (f = 1 to within rounding: the same grid, or a crop of it).
+    index : (N,) int32 (int64 on grids of 2**31 voxels or more), sorted, kept as runs of
+        consecutive voxels (:class:`~.runindex.RunIndex`: a few bytes a row of the region instead
+        of 4 a voxel) unless the voxels are scattered; read it by slices (``index[s:e]``).
+    weight : (N,) float64 (float32 for the fractions of large masks, computed in float32), or None
+        when every voxel lies wholly inside (f = 1 to within rounding: the same grid, or a crop of it).
     """
 
     index: np.ndarray
     weight: np.ndarray = None
+
+    def __post_init__(self):
+        self.index = compact_index(self.index)
 
     @property
     def volume_voxels(self):
@@ -210,7 +216,7 @@ class OverlapSampler:
         """``region``, or the region already known with the same voxels and fractions (a label
         map's liver is its whole liver minus the tumours): one copy of the indices, one DVH."""
         for known in list(self.regions.values()) + list(self._cache.values()):
-            if known.index.size == region.index.size and np.array_equal(known.index, region.index) and (
+            if same_index(known.index, region.index) and (
                     (known.weight is None and region.weight is None)
                     or (known.weight is not None and region.weight is not None and np.array_equal(known.weight, region.weight))):
                 return known
@@ -242,7 +248,13 @@ class OverlapSampler:
         one = uniform_value(array)
         if one is not None:  # a constant map (no memory): the number, repeated (a broadcast view)
             return uniform_array(one, (region.index.size,), np.asarray(array).dtype), region.weight
-        return array.reshape(-1)[region.index], region.weight
+        flat, index = array.reshape(-1), region.index
+        if isinstance(index, np.ndarray):
+            return flat[index], region.weight
+        out = np.empty(index.size, flat.dtype)
+        for s in range(0, index.size, _READ_BLOCK):  # the runs' indices a block at a time
+            np.take(flat, index[s:s + _READ_BLOCK], out=out[s:s + _READ_BLOCK])
+        return out, region.weight
 
     def extensive(self, volume):
         """``volume`` (an amount per activity voxel: counts, GBq) as :meth:`integrate` takes it (the

@@ -51,13 +51,26 @@ _LABEL_BLOCK = 1 << 18
 
 def _label_values(labelmap):
     """The set of values in an integer label map, read in blocks of plane-aligned voxels, so that
-    no sorted copy of the whole map is made (``np.unique`` of the whole map would add its size)."""
+    no sorted copy of the whole map is made (``np.unique`` of the whole map would add its size).
+    8- and 16-bit maps mark their values in a table (no sort, and no import of ``numpy.ma``,
+    which ``np.unique`` makes: 2 MB of memory for nothing)."""
     labelmap = np.atleast_1d(labelmap)
     plane = int(np.prod(labelmap.shape[1:], dtype=np.int64))
     step = max(1, _LABEL_BLOCK // max(plane, 1))
+    small = labelmap.dtype.kind in "ui" and labelmap.dtype.itemsize <= 2
+    seen = np.zeros(1 << (8 * labelmap.dtype.itemsize), bool) if small else None
     values = set()
     for k in range(0, labelmap.shape[0], step):
-        values.update(np.unique(labelmap[k:k + step]).tolist())
+        block = labelmap[k:k + step]
+        if small:
+            seen[block.reshape(-1).view(np.uint8 if block.dtype.itemsize == 1 else np.uint16)] = True
+        else:
+            values.update(np.unique(block).tolist())
+    if small:
+        found = np.flatnonzero(seen)
+        if labelmap.dtype.kind == "i":  # two's complement: the upper half of the table is negative
+            found = found.astype(np.int64) - np.where(found >= seen.size // 2, seen.size, 0)
+        values.update(int(v) for v in found)
     return values
 
 
