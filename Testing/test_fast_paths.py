@@ -252,18 +252,18 @@ def _traced_peak(fn):
 
 
 def test_label_values_are_gathered_without_a_sorted_copy_of_the_map():
-    from TAREDosimetryLib.imaging.segmentation import Segmentation, _label_values
+    from TAREDosimetryLib.imaging.segmentation import Segmentation, label_values
 
     labels = np.zeros((64, 256, 256), np.uint8)  # 4 MiB
     labels[10:20, 5:50, 7:9] = 3
     labels[-1, -1, -1] = 200
-    values, peak = _traced_peak(lambda: _label_values(labels))
+    values, peak = _traced_peak(lambda: label_values(labels))
     assert values == {0, 3, 200}
     for dtype in (np.int8, np.uint16, np.int16, np.int32, np.uint32):  # the table (8 and 16 bits) and np.unique
         small = labels[8:12].astype(dtype)  # planes holding 3s
         if np.dtype(dtype).kind == "i":
             small[0, 0, 0] = -1
-        assert _label_values(small) == {0, 3} | ({-1} if np.dtype(dtype).kind == "i" else set()), dtype
+        assert label_values(small) == {0, 3} | ({-1} if np.dtype(dtype).kind == "i" else set()), dtype
     assert peak < labels.nbytes / 2  # np.unique of the whole map sorts a copy of it
     seg, peak = _traced_peak(lambda: Segmentation.from_labelmap(labels, Grid(labels.shape, (1.0,) * 3, (0.0,) * 3), {3: "t"}))
     assert seg.names == ["t"] and peak < labels.nbytes / 2

@@ -200,6 +200,33 @@ def test_builtin_totalsegmentator_table_keeps_only_labels_present_in_the_map(tmp
     assert all(seg.voxel_count(n) > 0 for n in seg.names)
 
 
+def test_builtin_table_finds_the_present_labels_without_sorting_the_map(tmp_path, monkeypatch):
+    """The labels present are found without np.unique of the whole map (a sorted copy of a
+    total-body label map: 1 byte a voxel more at the peak)."""
+    lab = np.zeros((6, 7, 8), np.uint8)
+    lab[1:3, 1:3, 1:3] = 5
+    path = str(tmp_path / "seg.nii.gz")
+    sitk.WriteImage(sitk.GetImageFromArray(lab), path)
+
+    def no_unique(*a, **k):
+        raise AssertionError("np.unique of the label map")
+
+    monkeypatch.setattr(np, "unique", no_unique)
+    assert imaging.read_segmentation(path, label_names="totalsegmentator").names == ["liver"]
+
+
+def test_label_values_of_big_endian_maps():
+    """A label map in big-endian byte order (as read by some NIfTI readers) gives its own values."""
+    from TAREDosimetryLib.imaging.segmentation import Segmentation, label_values
+    from TAREDosimetryLib.volume import Grid
+
+    for dtype in (">u2", ">i2", "<u2", ">u1"):
+        lab = np.array([[[5, 0, 300 if "1" not in dtype else 7]]], dtype)
+        assert label_values(lab) == {0, 5, int(lab[0, 0, 2])}, dtype
+    seg = Segmentation.from_labelmap(np.array([[[5, 0]]], ">u2"), Grid((1, 1, 2), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), None)
+    assert seg.names == ["label 5"] and seg.voxel_count("label 5") == 1 and not seg.notes
+
+
 def test_label_values_above_65535_are_not_wrapped_onto_other_labels():
     from TAREDosimetryLib.imaging.segmentation import Segmentation
     from TAREDosimetryLib.volume import Grid

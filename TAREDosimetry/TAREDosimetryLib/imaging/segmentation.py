@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import InputError
 from .labelboxes import label_boxes
 
-__all__ = ["SegmentInfo", "Segmentation"]
+__all__ = ["SegmentInfo", "Segmentation", "label_values"]
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,11 @@ _PALETTE = (
 )
 
 
-#: Label-map voxels whose values are gathered at a time by :func:`_label_values`.
+#: Label-map voxels whose values are gathered at a time by :func:`label_values`.
 _LABEL_BLOCK = 1 << 18
 
 
-def _label_values(labelmap):
+def label_values(labelmap):
     """The set of values in an integer label map, read in blocks of plane-aligned voxels, so that
     no sorted copy of the whole map is made (``np.unique`` of the whole map would add its size).
     8- and 16-bit maps mark their values in a table (no sort, and no import of ``numpy.ma``,
@@ -57,7 +57,7 @@ def _label_values(labelmap):
     labelmap = np.atleast_1d(labelmap)
     plane = int(np.prod(labelmap.shape[1:], dtype=np.int64))
     step = max(1, _LABEL_BLOCK // max(plane, 1))
-    small = labelmap.dtype.kind in "ui" and labelmap.dtype.itemsize <= 2
+    small = labelmap.dtype.kind in "ui" and labelmap.dtype.itemsize <= 2 and labelmap.dtype.isnative
     seen = np.zeros(1 << (8 * labelmap.dtype.itemsize), bool) if small else None
     values = set()
     for k in range(0, labelmap.shape[0], step):
@@ -139,7 +139,7 @@ class Segmentation:
             labelmap = labelmap.astype(np.int64)
         if labelmap.min() < 0:
             raise InputError(f"label map holds negative labels ({source or 'label map'})")
-        present = _label_values(labelmap) - {0}
+        present = label_values(labelmap) - {0}
         if names is None:
             names = {v: f"label {v}" for v in sorted(present)}
         infos = []

@@ -17,7 +17,7 @@ from ..volume import Grid
 from .dicomseg import is_dicom_segmentation_path, read_dicom_segments
 from .images import IMAGE_SUFFIXES, check_exists, read_image, read_sitk_image, strip_image_suffix
 from .labels import is_builtin_table, parse_label_names
-from .segmentation import SegmentInfo, Segmentation
+from .segmentation import SegmentInfo, Segmentation, label_values
 
 __all__ = ["read_segmentation", "read_segmentation_with_source"]
 
@@ -121,6 +121,6 @@ def read_segmentation(path, label_names=None):
     if builtin_table:
         # A built-in table lists every class its tool can output; a scan holds only some of them
         # (e.g. no upper lung lobes on an abdominal CT).  Classes absent from this map are not segments.
-        present = set(np.unique(vol.array).tolist())
+        present = label_values(vol.array)
         names = {v: n for v, n in names.items() if v in present}
     return Segmentation.from_labelmap(vol.array, vol.grid, names, source=str(path))
