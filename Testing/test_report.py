@@ -469,3 +469,28 @@ def test_dose_slices_html_escapes_segment_names(case, monkeypatch):
     monkeypatch.setattr(slicehtml, "slice_figure", lambda *a, **k: sf)
     text = slicehtml.dose_slices_html(result, None, seg)
     assert ODD_NAME not in text and text.count(html.escape(ODD_NAME)) >= 3  # caption, image description, legend
+
+
+def test_colour_bar_labels_tell_the_ticks_apart_and_a_plane_without_wash_says_so(case, monkeypatch):
+    from TAREDosimetryLib.reporting import slicehtml
+
+    for lo, hi in ((0.37, 2.1), (1.0, 1.3), (0.001, 0.004), (80.0, 81.0), (3.21, 327.0)):
+        ticks = slicehtml.colour_bar_ticks(lo, hi)
+        labels = [slicehtml.tick_label(t, ticks) for t in ticks]
+        assert len(set(labels)) == len(labels) and all(abs(float(a) - t) < 1e-9 for a, t in zip(labels, ticks)), labels
+    result, seg = case
+    sf = figures.slice_figure(result, None, seg, views=("axial",), fov_mm=41, pixel_mm=2.0)
+    monkeypatch.setattr(slicehtml, "slice_figure", lambda *a, **k: sf)
+    sf.d_max = sf.plane_max = sf.threshold  # every dose at or below the wash threshold (a tiny activity)
+    text = slicehtml.dose_slices_html(result, None, seg)
+    assert "no colour wash" in text and "linear-gradient" not in text
+    sf.d_max = sf.plane_max = sf.threshold * (1 + 1e-9)  # one colour: one label, its dose
+    text = slicehtml.dose_slices_html(result, None, seg)
+    assert len(re.findall(r'<span style="bottom:[0-9.]+%">', text)) == 1
+
+
+def test_slice_axis_labels_read_upwards_towards_the_top_of_the_picture(planes):
+    # Vertical labels are read from the bottom up: the direction at the top of the picture comes last.
+    for p in planes:
+        top = {"axial": "anterior", "coronal": "superior"}[p.view]
+        assert p.axis_labels[1].endswith(top) and p.letters[2] == top[0].upper()

@@ -306,8 +306,9 @@ _VIEWS = {
 }
 _VIEW_LETTERS = {"axial": ("R", "L", "A", "P"), "coronal": ("R", "L", "S", "I")}  # left, right, top, bottom
 _VIEW_AXES = {
-    "axial": ("patient right \u2190 \u2192 left", "anterior \u2191 \u2193 posterior"),
-    "coronal": ("patient right \u2190 \u2192 left", "superior \u2191 \u2193 inferior"),
+    # The y labels are turned a quarter turn and read upwards: the arrows point down and up the picture.
+    "axial": ("patient right \u2190 \u2192 left", "posterior \u2190 \u2192 anterior"),
+    "coronal": ("patient right \u2190 \u2192 left", "inferior \u2190 \u2192 superior"),
 }
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .figures import isodose_label, plane_heading, plane_rgb, scale_bar_mm, slice_figure
 
-__all__ = ["rgb_png", "dose_slices_html", "SLICES_CSS", "colour_bar_ticks"]
+__all__ = ["rgb_png", "dose_slices_html", "SLICES_CSS", "colour_bar_ticks", "tick_label"]
 
 #: zlib level of the plane images: 1 compresses the filtered rows of the planes almost as well as 6, 3x faster.
 PNG_ZLIB_LEVEL = 1
@@ -30,7 +30,8 @@ SLICES_CSS = """
 .sl{margin:6px 0 4px}.sl-title{font-size:13px;margin:4px 0 10px}
 .sl-row{display:flex;flex-wrap:wrap;align-items:flex-start;gap:10px 22px;margin-bottom:16px}
 .sl-plane{margin:0;width:440px;max-width:100%}
-.sl-plane figcaption{font-size:12.5px;text-align:center;line-height:1.35;margin:0 0 4px 18px}
+.sl-plane figcaption{font-size:12.5px;text-align:center;line-height:1.35;margin:0 0 4px 18px;height:4.05em;
+ display:flex;flex-direction:column;justify-content:flex-end;overflow:hidden}
 .sl-frame{display:flex;align-items:center}
 .sl-ylab{writing-mode:vertical-rl;transform:rotate(180deg);font-size:11px;width:18px;text-align:center}
 .sl-img{position:relative;line-height:0;flex:1;background:#000}
@@ -40,7 +41,9 @@ SLICES_CSS = """
 .sl-bar{position:absolute;height:4px;background:#fff;box-shadow:0 0 0 1px #000}
 .sl-barlab{font-weight:normal;font-size:11px;text-align:center}
 .sl-xlab{font-size:11px;text-align:center;margin:4px 0 0 18px}
-.sl-cbar{display:flex;align-items:stretch;height:360px;margin-top:58px}
+.sl-cbar{display:flex;align-items:stretch;height:380px;margin-top:75px}
+.sl-nobar{width:70px;font-size:11px;color:#555;margin-top:75px}
+.sl-grad,.sl-ext,.sl-legend,.sl-key,.sl-bar,.sl-img{-webkit-print-color-adjust:exact;print-color-adjust:exact}
 .sl-grad{width:14px;border:1px solid #444;position:relative}
 .sl-ext{position:absolute;left:-1px;top:-15px;width:0;height:0;border-left:8px solid transparent;
  border-right:8px solid transparent;border-bottom:14px solid}
@@ -79,6 +82,22 @@ def rgb_png(rgb, level=PNG_ZLIB_LEVEL):
             + _png_chunk(b"IEND", b""))
 
 
+def _step_decimals(step):
+    """Decimals that write ``step`` (a round number: 1, 2, 2.5 or 5 times a power of ten) exactly."""
+    for d in range(13):
+        scaled = step * 10 ** d
+        if abs(scaled - round(scaled)) <= 1e-6 * max(1.0, scaled):
+            return d
+    return 12
+
+
+def tick_label(value, ticks):
+    """``value`` written with the decimals that tell the ``ticks`` apart (whole numbers as they are)."""
+    if len(ticks) < 2:
+        return f"{value:.4g}"
+    return f"{value:.{_step_decimals(min(abs(b - a) for a, b in zip(ticks, ticks[1:])))}f}"
+
+
 def colour_bar_ticks(lo, hi, target=8):
     """Round dose values between ``lo`` and ``hi`` (at most ``target`` + 1 of them: steps of 1, 2, 2.5 or 5
     times a power of ten) for the colour bar."""
@@ -88,7 +107,8 @@ def colour_bar_ticks(lo, hi, target=8):
     mag = 10.0 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step - 1e-9) * step
-    return [round(first + k * step, 10) for k in range(int((hi - first) / step + 1e-9) + 1)]
+    digits = _step_decimals(step) + 1
+    return [round(first + k * step, digits) for k in range(int((hi - first) / step + 1e-9) + 1)]
 
 
 def _e(text):
@@ -130,12 +150,14 @@ def _plane_html(p, sf):
 def _colour_bar_html(sf):
     """The dose colour scale from ``threshold`` (bottom) to ``d_max`` (top), with round ticks; an
     arrow on top when the planes hold doses above the scale (shown in the top colour)."""
+    span = sf.d_max - sf.threshold
+    if not span > 0:  # no dose above the wash threshold in these planes: nothing is coloured
+        return f'<div class="sl-nobar">no dose of {sf.threshold:.3g} Gy or more in these planes: no colour wash</div>'
     stops = np.linspace(0.0, 1.0, 17)
     colours = np.asarray(sf.cmap(stops))
     grad = ", ".join(f"{_css_rgb(c)} {100 * s:.2f}%" for c, s in zip(colours, stops))
-    span = sf.d_max - sf.threshold
-    ticks = "".join(f'<span style="bottom:{100 * (t - sf.threshold) / span:.2f}%">{t:g}</span>'
-                    for t in colour_bar_ticks(sf.threshold, sf.d_max) if span > 0)
+    values = colour_bar_ticks(sf.threshold, sf.d_max) if span > 1e-6 * sf.d_max else [sf.d_max]  # one colour: its dose
+    ticks = "".join(f'<span style="bottom:{100 * (t - sf.threshold) / span:.2f}%">{tick_label(t, values)}</span>' for t in values)
     ext = f'<span class="sl-ext" style="border-bottom-color:{_css_rgb(colours[-1])}"></span>' if sf.plane_max > sf.d_max else ""
     return (f'<div class="sl-cbar" aria-label="dose colour scale, Gy"><div class="sl-grad" style="background:linear-gradient(to top, {grad})">'
             f'{ext}</div><div class="sl-ticks">{ticks}</div><div class="sl-cblab">dose (Gy)</div></div>')
