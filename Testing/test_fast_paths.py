@@ -290,3 +290,31 @@ def test_overlap_regions_are_read_in_place_without_copying_the_metrics_grid_crop
     assert weights is None and np.array_equal(values, arr[m2]) and peak < 10 * values.nbytes
     total, peak = _traced_peak(lambda: sampler.integrate(sampler.extensive(Volume(arr, grid=grid)), sampler.regions["a"]))
     assert total == pytest.approx(float(arr[m1].sum(dtype=np.float64)), rel=1e-12) and peak < arr.nbytes / 20
+
+
+@pytest.mark.parametrize("with_lung", [False, True])
+def test_no_region_is_made_twice_in_a_case(with_lung, monkeypatch):
+    """The union of the liver segments (the calibration's reference region and the counts inside
+    the liver) is made once; with lungs, the liver-and-lungs union only for its count."""
+    from TAREDosimetryLib.evaluation.overlapsampling import OverlapSampler
+
+    agrid = Grid((20, 24, 24), (4.0, 4.0, 4.0), (0.0, 0.0, 0.0))
+    sgrid = Grid((40, 48, 48), (2.0, 2.0, 2.0), (-1.0, -1.0, -1.0))  # finer: fractions are computed
+    z, y, x = np.indices(sgrid.shape)
+    liver = (z - 20) ** 2 + (y - 24) ** 2 + (x - 20) ** 2 <= 15 ** 2
+    tumour = (z - 20) ** 2 + (y - 24) ** 2 + (x - 26) ** 2 <= 5 ** 2
+    masks = {"liver": liver & ~tumour, "tumour": tumour}
+    if with_lung:
+        masks["lung"] = (z < 6) & ~liver
+    seg = Segmentation.from_masks(masks, sgrid)
+    made = []
+    original = OverlapSampler._region_of_mask
+
+    def counted(self, mask, box):
+        made.append((int(mask.sum()), tuple((s.start, s.stop) for s in box)))
+        return original(self, mask, box)
+
+    monkeypatch.setattr(OverlapSampler, "_region_of_mask", counted)
+    act = Volume(np.ones(agrid.shape, np.float32), grid=agrid)
+    run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05))
+    assert len(made) == len(set(made)), made

@@ -430,7 +430,9 @@ def _activity_warnings(summary, params, what, warnings):
 def _counts_in_liver_and_lungs(counts_m, sampler, roles):
     """Counts of the image inside the whole liver (or liver segments) and the lungs; None without them."""
     names = (roles.whole_liver or roles.liver_names) + roles.lung_names
-    return sampler.integrate(counts_m, sampler.region(names, keep=False)) if names else None  # not needed again
+    # With lungs the union is not needed again (not kept: its indices would stay in memory); without, it is
+    # the whole liver, the calibration's reference region next (kept: made once).
+    return sampler.integrate(counts_m, sampler.region(names, keep=not roles.lung_names)) if names else None
 
 
 def _uptake_outside_liver_and_lungs(inside, total_image, summary, warnings):

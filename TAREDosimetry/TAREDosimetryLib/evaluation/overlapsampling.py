@@ -206,11 +206,26 @@ class OverlapSampler:
         if box is None or not mask.any():
             made = Region(np.zeros(0, np.int32))
         else:
-            made = self._same_as_known(self._region_of_mask(mask, box))
+            same = self._segment_with_mask(names, mask, box)
+            made = self.regions[same] if same is not None else self._same_as_known(self._region_of_mask(mask, box))
         del mask
         if keep:
             self._cache[key] = made
         return made
+
+    def _segment_with_mask(self, names, mask, box):
+        """The segment among ``names`` whose voxels are exactly ``mask`` (on ``box`` of the segmentation
+        grid), or None: a label map's liver less its tumours is the liver segment itself, whose region
+        is already made (no second overlap of the same voxels)."""
+        count = int(np.count_nonzero(mask))
+        for n in names:
+            b = self.segmentation.bbox(n) if n in self.regions and n in self.segmentation.names else None
+            if b is None or any(b[a].start < box[a].start or b[a].stop > box[a].stop for a in range(3)):
+                continue
+            m = self.segmentation.mask(n, box)
+            if int(np.count_nonzero(m)) == count and np.array_equal(m, mask):
+                return n
+        return None
 
     def _same_as_known(self, region):
         """``region``, or the region already known with the same voxels and fractions (a label
