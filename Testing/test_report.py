@@ -494,3 +494,25 @@ def test_slice_axis_labels_read_upwards_towards_the_top_of_the_picture(planes):
     for p in planes:
         top = {"axial": "anterior", "coronal": "superior"}[p.view]
         assert p.axis_labels[1].endswith(top) and p.letters[2] == top[0].upper()
+
+
+def test_a_segment_of_two_parts_is_shown_in_its_panels():
+    """A tumour of two separate parts has its centroid between them: the planes move along their
+    normal to its voxel nearest the centroid (the panel titled with the tumour shows it)."""
+    grid = Grid((60, 60, 60), (2.0, 2.0, 2.0), (-60.0, -60.0, -60.0))
+    z, y, x = np.indices(grid.shape)
+    liver = (z - 30) ** 2 + (y - 30) ** 2 + (x - 30) ** 2 <= 26 ** 2
+    blobs = ((z - 18) ** 2 + (y - 22) ** 2 + (x - 30) ** 2 <= 4 ** 2) | ((z - 42) ** 2 + (y - 38) ** 2 + (x - 30) ** 2 <= 4 ** 2)
+    seg = Segmentation.from_masks({"liver": liver & ~blobs, "tumour": blobs}, grid)
+    act = Volume(np.where(blobs, 10.0, np.where(liver, 1.0, 0.0)).astype(np.float32), grid=grid)
+    result = run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05),
+                      roles={"liver": "liver", "tumour": "tumor"})
+    planes = figures.dose_slice_planes(result, None, seg, views=("axial", "coronal"), fov_mm=121, pixel_mm=2.0)
+    centroid = figures._centroid_lps(seg, "tumour")
+    for p in planes:
+        assert p.masks["tumour"].sum() > 10, p.view
+        normal = np.asarray(figures._VIEWS[p.view][2])
+        moved = p.centre_lps - centroid
+        assert np.allclose(moved - (moved @ normal) * normal, 0) and abs(moved @ normal) >= 8.0  # along the normal only
+    liver_planes = figures.dose_slice_planes(result, None, seg.subset(["liver"]), views=("axial",), fov_mm=121, pixel_mm=2.0)
+    assert all(np.allclose(p.centre_lps, figures._centroid_lps(seg, "liver")) for p in liver_planes)  # unchanged

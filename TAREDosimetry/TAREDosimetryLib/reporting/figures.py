@@ -376,6 +376,29 @@ def _extent_mm(segmentation, name):
     return float(np.max(hi - lo))
 
 
+def _nearest_voxel_lps(segmentation, name, point):
+    """LPS centre of the segment's voxel nearest to ``point`` (among at most 200 000 of its voxels)."""
+    box = segmentation.bbox(name)
+    idx = np.argwhere(segmentation.mask(name, box))[:, ::-1]  # (i, j, k) in the box
+    idx = idx[::max(1, len(idx) // 200_000)]
+    ijk = np.column_stack([idx + [box[2].start, box[1].start, box[0].start], np.ones(len(idx))])
+    lps = (ijk @ segmentation.grid.ijk_to_lps.T)[:, :3]
+    return lps[int(np.argmin(((lps - np.asarray(point, float)) ** 2).sum(axis=1)))]
+
+
+def _plane_through(segmentation, name, centroid, view, fov_mm, pixel_mm):
+    """(plane Grid, its centre): the plane through the segment's centroid, or, when the segment has no
+    voxel there (separate parts, a crescent), moved along its normal to the segment's voxel nearest
+    the centroid, so that a panel titled with a segment shows it."""
+    plane = _plane_grid(centroid, view, fov_mm, pixel_mm)
+    if _mask_on_plane(segmentation, name, plane).any():
+        return plane, np.asarray(centroid, float)
+    normal = np.asarray(_VIEWS[view][2], float)
+    centre = np.asarray(centroid, float)
+    centre = centre + float((_nearest_voxel_lps(segmentation, name, centre) - centre) @ normal) * normal
+    return _plane_grid(centre, view, fov_mm, pixel_mm), centre
+
+
 def _plane_grid(centre, view, fov_mm, pixel_mm):
     n = max(16, int(round(fov_mm / pixel_mm)))
     n += 1 - n % 2  # odd: the centroid falls on the centre pixel
@@ -504,14 +527,14 @@ def dose_slice_planes(result, background, segmentation, *, max_tumours=6, views=
         centre = _centroid_lps(segmentation, name)
         fov = float(fov_mm) if fov_mm else max(200.0, 1.6 * _extent_mm(segmentation, name))
         for view in views:
-            plane = _plane_grid(centre, view, fov, pixel_mm)
+            plane, at = _plane_through(segmentation, name, centre, view, fov, pixel_mm)
             ny, nx = plane.shape[1:]
             half_x, half_y = nx * pixel_mm / 2, ny * pixel_mm / 2
             planes.append(
                 SlicePlane(
                     segment=name,
                     view=view,
-                    centre_lps=np.asarray(centre, float),
+                    centre_lps=np.asarray(at, float),
                     grid=plane,
                     background=_resample_on_plane(bg, plane, "linear", np.nan),
                     background_is_ct=is_ct,
