@@ -116,6 +116,15 @@ def _region_of_unit_mask(mask, mapping, image_shape, crop_start, shape):
     return Region(index)
 
 
+def _tight_box(mask, box):
+    """The bounding box (z, y, x slices of the whole grid) of the voxels of ``mask`` (given on ``box``; not empty)."""
+    out = []
+    for axis in range(3):
+        held = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        out.append(slice(box[axis].start + int(held[0]), box[axis].start + int(held[-1]) + 1))
+    return tuple(out)
+
+
 class OverlapSampler:
     """Segments as fractional regions of the activity grid (see module docstring).
 
@@ -217,14 +226,11 @@ class OverlapSampler:
         """The segment among ``names`` whose voxels are exactly ``mask`` (on ``box`` of the segmentation
         grid), or None: a label map's liver less its tumours is the liver segment itself, whose region
         is already made (no second overlap of the same voxels)."""
-        count = int(np.count_nonzero(mask))
-        for n in names:
-            b = self.segmentation.bbox(n) if n in self.regions and n in self.segmentation.names else None
-            if b is None or any(b[a].start < box[a].start or b[a].stop > box[a].stop for a in range(3)):
-                continue
-            m = self.segmentation.mask(n, box)
-            if int(np.count_nonzero(m)) == count and np.array_equal(m, mask):
-                return n
+        tight = _tight_box(mask, box)
+        for n in names:  # only a segment of the same bounding box can hold the same voxels
+            if n in self.regions and n in self.segmentation.names and self.segmentation.bbox(n) == tight:
+                if np.array_equal(self.segmentation.mask(n, box), mask):
+                    return n
         return None
 
     def _same_as_known(self, region):
