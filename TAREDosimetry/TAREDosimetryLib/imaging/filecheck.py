@@ -140,11 +140,18 @@ def _check_metaimage(path, what):
         if have < need:
             _refuse_short(path, what, have + header_len, need + header_len)
         return
+    _check_data_file(path, what, data_file, need, 0, _refuse_short)
+
+
+def _check_data_file(path, what, data_file, need, skip, refuse):
+    """The voxel data file ``data_file`` that the header ``path`` names: present next to it and holding
+    ``need`` bytes after ``skip`` (else ``refuse(file, what, have, need)``)."""
     raw = os.path.join(os.path.dirname(str(path)), data_file)
     if not os.path.isfile(raw):
         raise InputError(f"{what}: {path} names its voxel data file {data_file}, which is missing next to it")
-    if os.path.getsize(raw) < need:
-        _refuse_short(raw, what, os.path.getsize(raw), need)
+    have = os.path.getsize(raw) - skip
+    if have < need:
+        refuse(raw, what, have, need)
 
 
 #: Bytes per element of the NRRD types (every spelling the NRRD format allows).
@@ -226,11 +233,7 @@ def _check_nrrd(path, what):
         return
     if data_file.upper().startswith("LIST") or len(data_file.split()) > 1:
         return  # several data files: left to ITK
-    raw = os.path.join(os.path.dirname(str(path)), data_file)
-    if not os.path.isfile(raw):
-        raise InputError(f"{what}: {path} names its voxel data file {data_file}, which is missing next to it")
-    if os.path.getsize(raw) - skip < need:
-        _refuse_short_nrrd(raw, what, os.path.getsize(raw) - skip, need)
+    _check_data_file(path, what, data_file, need, skip, _refuse_short_nrrd)
 
 
 def check_image_file_complete(path, what="image"):
