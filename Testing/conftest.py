@@ -66,3 +66,16 @@ def box_case(shape=(20, 24, 28), spacing=(2.0, 2.0, 2.0), tumour_uptake=5.0):
     counts[tumour] = 10.0 * tumour_uptake
     seg = Segmentation.from_masks({"liver": liver, "tumour": tumour}, grid)
     return Volume(counts, grid=grid, name="box"), seg
+
+
+def lung_liver_labels():
+    """(Grid, uint8 label map) of a liver with a tumour under lungs, 5 mm voxels: 1 liver (750 mL),
+    2 tumour (8 mL, inside the liver's box), 3 lungs (the first 12 planes, 1350 mL), 0 elsewhere."""
+    from TAREDosimetryLib.volume import Grid
+
+    grid = Grid((40, 30, 30), (5.0, 5.0, 5.0), (-75.0, -75.0, 0.0))
+    lab = np.zeros(grid.shape, np.uint8)
+    lab[0:12] = 3
+    lab[15:30, 5:25, 5:25] = 1
+    lab[18:22, 8:12, 8:12] = 2
+    return grid, lab

@@ -9,9 +9,10 @@ counts per voxel with an 8 mL tumour at 500, lungs 1350 mL at 20, background 1. 
 import numpy as np
 from numpy.testing import assert_allclose
 
+from conftest import lung_liver_labels
+
 from TAREDosimetryLib import DosimetryParams, Segmentation, Volume, run_case
 from TAREDosimetryLib.evaluation.requirements import LSF_NOT_GIVEN
-from TAREDosimetryLib.volume import Grid
 
 K = 49.67
 C_LIVER, C_LUNG, C_BACKGROUND = 625600.0, 216000.0, 19200.0
@@ -20,11 +21,7 @@ LUNG_G = 1350.0 * 0.30
 
 
 def _case(with_lungs=True):
-    grid = Grid((40, 30, 30), (5.0, 5.0, 5.0), (-75.0, -75.0, 0.0))
-    lab = np.zeros(grid.shape, np.uint8)
-    lab[0:12] = 3
-    lab[15:30, 5:25, 5:25] = 1
-    lab[18:22, 8:12, 8:12] = 2
+    grid, lab = lung_liver_labels()
     counts = np.select([lab == 3, lab == 1, lab == 2], [20.0, 100.0, 500.0], 1.0).astype(np.float32)
     masks = {"liver": lab == 1, "tumour": lab == 2}
     if with_lungs:

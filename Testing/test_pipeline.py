@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from conftest import box_case
+from conftest import box_case, lung_liver_labels
 from TAREDosimetryLib import DosimetryParams, GeometryError, InputError, Segmentation, Volume, run_case
 from TAREDosimetryLib.resample import resample_volume
 from TAREDosimetryLib.volume import Grid
@@ -537,11 +537,7 @@ def test_tumour_lobe_overlap_is_measured_on_the_segments():
 def _pet_lung_case():
     """The reviewer's synthetic PET (/tmp/review/mksyn.py, finding 11): 5 mm voxels, liver 750 mL at
     1e6 Bq/mL with an 8 mL tumour, lungs 1350 mL at 2e5 Bq/mL (HU -700: Kao 0.30 g/mL)."""
-    grid = Grid((40, 30, 30), (5.0, 5.0, 5.0), (-75.0, -75.0, 0.0))
-    lab = np.zeros(grid.shape, np.uint8)
-    lab[0:12] = 3
-    lab[15:30, 5:25, 5:25] = 1
-    lab[18:22, 8:12, 8:12] = 2
+    grid, lab = lung_liver_labels()
     pet = np.select([lab == 3, lab == 1, lab == 2], [2e5, 1e6, 5e6], 1e4).astype(np.float32)
     hu = np.where(lab == 3, -700.0, 40.0).astype(np.float32)
     seg = Segmentation.from_masks({"liver": lab == 1, "tumour": lab == 2, "lung": lab == 3}, grid)
