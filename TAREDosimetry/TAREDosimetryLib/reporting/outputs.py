@@ -57,14 +57,24 @@ def metrics_csv_rows(result):
 DVH_CSV_HEADER = ("segment", "dose_gy", "volume_pct")
 
 
-def dvh_csv_rows(result):
-    """(header, rows) of the cumulative DVH curves, every ``params.dvh_curve_step_gy`` Gy."""
-    rows, dose_text = [], {}  # the dose columns repeat from one segment to the next: formatted once
+def _dvh_columns(result):
+    """(segment name, dose texts, volume texts) of each segment's cumulative DVH curve, every
+    ``params.dvh_curve_step_gy`` Gy: the cells of dvh.csv (the dose texts repeat from one segment to
+    the next: each dose formatted once)."""
+    dose_text = {}
     for s in result.segments:
         if s.dvh is None:
             continue
         dose, vol = s.dvh.curve(result.params.dvh_curve_step_gy)
-        rows.extend([s.name, dose_text.get(d) or dose_text.setdefault(d, f"{d:.6g}"), f"{v:.6g}"] for d, v in zip(dose.tolist(), vol.tolist()))
+        yield (s.name, [dose_text.get(d) or dose_text.setdefault(d, f"{d:.6g}") for d in dose.tolist()],
+               [f"{v:.6g}" for v in vol.tolist()])
+
+
+def dvh_csv_rows(result):
+    """(header, rows) of the cumulative DVH curves, every ``params.dvh_curve_step_gy`` Gy."""
+    rows = []
+    for name, doses, vols in _dvh_columns(result):
+        rows.extend([name, d, v] for d, v in zip(doses, vols))
     return list(DVH_CSV_HEADER), rows
 
 
@@ -105,16 +115,11 @@ def _csv_line(cells):
 def _write_dvh_csv(path, result):
     """dvh.csv as :func:`_write_csv` writes :func:`dvh_csv_rows` (same bytes), a segment's lines at a
     time, without the rows as lists (23 000 lines for the MAA case)."""
-    dose_text = {}  # the dose columns repeat from one segment to the next: formatted once
     with open(path, "w", newline="", encoding="utf-8") as fh:
         fh.write(_csv_line(DVH_CSV_HEADER))
-        for s in result.segments:
-            if s.dvh is None:
-                continue
-            dose, vol = s.dvh.curve(result.params.dvh_curve_step_gy)
-            prefix = _csv_line([s.name])[:-2]  # the numbers need no quoting; the segment's name may (commas, quotes)
-            doses = [dose_text.get(d) or dose_text.setdefault(d, f"{d:.6g}") for d in dose.tolist()]
-            fh.write("".join([f"{prefix},{d},{v:.6g}\r\n" for d, v in zip(doses, vol.tolist())]))
+        for name, doses, vols in _dvh_columns(result):
+            prefix = _csv_line([name])[:-2]  # the numbers need no quoting; the segment's name may (commas, quotes)
+            fh.write("".join([f"{prefix},{d},{v}\r\n" for d, v in zip(doses, vols)]))
 
 
 def _write_extra_outputs(result, tmp, *, dicom, pdf, background, segmentation, progress):
