@@ -603,6 +603,19 @@ class SliceFigure:
         """Segment names (one row each) and views (one column each), in the order of the planes."""
         return list(dict.fromkeys(p.segment for p in self.planes)), list(dict.fromkeys(p.view for p in self.planes))
 
+    def legend_entries(self):
+        """The figure's legend, in the order the planes show them: {label: None for an isodose line,
+        (colour, is a tumour) for a segment outline}."""
+        items = {}
+        for p in self.planes:
+            for level in self.isodoses:
+                if p.dose_gy.max() >= level:
+                    items.setdefault(isodose_label(level), None)
+            for n, m in p.masks.items():
+                if m.any():
+                    items.setdefault(n, (p.colors[n], p.roles.get(n) == "tumor"))
+        return items
+
 
 def slice_figure(result, background, segmentation, *, max_tumours=6, views=("axial", "coronal"), fov_mm=None, pixel_mm=None):
     """:class:`SliceFigure` of a case (see :func:`plot_dose_slices` for the arguments)."""
@@ -662,16 +675,16 @@ def plot_dose_slices(result, background, segmentation, path=None, *, max_tumours
     nrows, ncols = len(names), len(views)
     fig = _new_figure((4.9 * ncols + 0.9, 5.2 * nrows + 1.0), dpi)
     axes, colorbar_axes = _slice_axes(fig, nrows, ncols)
-    legend = {}
     im = None
     for p in sf.planes:
         ax = axes[names.index(p.segment)][views.index(p.view)]
-        im = _draw_dose_plane(ax, p, sf.cmap, sf.threshold, sf.d_max, sf.isodoses, legend)
+        im = _draw_dose_plane(ax, p, sf.cmap, sf.threshold, sf.d_max, sf.isodoses)
         _label_plane(ax, p, sf.means.get(p.segment))
     for cax in colorbar_axes:
         cb = fig.colorbar(im, cax=cax, extend="max" if sf.plane_max > sf.d_max else "neither")
         cb.set_label("dose (Gy)", fontsize=8)
         cb.ax.tick_params(labelsize=7)
+    legend = {label: _legend_handle(entry) for label, entry in sf.legend_entries().items()}
     if legend:
         leg = fig.legend(
             list(legend.values()), [_mpl_text(k) for k in legend], loc="lower center", bbox_to_anchor=(0.5, 0.004),
@@ -729,22 +742,25 @@ def _dose_colormap():
 _OUTLINE_WIDTH = 2.2
 
 
-def _draw_dose_plane(ax, p, cmap, threshold, d_max, isodoses, legend):
-    """Background, dose wash, isodose lines and segment outlines of one plane, composed as one RGB
-    image (:func:`plane_rgb`); returns the colour scale of the wash (for the colour bar)."""
+def _legend_handle(entry):
+    """Legend line of a :meth:`SliceFigure.legend_entries` entry: a white dashed isodose line, or an outline."""
     from matplotlib import patheffects
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
 
-    outline = [patheffects.withStroke(linewidth=_OUTLINE_WIDTH, foreground="black")]
+    if entry is None:
+        outline = [patheffects.withStroke(linewidth=_OUTLINE_WIDTH, foreground="black")]
+        return Line2D([], [], color="white", ls="--", lw=1.0, path_effects=outline)
+    colour, tumour = entry
+    return Line2D([], [], color=colour, lw=2.2 if tumour else 1.4)
+
+
+def _draw_dose_plane(ax, p, cmap, threshold, d_max, isodoses):
+    """Background, dose wash, isodose lines and segment outlines of one plane, composed as one RGB
+    image (:func:`plane_rgb`); returns the colour scale of the wash (for the colour bar)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     ax.imshow(plane_rgb(p, cmap, threshold, d_max, isodoses), extent=p.extent_mm, origin="upper", interpolation="nearest")
-    for level in isodoses:
-        if p.dose_gy.max() >= level:
-            legend[isodose_label(level)] = Line2D([], [], color="white", ls="--", lw=1.0, path_effects=outline)
-    for n, m in p.masks.items():
-        if m.any():
-            legend.setdefault(n, Line2D([], [], color=p.colors[n], lw=2.2 if p.roles.get(n) == "tumor" else 1.4))
     return ScalarMappable(norm=Normalize(threshold, d_max), cmap=cmap)
 
 

@@ -18,7 +18,7 @@ import zlib
 
 import numpy as np
 
-from .figures import isodose_label, plane_heading, plane_rgb, scale_bar_mm, slice_figure
+from .figures import plane_heading, plane_rgb, scale_bar_mm, slice_figure
 
 __all__ = ["rgb_png", "dose_slices_html", "SLICES_CSS", "colour_bar_ticks", "tick_label"]
 
@@ -165,18 +165,18 @@ def _colour_bar_html(sf):
 
 def _legend_html(sf):
     """Isodose lines and segment outlines shown in the planes (as the PNG figure's legend)."""
-    items = {}
-    for p in sf.planes:
-        for level in sf.isodoses:
-            if p.dose_gy.max() >= level:
-                items[isodose_label(level)] = '<span class="sl-key sl-dash"></span>'
-        for n, m in p.masks.items():
-            if m.any():
-                width = 3 if p.roles.get(n) == "tumor" else 2
-                items.setdefault(n, f'<span class="sl-key" style="border-top-width:{width}px;color:{_css_rgb(p.colors[n])}"></span>')
+    items = sf.legend_entries()
     if not items:
         return ""
-    return '<div class="sl-legend">' + "".join(f"<span>{key}{_e(label)}</span>" for label, key in items.items()) + "</div>"
+    return '<div class="sl-legend">' + "".join(f"<span>{_legend_key(entry)}{_e(label)}</span>" for label, entry in items.items()) + "</div>"
+
+
+def _legend_key(entry):
+    """The line drawn before a legend label: white dashes for an isodose, the segment's colour for an outline."""
+    if entry is None:
+        return '<span class="sl-key sl-dash"></span>'
+    colour, tumour = entry
+    return f'<span class="sl-key" style="border-top-width:{3 if tumour else 2}px;color:{_css_rgb(colour)}"></span>'
 
 
 def dose_slices_html(result, background, segmentation, **kwargs):
