@@ -18,6 +18,7 @@ import time
 import traceback
 
 from ..errors import InputError, TAREDosimetryError
+from ..threads import THREADS_ENV
 from .record import case_fingerprint, content_sha256, read_record, remove_record, result_state, write_record
 
 __all__ = ["make_task", "new_entry", "run_one_case", "skipped_entry", "unchanged_entry", "case_params"]
@@ -166,7 +167,7 @@ def _limit_threads(threads):
     """Cap the threads one case uses (FFT workers, ITK filters) so parallel cases do not oversubscribe the cores."""
     if not threads:
         return
-    os.environ["TARE_DOSIMETRY_THREADS"] = str(int(threads))
+    os.environ[THREADS_ENV] = str(int(threads))
     try:
         import SimpleITK as sitk
 
