@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .. import physics
 from .compartments import check_positive, lung_dose_gy, mird_dose_gy, partition_doses_gy
 
-__all__ = ["Compartment", "MirdModel", "PartitionModel", "LUNG_COMPARTMENT"]
+__all__ = ["Compartment", "MirdModel", "PartitionModel", "LUNG_COMPARTMENT", "shared_model_arguments"]
 
 LUNG_COMPARTMENT = "lungs"
 
@@ -41,6 +41,14 @@ def _lung(activity_gbq, lsf, lung_mass_kg, residual, k, prior_gy):
     d = lung_dose_gy(activity_gbq, lsf, lung_mass_kg, residual, k)
     return Compartment(LUNG_COMPARTMENT, "lung", {"mean_gy": d, "cumulative_mean_gy": d + prior_gy, "mass_g": 1000.0 * lung_mass_kg,
                                                   "activity_gbq": activity_gbq * (1.0 - residual) * lsf})
+
+
+def shared_model_arguments(inputs, params, lsf=None):
+    """The arguments every closed-form model takes from the case and the parameters: LSF (``lsf``,
+    default the inputs' own), lung mass (kg), residual fraction, K, and the prior lung dose."""
+    return dict(lsf=inputs.lsf.value if lsf is None else lsf, lung_mass_kg=inputs.lung_mass_g / 1000.0,
+                residual_fraction=params.residual_fraction_used, k_gy_kg_per_gbq=params.k_gy_kg_per_gbq,
+                prior_lung_dose_gy=params.prior_lung_dose_term_gy)
 
 
 @dataclass

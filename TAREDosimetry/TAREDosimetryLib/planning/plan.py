@@ -28,7 +28,7 @@ from ..evaluation.rules import evaluate_rules
 from ..evaluation.status import overall_status
 from ..version import __version__
 from .bsa import EMPIRICAL_NOTE, bsa_activity_gbq
-from .models import MirdModel, PartitionModel
+from .models import MirdModel, PartitionModel, shared_model_arguments
 from .prescription import NO_INDICATION_NOTE
 from .search import activity_to_order_gbq, choose_activity, reached_state
 
@@ -149,8 +149,7 @@ def _has_perfused_target(prescription):
 
 
 def closed_form_models(inputs, params, prescription, which, skipped):
-    common = dict(lsf=inputs.lsf.value, lung_mass_kg=inputs.lung_mass_g / 1000.0, residual_fraction=params.residual_fraction_used,
-                  k_gy_kg_per_gbq=params.k_gy_kg_per_gbq, prior_lung_dose_gy=params.prior_lung_dose_term_gy)
+    common = shared_model_arguments(inputs, params)
     models = {}
     if "mird" in which:
         if not _has_perfused_target(prescription):
@@ -173,8 +172,7 @@ def _bsa_entry(inputs, params, prescription, device):
         return None, "needs --height-cm and --weight-kg"
     b = bsa_activity_gbq(inputs.height_cm, inputs.weight_kg, inputs.tumor_volume_ml or 0.0, inputs.liver_volume_ml, inputs.lsf.value,
                          perfused_volume_ml=inputs.perfused_volume_ml if inputs.perfused_volume_ml < inputs.liver_volume_ml else None)
-    mird = MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0, params.residual_fraction_used,
-                     params.k_gy_kg_per_gbq, params.prior_lung_dose_term_gy, name="bsa")
+    mird = MirdModel(inputs.mass_kg("perfused"), name="bsa", **shared_model_arguments(inputs, params))
     binding = "BSA formula (empirical)" if b["activity_gbq"] is not None else b["steps"][-1]
     entry = model_entry(mird, prescription, activity_gbq=b["activity_gbq"], binding=binding)
     entry["notes"] = [EMPIRICAL_NOTE] + b["steps"]
@@ -229,8 +227,7 @@ def make_plan(inputs, params, prescription, *, device, which=MODEL_NAMES, strate
                    "binding_constraint": ordered[rec]["binding_constraint"],
                    "target_reached": ordered[rec]["target_reached"], "targets_not_judged": list(ordered[rec]["targets_not_judged"])}
     plan = Plan(device, prescription, inputs, ordered, recommended, params=params, skipped=skipped, voxel_model=voxel_model)
-    model_for_table = objects.get(rec) or MirdModel(inputs.mass_kg("perfused"), inputs.lsf.value, inputs.lung_mass_g / 1000.0,
-                                                     params.residual_fraction_used, params.k_gy_kg_per_gbq, params.prior_lung_dose_term_gy)
+    model_for_table = objects.get(rec) or MirdModel(inputs.mass_kg("perfused"), **shared_model_arguments(inputs, params))
     a = recommended["activity_gbq"]
     plan.what_if = what_if_rows(model_for_table, prescription, what_if_gbq or _default_what_if(a))
     plan.warnings += list(inputs.lsf.warnings) if inputs.lsf else []

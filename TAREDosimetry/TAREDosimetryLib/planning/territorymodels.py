@@ -17,7 +17,7 @@ from ..evaluation.roles import assign_roles
 from ..pipeline import run_case
 from ..resample import resample_mask
 from .compartments import check_positive
-from .models import Compartment, MirdModel, PartitionModel
+from .models import Compartment, MirdModel, PartitionModel, shared_model_arguments
 from .territories import JOINT_ROLES, Territory, territory_rule
 from .voxel import VoxelDoseModel
 
@@ -30,8 +30,7 @@ INSIDE_FRACTION = 0.5
 
 def _closed_form(spec, inputs, params, lsf, whole_normal_kg):
     rho = inputs.density_g_ml / 1000.0
-    common = dict(lsf=lsf, lung_mass_kg=inputs.lung_mass_g / 1000.0, residual_fraction=params.residual_fraction_used,
-                  k_gy_kg_per_gbq=params.k_gy_kg_per_gbq, prior_lung_dose_gy=params.prior_lung_dose_term_gy)
+    common = shared_model_arguments(inputs, params, lsf)
     perfused = check_positive(f"--territory {spec.name!r} perfused_ml", spec.perfused_volume_ml)
     partition = spec.tumor_volume_ml is not None and spec.tn_ratio is not None and spec.target_gy is None
     if partition:
