@@ -446,6 +446,7 @@ def test_banded_box_overlap_equals_the_voxel_pair_sum(seed, block, monkeypatch):
     import TAREDosimetryLib.overlap as ov
 
     monkeypatch.setattr(ov, "_BLOCK", block)
+    monkeypatch.setattr(ov, "_CONVERT_BLOCK", block)  # a mask converted a row, or many rows, at a time
     rng = np.random.default_rng(seed)
     src_spacing = tuple(rng.choice([0.7, 1.0, 2.5, 4.4], 3))
     src = Grid((9, 8, 7), src_spacing, tuple(rng.uniform(-3, 3, 3)), FLIP_Z if seed % 2 else (1, 0, 0, 0, 1, 0, 0, 0, 1))
@@ -504,3 +505,21 @@ def test_a_mask_on_the_same_voxels_gives_the_fractions_of_the_contractions(monke
     assert checked > 40, checked  # the others: grids that do not meet, no box either way
     half_voxel = Grid((4, 4, 4), (1.5, 2.0, 2.5), (0.75, 0.0, 0.0))
     assert not ov._same_voxels(ov.axis_alignment(half_voxel, Grid((4, 4, 4), (1.5, 2.0, 2.5))))
+
+
+@pytest.mark.parametrize("block", [1, 50, 1 << 16])
+def test_a_mask_converted_block_by_block_gives_the_numbers_of_its_float_copy(block, monkeypatch):
+    """The first contraction of a boolean mask converts it into one small reused buffer, a block of
+    rows at a time (the last block partial): the same numbers, bit for bit, as the contraction of
+    the mask converted whole."""
+    import TAREDosimetryLib.overlap as ov
+
+    rng = np.random.default_rng(3)
+    src = Grid((6, 23, 64), (1.0, 0.9765625, 2.5), (0.3, -1.1, 0.7))
+    dst = Grid((5, 9, 17), (4.7952, 4.7952, 3.1), (-2.0, -3.0, -1.0))
+    mask = rng.random(src.shape) < 0.4
+    monkeypatch.setattr(ov, "_CONVERT_BLOCK", block)
+    from_mask = overlap_sum(mask, src, dst, dtype=np.float64)
+    from_float = overlap_sum(mask.astype(np.float64), src, dst, dtype=np.float64)
+    assert from_mask.box == from_float.box
+    assert np.array_equal(from_mask.values, from_float.values)
