@@ -14,13 +14,18 @@ Start with :func:`run_case` (one case in memory) and
 :func:`TAREDosimetryLib.imaging.read_image` / :func:`TAREDosimetryLib.imaging.read_segmentation`.
 """
 
+import importlib
+
 from .version import __version__
 from .errors import GeometryError, GPUUnavailableError, InputError, TAREDosimetryError
-from .params import DosimetryParams
-from .volume import Grid, Volume
-from .imaging.segmentation import SegmentInfo, Segmentation
-from .evaluation.results import CaseResult, SegmentResult
-from .pipeline import run_case
+
+#: Public name -> module that defines it, imported when the name is first used (PEP 562): the
+#: command line starts reading a case's files before the stages are loaded (imaging/prefetch.py).
+_WHERE = {
+    "DosimetryParams": "params", "Grid": "volume", "Volume": "volume", "SegmentInfo": "imaging.segmentation",
+    "Segmentation": "imaging.segmentation", "CaseResult": "evaluation.results", "SegmentResult": "evaluation.results",
+    "run_case": "pipeline",
+}
 
 __all__ = [
     "__version__",
@@ -37,3 +42,15 @@ __all__ = [
     "SegmentResult",
     "run_case",
 ]
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

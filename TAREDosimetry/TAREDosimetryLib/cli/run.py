@@ -137,12 +137,23 @@ def _case_choices(args, progress):
 
 
 def _run(args):
-    from ..batch import run_case_files
-    from ..evaluation.rules import select_rules
+    from ..imaging import prefetch
 
     exports_from_args(args)  # refuse --send without an export before any work
     _refuse_same_file(args)
     params = params_from_args(args)
+    # The files are read in the background while the stages are imported (in the order read_case_inputs reads them).
+    prefetch.start_reading([args.spect or args.pet, args.ct, args.segmentation])
+    try:
+        return _run_case(args, params)
+    finally:
+        prefetch.cancel()  # reads not taken (a case that stopped early) are forgotten
+
+
+def _run_case(args, params):
+    from ..batch import run_case_files
+    from ..evaluation.rules import select_rules
+
     if not args.no_report or args.pdf:
         from ..reporting.figures import preload_matplotlib
 

@@ -18,6 +18,7 @@ from ..volume import Volume
 from .dicomimage import read_dicom_image
 from .dicomseries import is_dicom_file, quiet_itk
 from .filecheck import check_image_file_complete
+from . import prefetch
 
 __all__ = [
     "IMAGE_SUFFIXES", "read_image", "read_image_with_source", "read_sitk_image", "itk_reason", "write_image",
@@ -132,6 +133,9 @@ def read_sitk_image(path, what="image"):
     """A SimpleITK image read from the file ``path``, refused with one clear line when the file is
     truncated or damaged (:mod:`.filecheck`) or not an image ITK reads."""
     check_image_file_complete(path, what)
+    ahead = prefetch.take(path)  # read in the background already (tare-dosimetry run)
+    if ahead is not None:
+        return ahead
     try:
         with quiet_itk():
             return sitk.ReadImage(str(path))
