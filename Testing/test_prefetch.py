@@ -156,3 +156,32 @@ def test_a_run_that_stops_early_leaves_no_read_pending(tmp_path, capsys):
     code = main(["run", "--spect", spect, "--segmentation", labels, "--labels", "1=liver,2=tumour", "--thresholds", "nope"] + common)
     assert code == 2 and "unknown threshold preset 'nope'" in capsys.readouterr().err
     assert prefetch.pending() == 0 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.01, 0.05])
+def test_a_process_that_ends_while_a_read_is_under_way_exits_cleanly(tmp_path, delay_s):
+    """The interpreter waits for the reading thread: ending during the read, or just after it, is a
+    normal exit (a daemon thread inside ITK at teardown crashed the process: exit 134 or 139)."""
+    from TAREDosimetryLib import Volume
+    from TAREDosimetryLib.volume import Grid
+
+    path = str(tmp_path / "big.nrrd")
+    rng = np.random.default_rng(0)
+    write_image(Volume(rng.random((60, 256, 256), dtype=np.float32), grid=Grid((60, 256, 256), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))), path)
+    code = ("import sys, time\n"
+            "from TAREDosimetryLib.imaging import prefetch\n"
+            "assert prefetch.start_reading([sys.argv[1]]) == 1\n"
+            f"time.sleep({delay_s})\n")
+    env = dict(os.environ, **{THREADS_ENV: "2"})
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True, cwd=os.path.join(REPO, "TAREDosimetry"), env=env)
+        assert r.returncode == 0, (r.returncode, r.stderr)
+
+
+def test_a_bad_option_found_during_the_read_is_one_line_and_exit_2(tmp_path):
+    spect, labels = _case(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "TAREDosimetryLib.cli", "run", "--spect", spect, "--segmentation", labels,
+                        "--administered-activity-gbq", "1", "--lung-shunt-fraction", "0", "--thresholds", "nope",
+                        "--out", str(tmp_path / "o"), "--quiet", "--no-report"], capture_output=True, text=True,
+                       cwd=os.path.join(REPO, "TAREDosimetry"), env=dict(os.environ, **{THREADS_ENV: "2"}))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "unknown threshold preset 'nope'" in r.stderr

@@ -120,12 +120,12 @@ def _refuse_same_file(args):
 
 def _case_choices(args, progress):
     """(rules, roles, labels) from the command line, completed from a --params metrics.json."""
-    from ..reproduce import record_labels, record_roles, record_rules, record_rules_spec
-
     rules, roles, labels = args.thresholds, roles_from_args(args), args.labels
     record = params_record(args)
     if record is None:
         return rules, roles, labels
+    from ..reproduce import record_labels, record_roles, record_rules, record_rules_spec  # the pipeline with it
+
     if rules is None and record_rules(record):
         rules = record_rules_spec(record)  # None: chosen again from the clinical inputs, as the first run did
         progress(0.0, f"rule set {record_rules(record).get('name', '')!r} from {args.params}")
@@ -142,25 +142,28 @@ def _run(args):
     exports_from_args(args)  # refuse --send without an export before any work
     _refuse_same_file(args)
     params = params_from_args(args)
-    # The files are read in the background while the stages are imported (in the order read_case_inputs reads them).
+    # The files are read in the background while the stages are imported (in the order read_case_inputs
+    # reads them).  A mistake found before they are read is still reported at once.
     prefetch.start_reading([args.spect or args.pet, args.ct, args.segmentation])
     try:
-        return _run_case(args, params)
+        from ..evaluation.rules import select_rules
+
+        progress = progress_printer(args.quiet)
+        rules, roles, labels = _case_choices(args, progress)
+        select_rules(rules, params)  # a bad preset or rule file fails before the images are used
+        return _run_case(args, params, progress, (rules, roles, labels))
     finally:
         prefetch.cancel()  # reads not taken (a case that stopped early) are forgotten
 
 
-def _run_case(args, params):
+def _run_case(args, params, progress, choices):
     from ..batch import run_case_files
-    from ..evaluation.rules import select_rules
 
     if not args.no_report or args.pdf:
         from ..reporting.figures import preload_matplotlib
 
         preload_matplotlib()  # the figures' import overlaps reading and computing the case
-    progress = progress_printer(args.quiet)
-    rules, roles, labels = _case_choices(args, progress)
-    select_rules(rules, params)  # a bad preset or rule file fails before the images are read
+    rules, roles, labels = choices
     image = args.spect or args.pet
     result, inputs = run_case_files(
         image, args.segmentation, ct=args.ct, labels=labels, roles=roles, params=params, rules=rules,

@@ -15,6 +15,10 @@ simply done again in the main thread, which checks the file first and reports an
 engine's words (the background error is discarded).  ITK's raw warnings are kept off the console
 while background reads are pending, as :func:`~.dicomseries.quiet_itk` does for the main reads.
 
+The reading thread is not a daemon: a process never tears down while ITK is still reading (that
+crashes it), so a command that stops early (a bad option found after the read started) prints its
+message at once and exits when the read is over.
+
 Only plain image files are read ahead (none when an input is a DICOM series), by one thread, and
 not at all when the case may use a single thread (``TARE_DOSIMETRY_THREADS=1``, :func:`~TAREDosimetryLib.threads.cpu_threads`).
 """
@@ -31,6 +35,8 @@ _LOCK = threading.Lock()
 _READS = {}
 #: SimpleITK's global warning display before the first pending read (restored when none is left).
 _WARNINGS = []
+#: The reading threads started (joined once nothing is pending).
+_THREADS = []
 
 
 def _identity(path):
@@ -98,7 +104,12 @@ def start_reading(paths):
         for r in reads:
             r.run(sitk)
 
-    threading.Thread(target=read_all, name="read images ahead", daemon=True).start()
+    # Not a daemon thread: the interpreter waits for it before it finalizes (a thread still inside
+    # ITK while the process tears down crashes it), so a command that stops early exits when the
+    # read it started is over.
+    thread = threading.Thread(target=read_all, name="read images ahead", daemon=False)
+    _THREADS.append(thread)
+    thread.start()
     return len(reads)
 
 
@@ -122,13 +133,23 @@ def take(path):
         return None
     read.done.wait()
     with _LOCK:
-        if not _READS:
+        last = not _READS
+        if last:
             _restore_warnings()
+    if last:
+        _join()
     return read.image if _identity(path) == ident else None
 
 
+def _join():
+    """Wait for the reading threads to end (their reads are over: only their exit is left)."""
+    while _THREADS:
+        _THREADS.pop().join()
+
+
 def cancel():
-    """Forget the reads not taken (a command that stopped early); their threads end on their own."""
+    """Forget the reads not taken (a command that stopped early).  Their thread ends on its own when
+    its read is over; the interpreter waits for it before exiting."""
     with _LOCK:
         _READS.clear()
         _restore_warnings()
