@@ -5,7 +5,8 @@ tumours, a lung; 5 bytes of input per voxel: float32 activity + uint8 labels) is
 NRRD files at several sizes and run with ``tare-dosimetry run --no-report`` in a fresh process
 per size and method.  Each process reports
 
-* ``peak_mb_over_imports``: peak resident memory (VmHWM, reset once the engine is imported)
+* ``peak_mb_over_imports``: peak resident memory (VmHWM, reset once the engine's modules a run uses
+  are imported)
   minus the resident memory then (VmRSS), i.e. what reading the inputs and computing the case add;
 * ``bytes_per_voxel``: that, divided by the voxels of the largest grid;
 * the wall time of ``main()``.
@@ -38,6 +39,8 @@ sys.path.insert(0, os.path.join(REPO, "TAREDosimetry"))
 _CHILD = r"""
 import sys, time
 from TAREDosimetryLib.cli import main
+# The engine's modules a run imports (the package loads them on first use): imported before the baseline.
+import SimpleITK, TAREDosimetryLib.batch.casefiles, TAREDosimetryLib.pipeline, TAREDosimetryLib.reporting.outputs  # noqa: E401
 
 def status(key):
     with open("/proc/self/status") as fh:
