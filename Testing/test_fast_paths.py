@@ -310,9 +310,9 @@ def test_no_region_is_made_twice_in_a_case(with_lung, monkeypatch):
     made = []
     original = OverlapSampler._region_of_mask
 
-    def counted(self, mask, box):
+    def counted(self, mask, box, infos):
         made.append((int(mask.sum()), tuple((s.start, s.stop) for s in box)))
-        return original(self, mask, box)
+        return original(self, mask, box, infos)
 
     monkeypatch.setattr(OverlapSampler, "_region_of_mask", counted)
     act = Volume(np.ones(agrid.shape, np.float32), grid=agrid)

@@ -32,9 +32,15 @@ def _random_layers(rng, n_layers, shape, labels, interleaved, dtype=np.uint8):
     return layers if interleaved else np.ascontiguousarray(layers)
 
 
+@pytest.mark.parametrize("split", [False, True])
 @pytest.mark.parametrize("interleaved", [True, False])
 @pytest.mark.parametrize("seed", range(6))
-def test_label_boxes_equal_the_box_of_each_mask(seed, interleaved):
+def test_label_boxes_equal_the_box_of_each_mask(seed, interleaved, split, monkeypatch):
+    import TAREDosimetryLib.imaging.labelboxes as lb
+
+    if split:  # the first pass split between 3 threads (uneven parts of planes)
+        monkeypatch.setattr(lb, "_SPLIT_BYTES", 0)
+        monkeypatch.setenv("TARE_DOSIMETRY_THREADS", "3")
     rng = np.random.default_rng(seed)
     layers = _random_layers(rng, 3, (17, 19, 23), (1, 2, 5, 7), interleaved)
     wanted = [(ly, v) for ly in range(3) for v in (1, 2, 3, 5, 7, 0)]  # 3: absent; 0: background
@@ -87,3 +93,39 @@ def test_many_labels_use_one_scan_and_agree_with_the_definition(monkeypatch):
         got = label_boxes(layers, wanted)
         for key in wanted:
             assert got[key] == _definition(layers[0], key[1]), (few, key)
+
+
+@pytest.mark.parametrize("half", [True, False])
+def test_the_copy_the_boxes_were_found_in_serves_the_masks(half):
+    """Interleaved layers whose occupied box is at most half the grid: the boxes are found in a
+    compact copy of that box, which the masks then read (same masks as from the layers)."""
+    from TAREDosimetryLib.imaging.labelboxes import segment_boxes
+
+    rng = np.random.default_rng(5)
+    raw = np.zeros((12, 14, 16, 2), np.uint8)
+    box = (slice(2, 6), slice(3, 9), slice(1, 15)) if half else (slice(0, 12), slice(0, 14), slice(1, 15))
+    part = raw[box]
+    part[..., 0][rng.random(part.shape[:3]) < 0.3] = 3
+    part[..., 1][rng.random(part.shape[:3]) < 0.3] = 1
+    layers = np.moveaxis(raw, -1, 0)
+    found, compact = segment_boxes(layers, [(0, 3), (1, 1)])
+    assert found == {(0, 3): _definition(layers[0], 3), (1, 1): _definition(layers[1], 1)}
+    assert (compact is not None) == half
+    infos = [SegmentInfo("a", layer=0, label_value=3), SegmentInfo("b", layer=1, label_value=1)]
+    seg = Segmentation(layers, Grid((12, 14, 16), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)), infos)
+    for s in infos:
+        b = seg.bbox(s.name)
+        assert np.array_equal(seg.mask(s.name, b), layers[s.layer][b] == s.label_value)
+    if half:
+        assert seg._compact_layers()[0] == compact[0] and np.array_equal(seg._compact_layers()[1], compact[1])
+
+
+def test_a_label_map_of_one_layer_is_not_copied():
+    """A label map (one layer) is contiguous already: its boxes are found in place, no copy is made
+    (a copy of a 1e9-voxel label map's occupied box would add hundreds of MB)."""
+    from TAREDosimetryLib.imaging.labelboxes import segment_boxes
+
+    layers = np.zeros((1, 10, 12, 14), np.uint8)
+    layers[0, 2:4, 3:5, 4:6] = 2
+    found, compact = segment_boxes(layers, [(0, 2)])
+    assert found == {(0, 2): (slice(2, 4), slice(3, 5), slice(4, 6))} and compact is None

@@ -64,8 +64,9 @@ ALIGNMENT_TOLERANCE_VOXELS = 1e-3
 _EPS = 1e-9
 #: Elements per block when a large source array is converted to floating point.
 _BLOCK = 1 << 23
-#: Elements per block converted into one reused buffer (a few hundred kB: it stays in the cache).
-_CONVERT_BLOCK = 1 << 16
+#: Bytes of the one buffer a mask is converted into, block by block (small enough not to be
+#: fresh memory of note, large enough for the matrix products to run at full speed).
+_CONVERT_BYTES = 1 << 22
 _NUDGE = (1e-7 * 2**0.5, 1e-7 * 3**0.5, 1e-7 * 5**0.5)
 
 
@@ -167,8 +168,8 @@ _DENSE_MAX = 1 << 18
 def _contract_last_axis_dense(arr, band, dtype):
     """The last (memory-contiguous) axis contracted by one dense matrix product per block of rows:
     no transposed copy of the source (a small band: the zeros cost less than moving the data).
-    A source of another type (a boolean mask) is converted a cache-sized block at a time into one
-    reused buffer: no converted copy of the whole source (fresh memory costs more than the work)."""
+    A source of another type (a boolean mask) is converted a block at a time into one reused 4 MB
+    buffer: no converted copy of the whole source (fresh memory costs more than the work)."""
     dense = np.zeros((band.n_src, band.n_out), dtype)
     for j, (a, w) in enumerate(zip(band.start, band.weights)):
         dense[a:a + w.size, j] = w
@@ -179,7 +180,7 @@ def _contract_last_axis_dense(arr, band, dtype):
         for s in range(0, rows.shape[0], step):
             np.matmul(rows[s:s + step], dense, out=out[s:s + step])
         return out.reshape(arr.shape[:-1] + (band.n_out,))
-    step = max(1, min(rows.shape[0], _CONVERT_BLOCK // band.n_src))
+    step = max(1, min(rows.shape[0], _CONVERT_BYTES // (np.dtype(dtype).itemsize * band.n_src)))
     buffer = np.empty((step, band.n_src), dtype)
     for s in range(0, rows.shape[0], step):
         n = min(step, rows.shape[0] - s)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import GeometryError, InputError
 from ..overlap import destination_box, overlap_sum, unit_mapping
+from ..threads import map_in_threads
 from ..volume import BoxedArray, BoxedValues, uniform_array, uniform_value, volume_values
 from .runindex import compact_index, same_index
 from .sampling import union_box, union_mask
@@ -30,6 +31,9 @@ __all__ = ["Region", "OverlapSampler"]
 #: Masks larger than this (voxels) are contracted in float32 (half the memory; the fractions
 #: then carry ~1e-7 relative round-off).
 _FLOAT32_ABOVE_VOXELS = 1 << 24
+#: Segments are made two or more at a time when the largest box holds at most this many voxels
+#: (the temporaries of a second segment then add tens of MB at most).
+_PARALLEL_BOX_VOXELS = 1 << 24
 #: Region voxels read at a time by :meth:`OverlapSampler.integrate`.
 _READ_BLOCK = 1 << 16
 
@@ -155,33 +159,47 @@ class OverlapSampler:
             raise GeometryError("no segment voxel lies inside the activity image")
         self._crop = union_box(placed)
         self.grid = activity_grid.crop(self._crop)
+        # Segments are independent: their regions are made on every core this case may use, unless
+        # one is so large that two at once would raise the peak memory (then one at a time).
+        segmentation.prepare_masks()
+        largest = max(int(np.prod([b.stop - b.start for b in boxes[n]])) for n in present)
+        made = map_in_threads(lambda n: self._segment_region(n, boxes[n]), present,
+                              threads=None if largest <= _PARALLEL_BOX_VOXELS else 1)
         self.inside_fraction, self.regions = {}, {}
-        for n in present:
-            mask = segmentation.mask(n, boxes[n])
-            count = int(np.count_nonzero(mask))
-            self.regions[n] = self._region_of_mask(mask, boxes[n])
-            del mask
-            inside = self.regions[n].volume_voxels * activity_grid.voxel_volume_ml
-            self.inside_fraction[n] = min(1.0, inside / (count * segmentation.grid.voxel_volume_ml))
+        for n, (region, inside, infos) in zip(present, made):
+            self.regions[n], self.inside_fraction[n] = region, inside
+            self._infos.extend(infos)
         self._cache = {}
 
+    def _segment_region(self, name, box):
+        """(Region, fraction of the segment inside the activity image, how its fractions were
+        found) of one segment; reads the segmentation only (safe in a thread)."""
+        infos = []
+        mask = self.segmentation.mask(name, box)
+        count = int(np.count_nonzero(mask))
+        region = self._region_of_mask(mask, box, infos)
+        del mask
+        inside = region.volume_voxels * self.activity_grid.voxel_volume_ml
+        return region, min(1.0, inside / (count * self.segmentation.grid.voxel_volume_ml)), infos
+
     # -- fractions ------------------------------------------------------------------------------
-    def _fractions(self, mask, box):
-        """OverlapResult of a mask given on ``box`` of the segmentation grid."""
+    def _fractions(self, mask, box, infos):
+        """OverlapResult of a mask given on ``box`` of the segmentation grid (its info added to ``infos``)."""
         dtype = np.float32 if mask.size > _FLOAT32_ABOVE_VOXELS else np.float64
         result = overlap_sum(mask, self.segmentation.grid.crop(box), self.activity_grid, dtype=dtype)
-        self._infos.append(result.info)
+        infos.append(result.info)
         return result
 
-    def _region_of_mask(self, mask, box):
+    def _region_of_mask(self, mask, box, infos):
         """:class:`Region` of a mask given on ``box`` of the segmentation grid: straight from the
         mask when its voxels are activity voxels (:func:`~TAREDosimetryLib.overlap.unit_mapping`:
-        the same grid or a crop of it; no fractions to compute), else from its overlap fractions."""
+        the same grid or a crop of it; no fractions to compute), else from its overlap fractions.
+        How the fractions were found is added to ``infos``."""
         src = self.segmentation.grid.crop(box)
         mapping = unit_mapping(src, self.activity_grid)
         if mapping is None:
-            return self._region(self._fractions(mask, box))
-        self._infos.append({"method": "box overlap"})
+            return self._region(self._fractions(mask, box, infos))
+        infos.append({"method": "box overlap"})
         return _region_of_unit_mask(mask, mapping, self.activity_grid.shape, (0, 0, 0), self.activity_grid.shape)
 
     def _region(self, result):
@@ -216,7 +234,7 @@ class OverlapSampler:
             made = Region(np.zeros(0, np.int32))
         else:
             same = self._segment_with_mask(names, mask, box)
-            made = self.regions[same] if same is not None else self._same_as_known(self._region_of_mask(mask, box))
+            made = self.regions[same] if same is not None else self._same_as_known(self._region_of_mask(mask, box, self._infos))
         del mask
         if keep:
             self._cache[key] = made

@@ -15,15 +15,21 @@ The result equals, label by label, the box of ``layer == label`` (tested against
 definition).  Arrays are (z, y, x); a box is a tuple of three slices (z, y, x).
 """
 
+import threading
+
 import numpy as np
 
-__all__ = ["occupied_box", "label_boxes"]
+from ..threads import cpu_threads
+
+__all__ = ["occupied_box", "label_boxes", "segment_boxes"]
 
 #: Largest label value found by a labelled-object scan (it keeps one entry per value up to the
 #: largest); layers with larger label values are scanned label by label.
 _MAX_SCANNED_LABEL = 1 << 16
 #: Up to this many labels in a layer, each is found by its own comparison (NumPy only).
 _FEW_LABELS = 8
+#: Arrays of at least this many bytes have their first pass split between threads.
+_SPLIT_BYTES = 1 << 25
 
 
 def _nonzero_span(projection):
@@ -38,6 +44,28 @@ def _as_unsigned(a):
     return a
 
 
+def _plane_maxima(b):
+    """The largest value of each plane (axis 0) of ``b`` (Z, Y, X, C): the one pass over the whole
+    array, split between the cores this case may use (NumPy reduces without the interpreter lock)
+    when the array is large."""
+    parts = min(cpu_threads(), b.shape[0]) if b.nbytes >= _SPLIT_BYTES else 1
+    if parts < 2:
+        return b.max(axis=(1, 2, 3))
+    cuts = [b.shape[0] * i // parts for i in range(parts + 1)]
+    out = [None] * parts
+
+    def reduce(i):
+        out[i] = b[cuts[i]:cuts[i + 1]].max(axis=(1, 2, 3))
+
+    helpers = [threading.Thread(target=reduce, args=(i,)) for i in range(1, parts)]
+    for t in helpers:
+        t.start()
+    reduce(0)
+    for t in helpers:
+        t.join()
+    return np.concatenate(out)
+
+
 def occupied_box(block):
     """Box (z, y, x slices) of the voxels of ``block`` (Z, Y, X, C) non-zero in any channel; None when all zero.
 
@@ -45,7 +73,7 @@ def occupied_box(block):
     rows, that hold a non-zero voxel.
     """
     b = _as_unsigned(np.asarray(block))
-    zs = _nonzero_span(b.max(axis=(1, 2, 3)))
+    zs = _nonzero_span(_plane_maxima(b))
     if zs is None:
         return None
     sub = b[zs]
@@ -91,15 +119,33 @@ def label_boxes(layers, wanted):
     -------
     dict {(layer, label): tuple of 3 slices (z, y, x), or None when the label is absent}
     """
+    return segment_boxes(layers, wanted)[0]
+
+
+def segment_boxes(layers, wanted):
+    """:func:`label_boxes`, and the compact copy of the layers it worked on.
+
+    Layers interleaved in memory (a .seg.nrrd) whose occupied box is at most half the grid are
+    copied once, box only, into C-contiguous memory (L, z, y, x): each label's box is then found
+    there (contiguous comparisons), and the copy serves the segments' masks afterwards.
+
+    Returns
+    -------
+    (boxes, compact) : boxes as :func:`label_boxes`; compact is (box, (L, z, y, x) array) or None.
+    """
     by_layer = {}
     for layer, label in wanted:
         by_layer.setdefault(int(layer), set()).add(int(label))
     if not by_layer:
-        return {}
+        return {}, None
     raw = _interleaved(layers)
+    compact = None
     if raw is not None:  # the box of all layers holds each layer's labels
         union = occupied_box(raw)
         boxes = {ly: union for ly in by_layer}
+        interleaved = layers.shape[0] > 1 and not layers[0].flags.c_contiguous  # (one layer is contiguous already)
+        if interleaved and union is not None and np.prod([s.stop - s.start for s in union]) * 2 <= np.prod(layers.shape[1:]):
+            compact = (union, np.ascontiguousarray(layers[(slice(None),) + union]))
     else:
         boxes = {ly: occupied_box(layers[ly][..., np.newaxis]) for ly in by_layer}
     out = {}
@@ -113,6 +159,7 @@ def label_boxes(layers, wanted):
         if box is None:
             out.update({(ly, v): None for v in labels})
             continue
-        found = _boxes_of_layer(layers[ly][box], sorted(labels), [s.start for s in box])
+        crop = compact[1][ly] if compact is not None else layers[ly][box]
+        found = _boxes_of_layer(crop, sorted(labels), [s.start for s in box])
         out.update({(ly, v): b for v, b in found.items()})
-    return out
+    return out, compact

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .labelboxes import label_boxes
+from .labelboxes import segment_boxes
 
 __all__ = ["SegmentInfo", "Segmentation", "label_values"]
 
@@ -187,14 +187,19 @@ class Segmentation:
             return self.layers[s.layer][bbox] == s.label_value
         return self.layers[s.layer] == s.label_value
 
+    def prepare_masks(self):
+        """Make now what :meth:`mask` reads from (the boxes, and the compact copy of interleaved
+        layers): afterwards :meth:`mask` only reads, so threads may call it at once."""
+        self._compact_layers()
+
     def _compact_layers(self):
         """(box, (L, z, y, x) C-contiguous copy of the layers in it) when the layers are interleaved
         in memory (a .seg.nrrd: each layer's voxels 1 byte in L) and the box of every segment is
         under half the grid: masks are then read from compact memory (made once); else None."""
+        boxes = [self.bbox(t) for t in self.segments]  # the first pass of the boxes may make the copy
         if not hasattr(self, "_compact"):
             self._compact = None
             if self.layers.shape[0] > 1 and not self.layers[0].flags.c_contiguous:
-                boxes = [self.bbox(t) for t in self.segments]
                 boxes = [b for b in boxes if b is not None]
                 if boxes:
                     box = tuple(slice(min(b[a].start for b in boxes), max(b[a].stop for b in boxes)) for a in range(3))
@@ -205,14 +210,18 @@ class Segmentation:
     def bbox(self, name_or_info):
         """Tuple of slices (z, y, x) of the segment's bounding box, or None when empty.
 
-        The first call finds the boxes of every segment at once (:func:`.labelboxes.label_boxes`:
-        one pass over the voxels, not several per segment); they are cached.
+        The first call finds the boxes of every segment at once (:func:`.labelboxes.segment_boxes`:
+        one pass over the voxels, not several per segment); they are cached, with the compact copy
+        of interleaved layers that pass made (masks are read from it).
         """
         s = self.info(name_or_info)
         key = (s.layer, s.label_value)
         if key not in self._bbox_cache:
             wanted = {(t.layer, t.label_value) for t in self.segments} - set(self._bbox_cache)
-            self._bbox_cache.update(label_boxes(self.layers, wanted | {key}))
+            found, compact = segment_boxes(self.layers, wanted | {key})
+            self._bbox_cache.update(found)
+            if compact is not None and not hasattr(self, "_compact"):
+                self._compact = compact  # the copy the boxes were found in serves the masks
         return self._bbox_cache[key]
 
     def voxel_count(self, name_or_info):
