@@ -346,3 +346,19 @@ def test_a_real_pipe_closed_by_its_reader_is_exit_0_without_a_message():
     proc.stdout.close()  # the reader goes, as head does after its lines
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "error" not in err.lower(), err
+
+
+@pytest.mark.parametrize("preset", [None, "12"])
+def test_the_command_line_quiets_idle_blas_threads_before_numpy_loads(preset):
+    """`tare-dosimetry` tells OpenBLAS's idle threads to sleep at once (they spun for ~0.1 s after
+    each product, taking a core from the case's own threads), before NumPy loads, unless the user
+    set OPENBLAS_THREAD_TIMEOUT."""
+    code = ("import os, sys\n"
+            "import TAREDosimetryLib.cli\n"
+            "order = list(sys.modules)\n"
+            "print('SET', os.environ.get('OPENBLAS_THREAD_TIMEOUT'), order.index('TAREDosimetryLib.cli.startup') < order.index('numpy'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.join(REPO, "TAREDosimetry"), env=env)
+    assert f"SET {preset or '4'} True" in r.stdout, r.stdout + r.stderr

@@ -9,6 +9,8 @@ cases failed (the others are written); 4 in ``rerun`` when the result was not re
 SIGTERM (143) or SIGHUP (129): nothing half-written is left behind.
 """
 
+from . import startup  # noqa: F401 - first: it sets the environment NumPy's BLAS reads when it loads
+
 import argparse
 import contextlib
 import importlib
