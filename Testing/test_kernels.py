@@ -290,3 +290,16 @@ def test_lung_kernel_at_1_mm_is_built_and_fine_voxels_are_truncated_not_refused(
     assert 0.95 < held < 0.999
     assert kernels.radius_within_limit((0.5, 0.5, 0.5), 40.0) == pytest.approx(info["radius_mm"])
     assert kernels.radius_within_limit((3.0, 3.0, 3.0), 12.0) == 12.0
+
+
+@pytest.mark.parametrize("n", [2, 3, 6, 8, 16, 33, 64])
+def test_the_gauss_legendre_rule_is_numpys_and_exact_to_degree_2n_minus_1(n):
+    from TAREDosimetryLib.dose.kernels import gauss_legendre
+
+    x, w = gauss_legendre(n)
+    ref_x, ref_w = np.polynomial.legendre.leggauss(n)
+    assert np.abs(x - ref_x).max() < 1e-15 and np.abs(w / ref_w - 1).max() < 1e-11
+    assert np.array_equal(x, -x[::-1]) and np.array_equal(w, w[::-1])
+    for degree in (0, 1, 2, 2 * n - 2, 2 * n - 1):  # integral of x^d over [-1, 1]
+        exact = 0.0 if degree % 2 else 2.0 / (degree + 1)
+        assert (w * x**degree).sum() == pytest.approx(exact, abs=1e-14)
