@@ -215,6 +215,34 @@ def test_streamed_nrrd_reads_back_as_simpleitks_own(tmp_path, direction, monkeyp
         assert a.GetMetaData(key) == b.GetMetaData(key)
 
 
+@pytest.mark.parametrize("zero_fraction, strategy", [(0.0, "Z_RLE"), (0.7, "Z_DEFAULT_STRATEGY")])
+def test_a_map_that_hardly_compresses_is_deflated_with_run_lengths_only(tmp_path, zero_fraction, strategy, monkeypatch):
+    """dose.nrrd's zlib strategy follows a sample of the map: smooth float noise (a convolved dose)
+    is deflated with run-length matches only (as small, faster), a map with many zeros (a local
+    deposition dose) with the default; either way the file reads back voxel for voxel (ITK and gzip)."""
+    import gzip
+    import zlib
+
+    import TAREDosimetryLib.imaging.nrrdwrite as nw
+
+    monkeypatch.setattr(nw, "_CHUNK_BYTES", 4096)  # several slabs and gzip members
+    rng = np.random.default_rng(4)
+    arr = (rng.random((24, 40, 44)) * 50).astype(np.float32)
+    arr[rng.random(arr.shape) < zero_fraction] = 0
+    vol = Volume(arr, (2.0, 2.0, 3.0), (0.0, 0.0, 0.0))
+    assert nw._strategy(arr, np.dtype(np.float32), 1) == getattr(zlib, strategy)
+    path = str(tmp_path / "dose.nrrd")
+    nw.write_nrrd(vol, path)
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(path)), arr)
+    data = open(path, "rb").read()
+    body = gzip.decompress(data[data.index(b"\n\n") + 2:])
+    assert np.array_equal(np.frombuffer(body, "<f4").reshape(arr.shape), arr)
+    size = len(data)
+    monkeypatch.setattr(nw, "_strategy", lambda *a: zlib.Z_DEFAULT_STRATEGY)
+    nw.write_nrrd(vol, path)
+    assert size <= 1.02 * len(open(path, "rb").read())  # never notably larger than the default's
+
+
 def test_dvh_csv_written_line_by_line_equals_the_csv_module(tmp_path):
     """dvh.csv: the same bytes as csv.writer gives, names with commas and quotes included."""
     import csv
