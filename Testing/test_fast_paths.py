@@ -338,9 +338,9 @@ def test_no_region_is_made_twice_in_a_case(with_lung, monkeypatch):
     made = []
     original = OverlapSampler._region_of_mask
 
-    def counted(self, mask, box, infos):
+    def counted(self, mask, box):
         made.append((int(mask.sum()), tuple((s.start, s.stop) for s in box)))
-        return original(self, mask, box, infos)
+        return original(self, mask, box)
 
     monkeypatch.setattr(OverlapSampler, "_region_of_mask", counted)
     act = Volume(np.ones(agrid.shape, np.float32), grid=agrid)

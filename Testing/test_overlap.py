@@ -524,31 +524,3 @@ def test_a_mask_converted_block_by_block_gives_the_numbers_of_its_float_copy(blo
     assert from_mask.box == from_float.box
     assert np.array_equal(from_mask.values, from_float.values)
 
-
-@pytest.mark.parametrize("largest_parallel", [0, 1 << 24])
-def test_segments_made_on_several_threads_are_the_segments_made_one_at_a_time(largest_parallel, monkeypatch):
-    """The OverlapSampler makes independent segments on the case's threads (unless one is too large
-    to have two at once: then one at a time): the same regions, fractions and records either way."""
-    import TAREDosimetryLib.evaluation.overlapsampling as osm
-    from TAREDosimetryLib.evaluation.overlapsampling import OverlapSampler
-
-    rng = np.random.default_rng(8)
-    grid = Grid((30, 40, 44), (0.9765625, 0.9765625, 2.5), (1.3, -2.2, 0.4))
-    masks = {}
-    for k in range(6):
-        lo = rng.integers(0, [20, 25, 30])
-        m = np.zeros(grid.shape, bool)
-        m[lo[0]:lo[0] + 9, lo[1]:lo[1] + 14, lo[2]:lo[2] + 13] = rng.random((9, 14, 13)) < 0.7
-        masks[f"s{k}"] = m
-    seg = Segmentation.from_masks(masks, grid)
-    act = Grid((9, 11, 12), (4.7952, 4.7952, 3.3), (-3.0, -4.0, -2.0))
-    monkeypatch.setattr(osm, "_PARALLEL_BOX_VOXELS", largest_parallel)
-    got = {}
-    for threads in ("1", "3"):
-        monkeypatch.setenv("TARE_DOSIMETRY_THREADS", threads)
-        got[threads] = OverlapSampler(Segmentation.from_masks(masks, grid), act, seg.names)
-    one, many = got["1"], got["3"]
-    assert one._infos == many._infos and one.inside_fraction == many.inside_fraction
-    for n in seg.names:
-        assert np.array_equal(np.asarray(one.regions[n].index[:]), np.asarray(many.regions[n].index[:]))
-        assert np.array_equal(one.regions[n].weight, many.regions[n].weight)

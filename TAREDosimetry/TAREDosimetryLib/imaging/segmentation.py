@@ -187,11 +187,6 @@ class Segmentation:
             return self.layers[s.layer][bbox] == s.label_value
         return self.layers[s.layer] == s.label_value
 
-    def prepare_masks(self):
-        """Make now what :meth:`mask` reads from (the boxes, and the compact copy of interleaved
-        layers): afterwards :meth:`mask` only reads, so threads may call it at once."""
-        self._compact_layers()
-
     def _compact_layers(self):
         """(box, (L, z, y, x) C-contiguous copy of the layers in it) when the layers are interleaved
         in memory (a .seg.nrrd: each layer's voxels 1 byte in L) and the box of every segment is
