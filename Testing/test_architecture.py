@@ -67,3 +67,24 @@ def test_architecture_notes_name_every_stage_package_and_module():
         assert re.search(rf"`[^`]*{re.escape(name)}`|\b{re.escape(name[:-3])}\b", notes), f"docs/architecture.md does not mention {rel}"
     for package in ("imaging/", "dose/", "evaluation/", "reporting/", "cli/"):
         assert package in notes, package
+
+
+def test_the_packages_import_their_modules_when_a_name_is_first_used():
+    """`import TAREDosimetryLib` loads neither NumPy nor a stage; a public name of the package,
+    of imaging/ or of batch/ imports its module on first use; unknown names are AttributeErrors."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import TAREDosimetryLib as T, TAREDosimetryLib.imaging as I, TAREDosimetryLib.batch as B\n"
+        "print('BEFORE', 'numpy' in sys.modules, 'TAREDosimetryLib.pipeline' in sys.modules)\n"
+        "print('NAMES', T.run_case.__module__, I.read_segmentation.__module__, B.run_manifest.__module__, 'run_case' in dir(T))\n"
+        "try:\n    T.no_such_name\nexcept AttributeError as exc:\n    print('MISSING', exc)\n"
+    )
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "TAREDosimetry")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
+    assert "BEFORE False False" in r.stdout, r.stdout + r.stderr
+    assert ("NAMES TAREDosimetryLib.pipeline TAREDosimetryLib.imaging.segmentation_io TAREDosimetryLib.batch.runner True"
+            in r.stdout), r.stdout + r.stderr
+    assert "MISSING module 'TAREDosimetryLib' has no attribute 'no_such_name'" in r.stdout

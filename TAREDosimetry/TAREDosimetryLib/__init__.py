@@ -14,10 +14,9 @@ Start with :func:`run_case` (one case in memory) and
 :func:`TAREDosimetryLib.imaging.read_image` / :func:`TAREDosimetryLib.imaging.read_segmentation`.
 """
 
-import importlib
-
 from .version import __version__
 from .errors import GeometryError, GPUUnavailableError, InputError, TAREDosimetryError
+from .lazy import lazy_names
 
 #: Public name -> module that defines it, imported when the name is first used (PEP 562): the
 #: command line starts reading a case's files before the stages are loaded (imaging/prefetch.py).
@@ -43,14 +42,4 @@ __all__ = [
     "run_case",
 ]
 
-
-def __getattr__(name):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)

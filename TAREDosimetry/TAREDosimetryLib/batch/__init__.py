@@ -14,7 +14,7 @@
     runner.py       run_manifest: all of the above
 """
 
-import importlib
+from ..lazy import lazy_names
 
 #: Public name -> module of this package that defines it.  The modules are imported when a name is
 #: first used (PEP 562), so that one case from files (``run``) does not import the batch machinery
@@ -29,14 +29,4 @@ _WHERE = {
 __all__ = ["read_manifest", "run_case_files", "evaluate_dose_files", "run_files_and_write", "run_manifest", "MANIFEST_COLUMNS",
            "SUMMARY_COLUMNS", "BatchSummary", "BatchInterrupted"]
 
-
-def __getattr__(name):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _WHERE)
