@@ -26,10 +26,10 @@ def _two_threads(monkeypatch):
     prefetch.cancel()
 
 
-def _image(tmp_path, name="spect.nrrd", scale=1.0):
+def _image(tmp_path, name="spect.nrrd", scale=1.0, compress=True):
     activity, _ = box_case()
     path = str(tmp_path / name)
-    write_image(activity.__class__(activity.array * scale, grid=activity.grid), path)
+    write_image(activity.__class__(activity.array * scale, grid=activity.grid), path, compress=compress)
     return path
 
 
@@ -185,3 +185,18 @@ def test_a_bad_option_found_during_the_read_is_one_line_and_exit_2(tmp_path):
                         "--out", str(tmp_path / "o"), "--quiet", "--no-report"], capture_output=True, text=True,
                        cwd=os.path.join(REPO, "TAREDosimetry"), env=dict(os.environ, **{THREADS_ENV: "2"}))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()] and "unknown threshold preset 'nope'" in r.stderr
+
+
+def test_a_truncated_file_is_not_given_to_itk_in_the_background(tmp_path, capfd):
+    """ITK's MetaImage reader prints to the console on a truncated file, whatever the warning
+    display: the background thread checks the file as the main thread does and leaves it alone,
+    so the only output is the engine's one-line error."""
+    path = _image(tmp_path, "spect.mha", compress=False)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) * 6 // 10])
+    assert prefetch.start_reading([path]) == 1
+    for r in list(prefetch._READS.values()):
+        r.done.wait()
+    with pytest.raises(InputError, match=r"spect\.mha is truncated"):
+        read_image(path, "SPECT image")
+    assert "MetaImage" not in capfd.readouterr().err

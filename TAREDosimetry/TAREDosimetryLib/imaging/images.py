@@ -132,10 +132,10 @@ def read_image(path, what="image", *, modalities=(), series_uids=()):
 def read_sitk_image(path, what="image"):
     """A SimpleITK image read from the file ``path``, refused with one clear line when the file is
     truncated or damaged (:mod:`.filecheck`) or not an image ITK reads."""
-    check_image_file_complete(path, what)
-    ahead = prefetch.take(path)  # read in the background already (tare-dosimetry run)
+    ahead = prefetch.take(path)  # checked and read in the background already (tare-dosimetry run)
     if ahead is not None:
         return ahead
+    check_image_file_complete(path, what)
     try:
         with quiet_itk():
             return sitk.ReadImage(str(path))

@@ -10,9 +10,11 @@ reading the file again.
 
 Nothing about the result changes: the same reader reads the same file.  The file is identified by
 its real path, size, modification time and inode, taken before the read and checked again at
-:func:`take`; a file changed in between is read again.  A read that failed in the background is
-simply done again in the main thread, which checks the file first and reports any problem in the
-engine's words (the background error is discarded).  ITK's raw warnings are kept off the console
+:func:`take`; a file changed in between is read again.  The background thread checks the file as
+the main thread would (:func:`~.filecheck.check_image_file_complete`: a truncated or damaged file
+never reaches ITK, whose readers may print to the console); a file that fails the check, or a read
+that fails, is simply done again in the main thread, which reports the problem in the engine's
+words (the background error is discarded).  ITK's raw warnings are kept off the console
 while background reads are pending, as :func:`~.dicomseries.quiet_itk` does for the main reads.
 
 The reading thread is not a daemon: a process never tears down while ITK is still reading (that
@@ -59,7 +61,10 @@ class _Read:
         self.done = threading.Event()
 
     def run(self, sitk):
-        try:
+        from .filecheck import check_image_file_complete
+
+        try:  # a damaged file is not given to ITK (whose readers may print to the console)
+            check_image_file_complete(self.path)
             self.image = sitk.ReadImage(self.path)
         except Exception:  # noqa: BLE001 - read again in the main thread, which reports it in its own words
             self.image = None
