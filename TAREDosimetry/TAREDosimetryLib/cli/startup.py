@@ -2,9 +2,9 @@
 
 NumPy's OpenBLAS keeps its idle threads spinning for about 2^28 cycles (~0.1 s) after every
 matrix product, waiting for the next.  A case's products are small (the overlap fractions of the
-segments), and its own threads (images read ahead, segments made side by side, dose.nrrd
-compressed) need the cores meanwhile: the spinning took a core from them (30 % of the CPU time
-of the shared MAA case, 8 % of its wall time).  Unless the user set it, OpenBLAS's threads are
+segments), and its own threads (images read ahead, the boxes' first pass, dose.nrrd compressed)
+need the cores meanwhile: the spinning took a core from them (30 % of the CPU time of the shared
+MAA case, 8 % of its wall time).  Unless the user set it, OpenBLAS's threads are
 told to sleep as soon as they are idle (``OPENBLAS_THREAD_TIMEOUT``, read by OpenBLAS when it
 loads); products still use every core.  Batch worker processes inherit the setting.
 """

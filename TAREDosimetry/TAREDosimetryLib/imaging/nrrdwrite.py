@@ -3,8 +3,8 @@
 SimpleITK's writer needs an ITK image, i.e. a copy of the whole array (4 bytes per voxel for a
 float32 dose map, at the moment memory is highest); this writer streams the array's planes
 through zlib instead, so writing adds no more than one plane.  Maps that hardly compress (a
-convolved dose) are deflated with run-length matches only: as small, 2-3 times faster.  The header is the one ITK and 3D
-Slicer write and read (NRRD0004, LPS space, ``space directions`` = spacing x direction columns,
+convolved dose) are deflated with run-length matches only: as small, 2-3 times faster.  The
+header is the one ITK and 3D Slicer write and read (NRRD0004, LPS space, ``space directions`` = spacing x direction columns,
 ``key:=value`` lines for metadata), see http://teem.sourceforge.net/nrrd/format.html.
 """
 
