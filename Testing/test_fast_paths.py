@@ -346,3 +346,33 @@ def test_no_region_is_made_twice_in_a_case(with_lung, monkeypatch):
     act = Volume(np.ones(agrid.shape, np.float32), grid=agrid)
     run_case(act, seg, params=DosimetryParams(administered_activity_gbq=1.0, lung_shunt_fraction=0.05))
     assert len(made) == len(set(made)), made
+
+
+def test_masks_that_do_not_overlap_share_a_layer():
+    """Segmentation.from_masks packs masks as a Slicer segmentation does: disjoint masks share a
+    layer (300 disjoint masks: 2 layers, not 300: 255 labels a uint8 layer), a mask that meets every
+    layer so far gets a new one; every mask reads back exactly, an empty one as empty."""
+    from TAREDosimetryLib.volume import Grid
+
+    grid = Grid((12, 30, 40), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
+    masks = {}
+    for k in range(300):  # disjoint single-voxel and two-voxel masks
+        m = np.zeros(grid.shape, bool)
+        z, y, x = np.unravel_index(2 * k, grid.shape)
+        m[z, y, x] = True
+        if k % 2:
+            m[z, y, x + 1] = True
+        masks[f"s{k}"] = m
+    masks["over all"] = np.ones(grid.shape, bool)  # meets every layer: a new one
+    masks["inside"] = np.zeros(grid.shape, bool)
+    masks["inside"][5:7, 10:20, 10:30] = True  # layer 0 is full: fits beside the last 45 small masks
+    masks["twice"] = masks["inside"].copy()  # meets "inside" and "over all": a layer of its own
+    masks["empty"] = np.zeros(grid.shape, bool)
+    seg = Segmentation.from_masks(masks, grid)
+    info = {s.name: s for s in seg.segments}
+    assert seg.layers.shape[0] == 4 and seg.layers.dtype == np.uint8
+    assert info["s0"].layer == 0 and info["s254"].layer == 0 and info["s255"].layer == 1
+    assert info["over all"].layer == 2 and info["inside"].layer == 1 and info["twice"].layer == 3
+    for name, m in masks.items():
+        assert np.array_equal(seg.mask(name), m), name
+    assert seg.bbox("empty") is None and seg.voxel_count("s1") == 2

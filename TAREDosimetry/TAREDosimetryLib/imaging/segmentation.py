@@ -49,6 +49,35 @@ _PALETTE = (
 _LABEL_BLOCK = 1 << 18
 
 
+def _place_mask(layers, labels, mask):
+    """(layer index, label value) of a mask written into the first of ``layers`` (uint8 label
+    images, with ``labels`` the last label used in each) where none of its voxels is taken and a
+    label is free; into a new layer else."""
+    box = _mask_box(mask)
+    for i, layer in enumerate(layers):
+        if labels[i] < np.iinfo(np.uint8).max and (box is None or not np.any(layer[box][mask[box]])):
+            labels[i] += 1
+            if box is not None:
+                layer[box][mask[box]] = labels[i]
+            return i, labels[i]
+    layers.append(np.zeros(mask.shape, np.uint8))
+    labels.append(1)
+    if box is not None:
+        layers[-1][box][mask[box]] = 1
+    return len(layers) - 1, 1
+
+
+def _mask_box(mask):
+    """The bounding box (z, y, x slices) of a boolean mask's voxels, or None when it has none."""
+    box = []
+    for axis in range(3):
+        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if idx.size == 0:
+            return None
+        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(box)
+
+
 def label_values(labelmap):
     """The set of values in an integer label map, read in blocks of plane-aligned voxels, so that
     no sorted copy of the whole map is made (``np.unique`` of the whole map would add its size).
@@ -112,22 +141,25 @@ class Segmentation:
     # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_masks(cls, masks, grid, colors=None, ids=None, source=""):
-        """One layer per mask (so masks may overlap).
+        """Segments from masks, which may overlap.  As in a Slicer segmentation, masks that do not
+        overlap share a layer (labels 1, 2, ... in the order given; a new layer for a mask that
+        meets every layer so far): N disjoint masks (a TotalSegmentator folder, the structures of
+        an RT Structure Set) take the memory of one label map, not N.
 
         masks : dict {name: (Z, Y, X) bool ndarray}, in order.
         """
         if not masks:
             raise InputError(f"no segments given ({source or 'segmentation'})")
-        layers = np.zeros((len(masks),) + tuple(grid.shape), dtype=np.uint8)
-        infos = []
+        layers, labels, infos = [], [], []
         for n, (name, m) in enumerate(masks.items()):
             m = np.asarray(m)
             if m.shape != tuple(grid.shape):
                 raise InputError(f"mask of segment {name!r} has shape {m.shape}, expected {grid.shape}")
-            layers[n] = m.astype(bool)
+            layer, label = _place_mask(layers, labels, m.astype(bool, copy=False))
             color = (colors or {}).get(name, _PALETTE[n % len(_PALETTE)])
-            infos.append(SegmentInfo(name, (ids or {}).get(name, name), color, n, 1))
-        return cls(layers, grid, infos, source=source)
+            infos.append(SegmentInfo(name, (ids or {}).get(name, name), color, layer, label))
+        stacked = layers[0][np.newaxis] if len(layers) == 1 else np.stack(layers)
+        return cls(stacked, grid, infos, source=source)
 
     @classmethod
     def from_labelmap(cls, labelmap, grid, names, colors=None, source=""):
