@@ -157,8 +157,48 @@ def test_mask_folder_with_different_grids(tmp_path):
 
 def test_mask_folder_rejects_non_binary_mask(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.arange(27, dtype=np.uint8).reshape(3, 3, 3)), str(tmp_path / "x.nrrd"))
-    with pytest.raises(InputError, match="binary mask"):
+    with pytest.raises(InputError, match="binary mask .* found 27 values"):
         imaging.read_segmentation(str(tmp_path))
+
+
+@pytest.mark.parametrize("values, ok", [((0, 1), True), ((0, 255), True), ((7, 7), True), ((0, 0), True),
+                                        ((1, 2), False), ((0, -1), False), ((-1, -1), True), ((0, 1, 2), False)])
+def test_a_mask_is_binary_as_np_unique_would_count_it(tmp_path, values, ok):
+    """Masks are checked in one pass (no sorted copy of each image): 0 and one other value, or one
+    value alone; two non-zero values, or a negative value beside 0 (np.unique's [v, 0]), are refused."""
+    a = np.zeros((3, 4, 5), np.int16)
+    a.flat[: len(values)] = values
+    if values[0] == values[-1] and values[0] != 0:
+        a[:] = values[0]
+    sitk.WriteImage(sitk.GetImageFromArray(a), str(tmp_path / "m.nrrd"))
+    if ok:
+        assert imaging.read_segmentation(str(tmp_path)).names == ["m"]
+    else:
+        with pytest.raises(InputError, match=f"binary mask .* found {np.unique(a).size} values"):
+            imaging.read_segmentation(str(tmp_path))
+
+
+def test_a_mask_folder_is_read_one_mask_at_a_time(tmp_path):
+    """40 disjoint masks of 48^3 voxels (each 0.44 MB as float32 once read): the folder is read with
+    a peak of a few masks, not 40 (they were all held, as float32, until the last was read), and
+    they share one layer."""
+    import tracemalloc
+
+    shape = (48, 48, 48)
+    for k in range(40):
+        m = np.zeros(shape, np.uint8)
+        m.flat[k * 2000:(k * 2000) + 1500] = 1
+        sitk.WriteImage(sitk.GetImageFromArray(m), str(tmp_path / f"s{k:02d}.nrrd"))
+    tracemalloc.start()
+    try:
+        seg = imaging.read_segmentation(str(tmp_path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    one = np.prod(shape) * 4
+    assert seg.layers.shape[0] == 1 and len(seg.names) == 40
+    assert peak < 8 * one, peak / one
+    assert seg.voxel_count("s07") == 1500
 
 
 def test_segmentation_missing_and_empty_folder(tmp_path):

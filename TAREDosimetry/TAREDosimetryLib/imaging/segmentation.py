@@ -146,18 +146,19 @@ class Segmentation:
         meets every layer so far): N disjoint masks (a TotalSegmentator folder, the structures of
         an RT Structure Set) take the memory of one label map, not N.
 
-        masks : dict {name: (Z, Y, X) bool ndarray}, in order.
+        masks : dict {name: (Z, Y, X) bool ndarray}, in order, or an iterable of (name, mask)
+            pairs (a generator: each mask is packed, and may be dropped, before the next is made).
         """
-        if not masks:
-            raise InputError(f"no segments given ({source or 'segmentation'})")
         layers, labels, infos = [], [], []
-        for n, (name, m) in enumerate(masks.items()):
+        for n, (name, m) in enumerate(masks.items() if hasattr(masks, "items") else masks):
             m = np.asarray(m)
             if m.shape != tuple(grid.shape):
                 raise InputError(f"mask of segment {name!r} has shape {m.shape}, expected {grid.shape}")
             layer, label = _place_mask(layers, labels, m.astype(bool, copy=False))
             color = (colors or {}).get(name, _PALETTE[n % len(_PALETTE)])
             infos.append(SegmentInfo(name, (ids or {}).get(name, name), color, layer, label))
+        if not infos:
+            raise InputError(f"no segments given ({source or 'segmentation'})")
         stacked = layers[0][np.newaxis] if len(layers) == 1 else np.stack(layers)
         return cls(stacked, grid, infos, source=source)
 

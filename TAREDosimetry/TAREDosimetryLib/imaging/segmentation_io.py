@@ -10,11 +10,13 @@
 import os
 
 import numpy as np
+import SimpleITK as sitk
 
 from ..errors import GeometryError, InputError
 from ..resample import array_from_sitk, resample_mask, volume_from_sitk
 from ..volume import Grid
 from .dicomseg import is_dicom_segmentation_path, read_dicom_segments
+from .dicomseries import quiet_itk
 from .images import IMAGE_SUFFIXES, check_exists, read_image, read_sitk_image, strip_image_suffix
 from .labels import is_builtin_table, parse_label_names
 from .segmentation import SegmentInfo, Segmentation, label_values
@@ -51,23 +53,56 @@ def _read_seg_nrrd(img, path):
 
 
 def _read_mask_folder(path):
+    """A folder of mask images, one segment each (named after the file), read one mask at a time:
+    the grid is chosen from the headers (the finest; the first of equals, so no detail is lost),
+    then each mask is read, checked, brought to it and packed into the segmentation's layers
+    before the next is read (a folder of 100 CT-sized masks never holds 100 images at once)."""
     files = sorted(
         f for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES) and not f.lower().endswith(".hdr")
     )
     if not files:
         raise InputError(f"segmentation folder {path}: no mask images ({', '.join(IMAGE_SUFFIXES)}) in it")
-    read = {}
-    for f in files:
-        name = strip_image_suffix(f)
-        vol = read_image(os.path.join(path, f), what=f"mask {f}")
-        values = np.unique(vol.array)
-        if values.size > 2 or (values.size == 2 and values[0] != 0):
-            raise InputError(f"mask {os.path.join(path, f)}: a binary mask (0 and one other value) is expected, found {values.size} values")
-        read[name] = vol
-    # Masks on different grids are brought to the finest one (the first of equals), so no detail is lost.
-    grid = min((v.grid for v in read.values()), key=lambda g: g.voxel_volume_ml)
-    masks = {name: resample_mask(v.array != 0, v.grid, grid) for name, v in read.items()}
-    return Segmentation.from_masks(masks, grid, source=str(path))
+    grids = [_header_grid(os.path.join(path, f), f"mask {f}") for f in files]
+    grid = min((g for g in grids if g is not None), key=lambda g: g.voxel_volume_ml, default=None)
+    if grid is None:  # no header read: reading the first file says why
+        read_image(os.path.join(path, files[0]), what=f"mask {files[0]}")
+        raise InputError(f"segmentation folder {path}: none of its files is a 3-D image")
+
+    def masks():
+        for f in files:
+            vol = read_image(os.path.join(path, f), what=f"mask {f}")
+            _check_binary(vol.array, os.path.join(path, f))
+            yield strip_image_suffix(f), resample_mask(vol.array != 0, vol.grid, grid)
+
+    return Segmentation.from_masks(masks(), grid, source=str(path))
+
+
+def _header_grid(path, what):
+    """The Grid of an image file from its header alone; None when the header is not a 3-D image's
+    (reading the file then says what is wrong)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        with quiet_itk():
+            reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    if reader.GetDimension() != 3:
+        return None
+    return Grid(tuple(int(n) for n in reversed(reader.GetSize())), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+
+
+def _check_binary(values, path):
+    """Refuse a mask with more than 0 and one other value (as ``np.unique`` would count them, without
+    sorting the image: one pass, the distinct values counted only for the message)."""
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return
+    first = nonzero.flat[0]
+    several = not np.all(nonzero == first)
+    if several or (first < 0 and nonzero.size < values.size):  # sorted values [v, 0, ...]: v is not 0
+        found = np.unique(values).size
+        raise InputError(f"mask {path}: a binary mask (0 and one other value) is expected, found {found} values")
 
 
 def read_segmentation_with_source(path, label_names=None, *, reference=None, reference_for_uid="", series_uids=()):
