@@ -62,20 +62,25 @@ def read_dicom_seg(path):
     arr = np.asarray(vol.array)
     if arr.ndim == 3:
         arr = arr[..., np.newaxis]
-    notes, masks, colors = [], {}, {}
+    notes, colors = [], {}
     if str(seg.SegmentationType) == "FRACTIONAL":
         notes.append(f"segmentation {path}: FRACTIONAL segments thresholded at 0.5")
-    for n, number in enumerate(numbers):
-        desc = seg.get_segment_description(int(number))
-        name = str(desc.SegmentLabel or f"segment {number}")
-        unique, dup = name, 2
-        while unique in masks:
-            unique, dup = f"{name} ({dup})", dup + 1
-        masks[unique] = arr[..., n] >= 0.5 if arr.dtype.kind == "f" else arr[..., n] > 0
-        color = _color(desc)
-        if color is not None:
-            colors[unique] = color
-    out = Segmentation.from_masks(masks, _grid_of(vol, path), colors=colors, source=os.path.abspath(str(path)))
+
+    def masks():  # one at a time: each is packed into the segmentation before the next is made
+        names = set()
+        for n, number in enumerate(numbers):
+            desc = seg.get_segment_description(int(number))
+            name = str(desc.SegmentLabel or f"segment {number}")
+            unique, dup = name, 2
+            while unique in names:
+                unique, dup = f"{name} ({dup})", dup + 1
+            names.add(unique)
+            color = _color(desc)
+            if color is not None:
+                colors[unique] = color
+            yield unique, (arr[..., n] >= 0.5 if arr.dtype.kind == "f" else arr[..., n] > 0)
+
+    out = Segmentation.from_masks(masks(), _grid_of(vol, path), colors=colors, source=os.path.abspath(str(path)))
     out.notes.extend(notes)
     return out
 

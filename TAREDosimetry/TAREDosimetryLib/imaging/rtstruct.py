@@ -32,7 +32,8 @@ from ..volume import Grid
 from .dicomseries import require_pydicom
 from .segmentation import Segmentation
 
-__all__ = ["read_rtstruct", "rtstruct_rois", "rasterise_rois", "lattice_for_contours", "fill_polygons", "SUBSAMPLES"]
+__all__ = ["read_rtstruct", "rtstruct_rois", "rasterise_rois", "iter_rasterised_rois", "lattice_for_contours", "fill_polygons",
+           "SUBSAMPLES"]
 
 #: Sub-samples per voxel edge for the in-plane fill.
 SUBSAMPLES = 4
@@ -185,7 +186,16 @@ def _rasterise_roi(contours, grid, name, notes):
 
 def rasterise_rois(rois, grid, notes):
     """{name: (Z, Y, X) bool mask} and {name: color} of the ROIs with contours, on ``grid``."""
-    masks, colors = {}, {}
+    colors = {}
+    masks = dict(iter_rasterised_rois(rois, grid, notes, colors))
+    return masks, colors
+
+
+def iter_rasterised_rois(rois, grid, notes, colors):
+    """(name, (Z, Y, X) bool mask) of each ROI with contours, on ``grid``, one at a time (a mask can
+    be packed into a segmentation and dropped before the next is drawn); a repeated name gets
+    " (2)", " (3)"...; each ROI's colour goes into ``colors`` before its mask is given."""
+    names = set()
     for roi in rois:
         name = roi["name"]
         if roi["skipped"]:
@@ -194,12 +204,13 @@ def rasterise_rois(rois, grid, notes):
             notes.append(f"RT Structure Set ROI {name!r} has no closed contours and is left out")
             continue
         unique, n = name, 2
-        while unique in masks:
+        while unique in names:
             unique, n = f"{name} ({n})", n + 1
-        masks[unique] = _rasterise_roi(roi["contours"], grid, name, notes)
+        names.add(unique)
+        mask = _rasterise_roi(roi["contours"], grid, name, notes)
         if roi["color"] is not None:
             colors[unique] = roi["color"]
-    return masks, colors
+        yield unique, mask
 
 
 def _check_frame_of_reference(ds, reference_for_uid, notes):
@@ -237,7 +248,8 @@ def read_rtstruct(path, reference=None, *, reference_for_uid="", spacing_mm=1.0)
     notes = []
     _check_frame_of_reference(ds, reference_for_uid, notes)
     grid = lattice_for_contours(contours, reference, spacing_mm)
-    masks, colors = rasterise_rois(rois, grid, notes)
-    seg = Segmentation.from_masks(masks, grid, colors=colors, source=os.path.abspath(str(path)))
+    colors = {}  # filled as the ROIs are drawn, one at a time
+    seg = Segmentation.from_masks(iter_rasterised_rois(rois, grid, notes, colors), grid, colors=colors,
+                                  source=os.path.abspath(str(path)))
     seg.notes.extend(notes)
     return seg
