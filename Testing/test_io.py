@@ -277,3 +277,12 @@ def test_label_values_above_65535_are_not_wrapped_onto_other_labels():
     seg = Segmentation.from_labelmap(lab, Grid((4, 4, 4)), None)
     assert seg.voxel_count("label 70000") == 1
     assert seg.voxel_count("label 4464") == 2
+
+
+def test_two_mask_files_of_one_name_are_refused_naming_both(tmp_path):
+    a = np.zeros((4, 4, 4), np.uint8)
+    a[1:3, 1:3, 1:3] = 1
+    for f in ("liver.nrrd", "liver.nii.gz"):
+        sitk.WriteImage(sitk.GetImageFromArray(a), str(tmp_path / f))
+    with pytest.raises(InputError, match=r"liver.nii.gz and liver.nrrd would both be segment 'liver'"):
+        imaging.read_segmentation(str(tmp_path))

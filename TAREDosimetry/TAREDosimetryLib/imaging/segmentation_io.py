@@ -62,6 +62,13 @@ def _read_mask_folder(path):
     )
     if not files:
         raise InputError(f"segmentation folder {path}: no mask images ({', '.join(IMAGE_SUFFIXES)}) in it")
+    stems = {}
+    for f in files:
+        stems.setdefault(strip_image_suffix(f), []).append(f)
+    twice = [names for names in stems.values() if len(names) > 1]
+    if twice:
+        raise InputError(f"segmentation folder {path}: {' and '.join(twice[0])} would both be segment "
+                         f"{strip_image_suffix(twice[0][0])!r}; keep one file per segment")
     grids = [_header_grid(os.path.join(path, f), f"mask {f}") for f in files]
     grid = min((g for g in grids if g is not None), key=lambda g: g.voxel_volume_ml, default=None)
     if grid is None:  # no header read: reading the first file says why
