@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .labelboxes import segment_boxes
+from .labelboxes import occupied_box, segment_boxes
 
 __all__ = ["SegmentInfo", "Segmentation", "label_values"]
 
@@ -53,7 +53,7 @@ def _place_mask(layers, labels, mask):
     """(layer index, label value) of a mask written into the first of ``layers`` (uint8 label
     images, with ``labels`` the last label used in each) where none of its voxels is taken and a
     label is free; into a new layer else."""
-    box = _mask_box(mask)
+    box = occupied_box(mask[..., np.newaxis])
     for i, layer in enumerate(layers):
         if labels[i] < np.iinfo(np.uint8).max and (box is None or not np.any(layer[box][mask[box]])):
             labels[i] += 1
@@ -65,17 +65,6 @@ def _place_mask(layers, labels, mask):
     if box is not None:
         layers[-1][box][mask[box]] = 1
     return len(layers) - 1, 1
-
-
-def _mask_box(mask):
-    """The bounding box (z, y, x slices) of a boolean mask's voxels, or None when it has none."""
-    box = []
-    for axis in range(3):
-        idx = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        if idx.size == 0:
-            return None
-        box.append(slice(int(idx[0]), int(idx[-1]) + 1))
-    return tuple(box)
 
 
 def label_values(labelmap):
