@@ -213,6 +213,8 @@ class Segmentation:
         """(box, (L, z, y, x) C-contiguous copy of the layers in it) when the layers are interleaved
         in memory (a .seg.nrrd: each layer's voxels 1 byte in L) and the box of every segment is
         under half the grid: masks are then read from compact memory (made once); else None."""
+        if hasattr(self, "_compact"):
+            return self._compact
         boxes = [self.bbox(t) for t in self.segments]  # the first pass of the boxes may make the copy
         if not hasattr(self, "_compact"):
             self._compact = None
