@@ -39,7 +39,11 @@ class RunIndex:
         index = np.asarray(index)
         if index.size == 0:
             return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), index.dtype)
-        first = np.flatnonzero(np.diff(index) != 1) + 1
+        return cls._of_breaks(index, np.flatnonzero(np.diff(index) != 1) + 1)
+
+    @classmethod
+    def _of_breaks(cls, index, first):
+        """The runs of ``index`` whose runs start at positions 0 and ``first``."""
         bounds = np.concatenate(([0], first, [index.size]))
         return cls(index[bounds[:-1]], np.diff(bounds), index.dtype)
 
@@ -89,8 +93,8 @@ def compact_index(index):
     if isinstance(index, RunIndex) or np.size(index) == 0:
         return index
     index = np.asarray(index)
-    breaks = int(np.count_nonzero(np.diff(index) != 1))
-    return RunIndex.of(index) if index.size >= MIN_MEAN_RUN * (breaks + 1) else index
+    first = np.flatnonzero(np.diff(index) != 1) + 1  # one pass: the runs' starts decide and make the runs
+    return RunIndex._of_breaks(index, first) if index.size >= MIN_MEAN_RUN * (first.size + 1) else index
 
 
 def same_index(a, b):
