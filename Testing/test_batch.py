@@ -407,7 +407,11 @@ def test_dask_local_cluster_with_2_workers_gives_the_same_results_as_the_serial_
     pytest.importorskip("distributed")
     manifest = _manifest(tmp_path, n=3)
     serial = run_manifest(str(manifest), str(tmp_path / "serial"), report=False)
+    environment = dict(os.environ)
     dasked = run_manifest(str(manifest), str(tmp_path / "dask"), report=False, dask=True, workers=2)
+    # the nannies' OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_=65536, ... are not left in this process
+    # (local workers started next would take them for the user's settings)
+    assert dict(os.environ) == environment
     assert [e["status"] for e in dasked] == ["ok"] * 3
     assert not {e["worker"] for e in dasked} & {e["worker"] for e in serial}  # ran elsewhere
     for e in dasked:

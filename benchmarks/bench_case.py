@@ -9,7 +9,10 @@ JSON keeps every run, the README quotes medians and ranges:
 * ``report`` / ``no_report``: ``tare-dosimetry run`` with the arguments of the issue (SPECT,
   segmentation, ``--administered-activity-gbq 1.8 --lung-shunt-fraction 0.06``), with the HTML
   report and dvh.png, and with ``--no-report``;
-* ``dvk_report`` / ``dvk_no_report``: the same with ``--method dvk``;
+* ``dvk_report`` / ``dvk_no_report``: the same with ``--method dvk``, each run right after its LDM
+  run; what DVK adds is given as the difference of the medians and as the median of the differences
+  within a round (``*_paired``: the two runs seconds apart, so a change of the machine's speed
+  between rounds cancels out);
 * with ``--baseline-repo`` (a checkout of the engine before the speed work, e.g.
   ``git archive 5513721 | tar -x -C /tmp/base``), the same runs of that engine, in the same rounds.
 
@@ -71,8 +74,8 @@ def _data():
 def _variants(spect, seg, tmp, baseline):
     base = ["run", "--spect", spect, "--segmentation", seg, "--administered-activity-gbq", "1.8",
             "--lung-shunt-fraction", "0.06", "--quiet", "--overwrite"]
-    runs = {"report": [], "no_report": ["--no-report"], "dvk_report": ["--method", "dvk"],
-            "dvk_no_report": ["--method", "dvk", "--no-report"]}
+    runs = {"report": [], "dvk_report": ["--method", "dvk"], "no_report": ["--no-report"],
+            "dvk_no_report": ["--method", "dvk", "--no-report"]}  # each DVK run right after its LDM run
     out = {"floor": (None, _FLOOR, [spect, seg])}
     engines = [("", REPO)] + ([("baseline_", baseline)] if baseline else [])
     for prefix, repo in engines:
@@ -122,11 +125,19 @@ def bench(repeat, baseline):
     return {name: _summary(runs) for name, runs in results.items()}
 
 
+def _paired_adds(res, dvk, ldm):
+    """Median over the rounds of (DVK run - the LDM run just before it): the pair ran seconds apart,
+    so a change of the shared machine's speed between rounds cancels out."""
+    return float(np.median([d["wall_s"] - b["wall_s"] for d, b in zip(res[dvk]["runs"], res[ldm]["runs"])]))
+
+
 def _ratios(res, prefix=""):
     floor = res["floor"]["wall_s_median"]
     m = {k: res[prefix + k]["wall_s_median"] for k in ("report", "no_report", "dvk_report", "dvk_no_report")}
     return {"report_over_floor": m["report"] / floor, "no_report_over_floor": m["no_report"] / floor,
-            "dvk_adds_s_with_report": m["dvk_report"] - m["report"], "dvk_adds_s_no_report": m["dvk_no_report"] - m["no_report"]}
+            "dvk_adds_s_with_report": m["dvk_report"] - m["report"], "dvk_adds_s_no_report": m["dvk_no_report"] - m["no_report"],
+            "dvk_adds_s_with_report_paired": _paired_adds(res, prefix + "dvk_report", prefix + "report"),
+            "dvk_adds_s_no_report_paired": _paired_adds(res, prefix + "dvk_no_report", prefix + "no_report")}
 
 
 def main(argv=None):

@@ -6,8 +6,16 @@ every worker sees under the same paths (a shared file system).  When a worker di
 stopped by its nanny above its memory limit), the scheduler runs the case again on another
 worker; after ``retries`` such losses Dask gives up (``KilledWorker``) and the case is recorded as
 failed, never lost.  Needs ``dask[distributed]`` (the ``cluster`` extra), imported only here.
+
+A LocalCluster's nannies run in this process and, before starting each worker, write Dask's
+``distributed.nanny.pre-spawn-environ`` into this process's environment (``OMP_NUM_THREADS=1``,
+``OPENBLAS_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_=65536``, ...) and leave it there; the
+environment is put back when the batch ends, so that what runs next in this process (a batch on
+local workers, which would take those for the user's settings) is not changed by it.
 """
 
+import contextlib
+import os
 import uuid
 
 from ..errors import InputError
@@ -62,6 +70,20 @@ def _lost_entry(task, exc, retries):
     return entry
 
 
+@contextlib.contextmanager
+def _environment_kept():
+    """This process's environment as it was before the block, whatever the block set or removed."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k not in saved]:
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+
 def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_memory_bytes=None, log=None, client=None):
     """Run the tasks on a Dask cluster; ``on_done(entry)`` is called here for each finished case.
 
@@ -77,7 +99,7 @@ def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_
 
     distributed = require_distributed()
     log = log or (lambda m: None)
-    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}), _environment_kept():
         tasks = list(tasks)
         given = client is not None
         if not given:
