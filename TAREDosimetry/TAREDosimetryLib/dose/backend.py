@@ -33,6 +33,8 @@ __all__ = [
 
 #: Largest array (values) transformed by numpy.fft on the CPU; larger ones use scipy.fft.
 NUMPY_FFT_MAX_VOXELS = 4_000_000
+#: numpy.fft writes into a given array (``out=``) from NumPy 2.0 on, and keeps float32 as complex64.
+_NUMPY_FFT_TAKES_OUT = int(np.__version__.split(".")[0]) >= 2
 #: Values transformed at a time by :meth:`Backend.fft_in_place` with numpy.fft, and on the GPU.
 _NUMPY_BLOCK_VALUES = 1 << 18
 _DEVICE_BLOCK_VALUES = 1 << 24
@@ -146,24 +148,33 @@ class Backend:
             return _scipy_fft().irfftn(spectrum, s=shape, workers=self.workers, overwrite_x=True)
         return self._fft.irfftn(spectrum, s=shape, overwrite_x=True)
 
-    def _transform(self, name, array, size=None, **kw):
+    def _transform(self, name, array, size=None, out=None, **kw):
         """``name`` ('rfft', 'fft', 'ifft', 'irfft') of the module for this array: numpy.fft for
         a small CPU array, else scipy.fft on every core (or cupyx on the GPU).  ``size``: choose
-        as for an array of that many values (a slab of a larger grid goes the grid's way)."""
+        as for an array of that many values (a slab of a larger grid goes the grid's way).
+        ``out``: an array of the result's shape and dtype that numpy.fft (2.0 and later) writes the
+        result into instead of new memory; the other libraries ignore it (the caller copies)."""
         extra = {} if name == "rfft" else {"overwrite_x": True}  # the input of rfft is the caller's
         if self.name != "cpu":
             return getattr(self._fft, name)(array, **kw, **extra)
         if (array.size if size is None else size) <= NUMPY_FFT_MAX_VOXELS:
+            if out is not None and _NUMPY_FFT_TAKES_OUT:
+                kw["out"] = out
             return getattr(np.fft, name)(array, **kw)
         return getattr(_scipy_fft(), name)(array, workers=self.workers, **kw, **extra)
 
-    def rfft(self, array, n, axis, size=None):
-        """1-D real FFT along ``axis``, zero-padded to ``n``."""
-        return self._transform("rfft", array, size, n=n, axis=axis)
+    def takes_out(self, size):
+        """True when the transforms of an array of ``size`` values write into a given ``out``."""
+        return self.name == "cpu" and int(size) <= NUMPY_FFT_MAX_VOXELS and _NUMPY_FFT_TAKES_OUT
 
-    def fft(self, array, n, axis, size=None):
-        """1-D complex FFT along ``axis``, zero-padded to ``n``; may overwrite ``array``."""
-        return self._transform("fft", array, size, n=n, axis=axis)
+    def rfft(self, array, n, axis, size=None, out=None):
+        """1-D real FFT along ``axis``, zero-padded to ``n`` (into ``out`` where the library can)."""
+        return self._transform("rfft", array, size, out, n=n, axis=axis)
+
+    def fft(self, array, n, axis, size=None, out=None):
+        """1-D complex FFT along ``axis``, zero-padded to ``n`` (into ``out`` where the library
+        can); may overwrite ``array``."""
+        return self._transform("fft", array, size, out, n=n, axis=axis)
 
     def ifft(self, array, axis, size=None):
         """1-D inverse complex FFT along ``axis``; may overwrite ``array``."""

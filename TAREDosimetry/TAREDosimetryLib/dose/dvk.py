@@ -263,16 +263,24 @@ def _forward(source, spec, shape, padded, backend, dtype):
 
     Slab by slab of planes: the x transform of the data rows, then the y transform (padded),
     into the slab's planes of ``spec``; the padding planes are zeroed and the z transform is
-    done in place: no full-size temporary besides ``spec``.
+    done in place: no full-size temporary besides ``spec``.  With numpy.fft 2.0+ the x transform
+    goes into one buffer made for the first slab and the y transform straight into ``spec``:
+    no new memory per slab (on a virtual machine each fresh page costs a fault of 5-40 us).
     """
     size = int(np.prod(padded))
     step = _planes_per_slab(padded)
+    rows_buffer = (np.empty((min(step, shape[0]), shape[1], padded[2] // 2 + 1), dtype=spec.dtype)
+                   if backend.takes_out(size) else None)
     for z0 in range(0, shape[0], step):
         z1 = min(shape[0], z0 + step)
         part = backend.asarray(_slab(source, z0, z1), dtype=dtype)
-        rows = backend.rfft(part, padded[2], 2, size=size)
-        spec[z0:z1] = backend.fft(rows, padded[1], 1, size=size)
-        del part, rows
+        rows = backend.rfft(part, padded[2], 2, size=size, out=None if rows_buffer is None else rows_buffer[: z1 - z0])
+        target = spec[z0:z1]
+        planes = backend.fft(rows, padded[1], 1, size=size, out=target)
+        if planes is not target:  # a library that made new memory
+            target[...] = planes
+        del part, rows, planes, target
+    del rows_buffer
     spec[shape[0]:] = 0
     return backend.fft_in_place(spec, 0, size=size)
 
