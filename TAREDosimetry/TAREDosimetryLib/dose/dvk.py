@@ -166,8 +166,10 @@ def _kernel_spectrum(k, padded, backend, dtype):
     return backend.rfftn(backend.asarray(wrapped), padded)
 
 
-#: Values of a slab of planes transformed at a time (bounds the temporaries of the x and y transforms).
-_SLAB_VALUES = 1 << 19
+#: Values of a slab of planes transformed at a time (bounds the temporaries of the x and y transforms:
+#: about 1 MB each; at 4 MB they were fresh memory on every slab of the MAA case, 5,000 page faults,
+#: and the transforms are as fast: 0.068 s instead of 0.073 s on the MAA grid, 0.27 s on 300x256x256).
+_SLAB_VALUES = 1 << 17
 
 
 def _slab(source, z0, z1):
