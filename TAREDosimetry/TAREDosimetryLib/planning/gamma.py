@@ -24,6 +24,8 @@ References
    (2007) 1647, doi:10.1118/1.2721657 (search by increasing distance with early exit).
 """
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 
@@ -75,9 +77,11 @@ def _pymedphys_gamma(ref, ev, spacing_zyx, dose_pct, dta_mm, cutoff_pct, norm, l
     import pymedphys
 
     axes = tuple(np.arange(n) * s for n, s in zip(ref.shape, spacing_zyx))
-    g = pymedphys.gamma(axes, ref, axes, ev, dose_pct, dta_mm, lower_percent_dose_cutoff=cutoff_pct, interp_fraction=interp_fraction,
-                        max_gamma=max_gamma, local_gamma=local, global_normalisation=norm, quiet=True,
-                        interp_algo="scipy")
+    with warnings.catch_warnings():  # quiet=True silences the versions that print; later ones log, and warn of it
+        warnings.filterwarnings("ignore", message="Parameter `quiet` will be deprecated", category=DeprecationWarning)
+        g = pymedphys.gamma(axes, ref, axes, ev, dose_pct, dta_mm, lower_percent_dose_cutoff=cutoff_pct,
+                            interp_fraction=interp_fraction, max_gamma=max_gamma, local_gamma=local,
+                            global_normalisation=norm, quiet=True, interp_algo="scipy")
     return np.asarray(g, dtype=np.float64)
 
 
