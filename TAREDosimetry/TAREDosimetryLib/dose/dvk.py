@@ -166,10 +166,14 @@ def _kernel_spectrum(k, padded, backend, dtype):
     return backend.rfftn(backend.asarray(wrapped), padded)
 
 
-#: Values of a slab of planes transformed at a time (bounds the temporaries of the x and y transforms:
-#: about 1 MB each; at 4 MB they were fresh memory on every slab of the MAA case, 5,000 page faults,
-#: and the transforms are as fast: 0.068 s instead of 0.073 s on the MAA grid, 0.27 s on 300x256x256).
+#: Values of a slab of planes transformed at a time where numpy.fft writes into given memory (bounds
+#: the temporaries of the x and y transforms: about 1 MB each; at 4 MB they were fresh memory on every
+#: slab of the MAA case, 5,000 page faults, and its transforms are as fast: 0.068 s instead of 0.073 s).
 _SLAB_VALUES = 1 << 17
+#: Slabs are this many times larger for scipy.fft on every core, the GPU and NumPy before 2.0, which make
+#: new arrays anyway: each call starts its threads (on 300x512x512, slabs of 2^17 values took 0.93-1.17 s
+#: against 0.85 s).
+_NEW_MEMORY_SLAB_FACTOR = 4
 
 
 def _slab(source, z0, z1):
@@ -256,8 +260,9 @@ def _real_result(buffer, shape, dtype):
     return buffer.view(dtype).reshape(-1)[:n].reshape(shape)
 
 
-def _planes_per_slab(padded):
-    return max(1, _SLAB_VALUES // (padded[1] * (padded[2] // 2 + 1)))
+def _planes_per_slab(padded, backend):
+    values = _SLAB_VALUES if backend.takes_out(int(np.prod(padded))) else _SLAB_VALUES * _NEW_MEMORY_SLAB_FACTOR
+    return max(1, values // (padded[1] * (padded[2] // 2 + 1)))
 
 
 def _forward(source, spec, shape, padded, backend, dtype):
@@ -270,7 +275,7 @@ def _forward(source, spec, shape, padded, backend, dtype):
     no new memory per slab (on a virtual machine each fresh page costs a fault of 5-40 us).
     """
     size = int(np.prod(padded))
-    step = _planes_per_slab(padded)
+    step = _planes_per_slab(padded, backend)
     rows_buffer = (np.empty((min(step, shape[0]), shape[1], padded[2] // 2 + 1), dtype=spec.dtype)
                    if backend.takes_out(size) else None)
     for z0 in range(0, shape[0], step):
@@ -298,7 +303,7 @@ def _inverse(spec, shape, padded, backend, dtype):
     size = int(np.prod(padded))
     spec = backend.fft_in_place(spec, 0, inverse=True, size=size)
     out = spec.view(dtype).reshape(-1)[: int(np.prod(shape))].reshape(shape)
-    step = _planes_per_slab(padded)
+    step = _planes_per_slab(padded, backend)
     for z0 in range(0, shape[0], step):
         z1 = min(shape[0], z0 + step)
         rows = backend.ifft(spec[z0:z1], 1, size=size)[:, : shape[1]]
