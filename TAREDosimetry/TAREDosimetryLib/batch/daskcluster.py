@@ -14,11 +14,10 @@ environment is put back when the batch ends, so that what runs next in this proc
 local workers, which would take those for the user's settings) is not changed by it.
 """
 
-import contextlib
-import os
 import uuid
 
 from ..errors import InputError
+from ..threads import environment_kept
 from .tasks import new_entry, run_one_case
 
 __all__ = ["run_on_dask", "require_distributed", "connect_scheduler"]
@@ -70,20 +69,6 @@ def _lost_entry(task, exc, retries):
     return entry
 
 
-@contextlib.contextmanager
-def _environment_kept():
-    """This process's environment as it was before the block, whatever the block set or removed."""
-    saved = dict(os.environ)
-    try:
-        yield
-    finally:
-        for key in [k for k in os.environ if k not in saved]:
-            del os.environ[key]
-        for key, value in saved.items():
-            if os.environ.get(key) != value:
-                os.environ[key] = value
-
-
 def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_memory_bytes=None, log=None, client=None):
     """Run the tasks on a Dask cluster; ``on_done(entry)`` is called here for each finished case.
 
@@ -99,7 +84,7 @@ def run_on_dask(tasks, on_done, *, scheduler=None, workers=None, retries=1, max_
 
     distributed = require_distributed()
     log = log or (lambda m: None)
-    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}), _environment_kept():
+    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}), environment_kept():
         tasks = list(tasks)
         given = client is not None
         if not given:

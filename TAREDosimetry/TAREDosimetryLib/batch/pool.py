@@ -16,7 +16,7 @@ import multiprocessing.connection
 import signal
 from collections import deque
 
-from ..threads import THREADS_ENV, cpu_threads
+from ..threads import THREADS_ENV, cpu_threads, environment_kept
 from .tasks import new_entry, run_one_case
 
 __all__ = ["run_in_worker_processes", "worker_rss_bytes"]
@@ -59,16 +59,9 @@ class _Worker:
     def __init__(self, ctx, index, threads):
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_worker_main, args=(child,), name=f"tare-batch-worker-{index}", daemon=True)
-        saved = {k: os.environ.get(k) for k in _worker_environment(threads)}
-        os.environ.update(_worker_environment(threads))  # the spawned process inherits it at start
-        try:
+        with environment_kept():
+            os.environ.update(_worker_environment(threads))  # the spawned process inherits it at start
             self.process.start()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         child.close()
         self.task = None
 
